@@ -1,0 +1,62 @@
+"""Error types and exit codes shared by every nnrun command.
+
+Every error that reaches the user is one line: what was received, what was
+expected and how to fix it. The CLI maps each class to an exit code and shows
+a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from enum import IntEnum
+from typing import Iterable
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1
+    BAD_INPUT = 2
+    INTERRUPTED = 130
+
+
+class NnrunError(Exception):
+    """Base class: a failure during a run (exit code 1)."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class ConfigError(NnrunError):
+    """The config, a --set override or a CLI argument is wrong (exit code 2)."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class DataError(NnrunError):
+    """A dataset or input file is missing, corrupt or of the wrong shape (exit code 2)."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class RunDirError(NnrunError):
+    """A run directory cannot be read or written (exit code 2)."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class RunInterrupted(NnrunError):
+    """Training stopped on Ctrl-C or SIGTERM after saving what it had (exit code 130)."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """Return ``"; did you mean 'x'?"`` for the closest candidate, or ``""``."""
+    candidates = list(candidates)
+    lowered = {c.lower(): c for c in candidates}
+    if name.lower() in lowered and lowered[name.lower()] != name:
+        return f"; did you mean '{lowered[name.lower()]}'?"
+    match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if not match:
+        match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+        match = [lowered[m] for m in match]
+    return f"; did you mean '{match[0]}'?" if match else ""

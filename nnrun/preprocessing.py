@@ -1,0 +1,287 @@
+"""Preprocessing steps, fitted on the training split only and applied to every split.
+
+Each step follows scikit-learn's shape: arguments in ``__init__``, learned
+state in ``fit`` (attributes ending in ``_``), applied by ``transform``. The
+fitted state of the whole pipeline is saved as ``preprocessing.json`` so that
+evaluation and prediction apply exactly the same transformation later.
+
+Example:
+    >>> pipe = Pipeline.from_config(cfg.preprocessing)
+    >>> x_train, y_train = pipe.fit_transform(x_train, y_train)
+    >>> x_test, y_test = pipe.transform(x_test, y_test)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from nnrun.errors import ConfigError, DataError
+
+REGISTRY: dict[str, type["Step"]] = {}
+
+
+class NotFittedError(DataError):
+    pass
+
+
+class Step:
+    """One preprocessing step. Subclasses set ``type`` and override what they need."""
+
+    type: ClassVar[str]
+    needs_fit: ClassVar[bool] = False
+    #: transforms labels rather than features
+    on_labels: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        REGISTRY[cls.type] = cls
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def fit(self, x: np.ndarray, y: np.ndarray | None = None) -> "Step":
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def state(self) -> dict[str, Any]:
+        """Fitted attributes, as JSON-ready values."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def _check_fitted(self) -> None:
+        if not self.state():
+            raise NotFittedError(f"the '{self.type}' step must be fitted before transform; call fit first.")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Flatten(Step):
+    """Flatten every sample to one axis: (n, 28, 28) -> (n, 784)."""
+
+    type = "flatten"
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(len(x), -1)
+
+
+class Reshape(Step):
+    """Reshape every sample to ``target_shape`` (one -1 allowed)."""
+
+    type = "reshape"
+
+    def __init__(self, target_shape: list[int]):
+        self.target_shape = list(target_shape)
+
+    def params(self) -> dict[str, Any]:
+        return {"target_shape": self.target_shape}
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return x.reshape(len(x), *self.target_shape)
+        except ValueError:
+            raise DataError(
+                f"preprocessing reshape: cannot reshape samples of shape {x.shape[1:]} "
+                f"to {tuple(self.target_shape)}; the sizes must match ({int(np.prod(x.shape[1:]))} values)."
+            ) from None
+
+
+class Scale(Step):
+    """Multiply by ``factor`` (1/255 maps pixels to [0, 1]); the result is float32."""
+
+    type = "scale"
+
+    def __init__(self, factor: float):
+        self.factor = float(factor)
+
+    def params(self) -> dict[str, Any]:
+        return {"factor": self.factor}
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return x.astype(np.float32) * np.float32(self.factor)
+
+
+class Standardize(Step):
+    """Subtract the training mean and divide by the training std, per feature."""
+
+    type = "standardize"
+    needs_fit = True
+
+    def __init__(self) -> None:
+        self.mean_: np.ndarray | None = None
+        self.std_: np.ndarray | None = None
+
+    def fit(self, x: np.ndarray, y: np.ndarray | None = None) -> "Standardize":
+        x = np.asarray(x, dtype=np.float64)
+        self.mean_ = x.mean(axis=0)
+        std = x.std(axis=0)
+        self.std_ = np.where(std > 0, std, 1.0)  # a constant feature stays put
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        if x.shape[1:] != self.mean_.shape:
+            raise DataError(
+                f"preprocessing standardize was fitted on samples of shape {self.mean_.shape}, "
+                f"got {x.shape[1:]}."
+            )
+        return ((x - self.mean_) / self.std_).astype(np.float32)
+
+    def state(self) -> dict[str, Any]:
+        if self.mean_ is None:
+            return {}
+        return {"mean_": self.mean_.tolist(), "std_": self.std_.tolist()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.mean_ = np.asarray(state["mean_"], dtype=np.float64)
+        self.std_ = np.asarray(state["std_"], dtype=np.float64)
+
+
+class OneHot(Step):
+    """Turn integer labels into one-hot rows (Keras's ``to_categorical``)."""
+
+    type = "one_hot"
+    needs_fit = True
+    on_labels = True
+
+    def __init__(self, num_classes: int | None = None):
+        self.num_classes = num_classes
+        self.num_classes_: int | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {"num_classes": self.num_classes}
+
+    def fit(self, x: np.ndarray, y: np.ndarray | None = None) -> "OneHot":
+        self.num_classes_ = self.num_classes or int(np.max(y)) + 1
+        return self
+
+    def transform(self, y: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        y = np.asarray(y).reshape(-1).astype(np.int64)
+        if len(y) and (y.min() < 0 or y.max() >= self.num_classes_):
+            raise DataError(
+                f"preprocessing one_hot: label {int(y.max())} is outside 0..{self.num_classes_ - 1}; "
+                "set num_classes to the number of classes."
+            )
+        return np.eye(self.num_classes_, dtype=np.float32)[y]
+
+    def state(self) -> dict[str, Any]:
+        return {} if self.num_classes_ is None else {"num_classes_": self.num_classes_}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.num_classes_ = int(state["num_classes_"])
+
+
+class AddChannelAxis(Step):
+    """Append a channel axis: (n, 28, 28) -> (n, 28, 28, 1), as Conv2D expects."""
+
+    type = "add_channel_axis"
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return x[..., np.newaxis]
+
+
+class Cast(Step):
+    """Cast to ``dtype``."""
+
+    type = "cast"
+
+    def __init__(self, dtype: str = "float32"):
+        self.dtype = dtype
+
+    def params(self) -> dict[str, Any]:
+        return {"dtype": self.dtype}
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return x.astype(self.dtype)
+
+
+def create_step(spec: dict[str, Any]) -> Step:
+    spec = dict(spec)
+    kind = spec.pop("type")
+    try:
+        cls = REGISTRY[kind]
+    except KeyError:
+        raise ConfigError(f"unknown preprocessing step '{kind}'; expected one of {', '.join(REGISTRY)}.") from None
+    return cls(**spec)
+
+
+class Pipeline:
+    """An ordered list of steps. Feature steps see ``x``; label steps see ``y``."""
+
+    def __init__(self, steps: list[Step]):
+        self.steps = steps
+        self.fitted_ = False
+
+    @classmethod
+    def from_config(cls, specs: list[Any]) -> "Pipeline":
+        """Build from ``RunConfig.preprocessing`` (pydantic models or plain dicts)."""
+        dicts = [s.model_dump() if hasattr(s, "model_dump") else dict(s) for s in specs]
+        return cls([create_step(d) for d in dicts])
+
+    def fit_transform(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fit every step on the training split, in order, and return the transformed split."""
+        for step in self.steps:
+            if step.on_labels:
+                y = step.fit(x, y).transform(y)
+            else:
+                x = step.fit(x, y).transform(x)
+        self.fitted_ = True
+        return x, y
+
+    def transform(self, x: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Apply the fitted steps; ``y=None`` transforms features only (prediction)."""
+        if not self.fitted_:
+            raise NotFittedError("the preprocessing pipeline must be fitted before transform; call fit_transform.")
+        for step in self.steps:
+            if step.on_labels:
+                if y is not None:
+                    y = step.transform(y)
+            else:
+                x = step.transform(x)
+        return x, y
+
+    def shapes(self, x: np.ndarray, y: np.ndarray) -> list[tuple[str, tuple, tuple]]:
+        """``(step, x shape, y shape)`` after each step, on a small sample, for ``nnrun check``."""
+        rows = [("input", x.shape, y.shape)]
+        for step in self.steps:
+            if step.on_labels:
+                y = step.transform(y)
+            else:
+                x = step.transform(x)
+            rows.append((step.type, x.shape, y.shape))
+        return rows
+
+    @property
+    def label_encoding(self) -> str:
+        """'one_hot' if a step one-hot encodes the labels, else 'integer'."""
+        return "one_hot" if any(s.on_labels for s in self.steps) else "integer"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "steps": [{"type": s.type, "params": s.params(), "state": s.state()} for s in self.steps],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Pipeline":
+        """Rebuild a fitted pipeline from ``preprocessing.json``."""
+        try:
+            steps = []
+            for item in data["steps"]:
+                step = create_step({"type": item["type"], **item.get("params", {})})
+                if step.needs_fit:
+                    step.load_state(item["state"])
+                steps.append(step)
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"preprocessing.json is malformed ({exc}); the run directory is damaged.") from None
+        pipe = cls(steps)
+        pipe.fitted_ = True
+        return pipe

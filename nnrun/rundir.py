@@ -1,0 +1,322 @@
+"""The run directory: the one place that knows its file names and its status.
+
+Layout of ``runs/<YYYYMMDD-HHMMSS>-<name>/`` (a contract other commands read):
+
+    config.yaml         the resolved config
+    run.json            id, name, status, times, argv, seed, versions, host, git commit, error
+    history.csv         one row per epoch, a column per metric
+    metrics.json        {"train": ..., "validation": ..., "test": ..., "best_epoch": N, "epochs_run": N}
+    model.keras         the saved model
+    preprocessing.json  the fitted state of every preprocessing step
+    summary.txt         model.summary()
+    curves.png          loss and accuracy per epoch, train against validation
+    train.log           what the console showed, without colour codes
+    checkpoints/        the model during training (``training.checkpoint``)
+
+Every file is written atomically (temp file, then rename), so a reader never
+sees half a JSON. This module never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nnrun.errors import RunDirError
+
+CONFIG = "config.yaml"
+RUN = "run.json"
+HISTORY = "history.csv"
+METRICS = "metrics.json"
+MODEL = "model.keras"
+PREPROCESSING = "preprocessing.json"
+SUMMARY = "summary.txt"
+CURVES = "curves.png"
+LOG = "train.log"
+CHECKPOINTS = "checkpoints"
+LAST_CHECKPOINT = "checkpoints/last.keras"
+BEST_CHECKPOINT = "checkpoints/best.keras"
+EVALUATION = "evaluation.json"
+
+STATUSES = ("running", "completed", "failed", "interrupted", "crashed")
+
+
+# ------------------------------------------------------------ atomic writes
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in JSON")
+
+
+def atomic_path(path: str | Path) -> "_AtomicPath":
+    """Context manager: yields a temp path to write to; renamed onto ``path`` on success."""
+    return _AtomicPath(Path(path))
+
+
+class _AtomicPath:
+    def __init__(self, path: Path):
+        self.path = path
+        self.tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+
+    def __enter__(self) -> Path:
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            try:
+                self.tmp.unlink()
+            except OSError:
+                pass
+
+
+# ----------------------------------------------------------- creating runs
+
+
+def create_run_dir(runs_dir: str | Path, name: str, now: datetime) -> Path:
+    """Create ``runs_dir/<YYYYMMDD-HHMMSS>-<name>``, adding ``-2``, ``-3``... on collision.
+
+    ``os.mkdir`` is atomic, so concurrent processes never share a directory.
+
+    Raises:
+        RunDirError: the runs folder cannot be created or written.
+    """
+    runs_dir = Path(runs_dir).expanduser()
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"runs folder {runs_dir}: cannot create it ({exc.strerror}). Pass --runs-dir to choose another.") from None
+    base = f"{now:%Y%m%d-%H%M%S}-{name}"
+    for attempt in range(1, 10_000):
+        path = runs_dir / (base if attempt == 1 else f"{base}-{attempt}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise RunDirError(
+                f"runs folder {runs_dir}: cannot create a run directory ({exc.strerror}). "
+                "Check its permissions and free space, or pass --runs-dir."
+            ) from None
+    raise RunDirError(f"runs folder {runs_dir}: too many runs named {base}.")
+
+
+def versions() -> dict[str, str]:
+    """Versions of python, nnrun and the libraries that shape results (imported ones only)."""
+    from nnrun import __version__
+
+    out = {"python": platform.python_version(), "nnrun": __version__}
+    for module in ("tensorflow", "keras", "numpy"):
+        mod = sys.modules.get(module)
+        if mod is None and module == "numpy":
+            import numpy as mod  # noqa: PLW2901 (cheap, always available)
+        out[module] = getattr(mod, "__version__", "not imported") if mod else "not imported"
+    return out
+
+
+def git_commit(cwd: str | Path = ".") -> str | None:
+    """The commit of the git checkout around ``cwd`` (with ``+dirty`` if changed), or None."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ------------------------------------------------------------- the handle
+
+
+@dataclass
+class RunDir:
+    """A run directory being written or read."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    # -- run.json
+
+    def read_run(self) -> dict[str, Any]:
+        return read_json(self.file(RUN))
+
+    def write_run(self, info: dict[str, Any]) -> None:
+        write_json_atomic(self.file(RUN), info)
+
+    def update_run(self, **changes: Any) -> dict[str, Any]:
+        info = self.read_run() if self.file(RUN).exists() else {}
+        info.update(changes)
+        self.write_run(info)
+        return info
+
+    def start(self, *, name: str, seed: int, argv: list[str], now: datetime, config_path: str | None = None,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write ``run.json`` with status ``running``."""
+        info = {
+            "id": self.id,
+            "name": name,
+            "status": "running",
+            "started": now.isoformat(timespec="seconds"),
+            "finished": None,
+            "duration_s": None,
+            "argv": list(argv),
+            "cwd": os.getcwd(),
+            "config_file": config_path,
+            "seed": seed,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "platform": platform.platform(),
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "error": None,
+        }
+        info.update(extra or {})
+        self.write_run(info)
+        return info
+
+    def finish(self, status: str, *, now: datetime, error: str | None = None, **extra: Any) -> dict[str, Any]:
+        info = self.read_run()
+        started = datetime.fromisoformat(info["started"])
+        info.update(
+            status=status,
+            finished=now.isoformat(timespec="seconds"),
+            duration_s=round((now - started).total_seconds(), 3),
+            error=error,
+            versions=versions(),
+            **extra,
+        )
+        self.write_run(info)
+        return info
+
+    # -- the other files
+
+    def write_config(self, config_yaml: str) -> None:
+        write_text_atomic(self.file(CONFIG), config_yaml)
+
+    def read_config(self) -> dict[str, Any]:
+        try:
+            return yaml.safe_load(self.file(CONFIG).read_text()) or {}
+        except FileNotFoundError:
+            raise RunDirError(f"{self.path}: no {CONFIG}; not a complete nnrun run directory.") from None
+        except yaml.YAMLError as exc:
+            raise RunDirError(f"{self.file(CONFIG)}: corrupt YAML ({str(exc).splitlines()[0]}).") from None
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        write_json_atomic(self.file(METRICS), metrics)
+
+    def read_metrics(self) -> dict[str, Any]:
+        return read_json(self.file(METRICS))
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: file not found; is {path.parent} an nnrun run directory?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path}: corrupt JSON ({exc}).") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path}: expected a JSON object.")
+    return data
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def effective_status(info: dict[str, Any]) -> str:
+    """The status to show: a 'running' run whose process is gone (on this host) is 'crashed'."""
+    status = info.get("status", "unknown")
+    if status == "running" and info.get("host") == socket.gethostname() and not pid_alive(info.get("pid")):
+        return "crashed"
+    return status
+
+
+def open_run(path: str | Path) -> RunDir:
+    """Open an existing run directory, or raise a clear error."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunDirError(f"run directory {path} not found. `nnrun compare` lists the runs.")
+    if not (path / RUN).is_file():
+        raise RunDirError(f"{path} is not an nnrun run directory (no {RUN}).")
+    return RunDir(path)

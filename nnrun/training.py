@@ -1,0 +1,644 @@
+"""Training: prepare data and model, compile, ``fit`` with Keras callbacks, write the run directory.
+
+The flow of ``train``:
+
+1. ``prepare``: load the dataset, fit preprocessing on the training split,
+   build the model on the preprocessed input shape, resolve the optimizer,
+   loss, metrics and callbacks by their Keras names, and check that model,
+   labels and loss fit together. Nothing is written yet: a bad config fails
+   here, before any run directory exists.
+2. Create the run directory, write ``config.yaml``, ``run.json`` (running),
+   ``preprocessing.json`` and ``summary.txt``.
+3. ``model.fit`` with our callbacks (progress, ``history.csv``, checkpoints,
+   clean stop on Ctrl-C / SIGTERM) plus the config's Keras callbacks.
+4. Evaluate on the test split, save ``model.keras``, ``metrics.json`` and
+   ``curves.png``, and mark the run ``completed``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import math
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from nnrun import rundir as rd
+from nnrun.config import RunConfig
+from nnrun.console import Reporter
+from nnrun.datasets import Dataset, load_dataset
+from nnrun.errors import ConfigError, NnrunError, RunInterrupted, did_you_mean
+from nnrun.models import build_model, check_arguments, layer_summary
+from nnrun.preprocessing import Pipeline
+
+#: Batch size for evaluation and prediction: large batches are faster and the
+#: mean loss does not depend on it beyond float rounding. ``evaluate`` uses the
+#: same value so that it reproduces ``metrics.json``.
+EVAL_BATCH_SIZE = 1024
+
+#: Aim for this many samples per call into the compiled graph when
+#: ``steps_per_execution`` is ``auto`` (see ``auto_steps_per_execution``).
+AUTO_SAMPLES_PER_EXECUTION = 4096
+
+
+@dataclass
+class Prepared:
+    """Everything ``fit`` needs, made without writing anything."""
+
+    config: RunConfig
+    dataset: Dataset
+    pipeline: Pipeline
+    model: Any
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+    steps_per_execution: int
+    shapes: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+
+    @property
+    def validation_data(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return None if self.x_val is None else (self.x_val, self.y_val)
+
+
+# ------------------------------------------------------------ Keras names
+
+
+def _optimizer_classes() -> dict[str, type]:
+    from nnrun.tf import import_keras
+
+    keras = import_keras()
+    return {
+        name.lower(): obj
+        for name, obj in vars(keras.optimizers).items()
+        if inspect.isclass(obj) and issubclass(obj, keras.optimizers.Optimizer) and obj is not keras.optimizers.Optimizer
+    }
+
+
+def create_optimizer(spec: Any):
+    """``{type: rmsprop, learning_rate: 0.001}`` -> ``keras.optimizers.RMSprop(learning_rate=0.001)``."""
+    kwargs = spec.kwargs()
+    if spec.learning_rate is not None:
+        kwargs["learning_rate"] = spec.learning_rate
+    classes = _optimizer_classes()
+    cls = classes.get(spec.type.lower())
+    if cls is None:
+        raise ConfigError(
+            f"training.optimizer.type: unknown optimizer '{spec.type}'{did_you_mean(spec.type.lower(), classes)} "
+            f"Valid optimizers: {', '.join(sorted(classes))}."
+        )
+    check_arguments(cls, kwargs, "training.optimizer")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"training.optimizer ({cls.__name__}): {str(exc).splitlines()[0]}") from None
+
+
+def _loss_names() -> list[str]:
+    from nnrun.tf import import_keras
+
+    keras = import_keras()
+    return sorted(n for n, f in vars(keras.losses).items() if n.islower() and callable(f) and not n.startswith("_") and n not in ("get", "serialize", "deserialize"))
+
+
+def check_loss(name: str) -> None:
+    from nnrun.tf import import_keras
+
+    keras = import_keras()
+    try:
+        keras.losses.get(name)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"training.loss: unknown loss '{name}'{did_you_mean(name, _loss_names())} "
+            "Use a keras.losses name such as categorical_crossentropy, sparse_categorical_crossentropy "
+            "or binary_crossentropy."
+        ) from None
+
+
+_METRIC_ALIASES = ("accuracy", "acc", "crossentropy", "ce")
+
+
+def check_metrics(names: list[str]) -> None:
+    from nnrun.tf import import_keras
+
+    keras = import_keras()
+    for i, name in enumerate(names):
+        if name in _METRIC_ALIASES:
+            continue
+        try:
+            keras.metrics.get(name)
+        except (ValueError, TypeError):
+            known = [n for n in vars(keras.metrics) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")]
+            raise ConfigError(
+                f"training.metrics[{i}]: unknown metric '{name}'{did_you_mean(name, known)} "
+                "Use a keras.metrics name such as accuracy, AUC, Precision or Recall."
+            ) from None
+
+
+def create_callbacks(specs: list[Any]) -> list[Any]:
+    """The config's callbacks, each a ``keras.callbacks`` class by name."""
+    from nnrun.tf import import_keras
+
+    keras = import_keras()
+    classes = {
+        n: c for n, c in vars(keras.callbacks).items()
+        if inspect.isclass(c) and issubclass(c, keras.callbacks.Callback) and c is not keras.callbacks.Callback
+    }  # fmt: skip
+    callbacks = []
+    for i, spec in enumerate(specs):
+        key = f"training.callbacks[{i}]"
+        cls = classes.get(spec.type)
+        if cls is None:
+            raise ConfigError(
+                f"{key}.type: keras.callbacks has no callback '{spec.type}'{did_you_mean(spec.type, classes)} "
+                f"Valid callbacks: {', '.join(sorted(classes))}."
+            )
+        kwargs = spec.kwargs()
+        check_arguments(cls, kwargs, key)
+        try:
+            callbacks.append(cls(**kwargs))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{key} ({cls.__name__}): {str(exc).splitlines()[0]}") from None
+    return callbacks
+
+
+def metric_names(config: RunConfig, validation: bool) -> list[str]:
+    """The names ``fit`` will log, e.g. ``loss, accuracy, val_loss, val_accuracy``."""
+    names = ["loss"] + [_metric_log_name(m) for m in config.training.metrics]
+    return names + [f"val_{n}" for n in names] if validation else names
+
+
+def _metric_log_name(name: str) -> str:
+    import re
+
+    if name in ("acc",):
+        return "acc"
+    # Keras logs class-style metrics by their snake_case name (AUC -> auc, TopKCategoricalAccuracy -> ...).
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+# ----------------------------------------------------- compatibility checks
+
+
+def check_compatibility(model: Any, prepared_y: np.ndarray, num_classes: int, config: RunConfig,
+                        label_encoding: str, validation: bool) -> None:
+    """Check that the model's output, the labels and the loss fit together, before any training."""
+    out = tuple(model.output_shape[1:])
+    label_shape = tuple(prepared_y.shape[1:])
+    loss = config.training.loss
+    last = f"model.layers[{len(config.model.layers) - 1}]"
+    if len(out) != 1:
+        raise ConfigError(
+            f"the model's output has shape {out} per sample, but each label is {label_shape or 'a single class index'}; "
+            "add a Flatten layer (or the 'flatten' preprocessing step) before the Dense layers."
+        )
+    width = out[0]
+    if loss in ("binary_crossentropy", "binary_focal_crossentropy"):
+        if label_encoding == "one_hot" and width != num_classes:
+            raise ConfigError(
+                f"the last layer gives {width} outputs but the one-hot labels have {num_classes} columns; "
+                f"set {last}.units to {num_classes}."
+            )
+        if label_encoding == "integer" and (num_classes != 2 or width != 1):
+            raise ConfigError(
+                f"training.loss binary_crossentropy needs one output for two classes, got {width} outputs "
+                f"for {num_classes} classes; use units: 1 with sigmoid, or one_hot + categorical_crossentropy."
+            )
+        return
+    if loss == "categorical_crossentropy" and label_encoding != "one_hot":
+        raise ConfigError(
+            "training.loss categorical_crossentropy needs one-hot labels but the labels are integers; "
+            "add the 'one_hot' preprocessing step or use sparse_categorical_crossentropy."
+        )
+    if loss == "sparse_categorical_crossentropy" and label_encoding == "one_hot":
+        raise ConfigError(
+            "training.loss sparse_categorical_crossentropy needs integer labels but they are one-hot; "
+            "remove the 'one_hot' step or use categorical_crossentropy."
+        )
+    if loss in ("categorical_crossentropy", "sparse_categorical_crossentropy") and width != num_classes:
+        raise ConfigError(
+            f"the last layer gives {width} outputs but the dataset has {num_classes} classes; "
+            f"set {last}.units to {num_classes}."
+        )
+    available = metric_names(config, validation)
+    for i, spec in enumerate(config.training.callbacks):
+        monitor = spec.kwargs().get("monitor")
+        if monitor is None or monitor in available:
+            continue
+        hint = (
+            " There is no validation data: set dataset.validation to a fraction or 'test'."
+            if monitor.startswith("val_") and not validation
+            else ""
+        )
+        raise ConfigError(
+            f"training.callbacks[{i}].monitor: '{monitor}' is not a logged metric{did_you_mean(monitor, available)} "
+            f"Logged metrics: {', '.join(available)}.{hint}"
+        )
+
+
+# ------------------------------------------------------------------ prepare
+
+
+def auto_steps_per_execution(n_train: int, batch_size: int) -> int:
+    """Batches per call into the compiled graph: about AUTO_SAMPLES_PER_EXECUTION samples, at most an epoch."""
+    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
+    return max(1, min(steps_per_epoch, AUTO_SAMPLES_PER_EXECUTION // batch_size))
+
+
+def prepare(config: RunConfig, *, smoke: bool = False, dataset: Dataset | None = None) -> Prepared:
+    """Load data, fit preprocessing, build and compile the model; write nothing.
+
+    Raises:
+        ConfigError / DataError: anything wrong with the config, the data or their fit.
+    """
+    from nnrun.tf import import_keras
+
+    keras = import_keras()
+    keras.utils.set_random_seed(config.run.seed)
+    data = dataset or load_dataset(config.dataset, smoke=smoke)
+    pipeline = Pipeline.from_config(config.preprocessing)
+    sample = min(len(data.x_train), 8)
+    x_train, y_train = pipeline.fit_transform(data.x_train, data.y_train)
+    shapes = _shapes(pipeline, data, sample)
+    x_test, y_test = pipeline.transform(data.x_test, data.y_test)
+    x_val = y_val = None
+    if data.x_val is not None:
+        x_val, y_val = pipeline.transform(data.x_val, data.y_val)
+
+    # Build on the preprocessed shape; names are checked before any layer is made.
+    model = build_model(config.model.layers, x_train.shape[1:], name=config.run.name or "model")
+    check_compatibility(model, y_train, data.num_classes, config, pipeline.label_encoding, x_val is not None)
+    optimizer = create_optimizer(config.training.optimizer)
+    check_loss(config.training.loss)
+    check_metrics(config.training.metrics)
+    create_callbacks(config.training.callbacks)  # checked now; fresh instances are made for fit
+
+    spe = config.training.steps_per_execution
+    if spe == "auto":
+        spe = auto_steps_per_execution(len(x_train), config.training.batch_size)
+    model.compile(
+        optimizer=optimizer,
+        loss=config.training.loss,
+        metrics=list(config.training.metrics),
+        steps_per_execution=spe,
+        jit_compile=config.training.jit_compile,
+    )
+    return Prepared(config, data, pipeline, model, x_train, y_train, x_test, y_test, x_val, y_val, spe, shapes)
+
+
+def _shapes(pipeline: Pipeline, data: Dataset, n: int) -> list[tuple[str, tuple, tuple]]:
+    """Shapes after each step, with the full number of samples shown."""
+    rows = pipeline.shapes(data.x_train[:n], data.y_train[:n])
+    total = len(data.x_train)
+    return [(step, (total, *x[1:]), (total, *y[1:])) for step, x, y in rows]
+
+
+def model_summary(model: Any) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text), line_length=80)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ------------------------------------------------------------ callbacks
+
+
+def _callback_base():
+    from nnrun.tf import import_keras
+
+    return import_keras().callbacks.Callback
+
+
+def make_run_callbacks(run: rd.RunDir, prepared: Prepared, reporter: Reporter, stop: "StopFlag",
+                       verbose: int, initial_history: list[dict] | None = None) -> list[Any]:
+    """Our own callbacks: history.csv and checkpoints after every epoch, progress, clean stop."""
+    Callback = _callback_base()
+    config = prepared.config
+    checkpoint = config.training.checkpoint
+    monitor = "val_loss" if prepared.x_val is not None else "loss"
+
+    class RunFiles(Callback):
+        """Writes history.csv and the checkpoints after each completed epoch."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[dict] = list(initial_history or [])
+            self.best = min((r[monitor] for r in self.rows if monitor in r), default=math.inf)
+            self.epoch_start = time.perf_counter()
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch_start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if stop.requested:
+                return  # the epoch was cut short: it is not a completed epoch
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+            row["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+            row["time_s"] = round(time.perf_counter() - self.epoch_start, 4)
+            self.rows.append(row)
+            write_history(run, self.rows)
+            if checkpoint == "none":
+                return
+            (run.path / rd.CHECKPOINTS).mkdir(exist_ok=True)
+            with rd.atomic_path(run.file(rd.LAST_CHECKPOINT)) as tmp:
+                self.model.save(tmp)
+            value = row.get(monitor, math.inf)
+            if checkpoint == "best" and value < self.best:
+                self.best = value
+                with rd.atomic_path(run.file(rd.BEST_CHECKPOINT)) as tmp:
+                    self.model.save(tmp)
+
+    class StopOnSignal(Callback):
+        """Ends fit after the current batch once a stop was requested."""
+
+        async_safe = True
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if stop.requested:
+                self.model.stop_training = True
+
+    callbacks: list[Any] = [RunFiles(), StopOnSignal()]
+    if verbose:
+        callbacks.append(_progress_callback(Callback, reporter, config, stop, verbose))
+    return callbacks
+
+
+def _progress_callback(Callback: type, reporter: Reporter, config: RunConfig, stop: "StopFlag", verbose: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    epochs = config.training.epochs
+
+    class RichProgress(Callback):
+        """One bar for epochs, one for the batches of the current epoch, live metrics.
+
+        Batch updates run on Keras's async dispatch thread (``async_safe``)
+        and only once per ``steps_per_execution`` batches, so they do not
+        slow the compiled training loop down.
+        """
+
+        async_safe = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.progress: Progress | None = None
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            if verbose != 1:
+                return
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),
+                console=reporter.console, transient=True, refresh_per_second=4,
+            )  # fmt: skip
+            self.progress.start()
+            self.epoch_task = self.progress.add_task("epochs", total=epochs, metrics="")
+            self.batch_task = self.progress.add_task("batches", total=self.params.get("steps") or None, metrics="")
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch = epoch
+            self.epoch_start = time.perf_counter()
+            if self.progress:
+                self.progress.update(self.epoch_task, completed=epoch)
+                self.progress.reset(self.batch_task, total=self.params.get("steps") or None, metrics="")
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if self.progress:
+                shown = {k: v for k, v in (logs or {}).items() if k in ("loss", "accuracy")}
+                self.progress.update(self.batch_task, completed=batch + 1, metrics=_format_logs(shown))
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if stop.requested:
+                return
+            line = f"epoch {epoch + 1}/{epochs}  {_format_logs(logs or {})}  ({time.perf_counter() - self.epoch_start:.1f}s)"
+            if self.progress:
+                self.progress.update(self.epoch_task, completed=epoch + 1, metrics=_format_logs(logs or {}))
+                self.progress.console.print(line, highlight=False)
+                reporter.log_only(line)
+            else:
+                reporter.print(line)
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            if self.progress:
+                self.progress.stop()
+
+    return RichProgress()
+
+
+def _format_logs(logs: dict) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if isinstance(v, (int, float)) and k != "learning_rate")
+
+
+# ------------------------------------------------------------- stopping
+
+
+class StopFlag:
+    """Set by SIGINT / SIGTERM: training stops after the current batch and saves what it has."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal: str | None = None
+
+
+@contextmanager
+def stop_on_signals(stop: StopFlag, reporter: Reporter) -> Iterator[None]:
+    """First Ctrl-C or SIGTERM asks for a clean stop; a second Ctrl-C stops at once."""
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.requested = True
+        stop.signal = signal.Signals(signum).name
+        reporter.print(f"[yellow]{stop.signal}: stopping after this batch; saving what was trained "
+                       "(Ctrl-C again to stop at once).[/]")
+
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: no handlers, Ctrl-C raises as usual
+        pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+# ----------------------------------------------------------------- files
+
+
+def write_history(run: rd.RunDir, rows: list[dict]) -> None:
+    """history.csv: one row per completed epoch (epoch counts from 1)."""
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    lines = [",".join(columns)]
+    for row in rows:
+        lines.append(",".join("" if row.get(c) is None else repr(row[c]) for c in columns))
+    rd.write_text_atomic(run.file(rd.HISTORY), "\n".join(lines) + "\n")
+
+
+def summarize_metrics(rows: list[dict], test: dict[str, float], validation: bool) -> dict[str, Any]:
+    """metrics.json from the history rows and the test evaluation."""
+    last = rows[-1] if rows else {}
+    train = {k: v for k, v in last.items() if k not in ("epoch", "learning_rate", "time_s") and not k.startswith("val_")}
+    val = {k[4:]: v for k, v in last.items() if k.startswith("val_")}
+    monitor = "val_loss" if validation else "loss"
+    best_epoch = min(rows, key=lambda r: r.get(monitor, math.inf))["epoch"] if rows else None
+    best = {}
+    if rows and validation:
+        best_row = next(r for r in rows if r["epoch"] == best_epoch)
+        best = {k[4:]: v for k, v in best_row.items() if k.startswith("val_")}
+    return {
+        "train": train,
+        "validation": val,
+        "best_validation": best,
+        "test": test,
+        "best_epoch": best_epoch,
+        "epochs_run": len(rows),
+    }
+
+
+def evaluate_arrays(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """``model.evaluate`` as a dict, with the batch size ``nnrun evaluate`` uses too."""
+    values = model.evaluate(x, y, batch_size=EVAL_BATCH_SIZE, verbose=0, return_dict=True)
+    return {k: float(v) for k, v in values.items()}
+
+
+# ------------------------------------------------------------------ train
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    status: str
+    metrics: dict[str, Any]
+    duration_s: float
+
+
+def train(
+    config: RunConfig,
+    *,
+    reporter: Reporter,
+    argv: list[str],
+    now: Callable[[], datetime] = datetime.now,
+    smoke: bool = False,
+    config_path: str | None = None,
+    prepared: Prepared | None = None,
+) -> TrainResult:
+    """Train one config into a new run directory and return where it went.
+
+    Raises:
+        ConfigError / DataError: before the run directory exists.
+        RunInterrupted: after a clean stop on a signal (run.json says ``interrupted``).
+        NnrunError: a failure during training (run.json says ``failed``).
+    """
+    started = now()
+    t0 = time.perf_counter()
+    prepared = prepared or prepare(config, smoke=smoke)
+    model = prepared.model
+    params = int(model.count_params())
+    verbose = config.training.verbose
+
+    run = rd.RunDir(rd.create_run_dir(config.run.runs_dir, config.run.name, started))
+    stop = StopFlag()
+    status, error = "failed", None
+    try:
+        reporter.attach_log(run.file(rd.LOG))
+        run.start(
+            name=config.run.name, seed=config.run.seed, argv=argv, now=started, config_path=config_path,
+            extra={
+                "smoke": smoke,
+                "dataset": config.dataset.name,
+                "model": {"params": params, "layers": layer_summary(config.model.layers)},
+                "steps_per_execution": prepared.steps_per_execution,
+            },
+        )  # fmt: skip
+        run.write_config(config.to_yaml())
+        rd.write_json_atomic(run.file(rd.PREPROCESSING), prepared.pipeline.to_dict())
+        summary = model_summary(model)
+        rd.write_text_atomic(run.file(rd.SUMMARY), summary)
+        reporter.print(
+            f"[bold]nnrun[/] training [cyan]{config.run.name}[/] on {config.dataset.name}: "
+            f"{len(prepared.x_train)} train, {0 if prepared.x_val is None else len(prepared.x_val)} validation, "
+            f"{len(prepared.x_test)} test samples; {params:,} parameters; {config.training.epochs} epochs"
+            + (" [yellow](smoke)[/]" if smoke else "")
+        )
+        reporter.log_only(summary)
+
+        callbacks = make_run_callbacks(run, prepared, reporter, stop, verbose)
+        callbacks += create_callbacks(config.training.callbacks)
+        epochs = 1 if smoke else config.training.epochs
+        with stop_on_signals(stop, reporter):
+            model.fit(
+                prepared.x_train, prepared.y_train,
+                validation_data=prepared.validation_data,
+                epochs=epochs, batch_size=config.training.batch_size, shuffle=config.training.shuffle,
+                callbacks=callbacks, verbose=0,
+            )  # fmt: skip
+        rows = callbacks[0].rows
+        if stop.requested:
+            status = "interrupted"
+            raise RunInterrupted(
+                f"{stop.signal}: stopped after {len(rows)} completed epoch(s); history and checkpoint kept in {run.path}."
+            )
+        test = evaluate_arrays(model, prepared.x_test, prepared.y_test)
+        metrics = summarize_metrics(rows, test, prepared.x_val is not None)
+        with rd.atomic_path(run.file(rd.MODEL)) as tmp:
+            model.save(tmp)
+        from nnrun.plots import plot_curves
+
+        plot_curves(rows, run.file(rd.CURVES), title=config.run.name)
+        run.write_metrics(metrics)
+        status = "completed"
+        duration = time.perf_counter() - t0
+        info = run.finish("completed", now=now(), epochs_run=len(rows))
+        _print_result(reporter, run, metrics, info["duration_s"])
+        return TrainResult(run.path, status, metrics, duration)
+    except RunInterrupted as exc:
+        run.finish("interrupted", now=now(), error=str(exc), epochs_run=len(callbacks[0].rows))
+        raise
+    except KeyboardInterrupt:
+        run.finish("interrupted", now=now(), error="KeyboardInterrupt: stopped at once")
+        raise RunInterrupted(f"stopped at once; the last completed epoch's files are in {run.path}.") from None
+    except NnrunError as exc:
+        run.finish("failed", now=now(), error=str(exc))
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        try:
+            run.finish("failed", now=now(), error=error)
+        except Exception:
+            pass
+        raise NnrunError(f"training failed: {error} (run directory {run.path}, status failed).") from exc
+    finally:
+        reporter.close()
+
+
+def _print_result(reporter: Reporter, run: rd.RunDir, metrics: dict, duration: float) -> None:
+    from rich.table import Table
+
+    table = Table(title="result", show_header=True, header_style="bold")
+    table.add_column("split")
+    keys: list[str] = []
+    for split in ("train", "validation", "test"):
+        keys.extend(k for k in metrics.get(split, {}) if k not in keys)
+    for key in keys:
+        table.add_column(key, justify="right")
+    for split in ("train", "validation", "test"):
+        values = metrics.get(split) or {}
+        if values:
+            table.add_row(split, *[f"{values[k]:.4f}" if k in values else "" for k in keys])
+    reporter.print(table)
+    reporter.print(
+        f"epochs run: {metrics['epochs_run']} (best: {metrics['best_epoch']})   duration: {duration:.1f}s   "
+        f"run directory: [cyan]{run.path}[/]"
+    )
