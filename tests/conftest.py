@@ -1,0 +1,77 @@
+"""Shared fixtures: the real datasets folder and small real trainings reused across test modules."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "datasets"
+
+
+def real_data_dir() -> Path | None:
+    """The folder with mnist/ and fashion-mnist/: $NNRUN_DATA_DIR, else ../shared/datasets."""
+    env = os.environ.get("NNRUN_DATA_DIR")
+    for candidate in ([Path(env)] if env else []) + [SHARED_DATA]:
+        if (candidate / "mnist").is_dir():
+            return candidate.resolve()
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    found = real_data_dir()
+    if found is None:
+        pytest.skip("the real datasets are not here: set NNRUN_DATA_DIR to a folder with mnist/ and fashion-mnist/")
+    os.environ["NNRUN_DATA_DIR"] = str(found)
+    return found
+
+
+@pytest.fixture(scope="session")
+def runs_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+def train_config(config_path: Path | str, runs_dir: Path, sets: list[str] = ()):
+    """Train a config for real (in this process) and return the TrainResult."""
+    from nnrun.config import load_config
+    from nnrun.console import Reporter, make_console
+    from nnrun.training import train
+
+    config = load_config(config_path, [*sets, f"run.runs_dir={runs_dir}"])
+    return train(config, reporter=Reporter(make_console(quiet=True)), argv=["pytest"], config_path=str(config_path))
+
+
+@pytest.fixture(scope="session")
+def diabetes_run(runs_root) -> Path:
+    """A completed diabetes run: 3 epochs, batch 32, 20% validation (a few seconds)."""
+    result = train_config(
+        ROOT / "configs" / "diabetes_mlp.yaml",
+        runs_root / "diabetes",
+        ["training.epochs=3", "training.batch_size=32", "dataset.validation=0.2", "run.name=tiny-diabetes"],
+    )
+    return result.run_dir
+
+
+@pytest.fixture(scope="session")
+def mnist_run(runs_root, data_dir) -> Path:
+    """A completed MNIST run on the real data: 2,000 training images, 2 epochs, test as validation."""
+    result = train_config(
+        ROOT / "configs" / "mnist_dense32.yaml",
+        runs_root / "mnist",
+        ["training.epochs=2", "dataset.limit=2000", "run.name=tiny-mnist"],
+    )
+    return result.run_dir
+
+
+@pytest.fixture(scope="session")
+def fashion_run(runs_root, data_dir) -> Path:
+    """A completed Fashion-MNIST CNN run on the real data: 1,000 training images, 1 epoch."""
+    result = train_config(
+        ROOT / "configs" / "fashion_cnn.yaml",
+        runs_root / "fashion",
+        ["training.epochs=1", "dataset.limit=1000", "run.name=tiny-fashion"],
+    )
+    return result.run_dir
