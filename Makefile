@@ -1,0 +1,46 @@
+# nnrun: `make demo` trains the built-in diabetes config offline; `make test` runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The real datasets, when they sit beside the checkout (development machines, CI).
+SHARED_DATA := $(abspath ../shared/datasets)
+ifeq ($(origin NNRUN_DATA_DIR), undefined)
+  ifneq ($(wildcard $(SHARED_DATA)/mnist),)
+    export NNRUN_DATA_DIR := $(SHARED_DATA)
+  endif
+endif
+SMOKE_RUNS ?= runs/smoke
+
+.PHONY: install demo test smoke bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: install
+	$(BIN)/nnrun train configs/diabetes_mlp.yaml
+
+test: install
+	$(BIN)/python -m pytest
+
+smoke: install
+	@set -e; for config in configs/*.yaml; do \
+	  echo "== smoke: $$config"; \
+	  start=$$(date +%s); \
+	  $(BIN)/nnrun train $$config --smoke --quiet --runs-dir $(SMOKE_RUNS); \
+	  echo "   $$(( $$(date +%s) - start ))s"; \
+	done
+
+bench: install
+	$(BIN)/python bench/run.py
+
+lint: install
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/ruff check nnrun tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
