@@ -223,7 +223,10 @@ class Pipeline:
     @classmethod
     def from_config(cls, specs: list[Any]) -> "Pipeline":
         """Build from ``RunConfig.preprocessing`` (pydantic models or plain dicts)."""
-        dicts = [s.model_dump() if hasattr(s, "model_dump") else dict(s) for s in specs]
+        dicts = [
+            s.model_dump() if hasattr(s, "model_dump") else {"type": s} if isinstance(s, str) else dict(s)
+            for s in specs
+        ]
         return cls([create_step(d) for d in dicts])
 
     def fit_transform(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,222 @@
+"""IDX and CSV loaders on small files the tests write, search order, splits, and the real data."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from nnrun import datasets
+from nnrun.datasets import IDX_FILES, idx_bytes, load_idx_dataset, read_csv_table, read_idx, train_test_split
+from nnrun.errors import DataError
+
+
+def no_download(name):
+    raise OSError("no network")
+
+
+def make_idx_folder(folder: Path, *, n_train=6, n_test=4, gz=True, seed=0) -> dict[str, bytes]:
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train_images": rng.integers(0, 255, (n_train, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "test_images": rng.integers(0, 255, (n_test, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    payloads = {}
+    for key, array in arrays.items():
+        payload = idx_bytes(array)
+        payloads[IDX_FILES[key]] = payload
+        if gz:
+            (folder / f"{IDX_FILES[key]}.gz").write_bytes(gzip.compress(payload))
+        else:
+            (folder / IDX_FILES[key]).write_bytes(payload)
+    return payloads
+
+
+@pytest.fixture
+def fake_checksums(monkeypatch):
+    """Point the known checksums at the test's own payloads."""
+    sums: dict[str, str] = {}
+    monkeypatch.setitem(datasets.CHECKSUMS, "mnist", sums)
+    monkeypatch.setitem(datasets.CHECKSUMS, "fashion_mnist", sums)
+    return lambda payloads: sums.update({k: hashlib.sha256(v).hexdigest() for k, v in payloads.items()})
+
+
+@pytest.fixture
+def isolated(monkeypatch, tmp_path):
+    monkeypatch.delenv("NNRUN_DATA_DIR", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_read_idx_roundtrip(tmp_path, gz):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    payload = idx_bytes(array)
+    path = tmp_path / ("x.gz" if gz else "x")
+    path.write_bytes(gzip.compress(payload) if gz else payload)
+    out = read_idx(path, hashlib.sha256(payload).hexdigest())
+    assert out.shape == (2, 3, 4) and np.array_equal(out, array)
+
+
+def test_read_idx_truncated_gzip(tmp_path):
+    path = tmp_path / "x.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros((5, 4), np.uint8)))[:-10])
+    with pytest.raises(DataError, match="truncated or corrupt gzip"):
+        read_idx(path)
+
+
+def test_read_idx_bad_magic(tmp_path):
+    path = tmp_path / "x"
+    path.write_bytes(b"PK\x03\x04junk")
+    with pytest.raises(DataError, match="not an IDX file"):
+        read_idx(path)
+
+
+def test_read_idx_size_mismatch(tmp_path):
+    path = tmp_path / "x"
+    path.write_bytes(idx_bytes(np.zeros((5, 4), np.uint8))[:-3])
+    with pytest.raises(DataError, match=r"header says shape \(5, 4\)"):
+        read_idx(path)
+
+
+def test_read_idx_checksum_mismatch(tmp_path):
+    path = tmp_path / "x"
+    path.write_bytes(idx_bytes(np.zeros((5, 4), np.uint8)))
+    with pytest.raises(DataError, match="checksum mismatch"):
+        read_idx(path, "0" * 64)
+
+
+def test_search_order_prefers_dataset_path(isolated, fake_checksums, monkeypatch):
+    fake_checksums(make_idx_folder(isolated / "explicit", seed=1))
+    env_payloads = make_idx_folder(isolated / "env" / "mnist", seed=1)
+    monkeypatch.setenv("NNRUN_DATA_DIR", str(isolated / "env"))
+    x, *_, source = load_idx_dataset("mnist", str(isolated / "explicit"), download=no_download)
+    assert source == str(isolated / "explicit")
+    x, *_, source = load_idx_dataset("mnist", None, download=no_download)
+    assert source == str(isolated / "env" / "mnist")
+    assert np.array_equal(x, np.frombuffer(env_payloads[IDX_FILES["train_images"]][16:], np.uint8).reshape(-1, 28, 28))
+
+
+def test_keras_cache_is_searched(isolated, fake_checksums):
+    fake_checksums(make_idx_folder(isolated / "keras-home" / "datasets" / "fashion-mnist", gz=False))
+    *_, source = load_idx_dataset("fashion_mnist", None, download=no_download)
+    assert source.endswith("keras-home/datasets/fashion-mnist")
+
+
+def test_nothing_found_lists_every_place(isolated, monkeypatch):
+    monkeypatch.setenv("NNRUN_DATA_DIR", str(isolated / "data"))
+    with pytest.raises(DataError) as err:
+        load_idx_dataset("fashion_mnist", None, download=no_download)
+    message = str(err.value)
+    assert "Fashion-MNIST not found" in message
+    for place in (isolated / "data" / "fashion-mnist", isolated / "keras-home" / "datasets" / "fashion-mnist",
+                  "/usr/share/datasets/fashion-mnist"):
+        assert str(place) in message
+    assert "no network" in message
+
+
+def test_missing_file_in_dataset_path(isolated, fake_checksums):
+    folder = isolated / "partial"
+    fake_checksums(make_idx_folder(folder))
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="missing t10k-labels-idx1-ubyte"):
+        load_idx_dataset("mnist", str(folder), download=no_download)
+
+
+def test_download_is_the_last_resort(isolated):
+    arrays = (np.zeros((3, 28, 28), np.uint8), np.zeros(3, np.uint8), np.zeros((2, 28, 28), np.uint8), np.zeros(2, np.uint8))
+    *out, source = load_idx_dataset("mnist", None, download=lambda name: arrays)
+    assert source == "keras download" and out[0].shape == (3, 28, 28)
+
+
+# ---------------------------------------------------------------- CSV
+
+
+def write_csv(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    return path
+
+
+def test_csv_by_name_and_index(tmp_path):
+    path = write_csv(tmp_path, "a,b,label\n1,2,0\n3,4,1\n5,6,1\n")
+    x, y, classes, features = read_csv_table(path, label="label")
+    assert x.tolist() == [[1, 2], [3, 4], [5, 6]] and y.tolist() == [0, 1, 1]
+    assert classes == ("0", "1") and features == ("a", "b")
+    x2, y2, *_ = read_csv_table(path, label=-1, features=["b"])
+    assert x2.tolist() == [[2], [4], [6]] and y2.tolist() == [0, 1, 1]
+
+
+def test_csv_without_header_and_other_delimiter(tmp_path):
+    path = write_csv(tmp_path, "1;2;yes\n3;4;no\n")
+    x, y, classes, _ = read_csv_table(path, label=2, header=False, delimiter=";")
+    assert classes == ("no", "yes") and y.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("a,b,label\n1,2,0\n3,x,1\n", "non-numeric cell 'x' at row 3, column 'b'"),
+        ("a,b,label\n1,2,0\n3,,1\n", "missing value at row 3, column 'b'"),
+        ("a,b,label\n1,2,0\n3,4,1,9\n", "wrong column count"),
+        ("a,b,label\n1,2,1\n3,4,1\n", "single class"),
+        ("", "empty"),
+        ("a,b,label\n", "no rows"),
+    ],
+)
+def test_csv_errors_give_row_and_column(tmp_path, text, expected):
+    with pytest.raises(DataError) as err:
+        read_csv_table(write_csv(tmp_path, text), label="label")
+    assert expected in str(err.value)
+    assert "data.csv" in str(err.value)
+
+
+def test_csv_unknown_label_column(tmp_path):
+    with pytest.raises(DataError, match="label column 'lable' is not in the file; did you mean 'label'?"):
+        read_csv_table(write_csv(tmp_path, "a,label\n1,0\n2,1\n"), label="lable")
+
+
+def test_builtin_diabetes_loads_offline():
+    config = SimpleNamespace(name="diabetes", label="Outcome", features=None, header=True, delimiter=",",
+                             test_split=0.25, split_seed=87, stratify=False, validation="none", limit=None)
+    data = datasets.load_dataset(config)
+    assert data.x_train.shape == (576, 8) and data.x_test.shape == (192, 8)
+    assert data.class_names == ("0", "1")
+    assert int(data.y_train.sum() + data.y_test.sum()) == 268
+
+
+def test_split_matches_scikit_learn_permutation():
+    # scikit-learn's ShuffleSplit: test = the first ceil(f*n) of RandomState(seed).permutation(n).
+    train, test = train_test_split(768, 0.25, 87)
+    permutation = np.random.RandomState(87).permutation(768)
+    assert test.tolist() == permutation[:192].tolist() and train.tolist() == permutation[192:].tolist()
+
+
+def test_stratified_split_keeps_class_ratio():
+    y = np.array([0] * 80 + [1] * 20)
+    train, test = train_test_split(100, 0.25, 0, y, stratify=True)
+    assert len(set(train) | set(test)) == 100 and not set(train) & set(test)
+    assert y[test].mean() == pytest.approx(0.2)
+
+
+def test_validation_fraction_takes_the_last_part_like_keras():
+    base = datasets.Dataset("t", np.arange(10)[:, None], np.arange(10), np.zeros((2, 1)), np.zeros(2), ("a", "b"))
+    out = datasets.make_splits(base, SimpleNamespace(limit=None, validation=0.2))
+    assert out.x_val.ravel().tolist() == [8, 9] and len(out.x_train) == 8
+    out = datasets.make_splits(base, SimpleNamespace(limit=5, validation="test"))
+    assert len(out.x_train) == 5 and out.x_val is out.x_test
+
+
+def test_real_mnist_and_fashion_verify(data_dir):
+    for name, classes in (("mnist", "0"), ("fashion_mnist", "T-shirt/top")):
+        config = SimpleNamespace(name=name, path=None, limit=None, validation="none")
+        data = datasets.load_dataset(config)
+        assert data.x_train.shape == (60000, 28, 28) and data.x_test.shape == (10000, 28, 28)
+        assert data.class_names[0] == classes and data.kind == "image"

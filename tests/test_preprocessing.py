@@ -1,0 +1,78 @@
+"""Each preprocessing step, the pipeline's fit-on-train rule and its saved state."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nnrun.errors import DataError
+from nnrun.preprocessing import (
+    AddChannelAxis, Cast, Flatten, NotFittedError, OneHot, Pipeline, Reshape, Scale, Standardize,
+)  # fmt: skip
+
+IMAGES = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4)
+
+
+def test_flatten():
+    assert Flatten().transform(IMAGES).shape == (2, 16)
+
+
+def test_reshape_and_bad_reshape():
+    assert Reshape([16]).transform(IMAGES).shape == (2, 16)
+    assert Reshape([2, -1]).transform(IMAGES).shape == (2, 2, 8)
+    with pytest.raises(DataError, match="cannot reshape samples of shape"):
+        Reshape([5]).transform(IMAGES)
+
+
+def test_scale():
+    out = Scale(1 / 255).transform(np.array([[0, 255]], np.uint8))
+    assert out.dtype == np.float32 and out.tolist() == [[0.0, 1.0]]
+
+
+def test_standardize_fits_on_train_only():
+    train = np.array([[1.0, 5.0], [3.0, 5.0]])
+    step = Standardize().fit(train)
+    assert step.mean_.tolist() == [2.0, 5.0] and step.std_.tolist() == [1.0, 1.0]  # constant column: std 1
+    assert step.transform(np.array([[4.0, 6.0]])).tolist() == [[2.0, 1.0]]
+
+
+def test_standardize_before_fit_is_an_error():
+    with pytest.raises(NotFittedError, match="must be fitted"):
+        Standardize().transform(np.ones((2, 2)))
+
+
+def test_one_hot():
+    step = OneHot().fit(None, np.array([0, 2, 1]))
+    assert step.num_classes_ == 3
+    assert step.transform(np.array([2, 0])).tolist() == [[0, 0, 1], [1, 0, 0]]
+    with pytest.raises(DataError, match="outside 0..2"):
+        step.transform(np.array([3]))
+
+
+def test_add_channel_axis_and_cast():
+    assert AddChannelAxis().transform(IMAGES).shape == (2, 4, 4, 1)
+    assert Cast("float16").transform(IMAGES).dtype == np.float16
+
+
+def test_pipeline_fits_on_train_and_saves_state():
+    specs = [{"type": "flatten"}, {"type": "standardize"}, {"type": "one_hot"}]
+    rng = np.random.default_rng(0)
+    x_train, y_train = rng.normal(3, 2, (50, 2, 2)), rng.integers(0, 4, 50)
+    x_test, y_test = rng.normal(0, 1, (5, 2, 2)), rng.integers(0, 4, 5)
+    pipe = Pipeline.from_config(specs)
+    xt, yt = pipe.fit_transform(x_train, y_train)
+    assert xt.shape == (50, 4) and yt.shape == (50, 4)
+    assert np.allclose(xt.mean(axis=0), 0, atol=1e-6)  # standardized with the training mean
+    state = json.loads(json.dumps(pipe.to_dict()))
+    again = Pipeline.from_dict(state)
+    a, _ = pipe.transform(x_test, y_test)
+    b, _ = again.transform(x_test)  # features only, as prediction does
+    assert np.array_equal(a, b)
+    assert pipe.label_encoding == "one_hot"
+
+
+def test_pipeline_transform_before_fit():
+    with pytest.raises(NotFittedError):
+        Pipeline.from_config(["flatten"]).transform(IMAGES)
