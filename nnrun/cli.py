@@ -95,8 +95,8 @@ def train(
         reporter = Reporter(make_console(quiet=quiet))
         echo: list[str] = []
         cfg = _load(config, sets, name=name, runs_dir=runs_dir, echo=echo)
-        for line in echo:
-            reporter.print(f"[dim]override[/] {line}")
+        for line in echo[: len(sets or [])]:  # --name and --runs-dir are not echoed
+            reporter.print(f"[dim]override[/] {line}", soft_wrap=True)
         result = train_run(cfg, reporter=reporter, argv=sys.argv, smoke=smoke, config_path=str(config))
         typer.echo(str(result.run_dir))
 
