@@ -78,11 +78,13 @@ def _load(config: Path, sets: list[str] | None, *, name: str | None = None, runs
 
 @app.command()
 def train(
-    config: ConfigPath,
+    config: Annotated[Optional[Path], typer.Argument(help="The YAML config, e.g. configs/mnist_mlp.yaml.", show_default=False)] = None,
     sets: Sets = None,
     name: Annotated[Optional[str], typer.Option("--name", "-n", help="Run name (default: the config's run.name or file name).")] = None,
     runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Folder for run directories (default: run.runs_dir, 'runs').")] = None,
     smoke: Annotated[bool, typer.Option("--smoke", help="Seconds-long check: 512 training samples, 1 epoch.")] = False,
+    resume: Annotated[Optional[Path], typer.Option("--resume", metavar="RUN_DIR", help="Continue an interrupted or crashed run from its last completed epoch.")] = None,
+    rerun: Annotated[Optional[Path], typer.Option("--rerun", metavar="RUN_DIR", help="Train a run's saved config again, in a new run directory.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run directory.")] = False,
     debug: Debug = False,
 ) -> None:
@@ -90,14 +92,35 @@ def train(
 
     def run() -> None:
         from nnrun.console import Reporter, make_console
-        from nnrun.training import train as train_run
+        from nnrun.errors import ConfigError
 
+        given = [flag for flag, value in (("CONFIG", config), ("--resume", resume), ("--rerun", rerun)) if value is not None]
+        if len(given) != 1:
+            raise ConfigError(
+                "give exactly one of CONFIG, --resume RUN_DIR or --rerun RUN_DIR"
+                + (f" (got {', '.join(given)})." if given else ", e.g. nnrun train configs/diabetes_mlp.yaml.")
+            )
         reporter = Reporter(make_console(quiet=quiet))
+        if resume is not None:
+            if sets or name or runs_dir or smoke:
+                raise ConfigError("--resume continues a run exactly as it was configured; drop --set, --name, --runs-dir and --smoke.")
+            from nnrun.training import resume as resume_run
+
+            result = resume_run(resume, reporter=reporter, argv=sys.argv)
+            typer.echo(str(result.run_dir))
+            return
+        source = config
+        if rerun is not None:
+            from nnrun import rundir
+
+            source = rundir.open_run(rerun).file(rundir.CONFIG)
         echo: list[str] = []
-        cfg = _load(config, sets, name=name, runs_dir=runs_dir, echo=echo)
+        cfg = _load(source, sets, name=name, runs_dir=runs_dir, echo=echo)
         for line in echo[: len(sets or [])]:  # --name and --runs-dir are not echoed
             reporter.print(f"[dim]override[/] {line}", soft_wrap=True)
-        result = train_run(cfg, reporter=reporter, argv=sys.argv, smoke=smoke, config_path=str(config))
+        from nnrun.training import train as train_run
+
+        result = train_run(cfg, reporter=reporter, argv=sys.argv, smoke=smoke, config_path=str(source))
         typer.echo(str(result.run_dir))
 
     guarded(debug, run)

@@ -46,6 +46,7 @@ CURVES = "curves.png"
 LOG = "train.log"
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "checkpoints/last.keras"
+LAST_CHECKPOINT_STATE = "checkpoints/last.json"
 BEST_CHECKPOINT = "checkpoints/best.keras"
 EVALUATION = "evaluation.json"
 

@@ -18,15 +18,13 @@ The flow of ``train``:
 from __future__ import annotations
 
 import inspect
-import io
 import math
-import signal
+import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -34,8 +32,9 @@ from nnrun import rundir as rd
 from nnrun.config import RunConfig
 from nnrun.console import Reporter
 from nnrun.datasets import Dataset, load_dataset
-from nnrun.errors import ConfigError, NnrunError, RunInterrupted, did_you_mean
+from nnrun.errors import ConfigError, NnrunError, RunDirError, RunInterrupted, did_you_mean
 from nnrun.models import build_model, check_arguments, layer_summary
+from nnrun.callbacks import StopFlag, make_run_callbacks, stop_on_signals
 from nnrun.preprocessing import Pipeline
 
 #: Batch size for evaluation and prediction: large batches are faster and the
@@ -308,184 +307,6 @@ def model_summary(model: Any) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-# ------------------------------------------------------------ callbacks
-
-
-def _callback_base():
-    from nnrun.tf import import_keras
-
-    return import_keras().callbacks.Callback
-
-
-def make_run_callbacks(run: rd.RunDir, prepared: Prepared, reporter: Reporter, stop: "StopFlag",
-                       verbose: int, initial_history: list[dict] | None = None) -> list[Any]:
-    """Our own callbacks: history.csv and checkpoints after every epoch, progress, clean stop."""
-    Callback = _callback_base()
-    config = prepared.config
-    checkpoint = config.training.checkpoint
-    monitor = "val_loss" if prepared.x_val is not None else "loss"
-
-    class RunFiles(Callback):
-        """Writes history.csv and the checkpoints after each completed epoch."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.rows: list[dict] = list(initial_history or [])
-            self.best = min((r[monitor] for r in self.rows if monitor in r), default=math.inf)
-            self.epoch_start = time.perf_counter()
-
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.epoch_start = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            if stop.requested:
-                return  # the epoch was cut short: it is not a completed epoch
-            row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-            row["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
-            row["time_s"] = round(time.perf_counter() - self.epoch_start, 4)
-            self.rows.append(row)
-            write_history(run, self.rows)
-            if checkpoint == "none":
-                return
-            (run.path / rd.CHECKPOINTS).mkdir(exist_ok=True)
-            with rd.atomic_path(run.file(rd.LAST_CHECKPOINT)) as tmp:
-                self.model.save(tmp)
-            value = row.get(monitor, math.inf)
-            if checkpoint == "best" and value < self.best:
-                self.best = value
-                with rd.atomic_path(run.file(rd.BEST_CHECKPOINT)) as tmp:
-                    self.model.save(tmp)
-
-    class StopOnSignal(Callback):
-        """Ends fit after the current batch once a stop was requested."""
-
-        async_safe = True
-
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            if stop.requested:
-                self.model.stop_training = True
-
-    callbacks: list[Any] = [RunFiles(), StopOnSignal()]
-    if verbose:
-        callbacks.append(_progress_callback(Callback, reporter, config, stop, verbose))
-    return callbacks
-
-
-def _progress_callback(Callback: type, reporter: Reporter, config: RunConfig, stop: "StopFlag", verbose: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    epochs = config.training.epochs
-
-    class RichProgress(Callback):
-        """One bar for epochs, one for the batches of the current epoch, live metrics.
-
-        Batch updates run on Keras's async dispatch thread (``async_safe``)
-        and only once per ``steps_per_execution`` batches, so they do not
-        slow the compiled training loop down.
-        """
-
-        async_safe = True
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.progress: Progress | None = None
-
-        def on_train_begin(self, logs: dict | None = None) -> None:
-            if verbose != 1:
-                return
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),
-                console=reporter.console, transient=True, refresh_per_second=4,
-            )  # fmt: skip
-            self.progress.start()
-            self.epoch_task = self.progress.add_task("epochs", total=epochs, metrics="")
-            self.batch_task = self.progress.add_task("batches", total=self.params.get("steps") or None, metrics="")
-
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.epoch = epoch
-            self.epoch_start = time.perf_counter()
-            if self.progress:
-                self.progress.update(self.epoch_task, completed=epoch)
-                self.progress.reset(self.batch_task, total=self.params.get("steps") or None, metrics="")
-
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            if self.progress:
-                shown = {k: v for k, v in (logs or {}).items() if k in ("loss", "accuracy")}
-                self.progress.update(self.batch_task, completed=batch + 1, metrics=_format_logs(shown))
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            if stop.requested:
-                return
-            line = f"epoch {epoch + 1}/{epochs}  {_format_logs(logs or {})}  ({time.perf_counter() - self.epoch_start:.1f}s)"
-            if self.progress:
-                self.progress.update(self.epoch_task, completed=epoch + 1, metrics=_format_logs(logs or {}))
-                self.progress.console.print(line, highlight=False)
-                reporter.log_only(line)
-            else:
-                reporter.print(line)
-
-        def on_train_end(self, logs: dict | None = None) -> None:
-            if self.progress:
-                self.progress.stop()
-
-    return RichProgress()
-
-
-def _format_logs(logs: dict) -> str:
-    return "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if isinstance(v, (int, float)) and k != "learning_rate")
-
-
-# ------------------------------------------------------------- stopping
-
-
-class StopFlag:
-    """Set by SIGINT / SIGTERM: training stops after the current batch and saves what it has."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.signal: str | None = None
-
-
-@contextmanager
-def stop_on_signals(stop: StopFlag, reporter: Reporter) -> Iterator[None]:
-    """First Ctrl-C or SIGTERM asks for a clean stop; a second Ctrl-C stops at once."""
-    previous: dict[int, Any] = {}
-
-    def handler(signum: int, frame: Any) -> None:
-        if stop.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.requested = True
-        stop.signal = signal.Signals(signum).name
-        reporter.print(f"[yellow]{stop.signal}: stopping after this batch; saving what was trained "
-                       "(Ctrl-C again to stop at once).[/]")
-
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread: no handlers, Ctrl-C raises as usual
-        pass
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-# ----------------------------------------------------------------- files
-
-
-def write_history(run: rd.RunDir, rows: list[dict]) -> None:
-    """history.csv: one row per completed epoch (epoch counts from 1)."""
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    lines = [",".join(columns)]
-    for row in rows:
-        lines.append(",".join("" if row.get(c) is None else repr(row[c]) for c in columns))
-    rd.write_text_atomic(run.file(rd.HISTORY), "\n".join(lines) + "\n")
-
-
 def summarize_metrics(rows: list[dict], test: dict[str, float], validation: bool) -> dict[str, Any]:
     """metrics.json from the history rows and the test evaluation."""
     last = rows[-1] if rows else {}
@@ -542,15 +363,10 @@ def train(
         NnrunError: a failure during training (run.json says ``failed``).
     """
     started = now()
-    t0 = time.perf_counter()
     prepared = prepared or prepare(config, smoke=smoke)
     model = prepared.model
     params = int(model.count_params())
-    verbose = config.training.verbose
-
     run = rd.RunDir(rd.create_run_dir(config.run.runs_dir, config.run.name, started))
-    stop = StopFlag()
-    status, error = "failed", None
     try:
         reporter.attach_log(run.file(rd.LOG))
         run.start(
@@ -560,58 +376,88 @@ def train(
                 "dataset": config.dataset.name,
                 "model": {"params": params, "layers": layer_summary(config.model.layers)},
                 "steps_per_execution": prepared.steps_per_execution,
+                "epochs_target": 1 if smoke else config.training.epochs,
             },
         )  # fmt: skip
         run.write_config(config.to_yaml())
         rd.write_json_atomic(run.file(rd.PREPROCESSING), prepared.pipeline.to_dict())
         summary = model_summary(model)
         rd.write_text_atomic(run.file(rd.SUMMARY), summary)
-        reporter.print(
-            f"[bold]nnrun[/] training [cyan]{config.run.name}[/] on {config.dataset.name}: "
-            f"{len(prepared.x_train)} train, {0 if prepared.x_val is None else len(prepared.x_val)} validation, "
-            f"{len(prepared.x_test)} test samples; {params:,} parameters; {config.training.epochs} epochs"
-            + (" [yellow](smoke)[/]" if smoke else "")
-        )
-        reporter.log_only(summary)
+    except OSError as exc:
+        _fail_setup(run, now, exc)
+    reporter.print(
+        f"[bold]nnrun[/] training [cyan]{config.run.name}[/] on {config.dataset.name}: "
+        f"{len(prepared.x_train)} train, {0 if prepared.x_val is None else len(prepared.x_val)} validation, "
+        f"{len(prepared.x_test)} test samples; {params:,} parameters; {config.training.epochs} epochs"
+        + (" [yellow](smoke)[/]" if smoke else "")
+    )
+    reporter.log_only(summary)
+    return fit_run(run, prepared, reporter=reporter, now=now, epochs=1 if smoke else config.training.epochs)
 
-        callbacks = make_run_callbacks(run, prepared, reporter, stop, verbose)
+
+def _fail_setup(run: rd.RunDir, now: Callable[[], datetime], exc: OSError) -> None:
+    message = f"cannot write the run directory {run.path}: {exc.strerror or exc}. Check free space and permissions."
+    try:
+        run.finish("failed", now=now(), error=message)
+    except Exception:
+        pass  # the disk may be full: run.json then still says running, shown as crashed
+    raise RunDirError(message) from None
+
+
+def fit_run(
+    run: rd.RunDir,
+    prepared: Prepared,
+    *,
+    reporter: Reporter,
+    now: Callable[[], datetime] = datetime.now,
+    epochs: int,
+    history: list[dict] | None = None,
+) -> TrainResult:
+    """Fit into an existing run directory (from epoch ``len(history)``), evaluate and finish it."""
+    config, model = prepared.config, prepared.model
+    t0 = time.perf_counter()
+    stop = StopFlag()
+    validation = prepared.x_val is not None
+    callbacks = make_run_callbacks(run, config, validation=validation, reporter=reporter, stop=stop, history=history)
+    try:
         callbacks += create_callbacks(config.training.callbacks)
-        epochs = 1 if smoke else config.training.epochs
         with stop_on_signals(stop, reporter):
             model.fit(
                 prepared.x_train, prepared.y_train,
                 validation_data=prepared.validation_data,
-                epochs=epochs, batch_size=config.training.batch_size, shuffle=config.training.shuffle,
+                epochs=epochs, initial_epoch=len(history or []),
+                batch_size=config.training.batch_size, shuffle=config.training.shuffle,
                 callbacks=callbacks, verbose=0,
             )  # fmt: skip
         rows = callbacks[0].rows
         if stop.requested:
-            status = "interrupted"
             raise RunInterrupted(
-                f"{stop.signal}: stopped after {len(rows)} completed epoch(s); history and checkpoint kept in {run.path}."
+                f"{stop.signal}: stopped after {len(rows)} completed epoch(s); history and checkpoint kept in "
+                f"{run.path}. Continue with: nnrun train --resume {run.path}"
             )
         test = evaluate_arrays(model, prepared.x_test, prepared.y_test)
-        metrics = summarize_metrics(rows, test, prepared.x_val is not None)
+        metrics = summarize_metrics(rows, test, validation)
         with rd.atomic_path(run.file(rd.MODEL)) as tmp:
             model.save(tmp)
         from nnrun.plots import plot_curves
 
         plot_curves(rows, run.file(rd.CURVES), title=config.run.name)
         run.write_metrics(metrics)
-        status = "completed"
-        duration = time.perf_counter() - t0
         info = run.finish("completed", now=now(), epochs_run=len(rows))
         _print_result(reporter, run, metrics, info["duration_s"])
-        return TrainResult(run.path, status, metrics, duration)
+        return TrainResult(run.path, "completed", metrics, time.perf_counter() - t0)
     except RunInterrupted as exc:
         run.finish("interrupted", now=now(), error=str(exc), epochs_run=len(callbacks[0].rows))
         raise
     except KeyboardInterrupt:
-        run.finish("interrupted", now=now(), error="KeyboardInterrupt: stopped at once")
-        raise RunInterrupted(f"stopped at once; the last completed epoch's files are in {run.path}.") from None
+        run.finish("interrupted", now=now(), error="KeyboardInterrupt: stopped at once", epochs_run=len(callbacks[0].rows))
+        raise RunInterrupted(f"stopped at once; the completed epochs' files are in {run.path}.") from None
     except NnrunError as exc:
         run.finish("failed", now=now(), error=str(exc))
         raise
+    except OSError as exc:
+        _fail_setup(run, now, exc)
+        raise  # unreachable: _fail_setup raises
     except Exception as exc:
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         try:
@@ -621,6 +467,64 @@ def train(
         raise NnrunError(f"training failed: {error} (run directory {run.path}, status failed).") from exc
     finally:
         reporter.close()
+
+
+def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
+           now: Callable[[], datetime] = datetime.now) -> TrainResult:
+    """Continue an interrupted or crashed run from its last completed epoch, in the same directory.
+
+    The model and optimizer state come from ``checkpoints/last.keras``, the
+    preprocessing from ``preprocessing.json`` (not refitted), and each epoch
+    is seeded from (seed, epoch), so the result matches a run that never stopped.
+
+    Raises:
+        RunDirError: the run is complete, still running, or has no checkpoint.
+    """
+    import csv
+
+    from nnrun.config import validate_config
+    from nnrun.tf import import_keras
+
+    run = rd.open_run(path)
+    info = run.read_run()
+    status = rd.effective_status(info)
+    if status == "completed":
+        raise RunDirError(f"{run.path} is already completed; use --rerun {run.path} to train its config again.")
+    if status == "running":
+        raise RunDirError(f"{run.path} is still running (pid {info.get('pid')}); stop it first.")
+    state_file = run.file(rd.LAST_CHECKPOINT_STATE)
+    if not run.file(rd.LAST_CHECKPOINT).is_file() or not state_file.is_file():
+        raise RunDirError(
+            f"{run.path} has no checkpoint to resume from (training.checkpoint was 'none', or no epoch completed); "
+            f"use --rerun {run.path} to start it again."
+        )
+    config = validate_config(run.read_config(), source=str(run.file(rd.CONFIG)))
+    done = int(rd.read_json(state_file)["epoch"])
+    with open(run.file(rd.HISTORY), newline="") as handle:
+        rows = [{k: float(v) if k != "epoch" else int(v) for k, v in r.items() if v != ""} for r in csv.DictReader(handle)]
+    rows = rows[:done]
+    epochs = int(info.get("epochs_target") or (1 if info.get("smoke") else config.training.epochs))
+    if done >= epochs:
+        raise RunDirError(f"{run.path} already has all {epochs} epochs in its checkpoint; nothing to resume.")
+
+    keras = import_keras()
+    keras.utils.set_random_seed(config.run.seed)
+    data = load_dataset(config.dataset, smoke=bool(info.get("smoke")))
+    pipeline = Pipeline.from_dict(rd.read_json(run.file(rd.PREPROCESSING)))
+    x_train, y_train = pipeline.transform(data.x_train, data.y_train)
+    x_test, y_test = pipeline.transform(data.x_test, data.y_test)
+    x_val = y_val = None
+    if data.x_val is not None:
+        x_val, y_val = pipeline.transform(data.x_val, data.y_val)
+    model = keras.models.load_model(run.file(rd.LAST_CHECKPOINT))
+    prepared = Prepared(config, data, pipeline, model, x_train, y_train, x_test, y_test, x_val, y_val,
+                        int(model.steps_per_execution))
+    resumes = list(info.get("resumed", [])) + [{"at": now().isoformat(timespec="seconds"), "from_epoch": done,
+                                                  "argv": list(argv), "pid": os.getpid()}]
+    run.update_run(status="running", pid=os.getpid(), error=None, resumed=resumes)
+    reporter.attach_log(run.file(rd.LOG))
+    reporter.print(f"[bold]nnrun[/] resuming [cyan]{run.path}[/] at epoch {done + 1}/{epochs}")
+    return fit_run(run, prepared, reporter=reporter, now=now, epochs=epochs, history=rows)
 
 
 def _print_result(reporter: Reporter, run: rd.RunDir, metrics: dict, duration: float) -> None:

@@ -1,0 +1,207 @@
+"""nnrun's own Keras callbacks: run-directory files per epoch, rich progress, clean stop on signals.
+
+Each is one small ``keras.callbacks.Callback`` subclass. They are made by
+factory functions because ``keras`` is imported only when training starts.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+
+from nnrun import rundir as rd
+from nnrun.config import RunConfig
+from nnrun.console import Reporter
+
+
+
+def _callback_base():
+    from nnrun.tf import import_keras
+
+    return import_keras().callbacks.Callback
+
+
+def make_run_callbacks(run: rd.RunDir, config: RunConfig, *, validation: bool, reporter: Reporter,
+                       stop: "StopFlag", history: list[dict] | None = None) -> list[Any]:
+    """Our own callbacks: history.csv and checkpoints after every epoch, progress, clean stop.
+
+    ``history`` holds the rows of epochs already trained (when resuming).
+    The first callback returned is the RunFiles one; its ``rows`` is the history.
+    """
+    Callback = _callback_base()
+    checkpoint = config.training.checkpoint
+    monitor = "val_loss" if validation else "loss"
+    seed = config.run.seed
+
+    class RunFiles(Callback):
+        """Writes history.csv and the checkpoints after each completed epoch."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[dict] = list(history or [])
+            self.best = min((r[monitor] for r in self.rows if monitor in r), default=math.inf)
+            self.epoch_start = time.perf_counter()
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            # Seed each epoch from (seed, epoch): shuffling and dropout of epoch N
+            # are then the same whether the run went straight through or resumed.
+            from nnrun.tf import import_keras
+
+            import_keras().utils.set_random_seed(seed_for_epoch(seed, epoch))
+            self.epoch_start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if stop.requested:
+                return  # the epoch was cut short: it is not a completed epoch
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+            row["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+            row["time_s"] = round(time.perf_counter() - self.epoch_start, 4)
+            self.rows.append(row)
+            if checkpoint != "none":
+                (run.path / rd.CHECKPOINTS).mkdir(exist_ok=True)
+                with rd.atomic_path(run.file(rd.LAST_CHECKPOINT)) as tmp:
+                    self.model.save(tmp)
+                rd.write_json_atomic(run.file(rd.LAST_CHECKPOINT_STATE), {"epoch": epoch + 1})
+                value = row.get(monitor, math.inf)
+                if checkpoint == "best" and value < self.best:
+                    self.best = value
+                    with rd.atomic_path(run.file(rd.BEST_CHECKPOINT)) as tmp:
+                        self.model.save(tmp)
+            write_history(run, self.rows)
+
+    class StopOnSignal(Callback):
+        """Ends fit after the current batch once a stop was requested."""
+
+        async_safe = True
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if stop.requested:
+                self.model.stop_training = True
+
+    callbacks: list[Any] = [RunFiles(), StopOnSignal()]
+    if config.training.verbose:
+        callbacks.append(_progress_callback(Callback, reporter, config, stop, config.training.verbose))
+    return callbacks
+
+
+def seed_for_epoch(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch) % (2**31 - 1)
+
+
+def _progress_callback(Callback: type, reporter: Reporter, config: RunConfig, stop: "StopFlag", verbose: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    epochs = config.training.epochs
+
+    class RichProgress(Callback):
+        """One bar for epochs, one for the batches of the current epoch, live metrics.
+
+        Batch updates run on Keras's async dispatch thread (``async_safe``)
+        and only once per ``steps_per_execution`` batches, so they do not
+        slow the compiled training loop down.
+        """
+
+        async_safe = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.progress: Progress | None = None
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            if verbose != 1:
+                return
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),
+                console=reporter.console, transient=True, refresh_per_second=4,
+            )  # fmt: skip
+            self.progress.start()
+            self.epoch_task = self.progress.add_task("epochs", total=epochs, metrics="")
+            self.batch_task = self.progress.add_task("batches", total=self.params.get("steps") or None, metrics="")
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch = epoch
+            self.epoch_start = time.perf_counter()
+            if self.progress:
+                self.progress.update(self.epoch_task, completed=epoch)
+                self.progress.reset(self.batch_task, total=self.params.get("steps") or None, metrics="")
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if self.progress:
+                shown = {k: v for k, v in (logs or {}).items() if k in ("loss", "accuracy")}
+                self.progress.update(self.batch_task, completed=batch + 1, metrics=_format_logs(shown))
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if stop.requested:
+                return
+            line = f"epoch {epoch + 1}/{epochs}  {_format_logs(logs or {})}  ({time.perf_counter() - self.epoch_start:.1f}s)"
+            if self.progress:
+                self.progress.update(self.epoch_task, completed=epoch + 1, metrics=_format_logs(logs or {}))
+                self.progress.console.print(line, highlight=False)
+                reporter.log_only(line)
+            else:
+                reporter.print(line)
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            if self.progress:
+                self.progress.stop()
+
+    return RichProgress()
+
+
+def _format_logs(logs: dict) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in logs.items() if isinstance(v, (int, float)) and k != "learning_rate")
+
+
+# ------------------------------------------------------------- stopping
+
+
+class StopFlag:
+    """Set by SIGINT / SIGTERM: training stops after the current batch and saves what it has."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal: str | None = None
+
+
+@contextmanager
+def stop_on_signals(stop: StopFlag, reporter: Reporter) -> Iterator[None]:
+    """First Ctrl-C or SIGTERM asks for a clean stop; a second Ctrl-C stops at once."""
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.requested = True
+        stop.signal = signal.Signals(signum).name
+        reporter.print(f"[yellow]{stop.signal}: stopping after this batch; saving what was trained "
+                       "(Ctrl-C again to stop at once).[/]")
+
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: no handlers, Ctrl-C raises as usual
+        pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def write_history(run: rd.RunDir, rows: list[dict]) -> None:
+    """history.csv: one row per completed epoch (epoch counts from 1)."""
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    lines = [",".join(columns)]
+    for row in rows:
+        lines.append(",".join("" if row.get(c) is None else repr(row[c]) for c in columns))
+    rd.write_text_atomic(run.file(rd.HISTORY), "\n".join(lines) + "\n")
+
+
