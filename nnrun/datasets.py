@@ -118,6 +118,7 @@ def read_idx(path: str | Path, expected_sha256: str | None = None) -> np.ndarray
             raise DataError(
                 f"{path}: truncated or corrupt gzip ({exc}). Replace the file with a fresh copy."
             ) from None
+    array = parse_idx(raw, str(path))  # header problems first: they say more than a checksum
     if expected_sha256 is not None:
         digest = hashlib.sha256(raw).hexdigest()
         if digest != expected_sha256:
@@ -125,7 +126,7 @@ def read_idx(path: str | Path, expected_sha256: str | None = None) -> np.ndarray
                 f"{path}: checksum mismatch: SHA-256 of the payload is {digest[:16]}..., "
                 f"expected {expected_sha256[:16]}.... The file is damaged or not the published one; replace it."
             )
-    return parse_idx(raw, str(path))
+    return array
 
 
 def parse_idx(raw: bytes, source: str = "IDX data") -> np.ndarray:
