@@ -49,9 +49,16 @@ class RunInterrupted(NnrunError):
     exit_code = ExitCode.INTERRUPTED
 
 
+# Names from older Keras and other libraries that people still type.
+ALIASES = {"lr": "learning_rate", "decay": "weight_decay", "nb_epoch": "epochs", "epoch": "epochs", "n_epochs": "epochs",
+           "input_dim": "input_shape", "output_dim": "units", "dropout": "rate", "p": "rate"}
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest candidate, or ``""``."""
     candidates = list(candidates)
+    if ALIASES.get(name) in candidates:
+        return f"; did you mean '{ALIASES[name]}'?"
     lowered = {c.lower(): c for c in candidates}
     if name.lower() in lowered and lowered[name.lower()] != name:
         return f"; did you mean '{lowered[name.lower()]}'?"

@@ -201,6 +201,25 @@ def check_compatibility(model: Any, prepared_y: np.ndarray, num_classes: int, co
             "add a Flatten layer (or the 'flatten' preprocessing step) before the Dense layers."
         )
     width = out[0]
+    _check_loss_fits(loss, width, num_classes, label_encoding, last)
+    available = metric_names(config, validation)
+    for i, spec in enumerate(config.training.callbacks):
+        monitor = spec.kwargs().get("monitor")
+        if monitor is None or monitor in available:
+            continue
+        hint = (
+            " There is no validation data: set dataset.validation to a fraction or 'test'."
+            if monitor.startswith("val_") and not validation
+            else ""
+        )
+        raise ConfigError(
+            f"training.callbacks[{i}].monitor: '{monitor}' is not a logged metric{did_you_mean(monitor, available)} "
+            f"Logged metrics: {', '.join(available)}.{hint}"
+        )
+
+
+def _check_loss_fits(loss: str, width: int, num_classes: int, label_encoding: str, last: str) -> None:
+    """Is the loss consistent with the label encoding and the output width?"""
     if loss in ("binary_crossentropy", "binary_focal_crossentropy"):
         if label_encoding == "one_hot" and width != num_classes:
             raise ConfigError(
@@ -227,20 +246,6 @@ def check_compatibility(model: Any, prepared_y: np.ndarray, num_classes: int, co
         raise ConfigError(
             f"the last layer gives {width} outputs but the dataset has {num_classes} classes; "
             f"set {last}.units to {num_classes}."
-        )
-    available = metric_names(config, validation)
-    for i, spec in enumerate(config.training.callbacks):
-        monitor = spec.kwargs().get("monitor")
-        if monitor is None or monitor in available:
-            continue
-        hint = (
-            " There is no validation data: set dataset.validation to a fraction or 'test'."
-            if monitor.startswith("val_") and not validation
-            else ""
-        )
-        raise ConfigError(
-            f"training.callbacks[{i}].monitor: '{monitor}' is not a logged metric{did_you_mean(monitor, available)} "
-            f"Logged metrics: {', '.join(available)}.{hint}"
         )
 
 
