@@ -190,6 +190,10 @@ class TrainingConfig(Strict):
     steps_per_execution: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     jit_compile: bool = False
     verbose: Annotated[int, Field(ge=0, le=2)] = 1
+    tensorboard: bool = Field(False, description="write TensorBoard logs into the run directory's tensorboard/ folder")
+    mixed_precision: bool = Field(
+        False, description="Keras's mixed_float16 policy on GPU (the last layer stays float32); on CPU a warning, float32"
+    )
 
     @field_validator("optimizer", mode="before")
     @classmethod
@@ -213,6 +217,35 @@ class RunSection(Strict):
         return value
 
 
+# ------------------------------------------------------------- distribution
+
+
+class DistributionConfig(Strict):
+    """How ``fit`` spreads over devices, through ``tf.distribute``. ``training.batch_size`` stays the global batch."""
+
+    strategy: Literal["none", "mirrored", "multi_worker"] = Field(
+        "none", description="none; mirrored (MirroredStrategy over local GPUs or `devices`); multi_worker (rejected: "
+        "broken upstream with Keras 3, see nnrun.distribution)"
+    )
+    devices: Annotated[list[str], Field(min_length=1)] | None = Field(
+        None, description="mirrored only: the devices, e.g. ['/gpu:0', '/gpu:1']; default: all local GPUs (else the CPU)"
+    )
+
+
+# -------------------------------------------------------------------- sweep
+
+
+class SweepConfig(Strict):
+    """``nnrun sweep``: config keys to vary. ``nnrun train`` ignores this section."""
+
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)] | str] = Field(
+        {}, description="dotted key -> list of values, or a range such as 'loguniform(1e-4, 1e-1)' (random mode)"
+    )
+    metric: str = Field("val_accuracy", description="the compare column that ranks the trials")
+    random: Annotated[int, Field(ge=1)] | None = Field(None, description="sample this many trials instead of the full grid")
+    seed: int = Field(0, description="seed of the random sampling")
+
+
 class RunConfig(Strict):
     """The whole, resolved configuration of one run."""
 
@@ -221,6 +254,8 @@ class RunConfig(Strict):
     model: ModelConfig
     training: TrainingConfig = TrainingConfig()
     run: RunSection = RunSection()
+    distribution: DistributionConfig = DistributionConfig()
+    sweep: SweepConfig | None = None
 
     _steps = field_validator("preprocessing", mode="before")(lambda cls, v: _steps_from_strings(v))
 
