@@ -39,3 +39,69 @@ def plot_curves(rows: list[dict[str, Any]], path: str | Path, *, title: str = ""
     with rd.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
+
+
+def plot_confusion_matrix(cm: Any, class_names: list[str] | tuple[str, ...], path: str | Path, *, title: str = "") -> None:
+    """The confusion matrix as a heat map with counts, rows true and columns predicted, labelled by class name."""
+    import numpy as np
+
+    plt = _pyplot()
+    cm = np.asarray(cm)
+    n = len(class_names)
+    size = max(4.5, 0.6 * n + 2.5)
+    fig, ax = plt.subplots(figsize=(size, size))
+    image = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(n), labels=class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), labels=class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = cm.max() / 2 if cm.size else 0
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if cm[i, j] > threshold else "black")  # fmt: skip
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    with rd.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def plot_image_grid(images: Any, titles: list[str], path: str | Path, *, title: str = "", columns: int = 5) -> None:
+    """A grid of grayscale images, each with its own caption (e.g. true and predicted label)."""
+    plt = _pyplot()
+    count = len(images)
+    columns = max(1, min(columns, count))
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.5 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < count:
+            ax.imshow(images[k], cmap="gray")
+            ax.set_title(titles[k], fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with rd.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def plot_runs(series: list[tuple[str, list[float], list[float]]], path: str | Path, *, metric: str) -> None:
+    """One curve per run, ``(label, epochs, values)``, overlaid on one axis (``nnrun compare --plot``)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for label, epochs, values in series:
+        ax.plot(epochs, values, marker="o", markersize=2, linewidth=1.2, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} per epoch, {len(series)} run{'s' if len(series) != 1 else ''}")
+    ax.grid(alpha=0.3)
+    if len(series) <= 20:  # a legend of hundreds of runs hides the plot
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with rd.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
