@@ -1,0 +1,324 @@
+"""Prediction: a trained run's model on new inputs, with the run's saved preprocessing.
+
+Inputs are turned into samples shaped like the run's raw dataset samples
+(28x28 pixels 0-255 for the image datasets, one row of feature values for a
+CSV dataset); the fitted ``preprocessing.json`` then does the rest, exactly as
+for training. Accepted inputs:
+
+- a CSV: rows of features, with or without the label column (a header row
+  picks the feature columns by name);
+- a ``.npy`` array of one sample or many;
+- PNG / JPEG images (image runs): grayscale, resized to 28x28, pixels 0-255;
+- an IDX file of samples (``*-idx3-ubyte``, gzipped or raw).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnrun.errors import ConfigError, DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGE_SIZE = (28, 28)
+#: Rows shown in the terminal table; ``--output`` writes every row.
+SHOWN_ROWS = 50
+
+
+@dataclass
+class Inputs:
+    """Raw samples in the dataset's space, one name per sample, and warnings about them."""
+
+    x: np.ndarray
+    names: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Predictions:
+    names: list[str]
+    probabilities: np.ndarray  # (n, classes)
+    class_names: tuple[str, ...]
+    top_k: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    def top(self, i: int) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probabilities[i], kind="stable")[: self.top_k]
+        return [(self.class_names[j], float(self.probabilities[i, j])) for j in order]
+
+
+# ------------------------------------------------------------------ reading
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """What one raw sample of the run's dataset looks like."""
+
+    shape: tuple[int, ...]
+    image: bool
+    feature_names: tuple[str, ...] = ()
+    label: str | int | None = None  # the label column of the training CSV
+    label_position: int | None = None
+    delimiter: str = ","
+
+
+def read_inputs(paths: list[str | Path], spec: SampleSpec, *, invert: bool = False) -> Inputs:
+    """Read every input into one array of raw samples of ``spec.shape``.
+
+    Raises:
+        DataError: a file is missing, unreadable, or cannot be converted to the run's samples.
+    """
+    if not paths:
+        raise ConfigError("no INPUT given; pass CSV, .npy, image or IDX files.")
+    arrays, names, notes = [], [], []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.is_file():
+            raise DataError(f"input {path}: file not found.")
+        suffix = path.suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            x, labels = _read_image(path, spec, invert), [path.name]
+        elif suffix in (".csv", ".tsv", ".txt"):
+            x, labels = _read_csv(path, spec)
+        elif suffix == ".npy":
+            x = _to_samples(_load_npy(path), spec, path)
+            labels = [f"{path.name}[{i}]" for i in range(len(x))]
+        else:
+            x = _to_samples(_read_idx(path), spec, path)
+            labels = [f"{path.name}[{i}]" for i in range(len(x))]
+        if spec.image and suffix not in IMAGE_SUFFIXES and len(x) and float(np.max(x)) <= 1.0:
+            notes.append(f"{path.name}: values lie in [0, 1], but the run's images are 0-255 before preprocessing; "
+                         "pass raw pixel values.")  # fmt: skip
+        if invert and spec.image and suffix not in IMAGE_SUFFIXES:
+            x = 255 - x
+        arrays.append(np.asarray(x, dtype=np.float32))
+        names.extend(labels)
+    return Inputs(np.concatenate(arrays), names, notes)
+
+
+def _read_image(path: Path, spec: SampleSpec, invert: bool) -> np.ndarray:
+    if not spec.image:
+        raise DataError(f"input {path}: an image, but this run trained on rows of {spec.shape[0]} features; pass a CSV or .npy.")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            gray = image.convert("L")
+            if gray.size != IMAGE_SIZE:
+                gray = gray.resize(IMAGE_SIZE, Image.Resampling.LANCZOS)
+            pixels = np.asarray(gray, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"input {path}: cannot read it as an image ({detail}). Use a PNG or JPEG file.") from None
+    if invert:  # dark strokes on a light background -> the datasets' light on dark
+        pixels = 255 - pixels
+    return pixels[np.newaxis]
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"input {path}: not a readable .npy array ({str(exc).splitlines()[0]}).") from None
+    if not np.issubdtype(array.dtype, np.number):
+        raise DataError(f"input {path}: array of dtype {array.dtype}; expected numbers.")
+    return array
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    from nnrun.datasets import read_idx
+
+    try:
+        return read_idx(path)
+    except DataError as exc:
+        raise DataError(f"input {exc} Inputs are CSV, .npy, PNG/JPEG images or IDX files.") from None
+
+
+def _to_samples(array: np.ndarray, spec: SampleSpec, path: Path) -> np.ndarray:
+    """One sample or a batch, in any layout with the right number of values per sample."""
+    size = int(np.prod(spec.shape))
+    if array.shape == spec.shape:
+        return array[np.newaxis]
+    if array.ndim >= 1 and array.shape[1:] == spec.shape:
+        return array
+    if array.ndim >= 2 and int(np.prod(array.shape[1:])) == size:  # (n, 784), (n, 28, 28, 1)
+        return array.reshape(len(array), *spec.shape)
+    if array.ndim == 1 and array.size == size:
+        return array.reshape(1, *spec.shape)
+    what = "28x28 images" if spec.image else f"rows of {spec.shape[0]} features"
+    raise DataError(
+        f"input {path}: array of shape {array.shape} cannot be converted to samples of shape {spec.shape} "
+        f"({size} values each); the run trained on {what}."
+    )
+
+
+def _read_csv(path: Path, spec: SampleSpec) -> tuple[np.ndarray, list[str]]:
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise DataError(f"input {path}: not a text file (cannot decode as UTF-8).") from None
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else spec.delimiter
+    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True) if any(c.strip() for c in r)]
+    if not rows:
+        raise DataError(f"input {path}: the file is empty.")
+    header = None if all(_is_number(c) for c in rows[0]) else [c.strip() for c in rows[0]]
+    body = rows[1:] if header else rows
+    if not body:
+        raise DataError(f"input {path}: a header but no rows of data.")
+    columns = _csv_columns(path, spec, header, len(body[0]))
+    values = np.empty((len(body), len(columns)), dtype=np.float64)
+    first = 2 if header else 1
+    for r, row in enumerate(body):
+        if len(row) != len(body[0]):
+            raise DataError(f"input {path}: row {r + first} has {len(row)} cells, the first has {len(body[0])}.")
+        for c, col in enumerate(columns):
+            cell = row[col].strip()
+            if not _is_number(cell):
+                what = "missing value" if cell == "" else f"non-numeric cell {cell!r}"
+                raise DataError(f"input {path}: {what} at row {r + first}, column {col + 1}. Every feature must be a number.")
+            values[r, c] = float(cell)
+    x = _to_samples(values, spec, path) if spec.image else values
+    return x, [f"{path.name}:{r + first}" for r in range(len(body))]
+
+
+def _csv_columns(path: Path, spec: SampleSpec, header: list[str] | None, width: int) -> list[int]:
+    """Indices of the feature columns: by name with a header, else by count (label column dropped)."""
+    count = int(np.prod(spec.shape))
+    if header and spec.feature_names:
+        missing = [n for n in spec.feature_names if n not in header]
+        if missing:
+            raise DataError(
+                f"input {path}: wrong features: no column {missing[0]!r}; the run trained on "
+                f"{count} features ({', '.join(spec.feature_names)})."
+            )
+        return [header.index(n) for n in spec.feature_names]
+    if header and spec.image:
+        columns = [i for i, n in enumerate(header) if n.lower() != "label"]
+        return columns if len(columns) == count else _bad_width(path, spec, width)
+    if width == count:
+        return list(range(width))
+    if width == count + 1:
+        skip = spec.label_position if spec.label_position is not None else (0 if spec.image else width - 1)
+        return [i for i in range(width) if i != skip % width]
+    return _bad_width(path, spec, width)
+
+
+def _bad_width(path: Path, spec: SampleSpec, width: int) -> list[int]:
+    count = int(np.prod(spec.shape))
+    named = f" ({', '.join(spec.feature_names)})" if spec.feature_names else ""
+    raise DataError(
+        f"input {path}: wrong number of features: {width} columns, but the run trained on {count} features{named}; "
+        f"give {count} columns, or {count + 1} with the label."
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------ predict
+
+
+def sample_spec(trained: Any) -> tuple[SampleSpec, tuple[str, ...]]:
+    """The run's raw sample shape and class names (a CSV run reads its training CSV for them)."""
+    from nnrun.evaluation import IMAGE_DATASETS, image_class_names, load_run_dataset
+
+    cfg = trained.config.dataset
+    if cfg.name in IMAGE_DATASETS:
+        return SampleSpec(shape=IMAGE_SIZE, image=True), image_class_names(cfg.name)
+    try:
+        dataset = load_run_dataset(trained)
+    except DataError as exc:
+        raise DataError(f"the run's training CSV gives its feature and class names, but: {exc}") from None
+    position = cfg.label if isinstance(cfg.label, int) else _header_position(dataset.source, cfg.label, cfg.delimiter)
+    spec = SampleSpec(
+        shape=(len(dataset.feature_names),), image=False, feature_names=dataset.feature_names,
+        label=cfg.label, label_position=position, delimiter=cfg.delimiter,
+    )  # fmt: skip
+    return spec, dataset.class_names
+
+
+def _header_position(path: str, label: str, delimiter: str) -> int | None:
+    try:
+        with open(path, newline="") as handle:
+            header = next(csv.reader(handle, delimiter=delimiter, skipinitialspace=True))
+    except (OSError, StopIteration):
+        return None
+    return header.index(label) if label in header else None
+
+
+def predict_run(path: str | Path, inputs: list[str | Path], *, top_k: int = 3, invert: bool = False) -> Predictions:
+    """Predict the class of every input sample with the run's model and saved preprocessing.
+
+    Raises:
+        ConfigError: a bad ``top_k``.
+        RunDirError: the run has no usable model or preprocessing.
+        DataError: an input cannot be read or converted.
+    """
+    from nnrun.evaluation import class_probabilities, load_trained
+    from nnrun.training import EVAL_BATCH_SIZE
+
+    if top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1, got {top_k}.")
+    trained = load_trained(path)
+    spec, class_names = sample_spec(trained)
+    read = read_inputs(inputs, spec, invert=invert)
+    try:
+        x, _ = trained.pipeline.transform(read.x)
+    except DataError as exc:
+        raise DataError(f"the inputs do not fit the run's preprocessing: {exc}") from None
+    probabilities = class_probabilities(trained.model.predict(x, batch_size=EVAL_BATCH_SIZE, verbose=0))
+    return Predictions(read.names, probabilities, tuple(class_names), min(top_k, len(class_names)), read.notes)
+
+
+# ------------------------------------------------------------------ output
+
+
+def predictions_csv(pred: Predictions) -> str:
+    """Every prediction: input, predicted class and its probability, the top-k, and each class's probability."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["input", "predicted", "probability", "top_k", *pred.class_names])
+    for i, name in enumerate(pred.names):
+        k = int(pred.predicted[i])
+        top = "; ".join(f"{c}:{p:.6f}" for c, p in pred.top(i))
+        writer.writerow([name, pred.class_names[k], f"{pred.probabilities[i, k]:.6f}", top,
+                         *(f"{p:.6f}" for p in pred.probabilities[i])])  # fmt: skip
+    return buffer.getvalue()
+
+
+def render_predictions(pred: Predictions, *, limit: int = SHOWN_ROWS) -> list[Any]:
+    """A rich table of the first ``limit`` predictions (top-k only for more than two classes)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    multi = len(pred.class_names) > 2
+    table = Table(header_style="bold")
+    table.add_column("input")
+    table.add_column("predicted")
+    table.add_column("probability", justify="right")
+    if multi:
+        table.add_column(f"top {pred.top_k}")
+    for i, name in enumerate(pred.names[:limit]):
+        k = int(pred.predicted[i])
+        row = [escape(name), f"[bold]{escape(pred.class_names[k])}[/]", f"{pred.probabilities[i, k]:.4f}"]
+        if multi:
+            row.append("  ".join(f"{escape(c)} {p:.3f}" for c, p in pred.top(i)))
+        table.add_row(*row)
+    out: list[Any] = [f"[yellow]note:[/] {escape(n)}" for n in pred.notes] + [table]
+    if len(pred.names) > limit:
+        out.append(f"[dim]... {len(pred.names) - limit:,} more rows; --output FILE.csv writes all {len(pred.names):,}.[/]")
+    return out
