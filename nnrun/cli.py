@@ -162,6 +162,240 @@ def check(
     guarded(debug, run)
 
 
+RunDirArg = Annotated[Path, typer.Argument(help="A run directory, e.g. runs/20250101-120000-mnist_mlp.", show_default=False)]
+RunPaths = Annotated[
+    Optional[list[Path]],
+    typer.Argument(help="Runs folders (every run below) or run directories. Default: runs/.", show_default=False),
+]
+SortKey = Annotated[Optional[str], typer.Option("--sort", metavar="COLUMN", help="Sort by a column or key; accuracy-like descending, others ascending.")]
+Filters = Annotated[
+    Optional[list[str]],
+    typer.Option("--filter", "-f", metavar="EXPR", help="Keep runs where EXPR holds (= != > >= < <= ~), e.g. test.accuracy>0.9; repeatable."),
+]
+Format = Annotated[str, typer.Option("--format", metavar="table|csv|markdown|json", help="Output format.")]
+Output = Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write to FILE instead of printing.")]
+
+
+@app.command()
+def evaluate(
+    run_dir: RunDirArg,
+    split: Annotated[str, typer.Option("--split", metavar="test|validation|train", help="The split to measure.")] = "test",
+    data: Annotated[Optional[Path], typer.Option("--data", metavar="PATH", help="Measure this CSV or IDX folder (shaped like the training data) instead.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout instead of the report.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Reload a run's model and saved preprocessing, measure a split, and write evaluation.json, the confusion matrix and misclassified.png."""
+
+    def run() -> None:
+        import json
+
+        from rich.console import Console
+
+        from nnrun.evaluation import evaluate_run, render_evaluation, write_evaluation
+
+        evaluation = evaluate_run(run_dir, split=split, data=data)
+        files = write_evaluation(evaluation)
+        if json_output:
+            typer.echo(json.dumps(evaluation.result, indent=2))
+            return
+        console = Console(stderr=True, highlight=False)
+        for item in render_evaluation(evaluation.result, files):
+            console.print(item, soft_wrap=isinstance(item, str))
+
+    guarded(debug, run)
+
+
+def _show_runs(paths: list[Path] | None, fmt: str, output: Path | None, **options: object) -> object:
+    """Shared by compare and list: read, format, then print (table on stderr, data on stdout) or write."""
+    from rich.console import Console
+
+    from nnrun.compare import compare_runs
+    from nnrun.rundir import write_text_atomic
+    from nnrun.show import format_comparison
+
+    console = Console(stderr=True, highlight=False)
+    comparison = compare_runs(paths or [Path("runs")], **options)
+    width = console.width if console.is_terminal and output is None else None
+    formatted = format_comparison(comparison, fmt, width=width, styled=output is None)
+    if not comparison.total and fmt == "table" and output is None:
+        console.print(f"no runs in {', '.join(map(str, paths or [Path('runs')]))}. `nnrun train CONFIG` makes one.")
+        return comparison
+    if output is not None:
+        write_text_atomic(output, formatted.plain if fmt == "table" else formatted)
+        console.print(f"wrote {len(comparison.records)} runs to [cyan]{output}[/]")
+    elif fmt == "table":
+        console.print(formatted, soft_wrap=True, end="")
+    else:
+        sys.stdout.write(formatted)
+    for note in comparison.notes:
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True, markup=True)
+    if fmt == "table" and output is None:
+        shown, total = len(comparison.records), comparison.total
+        console.print(f"[dim]{shown} run{'s' if shown != 1 else ''}" + (f" of {total}" if shown != total else "") + "[/]")
+    return comparison
+
+
+@app.command()
+def compare(
+    paths: RunPaths = None,
+    sort: SortKey = None,
+    ascending: Annotated[Optional[bool], typer.Option("--asc/--desc", help="Force the sort direction.", show_default=False)] = None,
+    filters: Filters = None,
+    only_changed: Annotated[bool, typer.Option("--only-changed", help="Show the config keys whose values differ between the runs.")] = False,
+    columns: Annotated[
+        Optional[list[str]],
+        typer.Option("--columns", "-c", metavar="A,B,...", help="Columns to show (any key: test.loss, training.batch_size); +KEY adds to the defaults."),
+    ] = None,
+    fmt: Format = "table",
+    output: Output = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE.png", help="Overlay every listed run's validation curve.")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="The history.csv column to plot (default val_accuracy, else val_loss).")] = None,
+    debug: Debug = False,
+) -> None:
+    """Compare runs side by side: status, hyperparameters, best validation and test metrics. Reads small files only."""
+
+    def run() -> None:
+        comparison = _show_runs(
+            paths, fmt, output, sort=sort, descending=None if ascending is None else not ascending,
+            filters=filters or [], only_changed=only_changed, columns=columns or [],
+        )  # fmt: skip
+        if plot is not None:
+            from rich.console import Console
+
+            from nnrun.show import plot_comparison
+
+            console = Console(stderr=True, highlight=False)
+            for note in plot_comparison(comparison, plot, metric):
+                console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+            console.print(f"wrote plot [cyan]{plot}[/]")
+
+    guarded(debug, run)
+
+
+@app.command("list")
+def list_runs(
+    paths: RunPaths = None,
+    sort: SortKey = None,
+    filters: Filters = None,
+    fmt: Format = "table",
+    output: Output = None,
+    debug: Debug = False,
+) -> None:
+    """List runs: id, dataset, status, epochs, accuracy, duration (compare with fewer columns)."""
+    from nnrun.compare import LIST_COLUMNS
+
+    guarded(debug, lambda: _show_runs(paths, fmt, output, sort=sort, filters=filters or [], default_columns=LIST_COLUMNS))
+
+
+@app.command()
+def show(run_dir: RunDirArg, debug: Debug = False) -> None:
+    """One run at a glance: status, resolved config, metrics, model summary and the files with their sizes."""
+
+    def run() -> None:
+        from rich.console import Console
+
+        from nnrun.show import show_run
+
+        console = Console(stderr=True, highlight=False)
+        for item in show_run(run_dir):
+            console.print(item, soft_wrap=isinstance(item, str))
+
+    guarded(debug, run)
+
+
+@app.command()
+def predict(
+    run_dir: RunDirArg,
+    inputs: Annotated[list[Path], typer.Argument(help="CSV, .npy, PNG/JPEG images or IDX files.", show_default=False)],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many of the likeliest classes to show.")] = 3,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE.csv", help="Write every prediction as CSV ('-': stdout).")] = None,
+    invert: Annotated[bool, typer.Option("--invert", help="Invert pixel values: for dark drawings on a light background.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Predict classes with a trained run: its model and saved preprocessing on new CSV, .npy, image or IDX inputs."""
+
+    def run() -> None:
+        from rich.console import Console
+
+        from nnrun.predict import predict_run, predictions_csv, render_predictions
+        from nnrun.rundir import write_text_atomic
+
+        predictions = predict_run(run_dir, list(inputs), top_k=top_k, invert=invert)
+        console = Console(stderr=True, highlight=False)
+        if output is not None and str(output) == "-":
+            sys.stdout.write(predictions_csv(predictions))
+            return
+        for item in render_predictions(predictions):
+            console.print(item, soft_wrap=isinstance(item, str))
+        if output is not None:
+            write_text_atomic(output, predictions_csv(predictions))
+            console.print(f"wrote {len(predictions.names)} predictions to [cyan]{output}[/]")
+
+    guarded(debug, run)
+
+
+@app.command()
+def sweep(
+    config: Annotated[Optional[Path], typer.Argument(help="The YAML config to vary (its sweep: section, if any, holds a grid).", show_default=False)] = None,
+    grid: Annotated[
+        Optional[list[str]],
+        typer.Option("--grid", "-g", metavar="KEY=V1,V2", help="Values to try for a key; repeatable, e.g. --grid model.layers.0.units=32,64 "
+                     "--grid training.optimizer.learning_rate='loguniform(1e-4,1e-1)' (ranges need --random)."),
+    ] = None,
+    sets: Sets = None,
+    random_trials: Annotated[Optional[int], typer.Option("--random", metavar="N", help="Sample N trials instead of the full grid.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the --random sampling (default: sweep.seed, 0).")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="Compare column that ranks the trials (default: sweep.metric, val_accuracy).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Trials in parallel processes, each with an equal share of the CPU threads.")] = 1,
+    executor: Annotated[str, typer.Option("--executor", metavar="local|ray", help="local: this machine; ray: a Ray instance or cluster (pip install 'nnrun\\[ray]').")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", metavar="HOST:PORT", help="With --executor ray: the cluster's head (default: start a local Ray instance).")] = None,
+    gpus_per_trial: Annotated[float, typer.Option("--gpus-per-trial", help="With --executor ray: GPUs Ray reserves for each trial.")] = 0,
+    resume: Annotated[Optional[Path], typer.Option("--resume", metavar="SWEEP_DIR", help="Continue a sweep: skip completed trials, rerun failed or interrupted ones.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", "-n", help="Sweep name (default: the config's run.name or file name).")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Folder for the sweep directory (default: run.runs_dir, 'runs').")] = None,
+    smoke: Annotated[bool, typer.Option("--smoke", help="Seconds-long trials: 512 training samples, 1 epoch each.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Train a config many times over a grid of values; each trial is a run directory under runs/sweep-.../, ranked in one table."""
+
+    def run() -> None:
+        from rich.console import Console
+
+        from nnrun.errors import ConfigError
+        from nnrun.sweep import execute, resume_state, start_sweep
+
+        console = Console(stderr=True, highlight=False)
+        if (config is None) == (resume is None):
+            raise ConfigError("give exactly one of CONFIG or --resume SWEEP_DIR, e.g. nnrun sweep configs/diabetes_sweep.yaml.")
+        if resume is not None:
+            if grid or sets or random_trials is not None or seed is not None or metric or name or runs_dir or smoke:
+                raise ConfigError("--resume continues a sweep exactly as it was set up; drop --grid, --set, --random, --seed, "
+                                  "--metric, --name, --runs-dir and --smoke.")
+            state = resume_state(resume)
+            path = resume
+            console.print(f"[bold]nnrun[/] resuming sweep [cyan]{path}[/]")
+        else:
+            path, state = start_sweep(config, sets=list(sets or []), grid_options=list(grid or []), random_trials=random_trials,
+                                      seed=seed, metric=metric, runs_dir=runs_dir, name=name, smoke=smoke, argv=sys.argv)
+            console.print(f"[bold]nnrun[/] sweep [cyan]{path}[/]: {len(state.trials)} trials ({state.mode}"
+                          + (f", seed {state.seed}" if state.mode == "random" else "") + f"), ranked by {state.metric}")
+        result = execute(path, state, executor=executor, jobs=jobs, address=address, gpus_per_trial=gpus_per_trial,
+                         echo=lambda line: console.print(line, soft_wrap=True))
+        if result.comparison is not None:
+            from nnrun.show import render_text
+
+            console.print(render_text(result.comparison), soft_wrap=True)  # full column names: the varied keys are the point
+            for note in result.comparison.notes:
+                console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+        counts = ", ".join(f"{n} {s}" for s, n in result.state.to_dict()["counts"].items())
+        console.print(f"sweep {result.state.status}: {counts}; {result.path / 'sweep.json'}")
+        typer.echo(str(result.path))
+        if result.state.status != "completed":
+            raise typer.Exit(1)
+
+    guarded(debug, run)
+
+
 def main() -> None:
     app()
 
