@@ -8,6 +8,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dataset_cache(tmp_path_factory):
+    """Decoded-dataset cache in a temp folder, so tests never touch the user's ~/.cache."""
+    os.environ["NNRUN_CACHE_DIR"] = str(tmp_path_factory.mktemp("nnrun-cache"))
 SHARED_DATA = ROOT.parent / "shared" / "datasets"
 
 

@@ -220,3 +220,30 @@ def test_real_mnist_and_fashion_verify(data_dir):
         data = datasets.load_dataset(config)
         assert data.x_train.shape == (60000, 28, 28) and data.x_test.shape == (10000, 28, 28)
         assert data.class_names[0] == classes and data.kind == "image"
+
+
+def test_decoded_cache_is_reused_and_invalidated(isolated, fake_checksums, monkeypatch):
+    cache = isolated / "cache"
+    monkeypatch.setenv("NNRUN_CACHE_DIR", str(cache))
+    folder = isolated / "idx"
+    fake_checksums(make_idx_folder(folder, seed=3))
+    first = load_idx_dataset("mnist", str(folder), download=no_download)
+    assert len(list(cache.iterdir())) == 1
+    second = load_idx_dataset("mnist", str(folder), download=no_download)
+    assert isinstance(second[0], np.memmap)  # served from the cache
+    for a, b in zip(first[:4], second[:4]):
+        assert np.array_equal(a, b)
+    # A changed source file gets a new key: it is read and verified again.
+    payloads = make_idx_folder(folder, seed=4)
+    fake_checksums(payloads)
+    third = load_idx_dataset("mnist", str(folder), download=no_download)
+    assert not np.array_equal(third[0], first[0]) and not isinstance(third[0], np.memmap)
+
+
+def test_cache_can_be_turned_off(isolated, fake_checksums, monkeypatch):
+    monkeypatch.setenv("NNRUN_CACHE_DIR", "off")
+    folder = isolated / "idx"
+    fake_checksums(make_idx_folder(folder))
+    load_idx_dataset("mnist", str(folder), download=no_download)
+    again = load_idx_dataset("mnist", str(folder), download=no_download)
+    assert not isinstance(again[0], np.memmap)
