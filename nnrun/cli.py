@@ -222,7 +222,7 @@ def _show_runs(paths: list[Path] | None, fmt: str, output: Path | None, **option
         return comparison
     if output is not None:
         write_text_atomic(output, formatted.plain if fmt == "table" else formatted)
-        console.print(f"wrote {len(comparison.records)} runs to [cyan]{output}[/]")
+        console.print(f"wrote {len(comparison.records)} runs to [cyan]{output}[/]", soft_wrap=True)
     elif fmt == "table":
         console.print(formatted, soft_wrap=True, end="")
     else:
@@ -267,7 +267,7 @@ def compare(
             console = Console(stderr=True, highlight=False)
             for note in plot_comparison(comparison, plot, metric):
                 console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
-            console.print(f"wrote plot [cyan]{plot}[/]")
+            console.print(f"wrote plot [cyan]{plot}[/]", soft_wrap=True)
 
     guarded(debug, run)
 
@@ -329,7 +329,7 @@ def predict(
             console.print(item, soft_wrap=isinstance(item, str))
         if output is not None:
             write_text_atomic(output, predictions_csv(predictions))
-            console.print(f"wrote {len(predictions.names)} predictions to [cyan]{output}[/]")
+            console.print(f"wrote {len(predictions.names)} predictions to [cyan]{output}[/]", soft_wrap=True)
 
     guarded(debug, run)
 

@@ -434,14 +434,14 @@ def known_keys(records: list[RunRecord]) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def check_key(key: str, records: list[RunRecord], option: str) -> str:
-    """Canonical form of ``key``; ConfigError if no run has it."""
+def check_key(key: str, records: list[RunRecord], option: str, given: str | None = None) -> str:
+    """Canonical form of ``key``; ConfigError if no run has it (``given``: the option's whole value)."""
     name = canonical(key)
     if name in COLUMNS or any(lookup(r, name) is not _MISSING for r in records):
         return name
     keys = known_keys(records)
     raise ConfigError(
-        f"{option} {key!r}: no run has this key{did_you_mean(name, keys)} "
+        f"{option} {(given or key)!r}: no run has the key {key!r}{did_you_mean(name, keys)} "
         f"Columns: {', '.join(COLUMNS)}; also metrics.json paths (test.loss), config keys "
         "(training.batch_size) and run.json keys (host)."
     )
@@ -485,7 +485,7 @@ def parse_filter(text: str, records: list[RunRecord]) -> Filter:
             "e.g. --filter test.accuracy>0.9 or --filter dataset=mnist."
         )
     key, op, value = match.groups()
-    return Filter(check_key(key, records, "--filter"), op, value.strip("'\""))
+    return Filter(check_key(key, records, "--filter", text), op, value.strip("'\""))
 
 
 def number(value: Any) -> float | None:

@@ -1,0 +1,398 @@
+"""nnrun compare and list: every run shown with its status, keys, filters, sorting, formats, no TensorFlow."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from nnrun import rundir as rd
+from nnrun.cli import app
+from nnrun.compare import compare_runs, load_yaml
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
+
+BASE_CONFIG = {
+    "dataset": {"validation": 0.2, "limit": None, "name": "mnist", "path": None},
+    "preprocessing": [{"type": "flatten"}, {"type": "scale", "factor": 0.00392156862745098}, {"type": "one_hot", "num_classes": None}],
+    "model": {"layers": [{"type": "Dense", "units": 64, "activation": "relu"}, {"type": "Dense", "units": 10, "activation": "softmax"}]},
+    "training": {"optimizer": {"type": "adam", "learning_rate": None}, "loss": "categorical_crossentropy",
+                 "metrics": ["accuracy"], "epochs": 3, "batch_size": 32, "callbacks": []},
+    "run": {"name": "x", "seed": 42, "runs_dir": "runs"},
+}  # fmt: skip
+
+
+def dead_pid() -> int:
+    """The pid of a process that has finished (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def make_run(folder: Path, run_id: str, *, status: str = "completed", config: dict | None = None,
+             history: list[dict] | None = None, test: dict | None = None, **info: object) -> Path:
+    """A hand-made run directory with the contract's small files (no model)."""
+    path = folder / run_id
+    path.mkdir(parents=True)
+    cfg = json.loads(json.dumps(config or BASE_CONFIG))
+    cfg["run"]["name"] = run_id.split("-", 2)[-1]
+    (path / rd.CONFIG).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    history = history if history is not None else [
+        {"epoch": 1, "accuracy": 0.8, "loss": 0.6, "val_accuracy": 0.85, "val_loss": 0.5},
+        {"epoch": 2, "accuracy": 0.9, "loss": 0.3, "val_accuracy": 0.91, "val_loss": 0.35},
+        {"epoch": 3, "accuracy": 0.95, "loss": 0.2, "val_accuracy": 0.90, "val_loss": 0.33},
+    ]  # fmt: skip
+    if history:
+        columns = list(history[0])
+        lines = [",".join(columns)] + [",".join(repr(r[c]) for c in columns) for r in history]
+        (path / rd.HISTORY).write_text("\n".join(lines) + "\n")
+    run_info = {
+        "id": run_id, "name": cfg["run"]["name"], "status": status,
+        "started": f"{run_id[:4]}-{run_id[4:6]}-{run_id[6:8]}T{run_id[9:11]}:{run_id[11:13]}:{run_id[13:15]}",
+        "duration_s": 12.5 if status != "running" else None, "pid": os.getpid(), "host": os.uname().nodename,
+        "dataset": cfg["dataset"]["name"], "model": {"params": 50890, "layers": "D64-D10"},
+        "epochs_run": len(history), "error": None, **info,
+    }  # fmt: skip
+    (path / rd.RUN).write_text(json.dumps(run_info))
+    if status == "completed":
+        last = history[-1]
+        metrics = {"train": {"accuracy": last["accuracy"], "loss": last["loss"]},
+                   "validation": {"accuracy": last["val_accuracy"], "loss": last["val_loss"]},
+                   "best_validation": {}, "test": test or {"accuracy": 0.9, "loss": 0.34},
+                   "best_epoch": 3, "epochs_run": len(history)}  # fmt: skip
+        (path / rd.METRICS).write_text(json.dumps(metrics))
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path) -> Path:
+    """A runs folder with one run of every status, unreadable folders and a damaged metrics.json."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    make_run(folder, "20250101-100000-base", test={"accuracy": 0.91, "loss": 0.30})
+    bigger = json.loads(json.dumps(BASE_CONFIG))
+    bigger["training"]["batch_size"] = 128
+    bigger["model"]["layers"][0]["units"] = 512
+    bigger["training"]["optimizer"] = {"type": "sgd", "learning_rate": None}
+    make_run(folder, "20250102-100000-bigger", config=bigger, test={"accuracy": 0.95, "loss": 0.18})
+    fashion = json.loads(json.dumps(BASE_CONFIG))
+    fashion["dataset"]["name"] = "fashion_mnist"
+    fashion["training"]["optimizer"]["learning_rate"] = 0.0005
+    make_run(folder, "20250103-100000-fashion", config=fashion, test={"accuracy": 0.85, "loss": 0.41})
+    make_run(folder, "20250104-100000-broken", status="failed", error="NnrunError: out of memory", history=[])
+    make_run(folder, "20250105-100000-stopped", status="interrupted", history=[
+        {"epoch": 1, "accuracy": 0.7, "loss": 0.9, "val_accuracy": 0.75, "val_loss": 0.8}])
+    make_run(folder, "20250106-100000-live", status="running")  # this test's own pid: alive
+    make_run(folder, "20250107-100000-gone", status="running", pid=dead_pid())
+    damaged = make_run(folder, "20250108-100000-damaged")
+    (damaged / rd.METRICS).write_text("{\"test\": ")
+    (folder / "zz-no-run-json").mkdir()
+    (folder / "zz-no-run-json" / rd.CONFIG).write_text("dataset: {}\n")
+    (folder / "zz-corrupt").mkdir()
+    (folder / "zz-corrupt" / rd.RUN).write_text("{\"id\": ")
+    (folder / ".hidden").mkdir()  # never listed
+    return folder
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+def as_json(*args: str) -> list[dict]:
+    result = invoke("compare", *args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+# ------------------------------------------------------------- the table
+
+
+def test_every_run_is_shown_with_its_status_and_unreadable_folders_with_the_reason(runs):
+    result = invoke("compare", runs)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""  # the table is for people: stderr
+    lines = {line.split()[0]: line for line in result.stderr.splitlines() if line.strip()}
+    expected = {
+        "20250101-100000-base": "completed", "20250104-100000-broken": "failed", "20250105-100000-stopped": "interrupted",
+        "20250106-100000-live": "running", "20250107-100000-gone": "crashed", "20250108-100000-damaged": "completed",
+        "zz-no-run-json": "unreadable", "zz-corrupt": "unreadable",
+    }  # fmt: skip
+    for run_id, status in expected.items():
+        assert f" {status} " in lines[run_id], lines[run_id]
+    assert ".hidden" not in result.stderr
+    assert "zz-no-run-json: unreadable: not a run directory (no run.json)" in result.stderr
+    assert "zz-corrupt: unreadable: corrupt run.json" in result.stderr
+    assert "20250108-100000-damaged: metrics.json is corrupt" in result.stderr
+    assert "10 runs" in result.stderr
+
+
+def test_the_default_columns_and_their_values(runs):
+    rows = {r["id"]: r for r in as_json(runs)}
+    base, bigger, fashion = rows["20250101-100000-base"], rows["20250102-100000-bigger"], rows["20250103-100000-fashion"]
+    assert list(base)[:16] == [
+        "id", "name", "dataset", "status", "epochs", "optimizer", "learning_rate", "batch_size", "layers", "params",
+        "best_val_accuracy", "best_val_loss", "test_accuracy", "test_loss", "duration", "started",
+    ]  # fmt: skip
+    assert base["name"] == "base" and base["dataset"] == "mnist" and base["epochs"] == 3
+    assert (base["optimizer"], base["learning_rate"], base["batch_size"]) == ("adam", 0.001, 32)  # Keras's default rate
+    assert (bigger["optimizer"], bigger["learning_rate"], bigger["batch_size"]) == ("sgd", 0.01, 128)
+    assert fashion["learning_rate"] == 0.0005 and fashion["dataset"] == "fashion_mnist"
+    # Best over all epochs of history.csv: max val_accuracy (epoch 2), min val_loss (epoch 3).
+    assert (base["best_val_accuracy"], base["best_val_loss"]) == (0.91, 0.33)
+    assert (base["test_accuracy"], base["test_loss"]) == (0.91, 0.30)
+    assert (base["layers"], base["params"], base["duration"]) == ("D64-D10", 50890, 12.5)
+    assert base["started"].startswith("2025-01-0")
+    assert rows["20250104-100000-broken"]["error"] == "NnrunError: out of memory"
+    assert rows["20250105-100000-stopped"]["best_val_accuracy"] == 0.75 and rows["20250105-100000-stopped"]["test_accuracy"] is None
+    assert rows["zz-corrupt"]["status"] == "unreadable" and rows["zz-corrupt"]["error"].startswith("corrupt run.json")
+    assert rows["20250108-100000-damaged"]["problems"][0].startswith("metrics.json is corrupt")
+
+
+@pytest.mark.slow
+def test_real_runs_read_back_as_their_files_say(diabetes_run, mnist_run):
+    rows = {r["id"]: r for r in as_json(diabetes_run, mnist_run.parent)}
+    mnist = rows[mnist_run.name]
+    info = json.loads((mnist_run / rd.RUN).read_text())
+    metrics = json.loads((mnist_run / rd.METRICS).read_text())
+    with open(mnist_run / rd.HISTORY, newline="") as handle:
+        history = list(csv.DictReader(handle))
+    assert mnist["status"] == "completed" and mnist["dataset"] == "mnist" and mnist["epochs"] == 2
+    assert (mnist["optimizer"], mnist["learning_rate"], mnist["batch_size"]) == ("rmsprop", 0.001, 128)
+    assert mnist["layers"] == "D32-D10" == info["model"]["layers"] and mnist["params"] == info["model"]["params"] == 25450
+    assert mnist["best_val_accuracy"] == max(float(r["val_accuracy"]) for r in history)
+    assert mnist["best_val_loss"] == min(float(r["val_loss"]) for r in history)
+    assert mnist["test_accuracy"] == metrics["test"]["accuracy"] and mnist["test_loss"] == metrics["test"]["loss"]
+    assert mnist["duration"] == info["duration_s"] and mnist["started"] == info["started"]
+    assert rows[diabetes_run.name]["layers"] == "D12-D8-D1" and rows[diabetes_run.name]["batch_size"] == 32
+
+
+# ---------------------------------------------------------- sort and filter
+
+
+def test_sort_accuracy_descends_loss_ascends_missing_last_and_direction_can_be_forced(runs):
+    rows = as_json(runs, "--sort", "test.accuracy")
+    # The damaged run's metrics.json is unreadable: like the runs without one, it sorts last.
+    assert [r["test_accuracy"] for r in rows] == [0.95, 0.91, 0.85] + [None] * 7
+    assert [r["id"] for r in rows[:3]] == ["20250102-100000-bigger", "20250101-100000-base", "20250103-100000-fashion"]
+    ascending = [r["test_accuracy"] for r in as_json(runs, "--sort", "test_accuracy", "--asc")]
+    assert ascending == [0.85, 0.91, 0.95] + [None] * 7  # missing values stay last
+
+    losses = [r["test_loss"] for r in as_json(runs, "--sort", "test_loss") if r["test_loss"] is not None]
+    assert losses == [0.18, 0.30, 0.41]
+    forced = [r["test_loss"] for r in as_json(runs, "--sort", "test_loss", "--desc") if r["test_loss"] is not None]
+    assert forced == [0.41, 0.30, 0.18]
+    batch = [r["batch_size"] for r in as_json(runs, "--sort", "training.batch_size", "--desc")]
+    assert batch[0] == 128 and batch[-1] is None
+
+
+def test_filters_on_columns_metrics_and_config_keys(runs):
+    assert [r["id"] for r in as_json(runs, "--filter", "dataset=fashion_mnist")] == ["20250103-100000-fashion"]
+    high = as_json(runs, "--filter", "test.accuracy>0.9")
+    assert sorted(r["id"] for r in high) == ["20250101-100000-base", "20250102-100000-bigger"]
+    both = as_json(runs, "-f", "test.accuracy>=0.9", "-f", "training.batch_size=128")
+    assert [r["id"] for r in both] == ["20250102-100000-bigger"]
+    assert {r["status"] for r in as_json(runs, "--filter", "status!=completed")} == {
+        "failed", "interrupted", "running", "crashed", "unreadable"}
+    assert [r["id"] for r in as_json(runs, "--filter", "model.layers.0.units=512")] == ["20250102-100000-bigger"]
+    assert [r["id"] for r in as_json(runs, "--filter", "error~memory")] == ["20250104-100000-broken"]
+    assert as_json(runs, "--filter", "validation.loss<0") == []  # last-epoch values from metrics.json
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--filter", "tset.accuracy>0.9"], "--filter 'tset.accuracy>0.9': no run has the key 'tset.accuracy'; did you mean 'test.accuracy'?"),
+        (["--filter", "accuracy"], "--filter 'accuracy': expected KEY OP VALUE"),
+        (["--sort", "test_acuracy"], "--sort 'test_acuracy': no run has the key 'test_acuracy'; did you mean 'test_accuracy'?"),
+        (["--columns", "id,bogus"], "--columns 'bogus': no run has the key 'bogus'"),
+        (["--format", "xml"], "--format must be one of table, csv, markdown, json; got 'xml'"),
+        (["--plot", "{tmp}/p.png", "--metric", "val_f1"], "--metric val_f1: no listed run logged it in history.csv"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors(runs, tmp_path, args, expected):
+    result = invoke("compare", runs, *[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: ") and expected in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_path_that_does_not_exist(tmp_path):
+    result = invoke("compare", tmp_path / "nope")
+    assert result.exit_code == 2 and "nope: not found. Pass a runs folder or a run directory" in result.stderr
+
+
+def test_the_default_path_is_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_run(tmp_path / "runs", "20250101-100000-here")
+    result = invoke("compare", "--format", "csv")
+    assert result.exit_code == 0 and "20250101-100000-here" in result.stdout
+    (tmp_path / "empty").mkdir()
+    result = invoke("compare", tmp_path / "empty")
+    assert result.exit_code == 0 and "no runs in" in result.stderr
+
+
+def test_one_run_directory_and_nested_runs_folders(runs, tmp_path):
+    assert [r["id"] for r in as_json(runs / "20250101-100000-base")] == ["20250101-100000-base"]
+    nested = tmp_path / "projects"
+    shutil.copytree(runs / "20250101-100000-base", nested / "a" / "runs" / "20250101-100000-base")
+    make_run(nested / "b", "20250109-100000-other")
+    assert [r["id"] for r in as_json(nested)] == ["20250101-100000-base", "20250109-100000-other"]
+
+
+# --------------------------------------------------------- columns and views
+
+
+def test_only_changed_shows_the_config_keys_that_differ(runs):
+    result = invoke("compare", runs, "--only-changed", "--filter", "status=completed", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    header = next(csv.reader(io.StringIO(result.stdout)))
+    changed = [c for c in header if c not in ("id", "status", "best_val_accuracy", "best_val_loss", "test_accuracy", "test_loss")]
+    assert changed == ["dataset.name", "model.layers[0].units", "training.optimizer.type",
+                       "training.optimizer.learning_rate", "training.batch_size"]  # fmt: skip
+    assert "run.name" not in header and "training.loss" not in header  # names always differ; loss never did
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO(result.stdout))}
+    assert rows["20250102-100000-bigger"]["training.batch_size"] == "128"
+    assert rows["20250103-100000-fashion"]["training.optimizer.learning_rate"] == "0.0005"
+
+
+def test_only_changed_with_identical_configs_says_so(runs):
+    result = invoke("compare", runs / "20250101-100000-base", runs / "20250108-100000-damaged", "--only-changed")
+    assert result.exit_code == 0 and "all 2 readable runs share the same config" in result.stderr
+
+
+def test_columns_can_be_chosen_or_added(runs):
+    result = invoke("compare", runs, "--columns", "id,test.accuracy,training.batch_size", "--format", "csv",
+                    "--filter", "status=completed")  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert lines[0] == "id,test_accuracy,training.batch_size"
+    assert "20250102-100000-bigger,0.95,128" in lines
+    added = invoke("compare", runs, "-c", "+host", "-c", "+best_epoch", "--format", "csv").stdout.splitlines()[0]
+    assert added.endswith(",started,host,best_epoch") and added.startswith("id,name,dataset,status")
+
+
+def test_list_is_compare_with_fewer_columns(runs):
+    result = invoke("list", runs, "--format", "csv", "--sort", "started", "--filter", "status=completed")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == ["id", "dataset", "status", "epochs", "best_val_accuracy", "test_accuracy", "duration", "started"]
+    assert [r[0] for r in rows[1:]] == ["20250101-100000-base", "20250102-100000-bigger", "20250103-100000-fashion",
+                                        "20250108-100000-damaged"]  # fmt: skip
+
+
+# ---------------------------------------------------------------- formats
+
+
+def test_markdown_csv_and_output_file(runs, tmp_path):
+    markdown = invoke("compare", runs, "--format", "markdown", "-c", "id,status,test_accuracy").stdout.splitlines()
+    assert markdown[0] == "| id | status | test_accuracy |" and markdown[1] == "| --- | --- | ---: |"
+    assert "| 20250102-100000-bigger | completed | 0.9500 |" in markdown
+    assert "| zz-corrupt | unreadable | - |" in markdown
+
+    target = tmp_path / "out" / "table.csv"
+    target.parent.mkdir()
+    result = invoke("compare", runs, "--format", "csv", "-o", target)
+    assert result.exit_code == 0 and result.stdout == "" and f"wrote 10 runs to {target}" in result.stderr
+    rows = list(csv.DictReader(target.open()))
+    assert len(rows) == 10 and {r["status"] for r in rows} >= {"crashed", "unreadable", "failed"}
+
+    text = tmp_path / "table.txt"
+    assert invoke("compare", runs, "-o", text).exit_code == 0
+    assert "20250107-100000-gone" in text.read_text() and "\x1b[" not in text.read_text()  # plain text, no colour
+
+
+def test_plot_overlays_the_validation_curves(runs, tmp_path):
+    from PIL import Image
+
+    target = tmp_path / "val.png"
+    result = invoke("compare", runs, "--plot", target)
+    assert result.exit_code == 0, result.output
+    assert "20250104-100000-broken: no val_accuracy in history.csv; not plotted" in result.stderr
+    with Image.open(target) as image:
+        assert image.format == "PNG"
+    loss = tmp_path / "loss.png"
+    assert invoke("compare", runs, "--plot", loss, "--metric", "loss").exit_code == 0 and loss.stat().st_size > 0
+
+
+def test_wide_tables_are_cut_to_the_terminal_width():
+    from nnrun.compare import Comparison, RunRecord
+    from nnrun.show import render_text
+
+    record = RunRecord(Path("r"), "completed", fields={"id": "x" * 60, "name": "y" * 60, "status": "completed"})
+    text = render_text(Comparison(["id", "name", "status"], [record], 1), width=50).plain
+    assert max(len(line) for line in text.splitlines()) <= 50 and "…" in text
+
+
+# ------------------------------------------------------------------ speed
+
+
+def test_compare_list_show_and_help_never_import_tensorflow(runs, diabetes_run):
+    """Each command runs in a fresh interpreter; the check must see TensorFlow when a command does load it."""
+    harness = (
+        "import sys\n"
+        "from nnrun.cli import app\n"
+        "try:\n"
+        "    app(sys.argv[1:], standalone_mode=False)\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'pandas'))\n"
+        "print('HEAVY=' + ','.join(heavy[:3]), file=sys.stderr)\n"
+    )
+
+    def heavy_modules(*args: str) -> tuple[str, str]:
+        done = subprocess.run([sys.executable, "-c", harness, *map(str, args)], capture_output=True, text=True,
+                              env={**os.environ, "COLUMNS": "200"}, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stderr.rsplit("HEAVY=", 1)[1].strip(), done.stdout + done.stderr
+
+    for args in (["compare", runs], ["compare", runs, "--only-changed", "--format", "json"], ["list", runs],
+                 ["show", diabetes_run], ["--help"], ["compare", "--help"]):  # fmt: skip
+        heavy, output = heavy_modules(*args)
+        assert heavy == "", f"{args} imported {heavy}"
+        assert args[-1] == "--help" or "20250101-100000-base" in output or "completed" in output
+    # The control: evaluate does load TensorFlow, and the same check sees it.
+    heavy, _ = heavy_modules("evaluate", diabetes_run, "--json")
+    assert "tensorflow" in heavy or "keras" in heavy
+
+
+def test_libyaml_event_loader_equals_yaml_safe_load():
+    documents = [path.read_bytes() for path in (ROOT / "configs").glob("*.yaml")]
+    documents += [
+        yaml.safe_dump(BASE_CONFIG, sort_keys=False).encode(),
+        b"a: yes\nb: off\nc: 1e-05\nd: 1/255\ne: '123'\nf: ~\ng: -3\nh: +2.5\ni: .inf\nj: 0x1F\nk: 2025-01-01\n",
+        b"base: &b {units: 3}\nlayers: [*b, *b]\n",
+        b"x: !!str 12\ny: [1, [2, 3], {z: null}]\n\"quoted key\": |\n  block\n",
+        b"", b"- 1\n- two\n", b"1: one\n2.5: two\n",
+    ]  # fmt: skip
+    for document in documents:
+        assert repr(load_yaml(document)) == repr(yaml.safe_load(document)), document[:60]
+    with pytest.raises(yaml.YAMLError):
+        load_yaml(b"a: [1, 2\n")
+
+
+def test_a_thousand_runs_in_well_under_a_second(tmp_path):
+    """In-process read, filter and sort of 1,000 generated runs (bench/compare_bench.py times the CLI)."""
+    import time
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from compare_bench import make_runs
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    make_runs(tmp_path, 1000)
+    compare_runs([tmp_path])  # warm the page cache, as for a second compare
+    started = time.perf_counter()
+    comparison = compare_runs([tmp_path], sort="test.accuracy", filters=["status!=unreadable"])
+    elapsed = time.perf_counter() - started
+    assert len(comparison.records) == 1000
+    assert elapsed < 2.0, f"{elapsed:.2f}s for 1,000 runs"  # ~0.3 s here; generous for a loaded CI machine
