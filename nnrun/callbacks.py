@@ -46,6 +46,7 @@ def make_run_callbacks(run: rd.RunDir, config: RunConfig, *, validation: bool, r
             self.rows: list[dict] = list(history or [])
             self.best = min((r[monitor] for r in self.rows if monitor in r), default=math.inf)
             self.epoch_start = time.perf_counter()
+            self.last_save: float | None = None
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             # Seed each epoch from (seed, epoch): shuffling and dropout of epoch N
@@ -56,37 +57,42 @@ def make_run_callbacks(run: rd.RunDir, config: RunConfig, *, validation: bool, r
             self.epoch_start = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            if stop.requested:
-                return  # the epoch was cut short: it is not a completed epoch
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
             row["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
             row["time_s"] = round(time.perf_counter() - self.epoch_start, 4)
             self.rows.append(row)
             if checkpoint != "none":
+                self._checkpoint(epoch, row)
+            write_history(run, self.rows)
+            if stop.requested:
+                self.model.stop_training = True  # a clean stop: this epoch is complete and saved
+
+        def _checkpoint(self, epoch: int, row: dict) -> None:
+            # Saving a .keras file costs ~25 ms; at 150 short epochs that is 10% of
+            # the run. So last.keras is written at most every CHECKPOINT_INTERVAL_S,
+            # and always on the first epoch of a fit and on a requested stop. A
+            # kill -9 loses at most that interval; --resume replays from the checkpoint.
+            now = time.perf_counter()
+            if stop.requested or self.last_save is None or now - self.last_save >= CHECKPOINT_INTERVAL_S:
                 (run.path / rd.CHECKPOINTS).mkdir(exist_ok=True)
                 with rd.atomic_path(run.file(rd.LAST_CHECKPOINT)) as tmp:
                     self.model.save(tmp)
                 rd.write_json_atomic(run.file(rd.LAST_CHECKPOINT_STATE), {"epoch": epoch + 1})
-                value = row.get(monitor, math.inf)
-                if checkpoint == "best" and value < self.best:
-                    self.best = value
-                    with rd.atomic_path(run.file(rd.BEST_CHECKPOINT)) as tmp:
-                        self.model.save(tmp)
-            write_history(run, self.rows)
+                self.last_save = now
+            value = row.get(monitor, math.inf)
+            if checkpoint == "best" and value < self.best:
+                self.best = value
+                with rd.atomic_path(run.file(rd.BEST_CHECKPOINT)) as tmp:
+                    self.model.save(tmp)
 
-    class StopOnSignal(Callback):
-        """Ends fit after the current batch once a stop was requested."""
-
-        async_safe = True
-
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            if stop.requested:
-                self.model.stop_training = True
-
-    callbacks: list[Any] = [RunFiles(), StopOnSignal()]
+    callbacks: list[Any] = [RunFiles()]
     if config.training.verbose:
         callbacks.append(_progress_callback(Callback, reporter, config, stop, config.training.verbose))
     return callbacks
+
+
+#: Seconds between two writes of checkpoints/last.keras (see RunFiles._checkpoint).
+CHECKPOINT_INTERVAL_S = 10.0
 
 
 def seed_for_epoch(seed: int, epoch: int) -> int:
@@ -137,8 +143,6 @@ def _progress_callback(Callback: type, reporter: Reporter, config: RunConfig, st
                 self.progress.update(self.batch_task, completed=batch + 1, metrics=_format_logs(shown))
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            if stop.requested:
-                return
             line = f"epoch {epoch + 1}/{epochs}  {_format_logs(logs or {})}  ({time.perf_counter() - self.epoch_start:.1f}s)"
             if self.progress:
                 self.progress.update(self.epoch_task, completed=epoch + 1, metrics=_format_logs(logs or {}))
@@ -162,7 +166,7 @@ def _format_logs(logs: dict) -> str:
 
 
 class StopFlag:
-    """Set by SIGINT / SIGTERM: training stops after the current batch and saves what it has."""
+    """Set by SIGINT / SIGTERM: training stops at the end of the current epoch and saves it."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -179,7 +183,7 @@ def stop_on_signals(stop: StopFlag, reporter: Reporter) -> Iterator[None]:
             raise KeyboardInterrupt
         stop.requested = True
         stop.signal = signal.Signals(signum).name
-        reporter.print(f"[yellow]{stop.signal}: stopping after this batch; saving what was trained "
+        reporter.print(f"[yellow]{stop.signal}: stopping at the end of this epoch and saving it "
                        "(Ctrl-C again to stop at once).[/]")
 
     try:
