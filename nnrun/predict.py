@@ -107,7 +107,7 @@ def read_inputs(paths: list[str | Path], spec: SampleSpec, *, invert: bool = Fal
 
 def _read_image(path: Path, spec: SampleSpec, invert: bool) -> np.ndarray:
     if not spec.image:
-        raise DataError(f"input {path}: an image, but this run trained on rows of {spec.shape[0]} features; pass a CSV or .npy.")
+        raise DataError(f"input {path} is an image, but this run trained on rows of {spec.shape[0]} features; pass a CSV or .npy.")
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -170,7 +170,8 @@ def _read_csv(path: Path, spec: SampleSpec) -> tuple[np.ndarray, list[str]]:
     rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True) if any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"input {path}: the file is empty.")
-    header = None if all(_is_number(c) for c in rows[0]) else [c.strip() for c in rows[0]]
+    # A header names its columns: no cell of it is a number (a row with one bad cell is data).
+    header = None if any(_is_number(c) for c in rows[0]) else [c.strip() for c in rows[0]]
     body = rows[1:] if header else rows
     if not body:
         raise DataError(f"input {path}: a header but no rows of data.")
