@@ -161,7 +161,7 @@ def time_command(args: list[str], repeat: int) -> tuple[float, str]:
     times, out = [], ""
     for _ in range(repeat):
         t0 = time.perf_counter()
-        done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+        done = subprocess.run(args, check=False, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
         times.append(time.perf_counter() - t0)
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
@@ -179,7 +179,7 @@ def time_in_process(folder: Path, repeat: int) -> tuple[float, float]:
         t0 = time.perf_counter()
         comparison = compare_runs([folder])
         t1 = time.perf_counter()
-        format_comparison(comparison, "table", width=None).plain
+        _ = format_comparison(comparison, "table", width=None).plain
         formats.append(time.perf_counter() - t1)
         reads.append(t1 - t0)
     assert "tensorflow" not in sys.modules and "numpy" not in sys.modules, "compare imported TensorFlow or numpy"

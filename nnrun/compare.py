@@ -23,11 +23,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import operator
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -63,7 +65,6 @@ DEFAULT_LEARNING_RATES = {
 }  # fmt: skip
 HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "f1")
 MAX_DEPTH = 3
-FORMATS = ("table", "csv", "markdown", "json")
 
 
 # ------------------------------------------------------------ finding runs
@@ -183,7 +184,7 @@ def _read_optional(path: Path, record: RunRecord, parse: Any) -> Any:
         return {}
     try:
         value = parse(data)
-    except Exception as exc:  # JSON, YAML or CSV: any parse error makes this file unusable, not the run
+    except Exception as exc:  # noqa: BLE001 (JSON, YAML or CSV: a parse error spoils this file, not the run)
         record.problems.append(f"{path.name} is corrupt ({_first_line(exc)})")
         return {}
     if not isinstance(value, (dict, History)):
@@ -453,27 +454,31 @@ def check_key(key: str, records: list[RunRecord], option: str, given: str | None
 _FILTER = re.compile(r"^\s*([^=!<>~\s]+)\s*(==|!=|>=|<=|=|>|<|~)\s*(.*?)\s*$")
 
 
+_OPERATORS = {"=": operator.eq, "==": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge,
+              "<": operator.lt, "<=": operator.le}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Filter:
+    """``KEY OP VALUE``: numbers compare as numbers, anything else as text (ISO times sort as text too).
+
+    A run without the key matches only ``!=``; ``~`` is a case-insensitive "contains".
+    """
+
     key: str
     op: str
     value: str
 
     def matches(self, record: RunRecord) -> bool:
         actual = lookup(record, self.key)
-        if actual is _MISSING or actual is None:
+        if actual is _MISSING or (actual is None and self.op not in ("=", "==", "!=")):
             return self.op == "!="
         if self.op == "~":
             return self.value.lower() in text_of(actual).lower()
         left, right = number(actual), number(self.value)
         if left is not None and right is not None:
-            pair: tuple[Any, Any] = (left, right)
-        else:
-            pair = (text_of(actual), self.value)
-        return {
-            "=": pair[0] == pair[1], "==": pair[0] == pair[1], "!=": pair[0] != pair[1],
-            ">": pair[0] > pair[1], ">=": pair[0] >= pair[1], "<": pair[0] < pair[1], "<=": pair[0] <= pair[1],
-        }[self.op]  # fmt: skip
+            return _OPERATORS[self.op](left, right)
+        return _OPERATORS[self.op](text_of(actual), self.value)  # None reads as 'null'
 
 
 def parse_filter(text: str, records: list[RunRecord]) -> Filter:

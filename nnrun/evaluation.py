@@ -19,10 +19,11 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -193,7 +194,7 @@ def load_model(run: rd.RunDir, info: dict[str, Any]) -> Any:
     keras = import_keras()
     try:
         return keras.models.load_model(path)
-    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors...
+    except Exception as exc:  # noqa: BLE001 (Keras raises ValueError, OSError, zipfile errors...)
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RunDirError(f"{path}: cannot load the model ({detail}). The file is damaged; train the run again.") from None
 
@@ -210,9 +211,9 @@ def _dataset_config(trained: TrainedRun) -> Any:
     cfg = trained.config.dataset
     path = getattr(cfg, "path", None)
     cwd = trained.info.get("cwd")
-    if cfg.name == "csv" and path and not Path(path).is_absolute() and not Path(path).exists() and cwd:
-        if (Path(cwd) / path).exists():
-            return cfg.model_copy(update={"path": str(Path(cwd) / path)})
+    moved = cfg.name == "csv" and path and not Path(path).is_absolute() and not Path(path).exists()
+    if moved and cwd and (Path(cwd) / path).exists():
+        return cfg.model_copy(update={"path": str(Path(cwd) / path)})
     return cfg
 
 
@@ -342,7 +343,7 @@ def evaluate_run(path: str | Path, *, split: str = "test", data: str | Path | No
     result: dict[str, Any] = {
         "run": trained.run.id,
         "split": source,
-        "samples": int(len(y)),
+        "samples": len(y),
         "evaluated": now().isoformat(timespec="seconds"),
         "metrics": metrics,
         "class_names": list(class_names),
@@ -383,7 +384,7 @@ def _worst_misclassified(evaluation: Evaluation, x_raw: np.ndarray, y: np.ndarra
     evaluation.image_titles = [
         f"true: {names[y[i]]}\npred: {names[predicted[i]]} ({probs[i, predicted[i]]:.2f})" for i in worst
     ]
-    evaluation.result["misclassified"] = {"count": int(len(wrong)), "shown": [int(i) for i in worst]}
+    evaluation.result["misclassified"] = {"count": len(wrong), "shown": [int(i) for i in worst]}
 
 
 # ------------------------------------------------------------------ writing

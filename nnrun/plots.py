@@ -95,6 +95,9 @@ def plot_runs(series: list[tuple[str, list[float], list[float]]], path: str | Pa
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for label, epochs, values in series:
         ax.plot(epochs, values, marker="o", markersize=2, linewidth=1.2, label=label)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per epoch, {len(series)} run{'s' if len(series) != 1 else ''}")

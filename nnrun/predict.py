@@ -317,7 +317,7 @@ def render_predictions(pred: Predictions, *, limit: int = SHOWN_ROWS) -> list[An
         k = int(pred.predicted[i])
         row = [escape(name), f"[bold]{escape(pred.class_names[k])}[/]", f"{pred.probabilities[i, k]:.4f}"]
         if multi:
-            row.append("  ".join(f"{escape(c)} {p:.3f}" for c, p in pred.top(i)))
+            row.append("\n".join(f"{p:.3f} {escape(c)}" for c, p in pred.top(i)))  # one per line: never cut mid-name
         table.add_row(*row)
     out: list[Any] = [f"[yellow]note:[/] {escape(n)}" for n in pred.notes] + [table]
     if len(pred.names) > limit:

@@ -44,7 +44,7 @@ def display(column: str, value: Any) -> str:
 def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     return f"{minutes // 60}h{minutes % 60:02d}m"
@@ -168,8 +168,9 @@ def plot_comparison(comparison: Comparison, path: str | Path, metric: str | None
     series, notes = [], []
     for record in comparison.records:
         values = record.history.get(metric)
-        if not values:
+        if not values and record.readable:  # unreadable folders are noted already
             notes.append(f"{record.path.name}: no {metric} in {rd.HISTORY}; not plotted.")
+        if not values:
             continue
         epochs = record.history.get("epoch") or [float(i + 1) for i in range(len(values))]
         series.append((record.path.name, epochs, values))
