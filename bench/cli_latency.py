@@ -89,7 +89,7 @@ def report(repeats: int = 7, runs: int = 1000) -> tuple[list[str], dict]:
     raw: dict = {}
     try:
         bad = schema_error_config(folder)
-        commands = [("`nnrun --help`", ["--help"], 0), (f"`nnrun check` (schema error, exit 2)", ["check", str(bad)], 2)]
+        commands = [("`nnrun --help`", ["--help"], 0), ("`nnrun check` (schema error, exit 2)", ["check", str(bad)], 2)]
         runs_dir = folder / "runs"
         runs_dir.mkdir()
         notes = []
