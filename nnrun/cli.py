@@ -396,6 +396,46 @@ def sweep(
     guarded(debug, run)
 
 
+@app.command()
+def report(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="A run directory; with --compare, runs folders or run directories (default: runs/).", show_default=False)] = None,
+    compare_runs: Annotated[bool, typer.Option("--compare", help="One page for a set of runs: the compare table and overlaid curves.")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Where to write the page (default: report.html in the run directory or the first folder).")] = None,
+    sort: Annotated[Optional[str], typer.Option("--sort", metavar="COLUMN", help="With --compare: the column that orders the runs (default: best_val_accuracy).")] = None,
+    no_evaluate: Annotated[bool, typer.Option("--no-evaluate", help="Do not run the evaluation for a missing confusion matrix; leave that section empty.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Write a self-contained report.html (figures inlined; no server, no network) for a run, or for a set of runs with --compare."""
+
+    def run() -> None:
+        from rich.console import Console
+
+        from nnrun.errors import ConfigError
+        from nnrun.report import REPORT, build_compare_report, build_run_report, write_report
+
+        console = Console(stderr=True, highlight=False)
+        notes: list[str] = []
+        if compare_runs:
+            folders = list(paths or [Path("runs")])
+            page = build_compare_report(folders, sort=sort, notes=notes)
+            target = output or (folders[0] if folders[0].is_dir() else folders[0].parent) / REPORT
+        else:
+            if not paths or len(paths) != 1:
+                raise ConfigError("give one run directory, e.g. nnrun report runs/20250101-120000-mnist_mlp, "
+                                  "or --compare for several runs.")
+            if sort:
+                raise ConfigError("--sort orders the runs of a --compare page; drop it for one run.")
+            page = build_run_report(paths[0], evaluate=not no_evaluate, notes=notes)
+            target = output or paths[0] / REPORT
+        write_report(page, target)
+        for note in notes:
+            console.print(f"[dim]note:[/] {note}", soft_wrap=True)
+        console.print(f"wrote [cyan]{target}[/] ({len(page.encode()) / 1024:.0f} KB); open it in any browser", soft_wrap=True)
+        typer.echo(str(target))
+
+    guarded(debug, run)
+
+
 def main() -> None:
     app()
 

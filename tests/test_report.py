@@ -1,0 +1,139 @@
+"""nnrun report: self-contained HTML pages for a run and for a set of runs, checked in a real headless browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nnrun.cli import app
+from nnrun.report import COMPARE_SECTIONS, RUN_SECTIONS, build_compare_report, build_run_report
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def copy_run(run: Path, tmp_path: Path) -> Path:
+    """A private copy: the report may write evaluation files, and the fixture runs are shared."""
+    return Path(shutil.copytree(run, tmp_path / run.name))
+
+
+def assert_self_contained(page: str) -> None:
+    # No file, server or network is needed: every src is a data: URI and nothing is fetched.
+    sources = re.findall(r'\ssrc="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    assert "<link" not in page and "@import" not in page
+
+
+def test_run_report_has_every_section_and_the_runs_numbers(diabetes_run, tmp_path):
+    run = copy_run(diabetes_run, tmp_path)
+    notes: list[str] = []
+    page = build_run_report(run, notes=notes)
+    for section in RUN_SECTIONS:
+        assert f'<section id="{section}">' in page
+    assert_self_contained(page)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert f"{metrics['test']['accuracy']:.4f}" in page and f"{metrics['test']['loss']:.4f}" in page
+    assert "loss: binary_crossentropy" in page  # the config, verbatim
+    assert "Total params" in page  # the model summary
+    assert json.loads((run / "run.json").read_text())["versions"]["tensorflow"] in page
+    # The confusion matrix did not exist: the report evaluated the run, as nnrun evaluate does.
+    assert (run / "confusion_matrix.png").is_file() and any("evaluated the test split" in n for n in notes)
+    assert 'alt="confusion matrix"' in page
+    assert "not image data (diabetes): no sample images." in page
+
+
+def test_run_report_without_a_model_says_what_is_missing(diabetes_run, tmp_path):
+    run = copy_run(diabetes_run, tmp_path)
+    (run / "model.keras").unlink()
+    page = build_run_report(run)
+    assert "no confusion matrix: the run is completed and has no model.keras." in page
+
+
+def test_image_run_report_via_the_cli(mnist_run, tmp_path):
+    run = copy_run(mnist_run, tmp_path)
+    result = CliRunner().invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    target = run / "report.html"
+    assert result.stdout.strip().splitlines()[-1] == str(target)
+    page = target.read_text()
+    assert_self_contained(page)
+    assert 'alt="sample test images"' in page and 'alt="misclassified"' in page
+    assert len(re.findall(r"<img ", page)) == 4  # curves, confusion matrix, samples, misclassified
+
+
+def test_compare_report_has_the_table_and_overlaid_curves(diabetes_run, mnist_run, tmp_path):
+    folder = tmp_path / "runs"
+    for run in (diabetes_run, mnist_run):
+        copy_run(run, folder)
+    page = build_compare_report([folder])
+    for section in COMPARE_SECTIONS:
+        assert f'<section id="{section}">' in page
+    assert_self_contained(page)
+    assert diabetes_run.name in page and mnist_run.name in page
+    assert "<th>dataset.name</th>" in page  # a key that differs between the two runs
+    assert 'alt="val_accuracy per epoch"' in page and 'alt="loss per epoch"' in page
+    result = CliRunner().invoke(app, ["report", "--compare", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert (folder / "report.html").is_file()
+
+
+def test_report_errors_are_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "is not an nnrun run directory" in result.output
+    result = CliRunner().invoke(app, ["report", str(tmp_path), str(tmp_path)])
+    assert result.exit_code == 2 and "give one run directory" in result.output
+    result = CliRunner().invoke(app, ["report", "--compare", str(tmp_path)])
+    assert result.exit_code == 2 and "no run directories" in result.output
+    assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------ browser
+
+
+def find_browser() -> str | None:
+    return next((path for name in BROWSERS if (path := shutil.which(name))), None)
+
+
+def headless(browser: str, *args: str) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory(prefix="nnrun-chromium-") as profile:
+        return subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", *args],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+
+def test_report_renders_in_a_headless_browser(mnist_run, tmp_path):
+    browser = find_browser()
+    if browser is None:
+        pytest.skip("no headless browser installed (apt-get install chromium)")
+    run = copy_run(mnist_run, tmp_path)
+    assert CliRunner().invoke(app, ["report", str(run)]).exit_code == 0
+    url = (run / "report.html").resolve().as_uri()
+
+    dom = headless(browser, "--virtual-time-budget=5000", "--dump-dom", url)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    for section in RUN_SECTIONS:
+        assert f'id="{section}"' in dom.stdout
+    # The page's script counted the images the browser decoded: all of them.
+    body = re.search(r'<body data-images="(\d+)" data-images-decoded="(\d+)"', dom.stdout)
+    assert body, "the page's load script did not run"
+    assert int(body.group(1)) == 4 and body.group(1) == body.group(2)
+
+    screenshot = tmp_path / "report.png"
+    shot = headless(browser, f"--screenshot={screenshot}", "--window-size=1200,3000", url)
+    assert shot.returncode == 0 and screenshot.is_file(), shot.stderr[-2000:]
+    from PIL import Image
+
+    image = Image.open(screenshot).convert("RGB")
+    assert image.size == (1200, 3000)
+    # A drawn page, not a blank one: text, tables and the figures give many distinct colours.
+    assert len(image.getcolors(maxcolors=1_000_000)) > 200
