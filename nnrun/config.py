@@ -188,7 +188,10 @@ class TrainingConfig(Strict):
         "last", description="which model the checkpoints/ folder keeps during training"
     )
     steps_per_execution: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
-    jit_compile: bool = False
+    jit_compile: bool | Literal["auto"] = Field(
+        "auto", description="XLA: 'auto' turns it on for models of Dense/Dropout/Flatten layers only (measured "
+        "20-30% faster there, 2x slower on Conv2D)"
+    )
     verbose: Annotated[int, Field(ge=0, le=2)] = 1
     tensorboard: bool = Field(False, description="write TensorBoard logs into the run directory's tensorboard/ folder")
     mixed_precision: bool = Field(
