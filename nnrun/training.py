@@ -35,6 +35,7 @@ from nnrun.datasets import Dataset, load_dataset
 from nnrun.errors import ConfigError, NnrunError, RunDirError, RunInterrupted, did_you_mean
 from nnrun.models import build_model, check_arguments, layer_summary
 from nnrun.callbacks import StopFlag, make_run_callbacks, stop_on_signals
+from nnrun.distribution import tensorboard_callback
 from nnrun.preprocessing import Pipeline
 
 #: Batch size for evaluation and prediction: large batches are faster and the
@@ -261,7 +262,8 @@ def resolve_jit_compile(config: RunConfig) -> bool:
     """``training.jit_compile``, with 'auto' decided by the layer types."""
     value = config.training.jit_compile
     if value == "auto":
-        return all(layer.type in JIT_FRIENDLY_LAYERS for layer in config.model.layers)
+        # XLA fails under MirroredStrategy here (nnrun.distribution.MIRRORED_LIMITS): off for any strategy.
+        return config.distribution.strategy == "none" and all(layer.type in JIT_FRIENDLY_LAYERS for layer in config.model.layers)
     return bool(value)
 
 
@@ -304,8 +306,8 @@ def prepare(config: RunConfig, *, smoke: bool = False, dataset: Dataset | None =
         create_callbacks(config.training.callbacks)  # checked now; fresh instances are made for fit
 
         spe = config.training.steps_per_execution
-        if spe == "auto":
-            spe = auto_steps_per_execution(len(x_train), config.training.batch_size)
+        if spe == "auto":  # one step per call under a strategy (nnrun.distribution.MIRRORED_LIMITS)
+            spe = 1 if config.distribution.strategy != "none" else auto_steps_per_execution(len(x_train), config.training.batch_size)
         model.compile(
             optimizer=optimizer,
             loss=config.training.loss,
@@ -443,6 +445,7 @@ def fit_run(
     callbacks = make_run_callbacks(run, config, validation=validation, reporter=reporter, stop=stop, history=history)
     try:
         callbacks += create_callbacks(config.training.callbacks)
+        callbacks += tensorboard_callback(run.path, config)
         with stop_on_signals(stop, reporter):
             model.fit(
                 prepared.x_train, prepared.y_train,
