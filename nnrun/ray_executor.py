@@ -64,7 +64,8 @@ def run_on_ray(
         options["address"] = address
     else:
         # "local" always starts a new instance, even if `ray start` left one running on this machine.
-        options.update(address="local", num_cpus=num_cpus, include_dashboard=False,
+        # Bind the local instance to loopback: nothing of it should listen on the machine's public address.
+        options.update(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                        object_store_memory=LOCAL_OBJECT_STORE_BYTES)  # fmt: skip
     try:
         ray.init(**options)
@@ -73,7 +74,9 @@ def run_on_ray(
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
             f"--executor ray: cannot connect to {where} ({detail}). "
-            + ("Start it with `ray start --head` on the head node and pass its address." if address else "")
+            + ("Start it with `ray start --head` on the head node and pass the address it prints; Ray >= 2.59 "
+               "clusters check a token: run with RAY_AUTH_MODE=token and the head's token (`ray get-auth-token`) "
+               "in ~/.ray/auth_token or RAY_AUTH_TOKEN." if address else "")
         ) from None
     try:
         task = ray.remote(num_cpus=1, num_gpus=gpus_per_trial, max_retries=0)(run_trial)

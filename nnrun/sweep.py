@@ -612,6 +612,8 @@ def execute(
         raise ConfigError(f"--jobs must be >= 1, got {jobs}.")
     if executor == "local" and (address or gpus_per_trial):
         raise ConfigError("--address and --gpus-per-trial need --executor ray.")
+    if executor == "ray" and jobs > 1:
+        raise ConfigError("--jobs is for --executor local; Ray runs as many trials at once as its cluster has CPUs (or GPUs).")
     if executor == "ray":
         from nnrun.ray_executor import import_ray
 
