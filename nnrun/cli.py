@@ -378,7 +378,7 @@ def sweep(
             path, state = start_sweep(config, sets=list(sets or []), grid_options=list(grid or []), random_trials=random_trials,
                                       seed=seed, metric=metric, runs_dir=runs_dir, name=name, smoke=smoke, argv=sys.argv)
             console.print(f"[bold]nnrun[/] sweep [cyan]{path}[/]: {len(state.trials)} trials ({state.mode}"
-                          + (f", seed {state.seed}" if state.mode == "random" else "") + f"), ranked by {state.metric}")
+                          + (f", seed {state.seed}" if state.mode == "random" else "") + f"), ranked by {state.metric}", soft_wrap=True)
         result = execute(path, state, executor=executor, jobs=jobs, address=address, gpus_per_trial=gpus_per_trial,
                          echo=lambda line: console.print(line, soft_wrap=True))
         if result.comparison is not None:
@@ -388,7 +388,7 @@ def sweep(
             for note in result.comparison.notes:
                 console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
         counts = ", ".join(f"{n} {s}" for s, n in result.state.to_dict()["counts"].items())
-        console.print(f"sweep {result.state.status}: {counts}; {result.path / 'sweep.json'}")
+        console.print(f"sweep {result.state.status}: {counts}; {result.path / 'sweep.json'}", soft_wrap=True)
         typer.echo(str(result.path))
         if result.state.status != "completed":
             raise typer.Exit(1)
