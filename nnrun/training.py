@@ -455,7 +455,7 @@ def fit_run(
                 callbacks=callbacks, verbose=0,
             )  # fmt: skip
         rows = callbacks[0].rows
-        if stop.requested:
+        if stop.requested and len(rows) < epochs:  # a stop during the last epoch still completes the run
             raise RunInterrupted(
                 f"{stop.signal}: stopped after {len(rows)} completed epoch(s); history and checkpoint kept in "
                 f"{run.path}. Continue with: nnrun train --resume {run.path}"
@@ -529,8 +529,7 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
         rows = [{k: float(v) if k != "epoch" else int(v) for k, v in r.items() if v != ""} for r in csv.DictReader(handle)]
     rows = rows[:done]
     epochs = int(info.get("epochs_target") or (1 if info.get("smoke") else config.training.epochs))
-    if done >= epochs:
-        raise RunDirError(f"{run.path} already has all {epochs} epochs in its checkpoint; nothing to resume.")
+    # done == epochs: stopped during its last epoch; fit then runs no epoch and the run is evaluated and finished.
 
     keras = import_keras()
     keras.utils.set_random_seed(config.run.seed)

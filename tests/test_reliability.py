@@ -213,3 +213,23 @@ def test_run_json_records_what_reproduces_the_run(diabetes_run):
     for key in ("argv", "seed", "versions", "host", "git_commit", "config_file", "cwd", "platform"):
         assert key in info, key
     assert os.path.exists(diabetes_run / rd.CONFIG)
+
+
+def test_a_stop_during_the_last_epoch_resumes_to_completed(tmp_path):
+    """Ctrl-C in the last epoch saves every epoch; --resume then only evaluates and finishes the run."""
+    from nnrun.console import Reporter, make_console
+    from nnrun.training import resume
+
+    done = train_config(DIABETES, tmp_path, ["training.epochs=1", "training.batch_size=64"])
+    run_dir = done.run_dir
+    expected = json.loads((run_dir / rd.METRICS).read_text())
+    assert json.loads((run_dir / rd.LAST_CHECKPOINT_STATE).read_text())["epoch"] == 1
+    (run_dir / rd.METRICS).unlink()
+    (run_dir / rd.MODEL).unlink()
+    rd.RunDir(run_dir).update_run(status="interrupted")
+
+    result = resume(run_dir, reporter=Reporter(make_console(quiet=True)), argv=["pytest"])
+    assert result.status == "completed"
+    assert json.loads((run_dir / rd.RUN).read_text())["status"] == "completed"
+    assert json.loads((run_dir / rd.METRICS).read_text())["test"] == expected["test"]
+    assert len(history(run_dir)) == 1
