@@ -128,8 +128,8 @@ class _AtomicPath:
 # ----------------------------------------------------------- creating runs
 
 
-def create_run_dir(runs_dir: str | Path, name: str, now: datetime) -> Path:
-    """Create ``runs_dir/<YYYYMMDD-HHMMSS>-<name>``, adding ``-2``, ``-3``... on collision.
+def create_run_dir(runs_dir: str | Path, name: str, now: datetime, *, prefix: str = "") -> Path:
+    """Create ``runs_dir/<prefix><YYYYMMDD-HHMMSS>-<name>``, adding ``-2``, ``-3``... on collision.
 
     ``os.mkdir`` is atomic, so concurrent processes never share a directory.
 
@@ -141,7 +141,7 @@ def create_run_dir(runs_dir: str | Path, name: str, now: datetime) -> Path:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunDirError(f"runs folder {runs_dir}: cannot create it ({exc.strerror}). Pass --runs-dir to choose another.") from None
-    base = f"{now:%Y%m%d-%H%M%S}-{name}"
+    base = f"{prefix}{now:%Y%m%d-%H%M%S}-{name}"
     for attempt in range(1, 10_000):
         path = runs_dir / (base if attempt == 1 else f"{base}-{attempt}")
         try:

@@ -308,20 +308,7 @@ def read_state(sweep_dir: str | Path) -> SweepState:
 
 def create_sweep_dir(runs_dir: str | Path, name: str, now: datetime) -> Path:
     """``runs_dir/sweep-<YYYYMMDD-HHMMSS>-<name>``, with ``-2``, ``-3``... on collision."""
-    runs_dir = Path(runs_dir).expanduser()
-    try:
-        runs_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunDirError(f"runs folder {runs_dir}: cannot create it ({exc.strerror}). Pass --runs-dir.") from None
-    base = f"sweep-{now:%Y%m%d-%H%M%S}-{name}"
-    for attempt in range(1, 1000):
-        path = runs_dir / (base if attempt == 1 else f"{base}-{attempt}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise RunDirError(f"runs folder {runs_dir}: too many sweeps named {base}.")
+    return rd.create_run_dir(runs_dir, name, now, prefix="sweep-")
 
 
 # ----------------------------------------------------------- one trial
