@@ -336,7 +336,7 @@ def test_wide_tables_are_cut_to_the_terminal_width():
 # ------------------------------------------------------------------ speed
 
 
-def test_compare_list_show_and_help_never_import_tensorflow(runs, diabetes_run):
+def test_compare_list_show_and_help_never_import_tensorflow(runs, diabetes_run, tmp_path):
     """Each command runs in a fresh interpreter; the check must see TensorFlow when a command does load it."""
     harness = (
         "import sys\n"
@@ -361,7 +361,9 @@ def test_compare_list_show_and_help_never_import_tensorflow(runs, diabetes_run):
         assert heavy == "", f"{args} imported {heavy}"
         assert args[-1] == "--help" or "20250101-100000-base" in output or "completed" in output
     # The control: evaluate does load TensorFlow, and the same check sees it.
-    heavy, _ = heavy_modules("evaluate", diabetes_run, "--json")
+    # (on a private copy: evaluate writes its files into the run, and the session run is shared)
+    private = Path(shutil.copytree(diabetes_run, tmp_path / "evaluated" / diabetes_run.name))
+    heavy, _ = heavy_modules("evaluate", private, "--json")
     assert "tensorflow" in heavy or "keras" in heavy
 
 
