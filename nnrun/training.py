@@ -568,5 +568,6 @@ def _print_result(reporter: Reporter, run: rd.RunDir, metrics: dict, duration: f
     reporter.print(table)
     reporter.print(
         f"epochs run: {metrics['epochs_run']} (best: {metrics['best_epoch']})   duration: {duration:.1f}s   "
-        f"run directory: [cyan]{run.path}[/]"
+        f"run directory: [cyan]{run.path}[/]",
+        soft_wrap=True,
     )
