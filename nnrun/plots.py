@@ -17,6 +17,16 @@ def _pyplot():
     return plt
 
 
+def _save(plt: Any, fig: Any, path: str | Path, title: str = "") -> None:
+    """Title, lay out, write atomically (a reader never sees half a PNG), and free the figure."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with rd.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
 def plot_curves(rows: list[dict[str, Any]], path: str | Path, *, title: str = "") -> None:
     """Loss and every other metric per epoch, train against validation, one panel each."""
     plt = _pyplot()
@@ -33,12 +43,7 @@ def plot_curves(rows: list[dict[str, Any]], path: str | Path, *, title: str = ""
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    with rd.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path, title)
 
 
 def plot_confusion_matrix(cm: Any, class_names: list[str] | tuple[str, ...], path: str | Path, *, title: str = "") -> None:
@@ -63,10 +68,7 @@ def plot_confusion_matrix(cm: Any, class_names: list[str] | tuple[str, ...], pat
                     color="white" if cm[i, j] > threshold else "black")  # fmt: skip
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    with rd.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_image_grid(images: Any, titles: list[str], path: str | Path, *, title: str = "", columns: int = 5) -> None:
@@ -81,12 +83,7 @@ def plot_image_grid(images: Any, titles: list[str], path: str | Path, *, title: 
         if k < count:
             ax.imshow(images[k], cmap="gray")
             ax.set_title(titles[k], fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    with rd.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path, title)
 
 
 def plot_runs(series: list[tuple[str, list[float], list[float]]], path: str | Path, *, metric: str) -> None:
@@ -104,7 +101,4 @@ def plot_runs(series: list[tuple[str, list[float], list[float]]], path: str | Pa
     ax.grid(alpha=0.3)
     if len(series) <= 20:  # a legend of hundreds of runs hides the plot
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    with rd.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
