@@ -34,7 +34,7 @@ from nnrun.console import Reporter
 from nnrun.datasets import Dataset, load_dataset
 from nnrun.errors import ConfigError, NnrunError, RunDirError, RunInterrupted, did_you_mean
 from nnrun.models import build_model, check_arguments, layer_summary
-from nnrun.callbacks import StopFlag, make_run_callbacks, stop_on_signals
+from nnrun.callbacks import StopFlag, make_run_callbacks, restore_seed_generator_states, stop_on_signals
 from nnrun.distribution import tensorboard_callback
 from nnrun.preprocessing import Pipeline
 
@@ -499,8 +499,8 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
     """Continue an interrupted or crashed run from its last completed epoch, in the same directory.
 
     The model and optimizer state come from ``checkpoints/last.keras``, the
-    preprocessing from ``preprocessing.json`` (not refitted), and each epoch
-    is seeded from (seed, epoch), so the result matches a run that never stopped.
+    preprocessing from ``preprocessing.json`` (not refitted), and the random layers' seed
+    generators from ``checkpoints/last.json``, so the result matches a run that never stopped.
 
     Raises:
         RunDirError: the run is complete, still running, or has no checkpoint.
@@ -524,7 +524,8 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
             f"use --rerun {run.path} to start it again."
         )
     config = validate_config(run.read_config(), source=str(run.file(rd.CONFIG)))
-    done = int(rd.read_json(state_file)["epoch"])
+    state = rd.read_json(state_file)
+    done = int(state["epoch"])
     with open(run.file(rd.HISTORY), newline="") as handle:
         rows = [{k: float(v) if k != "epoch" else int(v) for k, v in r.items() if v != ""} for r in csv.DictReader(handle)]
     rows = rows[:done]
@@ -541,6 +542,7 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
     if data.x_val is not None:
         x_val, y_val = pipeline.transform(data.x_val, data.y_val)
     model = keras.models.load_model(run.file(rd.LAST_CHECKPOINT))
+    restore_seed_generator_states(model, state.get("seed_generators"))
     prepared = Prepared(config, data, pipeline, model, x_train, y_train, x_test, y_test, x_val, y_val,
                         int(model.steps_per_execution))
     resumes = list(info.get("resumed", [])) + [{"at": now().isoformat(timespec="seconds"), "from_epoch": done,
