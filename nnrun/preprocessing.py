@@ -94,7 +94,12 @@ class Reshape(Step):
 
 
 class Scale(Step):
-    """Multiply by ``factor`` (1/255 maps pixels to [0, 1]); the result is float32."""
+    """Multiply by ``factor`` (1/255 maps pixels to [0, 1]); the result is float32.
+
+    A factor of 1/n divides by n instead, as the tutorials' ``x / 255`` does:
+    float32(1/255) is not exactly 1/255, and multiplying by it rounds 126 of
+    the 256 pixel values differently from the division in the last bit.
+    """
 
     type = "scale"
 
@@ -105,7 +110,12 @@ class Scale(Step):
         return {"factor": self.factor}
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        return x.astype(np.float32) * np.float32(self.factor)
+        x = x.astype(np.float32)
+        if self.factor != 0:
+            divisor = 1.0 / self.factor
+            if abs(divisor) > 1 and abs(divisor - round(divisor)) < 1e-9 * abs(divisor):
+                return x / np.float32(round(divisor))
+        return x * np.float32(self.factor)
 
 
 class Standardize(Step):

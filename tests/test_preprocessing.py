@@ -31,6 +31,16 @@ def test_scale():
     assert out.dtype == np.float32 and out.tolist() == [[0.0, 1.0]]
 
 
+def test_scale_by_one_over_n_is_the_tutorials_division_bit_for_bit():
+    pixels = np.arange(256, dtype=np.uint8)
+    tutorial = pixels.astype("float32") / 255
+    assert np.array_equal(Scale(1 / 255).transform(pixels), tutorial)
+    # the control: multiplying by float32(1/255) differs in the last bit for many values
+    assert (pixels.astype(np.float32) * np.float32(1 / 255) != tutorial).sum() > 100
+    assert Scale(0.5).transform(np.array([3], np.uint8)).tolist() == [1.5]
+    assert Scale(0.3).transform(np.array([10], np.uint8)).tolist() == [np.float32(10) * np.float32(0.3)]
+
+
 def test_standardize_fits_on_train_only():
     train = np.array([[1.0, 5.0], [3.0, 5.0]])
     step = Standardize().fit(train)
