@@ -104,6 +104,30 @@ def test_steps_per_execution_gives_the_same_history(tmp_path):
             assert float(r1[key]) == pytest.approx(float(r2[key]), rel=1e-5), key
 
 
+def test_jit_compile_gives_the_same_history(tmp_path):
+    sets = DIABETES_FAST + ["run.seed=3"]
+    off = train_config(ROOT / "configs" / "diabetes_mlp.yaml", tmp_path / "off", sets + ["training.jit_compile=false"])
+    on = train_config(ROOT / "configs" / "diabetes_mlp.yaml", tmp_path / "on", sets + ["training.jit_compile=true"])
+    h1, h2 = read_history(off.run_dir), read_history(on.run_dir)
+    for r1, r2 in zip(h1, h2, strict=True):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            # XLA fuses and reorders float32 arithmetic: equal to rounding, not bit for bit
+            assert float(r1[key]) == pytest.approx(float(r2[key]), rel=1e-4), key
+
+
+def test_jit_compile_auto_needs_dense_layers_and_enough_data():
+    from nnrun.training import JIT_MIN_TRAIN_BYTES, resolve_jit_compile
+
+    dense = validate_config(yaml.safe_load((ROOT / "configs" / "mnist_dense512.yaml").read_text()))
+    cnn = validate_config(yaml.safe_load((ROOT / "configs" / "fashion_cnn.yaml").read_text()))
+    assert dense.training.jit_compile == "auto" and cnn.training.jit_compile == "auto"
+    assert resolve_jit_compile(dense, JIT_MIN_TRAIN_BYTES) is True
+    assert resolve_jit_compile(dense, JIT_MIN_TRAIN_BYTES - 1) is False  # diabetes-sized data: XLA's memory is not worth it
+    assert resolve_jit_compile(cnn, 10 * JIT_MIN_TRAIN_BYTES) is False  # Conv2D: XLA measured slower
+    forced = dense.model_copy(update={"training": dense.training.model_copy(update={"jit_compile": True})})
+    assert resolve_jit_compile(forced, 0) is True
+
+
 def test_preflight_failure_leaves_no_run_directory(tmp_path):
     with pytest.raises(ConfigError, match=r"the last layer gives 7 outputs but the dataset has 10 classes; set model.layers\[1\].units to 10"):
         train_config(ROOT / "configs" / "mnist_dense32.yaml", tmp_path / "runs", ["model.layers.1.units=7", "dataset.limit=100"])
