@@ -33,6 +33,8 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 NNRUN = Path(sys.executable).parent / "nnrun"
 
@@ -80,8 +82,8 @@ run:
 """
 
 
-def make_runs(folder: Path, count: int, seed: int = 0) -> None:
-    """Write ``count`` run directories into ``folder``."""
+def make_runs(folder: Path, count: int, seed: int = 0, with_config_in_run_json: bool = True) -> None:
+    """Write ``count`` run directories into ``folder`` (``with_config_in_run_json=False``: as older nnrun wrote them)."""
     rng = random.Random(seed)
     start = datetime(2025, 1, 1, 9, 0, 0)
     for i in range(count):
@@ -118,11 +120,14 @@ def make_runs(folder: Path, count: int, seed: int = 0) -> None:
             "model": {"params": 784 * units + units + units * 10 + 10, "layers": f"D{units}-Dr{dropout}-D10"},
             "epochs_run": epochs_run,
         }  # fmt: skip
-        (path / "run.json").write_text(json.dumps(info, indent=2))
-        (path / "config.yaml").write_text(CONFIG.format(
+        config = CONFIG.format(
             validation=rng.choice(["test", 0.1]), dataset=dataset, units=units, dropout=dropout, optimizer=optimizer,
             learning_rate=learning_rate, epochs=epochs, batch_size=batch_size, name=name, seed=42,
-        ))  # fmt: skip
+        )  # fmt: skip
+        if with_config_in_run_json:  # as nnrun writes run.json since the config was added to it
+            info["config"] = yaml.safe_load(config)
+        (path / "run.json").write_text(json.dumps(info, indent=2))
+        (path / "config.yaml").write_text(config)
         (path / "history.csv").write_text(history)
         if status == "completed":
             last = rows[-1]

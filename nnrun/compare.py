@@ -38,11 +38,8 @@ from nnrun.errors import ConfigError, RunDirError, did_you_mean
 
 try:  # libyaml's parser: several times faster than the pure-Python one
     from yaml import CSafeLoader as _YamlLoader
-    from yaml._yaml import CParser as _CParser
 except ImportError:  # pragma: no cover (PyYAML built without libyaml)
     from yaml import SafeLoader as _YamlLoader
-
-    _CParser = None
 
 COLUMNS = (
     "id", "name", "dataset", "status", "epochs", "optimizer", "learning_rate", "batch_size", "layers", "params",
@@ -162,7 +159,10 @@ def read_record(path: Path) -> RunRecord:
     if not isinstance(info, dict):
         return _unreadable(path, f"corrupt {rd.RUN} (not a JSON object)")
     record = RunRecord(path, str(rd.effective_status(info)), info=info, error=info.get("error"))
-    record.config = _read_optional(path / rd.CONFIG, record, load_yaml)
+    # run.json carries the resolved config as JSON (parsed in C, 10x faster than
+    # the YAML copy); runs from before that read config.yaml.
+    config = info.get("config")
+    record.config = config if isinstance(config, dict) else _read_optional(path / rd.CONFIG, record, load_yaml)
     record.metrics = _read_optional(path / rd.METRICS, record, json.loads)
     record.history = _read_optional(path / rd.HISTORY, record, _parse_history) or History()
     record.fields = _fields(record)
@@ -193,97 +193,9 @@ def _read_optional(path: Path, record: RunRecord, parse: Any) -> Any:
     return value
 
 
-# config.yaml as nnrun writes it (yaml.safe_dump) is a plain tree of mappings, lists and simple
-# scalars. Building it straight from libyaml's events takes half the time of yaml.load, whose
-# Python constructor dominated a 1,000-run compare. Anything outside that subset (anchors, tags,
-# yes/no, 1e-05, 1/255, ...) falls back to yaml.load, so the result is always what yaml.load gives.
-_YAML_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)\Z")
-_YAML_FLOAT = re.compile(r"[-+]?[0-9]+\.[0-9]*(?:[eE][-+][0-9]+)?\Z")
-_YAML_WORDS: dict[str, Any] = {
-    "": None, "~": None, "null": None, "Null": None, "NULL": None,
-    **dict.fromkeys(("yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"), True),
-    **dict.fromkeys(("no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"), False),
-}  # fmt: skip
-_YAML_SPECIAL_START = frozenset("-+0123456789.<=~")
-
-
-class _NotPlain(Exception):
-    """The document needs the full YAML loader."""
-
-
 def load_yaml(data: bytes) -> Any:
-    """``yaml.load(data, CSafeLoader)``, about twice as fast for the plain configs nnrun writes."""
-    if _CParser is not None:
-        try:
-            return _build_from_events(_CParser(data))
-        except _NotPlain:
-            pass
+    """``config.yaml`` of a run written before run.json carried the config."""
     return yaml.load(data, Loader=_YamlLoader)
-
-
-def _build_from_events(parser: Any) -> Any:
-    from yaml import events
-
-    stack: list[list[Any]] = []  # [container, pending mapping key]
-    root, documents = None, 0
-    while (event := parser.get_event()) is not None:
-        kind = type(event)
-        if kind is events.ScalarEvent:
-            value = _plain_scalar(event)
-        elif kind is events.MappingStartEvent or kind is events.SequenceStartEvent:
-            if event.anchor is not None or (event.tag is not None and not event.implicit):
-                raise _NotPlain
-            stack.append([{} if kind is events.MappingStartEvent else [], _NO_KEY])
-            continue
-        elif kind is events.MappingEndEvent or kind is events.SequenceEndEvent:
-            value = stack.pop()[0]
-        elif kind is events.DocumentStartEvent:
-            documents += 1
-            if documents > 1:
-                raise _NotPlain  # let yaml.load report it
-            continue
-        elif kind in (events.StreamStartEvent, events.StreamEndEvent, events.DocumentEndEvent):
-            continue
-        else:  # an alias
-            raise _NotPlain
-        if not stack:
-            root = value
-            continue
-        top = stack[-1]
-        if type(top[0]) is list:
-            top[0].append(value)
-        elif top[1] is _NO_KEY:
-            if isinstance(value, (dict, list)):
-                raise _NotPlain  # a complex key
-            top[1] = value
-        else:
-            top[0][top[1]] = value
-            top[1] = _NO_KEY
-    return root
-
-
-_NO_KEY = object()
-
-
-def _plain_scalar(event: Any) -> Any:
-    if event.anchor is not None:
-        raise _NotPlain
-    value = event.value
-    if event.style:  # quoted or block: a string unless explicitly tagged
-        if event.tag is not None and not event.implicit[1]:
-            raise _NotPlain
-        return value
-    if event.tag is not None and not event.implicit[0]:
-        raise _NotPlain
-    if value in _YAML_WORDS:
-        return _YAML_WORDS[value]
-    if value[0] not in _YAML_SPECIAL_START:
-        return value  # no implicit YAML type starts with any other character
-    if _YAML_INT.match(value):
-        return int(value)
-    if _YAML_FLOAT.match(value):
-        return float(value)
-    raise _NotPlain
 
 
 class History:

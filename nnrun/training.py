@@ -413,6 +413,7 @@ def train(
                 "model": {"params": params, "layers": layer_summary(config.model.layers)},
                 "steps_per_execution": prepared.steps_per_execution,
                 "epochs_target": 1 if smoke else config.training.epochs,
+                "config": config.to_dict(),  # = config.yaml, for readers of many runs (compare)
             },
         )  # fmt: skip
         run.write_config(config.to_yaml())

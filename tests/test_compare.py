@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from nnrun import rundir as rd
 from nnrun.cli import app
-from nnrun.compare import compare_runs, load_yaml
+from nnrun.compare import compare_runs, lookup
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -367,19 +367,27 @@ def test_compare_list_show_and_help_never_import_tensorflow(runs, diabetes_run, 
     assert "tensorflow" in heavy or "keras" in heavy
 
 
-def test_libyaml_event_loader_equals_yaml_safe_load():
-    documents = [path.read_bytes() for path in (ROOT / "configs").glob("*.yaml")]
-    documents += [
-        yaml.safe_dump(BASE_CONFIG, sort_keys=False).encode(),
-        b"a: yes\nb: off\nc: 1e-05\nd: 1/255\ne: '123'\nf: ~\ng: -3\nh: +2.5\ni: .inf\nj: 0x1F\nk: 2025-01-01\n",
-        b"base: &b {units: 3}\nlayers: [*b, *b]\n",
-        b"x: !!str 12\ny: [1, [2, 3], {z: null}]\n\"quoted key\": |\n  block\n",
-        b"", b"- 1\n- two\n", b"1: one\n2.5: two\n",
-    ]  # fmt: skip
-    for document in documents:
-        assert repr(load_yaml(document)) == repr(yaml.safe_load(document)), document[:60]
-    with pytest.raises(yaml.YAMLError):
-        load_yaml(b"a: [1, 2\n")
+def test_config_comes_from_run_json_and_from_config_yaml_for_older_runs(tmp_path):
+    def with_lr(value: float) -> dict:
+        config = json.loads(json.dumps(BASE_CONFIG))
+        config["training"]["optimizer"]["learning_rate"] = value
+        return config
+
+    new = make_run(tmp_path, "20260101-000000-new", config=with_lr(0.1))
+    old = make_run(tmp_path, "20260101-000001-old", config=with_lr(0.2))
+    info = json.loads((new / rd.RUN).read_text())
+    info["config"] = yaml.safe_load((new / rd.CONFIG).read_text())
+    (new / rd.RUN).write_text(json.dumps(info))
+    (new / rd.CONFIG).write_text("not: [valid")  # proves run.json's copy was the one read
+    assert "config" not in json.loads((old / rd.RUN).read_text())
+    rows = {r.path.name: r for r in compare_runs([tmp_path]).records}
+    assert lookup(rows[new.name], "training.optimizer.learning_rate") == 0.1 and not rows[new.name].problems
+    assert lookup(rows[old.name], "training.optimizer.learning_rate") == 0.2
+
+
+def test_a_real_run_json_carries_the_config_yaml(diabetes_run):
+    info = json.loads((diabetes_run / rd.RUN).read_text())
+    assert info["config"] == yaml.safe_load((diabetes_run / rd.CONFIG).read_text())
 
 
 def test_a_thousand_runs_in_well_under_a_second(tmp_path):
