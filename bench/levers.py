@@ -36,7 +36,7 @@ EXPERIMENTS = {
             ("spe 32", ["training.steps_per_execution=32"]),
             ("spe 128", ["training.steps_per_execution=128"]),
             ("spe auto", []),
-            ("spe auto, jit", ["training.jit_compile=true"]),
+            ("spe auto, XLA on", ["training.jit_compile=true"]),
             ("spe 1, verbose 0", ["training.steps_per_execution=1", "training.verbose=0"]),
             ("spe auto, verbose 0", ["training.verbose=0"]),
         ],
@@ -49,7 +49,7 @@ EXPERIMENTS = {
             ("spe auto", []),
             ("spe 128", ["training.steps_per_execution=128"]),
             ("spe 469 (an epoch)", ["training.steps_per_execution=469"]),
-            ("spe auto, jit", ["training.jit_compile=true"]),
+            ("spe auto, XLA on", ["training.jit_compile=true"]),
         ],
     },
     "fashion_cnn": {
@@ -57,7 +57,14 @@ EXPERIMENTS = {
         "variants": [
             ("spe 1", ["training.steps_per_execution=1"]),
             ("spe auto", []),
-            ("spe auto, jit", ["training.jit_compile=true"]),
+            ("spe auto, XLA on", ["training.jit_compile=true"]),
+        ],
+    },
+    "mnist_mlp": {
+        "epochs": 4, "quick_epochs": 2,
+        "variants": [
+            ("spe auto", []),
+            ("spe auto, XLA on", ["training.jit_compile=true"]),
         ],
     },
 }  # fmt: skip

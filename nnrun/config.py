@@ -189,8 +189,8 @@ class TrainingConfig(Strict):
     )
     steps_per_execution: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     jit_compile: bool | Literal["auto"] = Field(
-        "auto", description="XLA: 'auto' turns it on for models of Dense/Flatten layers with Dropout (measured "
-        "21% faster per epoch on mnist_mlp); off otherwise (no gain on Dense-only models, 2x slower on Conv2D)"
+        False, description="XLA (Keras's jit_compile). Off by default: on these CPUs it made no shipped config "
+        "faster as a whole run, 2x slower on Conv2D, and ~110 MB more memory. 'auto' (older configs) means off"
     )
     verbose: Annotated[int, Field(ge=0, le=2)] = 1
     tensorboard: bool = Field(False, description="write TensorBoard logs into the run directory's tensorboard/ folder")

@@ -255,25 +255,20 @@ def _check_loss_fits(loss: str, width: int, num_classes: int, label_encoding: st
 
 #: Layers that XLA speeds up on CPU (measured: diabetes_mlp -30%, mnist_dense512 -20% per epoch);
 #: with Conv2D it made fashion_cnn 2x slower, so 'auto' leaves it off there.
-JIT_FRIENDLY_LAYERS = frozenset({"Dense", "Dropout", "Flatten", "Activation", "Reshape"})
-
-
 def resolve_jit_compile(config: RunConfig) -> bool:
-    """``training.jit_compile``; 'auto' means XLA for Dense-family models with Dropout, and only those.
+    """``training.jit_compile``: XLA only when asked for; 'auto' (older configs' default) means off.
 
-    Measured here (2 CPU cores, TF 2.21, one run each): on mnist_mlp (Dense 512
-    with Dropout) XLA cut an epoch from 3.09 s to 2.43 s, since it fuses the
-    dropout masks' random-number, compare and multiply kernels into the layers;
-    on the Dense-only configs it was between 9% faster and 14% slower per epoch
-    (TensorFlow already fuses matmul, bias and activation), which its ~1 s
-    compile and ~50-110 MB of memory then outweigh; on Conv2D it was 2x slower.
+    Measured here (2 CPU cores, TF 2.21, ``bench/levers.py`` and single A/B
+    runs): XLA made no shipped config faster as a whole run. mnist_mlp took
+    58.5 s with it and 54.6 s without; the Dense-only MNIST/Fashion models were
+    between 13% faster and 14% slower per epoch and paid ~1 s of compile;
+    Conv2D was 2x slower; only diabetes_mlp gained (about 3.7 s of 24 s) but
+    XLA's compiler added ~110 MB to a 680 MB process, past issue 5's 1.2x
+    memory budget. Without XLA the arithmetic is also the tutorials', so test
+    accuracy matches theirs exactly. On a GPU the balance may differ; nothing
+    was measured there.
     """
-    value = config.training.jit_compile
-    if value == "auto":
-        # XLA fails under MirroredStrategy here (nnrun.distribution.MIRRORED_LIMITS): off for any strategy.
-        types = {layer.type for layer in config.model.layers}
-        return config.distribution.strategy == "none" and types <= JIT_FRIENDLY_LAYERS and "Dropout" in types
-    return bool(value)
+    return config.training.jit_compile is True
 
 
 def auto_steps_per_execution(n_train: int, batch_size: int) -> int:
