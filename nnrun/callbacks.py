@@ -19,7 +19,6 @@ from nnrun.config import RunConfig
 from nnrun.console import Reporter
 
 
-
 def _callback_base():
     from nnrun.tf import import_keras
 
@@ -57,7 +56,7 @@ def make_run_callbacks(run: rd.RunDir, config: RunConfig, *, validation: bool, r
             self.rows.append(row)
             if checkpoint != "none":
                 self._checkpoint(epoch, row)
-            write_history(run, self.rows)
+            run.write_history(self.rows)
             if stop.requested:
                 self.model.stop_training = True  # a clean stop: this epoch is complete and saved
 
@@ -119,7 +118,14 @@ def restore_seed_generator_states(model: Any, states: list[list[int]] | None) ->
 
 
 def _progress_callback(Callback: type, reporter: Reporter, config: RunConfig, stop: "StopFlag", verbose: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     epochs = config.training.epochs
 
@@ -215,16 +221,3 @@ def stop_on_signals(stop: StopFlag, reporter: Reporter) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def write_history(run: rd.RunDir, rows: list[dict]) -> None:
-    """history.csv: one row per completed epoch (epoch counts from 1)."""
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    lines = [",".join(columns)]
-    for row in rows:
-        lines.append(",".join("" if row.get(c) is None else repr(row[c]) for c in columns))
-    rd.write_text_atomic(run.file(rd.HISTORY), "\n".join(lines) + "\n")
-
-

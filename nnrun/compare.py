@@ -20,7 +20,6 @@ exist for running, interrupted and failed runs too.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import operator
@@ -34,7 +33,7 @@ from typing import Any
 import yaml
 
 from nnrun import rundir as rd
-from nnrun.errors import ConfigError, RunDirError, did_you_mean
+from nnrun.errors import ConfigError, RunDirError, did_you_mean, first_line
 
 try:  # libyaml's parser: several times faster than the pure-Python one
     from yaml import CSafeLoader as _YamlLoader
@@ -129,7 +128,7 @@ class RunRecord:
     info: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    history: History = field(default_factory=lambda: History())
+    history: rd.History = field(default_factory=lambda: rd.History())
     error: str | None = None  # why it is unreadable, or the run's own error
     problems: list[str] = field(default_factory=list)
     fields: dict[str, Any] = field(default_factory=dict)
@@ -155,7 +154,7 @@ def read_record(path: Path) -> RunRecord:
     except OSError as exc:
         return _unreadable(path, f"cannot read {rd.RUN} ({exc.strerror})")
     except ValueError as exc:  # bad JSON or bad UTF-8
-        return _unreadable(path, f"corrupt {rd.RUN} ({_first_line(exc)})")
+        return _unreadable(path, f"corrupt {rd.RUN} ({first_line(exc)})")
     if not isinstance(info, dict):
         return _unreadable(path, f"corrupt {rd.RUN} (not a JSON object)")
     record = RunRecord(path, str(rd.effective_status(info)), info=info, error=info.get("error"))
@@ -164,7 +163,7 @@ def read_record(path: Path) -> RunRecord:
     config = info.get("config")
     record.config = config if isinstance(config, dict) else _read_optional(path / rd.CONFIG, record, load_yaml)
     record.metrics = _read_optional(path / rd.METRICS, record, json.loads)
-    record.history = _read_optional(path / rd.HISTORY, record, _parse_history) or History()
+    record.history = _read_optional(path / rd.HISTORY, record, rd.parse_history) or rd.History()
     record.fields = _fields(record)
     return record
 
@@ -185,9 +184,9 @@ def _read_optional(path: Path, record: RunRecord, parse: Any) -> Any:
     try:
         value = parse(data)
     except Exception as exc:  # noqa: BLE001 (JSON, YAML or CSV: a parse error spoils this file, not the run)
-        record.problems.append(f"{path.name} is corrupt ({_first_line(exc)})")
+        record.problems.append(f"{path.name} is corrupt ({first_line(exc)})")
         return {}
-    if not isinstance(value, (dict, History)):
+    if not isinstance(value, (dict, rd.History)):
         record.problems.append(f"{path.name} is corrupt (not a mapping)")
         return {}
     return value
@@ -196,52 +195,6 @@ def _read_optional(path: Path, record: RunRecord, parse: Any) -> Any:
 def load_yaml(data: bytes) -> Any:
     """``config.yaml`` of a run written before run.json carried the config."""
     return yaml.load(data, Loader=_YamlLoader)
-
-
-class History:
-    """``history.csv`` split into cells; a column becomes floats only when asked for (most never are)."""
-
-    def __init__(self, rows: list[list[str]] = ()):
-        self.header: list[str] = list(rows[0]) if rows else []
-        self._rows = rows[1:]
-        self._columns: dict[str, list[float]] = {}
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.header
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.header)
-
-    def __len__(self) -> int:
-        """The number of epochs."""
-        return len(self._rows)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        if name not in self.header:
-            return default
-        if name not in self._columns:
-            i = self.header.index(name)
-            self._columns[name] = [_float(row[i]) for row in self._rows]
-        return self._columns[name]
-
-
-def _float(cell: str) -> float:
-    try:
-        return float(cell)
-    except ValueError:  # an empty cell (a metric missing that epoch) or damage
-        return math.nan
-
-
-def _parse_history(data: bytes) -> History:
-    rows = list(csv.reader(data.decode("utf-8").splitlines()))
-    if rows and any(len(row) != len(rows[0]) for row in rows):
-        raise ValueError(f"rows of different lengths; the header has {len(rows[0])} cells")
-    return History(rows)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _fields(record: RunRecord) -> dict[str, Any]:

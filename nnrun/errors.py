@@ -49,6 +49,12 @@ class RunInterrupted(NnrunError):
     exit_code = ExitCode.INTERRUPTED
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its class name when it has none."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 # Names from older Keras and other libraries that people still type.
 ALIASES = {"lr": "learning_rate", "decay": "weight_decay", "nb_epoch": "epochs", "epoch": "epochs", "n_epochs": "epochs",
            "input_dim": "input_shape", "output_dim": "units", "dropout": "rate", "p": "rate"}

@@ -12,7 +12,7 @@ import inspect
 from functools import lru_cache
 from typing import Any
 
-from nnrun.errors import ConfigError, did_you_mean
+from nnrun.errors import ConfigError, did_you_mean, first_line
 
 
 @lru_cache(maxsize=None)
@@ -97,14 +97,14 @@ def build_model(layers: list[Any], input_shape: tuple[int, ...], *, name: str = 
         try:
             layer = cls(**kwargs)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{key} ({cls.__name__}): {_first_line(exc)}. Fix the layer's arguments.") from None
+            raise ConfigError(f"{key} ({cls.__name__}): {first_line(exc)}. Fix the layer's arguments.") from None
         before = model.output_shape if model.layers else (None, *tuple(input_shape))
         try:
             model.add(layer)
         except Exception as exc:  # Keras raises ValueError, TypeError or framework errors here
             hint = _shape_hint(cls.__name__, before)
             raise ConfigError(
-                f"{key} ({cls.__name__}) cannot take input of shape {before}: {_first_line(exc)}{hint}"
+                f"{key} ({cls.__name__}) cannot take input of shape {before}: {first_line(exc)}{hint}"
             ) from None
     return model
 
@@ -117,11 +117,6 @@ def _shape_hint(layer: str, shape: tuple) -> str:
         if rank == 2:
             return ". Conv2D needs a channel axis: add the 'add_channel_axis' step to preprocessing."
     return ". Check the layer order and the preprocessing steps."
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__).rstrip(".")
 
 
 def layer_summary(layers: list[Any]) -> str:

@@ -12,6 +12,12 @@ Layout of ``runs/<YYYYMMDD-HHMMSS>-<name>/`` (a contract other commands read):
     curves.png          loss and accuracy per epoch, train against validation
     train.log           what the console showed, without colour codes
     checkpoints/        the model during training (``training.checkpoint``)
+    tensorboard/        TensorBoard logs (``training.tensorboard``)
+    evaluation.json     ``nnrun evaluate``'s result; other splits add a suffix (evaluation-validation.json)
+    confusion_matrix.csv / .png, misclassified.png   ``nnrun evaluate``'s figures (same suffixes)
+    report.html         ``nnrun report``'s page
+
+A sweep folder ``runs/sweep-<YYYYMMDD-HHMMSS>-<name>/`` holds ``sweep.json`` and one run directory per trial.
 
 Every file is written atomically (temp file, then rename), so a reader never
 sees half a JSON. This module never imports TensorFlow.
@@ -49,6 +55,20 @@ LAST_CHECKPOINT = "checkpoints/last.keras"
 LAST_CHECKPOINT_STATE = "checkpoints/last.json"
 BEST_CHECKPOINT = "checkpoints/best.keras"
 EVALUATION = "evaluation.json"
+TENSORBOARD = "tensorboard"
+REPORT = "report.html"
+SWEEP = "sweep.json"
+SWEEP_PREFIX = "sweep-"
+
+
+def evaluation_files(suffix: str = "") -> dict[str, str]:
+    """``nnrun evaluate``'s file names for one split: ``""`` is the test split, else ``-validation``, ``-data-x``..."""
+    return {
+        "json": f"evaluation{suffix}.json",
+        "confusion_csv": f"confusion_matrix{suffix}.csv",
+        "confusion_png": f"confusion_matrix{suffix}.png",
+        "misclassified": f"misclassified{suffix}.png",
+    }
 
 STATUSES = ("running", "completed", "failed", "interrupted", "crashed")
 
@@ -276,6 +296,82 @@ class RunDir:
 
     def read_metrics(self) -> dict[str, Any]:
         return read_json(self.file(METRICS))
+
+    def write_history(self, rows: list[dict[str, Any]]) -> None:
+        write_text_atomic(self.file(HISTORY), history_text(rows))
+
+    def read_history(self) -> list[dict[str, Any]]:
+        try:
+            return parse_history(self.file(HISTORY).read_bytes()).rows()
+        except FileNotFoundError:
+            return []
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RunDirError(f"{self.file(HISTORY)}: corrupt ({exc}).") from None
+
+
+# ---------------------------------------------------------------- history
+
+
+def history_text(rows: list[dict[str, Any]]) -> str:
+    """``history.csv``: one row per completed epoch (epoch counts from 1), a column per logged value."""
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    lines = [",".join(columns)]
+    for row in rows:
+        lines.append(",".join("" if row.get(c) is None else repr(row[c]) for c in columns))
+    return "\n".join(lines) + "\n"
+
+
+class History:
+    """``history.csv`` split into cells; a column becomes floats only when asked for (most never are)."""
+
+    def __init__(self, rows: list[list[str]] = ()):
+        self.header: list[str] = list(rows[0]) if rows else []
+        self._rows = rows[1:]
+        self._columns: dict[str, list[float]] = {}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.header
+
+    def __iter__(self):
+        return iter(self.header)
+
+    def __len__(self) -> int:
+        """The number of epochs."""
+        return len(self._rows)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name not in self.header:
+            return default
+        if name not in self._columns:
+            i = self.header.index(name)
+            self._columns[name] = [_float(row[i]) for row in self._rows]
+        return self._columns[name]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per epoch, as training logged it (``epoch`` an int, empty cells left out)."""
+        return [
+            {k: (int(float(v)) if k == "epoch" else float(v)) for k, v in zip(self.header, row) if v != ""}
+            for row in self._rows
+        ]
+
+
+def _float(cell: str) -> float:
+    try:
+        return float(cell)
+    except ValueError:  # an empty cell (a metric missing that epoch) or damage
+        return float("nan")
+
+
+def parse_history(data: bytes) -> History:
+    """Parse ``history.csv``'s bytes. Raises ValueError for rows of different lengths."""
+    import csv
+
+    rows = list(csv.reader(data.decode("utf-8").splitlines()))
+    if rows and any(len(row) != len(rows[0]) for row in rows):
+        raise ValueError(f"rows of different lengths; the header has {len(rows[0])} cells")
+    return History(rows)
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
