@@ -11,7 +11,7 @@ ifeq ($(origin NNRUN_DATA_DIR), undefined)
 endif
 SMOKE_RUNS ?= runs/smoke
 
-.PHONY: install demo test smoke bench lint clean
+.PHONY: install demo test test-fast smoke bench lint clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Every test that trains nothing (no `slow` marker): under a minute.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
 
 smoke: install
 	@set -e; for config in configs/*.yaml; do \

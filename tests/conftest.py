@@ -1,20 +1,74 @@
-"""Shared fixtures: the real datasets folder and small real trainings reused across test modules."""
+"""Shared fixtures: the real datasets folder and small real trainings reused across test modules.
+
+The suite has two layers. Tests that train (in this process, in a subprocess, or through a
+fixture that trains) carry ``@pytest.mark.slow``; ``make test-fast`` (``pytest -m "not slow"``)
+runs the rest in well under a minute. Forgetting the marker fails the test: every unmarked test
+runs with ``NNRUN_FORBID_TRAINING`` set to a file path, and ``nnrun.training`` refuses to fit,
+and leaves that file behind, whenever the variable is set (subprocesses inherit it).
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "datasets"
+FORBID_TRAINING = "NNRUN_FORBID_TRAINING"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def dataset_cache(tmp_path_factory):
     """Decoded-dataset cache in a temp folder, so tests never touch the user's ~/.cache."""
     os.environ["NNRUN_CACHE_DIR"] = str(tmp_path_factory.mktemp("nnrun-cache"))
-SHARED_DATA = ROOT.parent / "shared" / "datasets"
+
+
+#: Fixtures that train; a test module adds its own to a module-level TRAINING_FIXTURES set.
+TRAINING_FIXTURES = {"diabetes_run", "mnist_run", "fashion_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses a training fixture must be marked slow, even where the fixture is already cached."""
+    unmarked = []
+    for item in items:
+        trainers = TRAINING_FIXTURES | getattr(item.module, "TRAINING_FIXTURES", set())
+        if trainers & set(item.fixturenames) and item.get_closest_marker("slow") is None:
+            unmarked.append(item.nodeid)
+    if unmarked:
+        raise pytest.UsageError("these tests use a fixture that trains but are not marked @pytest.mark.slow: "
+                                + ", ".join(unmarked))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    """Unmarked tests run with training switched off, from before their fixtures are made."""
+    if item.get_closest_marker("slow") is None:
+        item.trained_marker = Path(tempfile.mkdtemp(prefix="nnrun-fast-")) / "trained"
+        os.environ[FORBID_TRAINING] = str(item.trained_marker)
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    yield
+    os.environ.pop(FORBID_TRAINING, None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """An unmarked test (or a fixture it uses) that tried to train fails, naming the marker it lacks."""
+    outcome = yield
+    marker = getattr(item, "trained_marker", None)
+    if call.when == "teardown" or marker is None or not marker.exists() or getattr(item, "trained_reported", False):
+        return
+    item.trained_reported = True
+    report = outcome.get_result()
+    report.outcome = "failed"
+    report.longrepr = (f"{item.nodeid} trains a model ({marker.read_text().strip()}) but is not marked "
+                       "@pytest.mark.slow; add the marker so that `make test-fast` stays fast.")
 
 
 def real_data_dir() -> Path | None:

@@ -37,6 +37,7 @@ def test_python_dash_m_works():
     assert result.returncode == 0 and "Usage" in result.stdout
 
 
+@pytest.mark.slow
 def test_train_quiet_prints_only_the_run_directory(tmp_path):
     result = runner.invoke(app, ["train", DIABETES, "--set", "training.epochs=2", "--set", "training.batch_size=64",
                                  "--runs-dir", str(tmp_path), "--name", "quick", "--quiet"])
@@ -49,6 +50,7 @@ def test_train_quiet_prints_only_the_run_directory(tmp_path):
     assert result.stderr == ""
 
 
+@pytest.mark.slow
 def test_train_smoke_shows_progress_and_summary(tmp_path):
     result = runner.invoke(app, ["train", DIABETES, "--smoke", "--runs-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output

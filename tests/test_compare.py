@@ -336,6 +336,7 @@ def test_wide_tables_are_cut_to_the_terminal_width():
 # ------------------------------------------------------------------ speed
 
 
+@pytest.mark.slow
 def test_compare_list_show_and_help_never_import_tensorflow(runs, diabetes_run, tmp_path):
     """Each command runs in a fresh interpreter; the check must see TensorFlow when a command does load it."""
     harness = (
@@ -385,6 +386,7 @@ def test_config_comes_from_run_json_and_from_config_yaml_for_older_runs(tmp_path
     assert lookup(rows[old.name], "training.optimizer.learning_rate") == 0.2
 
 
+@pytest.mark.slow
 def test_a_real_run_json_carries_the_config_yaml(diabetes_run):
     info = json.loads((diabetes_run / rd.RUN).read_text())
     assert info["config"] == yaml.safe_load((diabetes_run / rd.CONFIG).read_text())

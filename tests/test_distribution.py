@@ -99,6 +99,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_matches_none_within_half_a_point(data_dir, tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", MIRRORED_SCRIPT, str(ROOT / "configs" / "mnist_dense32.yaml"), str(tmp_path)],
@@ -121,6 +122,7 @@ def test_mirrored_on_two_logical_cpus_matches_none_within_half_a_point(data_dir,
 # -------------------------------------------------------- mixed precision
 
 
+@pytest.mark.slow
 def test_mixed_precision_on_cpu_warns_and_keeps_float32(tmp_path):
     result = train_cli(tmp_path, "training.mixed_precision=true", "training.epochs=1")
     assert result.exit_code == 0, result.output
@@ -131,6 +133,7 @@ def test_mixed_precision_on_cpu_warns_and_keeps_float32(tmp_path):
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
 
 
+@pytest.mark.slow
 def test_mixed_precision_with_a_gpu_uses_float16_and_keeps_float32_outputs(tmp_path, monkeypatch):
     """GPU detection is simulated (this machine has none); the mixed_float16 model really trains, on the CPU."""
     import numpy as np
@@ -155,6 +158,7 @@ def test_mixed_precision_with_a_gpu_uses_float16_and_keeps_float32_outputs(tmp_p
 # ------------------------------------------------------------ TensorBoard
 
 
+@pytest.mark.slow
 def test_tensorboard_logs_are_written_into_the_run_directory(tmp_path):
     pytest.importorskip("tensorboard", reason="pip install 'nnrun[tensorboard]'")
     result = train_cli(tmp_path, "training.tensorboard=true", "training.epochs=2")

@@ -256,6 +256,7 @@ def test_broken_run_directories_give_one_line_errors(diabetes_run, tmp_path, dam
     assert not (run / rd.EVALUATION).exists()
 
 
+@pytest.mark.slow
 def test_a_bad_split_is_a_usage_error(diabetes_run):
     result = runner.invoke(app, ["evaluate", str(diabetes_run), "--split", "dev"])
     assert result.exit_code == 2 and "--split must be one of test, validation, train, got 'dev'" in result.stderr

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, train_config
+
 from nnrun import rundir as rd
 from nnrun.errors import RunDirError
 
@@ -50,6 +50,9 @@ def start_training(runs: Path, *extra: str) -> tuple[subprocess.Popen, Path]:
     raise AssertionError("training never reached epoch 2")
 
 
+TRAINING_FIXTURES = {"uninterrupted"}
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("straight")
@@ -59,6 +62,7 @@ def uninterrupted(tmp_path_factory) -> Path:
     return Path(result.stdout.strip())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_stops_cleanly_and_resume_matches_an_uninterrupted_run(tmp_path, uninterrupted, sig):
     proc, run_dir = start_training(tmp_path)
@@ -93,6 +97,7 @@ DROPOUT = ["--set", "model.layers=[{type: Dense, units: 12, activation: relu}, {
            "{type: Dense, units: 1, activation: sigmoid}]"]
 
 
+@pytest.mark.slow
 def test_resume_of_a_model_with_random_layers_matches_an_uninterrupted_run(tmp_path):
     # Dropout and GaussianNoise draw from seed-generator state that a .keras file
     # does not restore; checkpoints/last.json carries it. Without that the
@@ -111,6 +116,7 @@ def test_resume_of_a_model_with_random_layers_matches_an_uninterrupted_run(tmp_p
     assert without_times(history(run_dir)) == without_times(history(Path(straight.stdout.strip())))
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_a_crashed_run_that_resumes(tmp_path, uninterrupted):
     proc, run_dir = start_training(tmp_path)
     proc.kill()
@@ -126,11 +132,13 @@ def test_kill_9_leaves_a_crashed_run_that_resumes(tmp_path, uninterrupted):
     assert without_times(history(run_dir)) == without_times(history(uninterrupted))
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_completed_run(uninterrupted):
     result = subprocess.run([*NNRUN, "train", "--resume", str(uninterrupted)], capture_output=True, text=True)
     assert result.returncode == 2 and "already completed" in result.stderr and "--rerun" in result.stderr
 
 
+@pytest.mark.slow
 def test_rerun_trains_the_saved_config_into_a_new_directory(uninterrupted, tmp_path):
     result = subprocess.run([*NNRUN, "train", "--rerun", str(uninterrupted), "--runs-dir", str(tmp_path), "--quiet"],
                             capture_output=True, text=True, timeout=300)
@@ -153,6 +161,7 @@ def test_eight_processes_in_the_same_second_get_eight_directories(tmp_path):
     assert len(set(paths)) == 8 and len(list(tmp_path.iterdir())) == 8
 
 
+@pytest.mark.slow
 def test_two_real_trainings_started_together_do_not_collide(tmp_path):
     args = [*NNRUN, "train", DIABETES, "--set", "training.epochs=1", "--set", "training.batch_size=64",
             "--runs-dir", str(tmp_path), "--quiet", "--name", "twin"]
@@ -165,6 +174,7 @@ def test_two_real_trainings_started_together_do_not_collide(tmp_path):
         assert json.loads((Path(d) / rd.RUN).read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_the_run_without_claiming_completed(tmp_path, monkeypatch):
     import errno
 
@@ -215,6 +225,7 @@ def test_readers_never_see_half_a_json(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != "big.json"]  # no temp files left
 
 
+@pytest.mark.slow
 def test_cnn_is_deterministic(tmp_path, data_dir):
     sets = ["training.epochs=2", "dataset.limit=600", "training.batch_size=64", "run.seed=3"]
     a = train_config(ROOT / "configs" / "fashion_cnn.yaml", tmp_path / "a", sets)
@@ -223,6 +234,7 @@ def test_cnn_is_deterministic(tmp_path, data_dir):
     assert a.metrics == b.metrics
 
 
+@pytest.mark.slow
 def test_mlp_with_dropout_is_deterministic(tmp_path, data_dir):
     sets = ["training.epochs=2", "dataset.limit=1000", "run.seed=5"]
     a = train_config(ROOT / "configs" / "mnist_mlp.yaml", tmp_path / "a", sets)
@@ -231,6 +243,7 @@ def test_mlp_with_dropout_is_deterministic(tmp_path, data_dir):
     assert a.metrics == b.metrics
 
 
+@pytest.mark.slow
 def test_run_json_records_what_reproduces_the_run(diabetes_run):
     info = json.loads((diabetes_run / rd.RUN).read_text())
     for key in ("argv", "seed", "versions", "host", "git_commit", "config_file", "cwd", "platform"):
@@ -238,6 +251,7 @@ def test_run_json_records_what_reproduces_the_run(diabetes_run):
     assert os.path.exists(diabetes_run / rd.CONFIG)
 
 
+@pytest.mark.slow
 def test_a_stop_during_the_last_epoch_resumes_to_completed(tmp_path):
     """Ctrl-C in the last epoch saves every epoch; --resume then only evaluates and finishes the run."""
     from nnrun.console import Reporter, make_console

@@ -13,7 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from nnrun.cli import app
-from nnrun.report import COMPARE_SECTIONS, RUN_SECTIONS, build_compare_report, build_run_report
+from nnrun.report import (
+    COMPARE_SECTIONS,
+    RUN_SECTIONS,
+    build_compare_report,
+    build_run_report,
+)
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -31,6 +36,7 @@ def assert_self_contained(page: str) -> None:
     assert "<link" not in page and "@import" not in page
 
 
+@pytest.mark.slow
 def test_run_report_has_every_section_and_the_runs_numbers(diabetes_run, tmp_path):
     run = copy_run(diabetes_run, tmp_path)
     notes: list[str] = []
@@ -49,6 +55,7 @@ def test_run_report_has_every_section_and_the_runs_numbers(diabetes_run, tmp_pat
     assert "not image data (diabetes): no sample images." in page
 
 
+@pytest.mark.slow
 def test_run_report_without_a_model_says_what_is_missing(diabetes_run, tmp_path):
     run = copy_run(diabetes_run, tmp_path)
     (run / "model.keras").unlink()
@@ -56,6 +63,7 @@ def test_run_report_without_a_model_says_what_is_missing(diabetes_run, tmp_path)
     assert "no confusion matrix: the run is completed and has no model.keras." in page
 
 
+@pytest.mark.slow
 def test_image_run_report_via_the_cli(mnist_run, tmp_path):
     run = copy_run(mnist_run, tmp_path)
     result = CliRunner().invoke(app, ["report", str(run)])
@@ -68,6 +76,7 @@ def test_image_run_report_via_the_cli(mnist_run, tmp_path):
     assert len(re.findall(r"<img ", page)) == 4  # curves, confusion matrix, samples, misclassified
 
 
+@pytest.mark.slow
 def test_compare_report_has_the_table_and_overlaid_curves(diabetes_run, mnist_run, tmp_path):
     folder = tmp_path / "runs"
     for run in (diabetes_run, mnist_run):
@@ -111,6 +120,7 @@ def headless(browser: str, *args: str) -> subprocess.CompletedProcess:
         )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_report_renders_in_a_headless_browser(mnist_run, tmp_path):
     browser = find_browser()
     if browser is None:

@@ -160,6 +160,9 @@ def assert_same_results(a: dict, b: dict, tolerance: float = 1e-5) -> None:
                 assert math.isclose(row_a[metric], row_b[metric], abs_tol=tolerance), (key, metric)
 
 
+TRAINING_FIXTURES = {"grid_sweep"}
+
+
 @pytest.fixture(scope="module")
 def grid_sweep(tmp_path_factory) -> tuple[Path, str]:
     """The 2 x 2 grid (units 12/64 from the config, batch 16/64 from --grid), 2 epochs, through the CLI."""
@@ -173,6 +176,7 @@ def grid_sweep(tmp_path_factory) -> tuple[Path, str]:
     return Path(result.stdout.strip().splitlines()[-1]), result.output
 
 
+@pytest.mark.slow
 def test_grid_sweep_trains_every_trial_into_its_own_run_directory(grid_sweep):
     sweep_dir, _ = grid_sweep
     saved = json.loads((sweep_dir / "sweep.json").read_text())
@@ -192,6 +196,7 @@ def test_grid_sweep_trains_every_trial_into_its_own_run_directory(grid_sweep):
     assert len(find_runs([sweep_dir])) == 4
 
 
+@pytest.mark.slow
 def test_grid_sweep_table_is_sorted_by_validation_accuracy_with_the_varied_keys(grid_sweep):
     sweep_dir, output = grid_sweep
     header = next(line for line in output.splitlines() if line.startswith("name "))
@@ -209,6 +214,7 @@ def test_grid_sweep_table_is_sorted_by_validation_accuracy_with_the_varied_keys(
     assert [row[0] for row in rows] == sorted(best, key=lambda n: -best[n])
 
 
+@pytest.mark.slow
 def test_invalid_combination_is_reported_and_skipped(tmp_path):
     result = CliRunner().invoke(
         app,
@@ -224,6 +230,7 @@ def test_invalid_combination_is_reported_and_skipped(tmp_path):
     assert "set model.layers[2].units" in by_units[3].error or "units: 1 with sigmoid" in by_units[3].error
 
 
+@pytest.mark.slow
 def test_random_mode_with_a_fixed_seed(tmp_path):
     grid = ["training.optimizer.learning_rate=loguniform(1e-4, 1e-1)", "model.layers.0.units=8,16,32"]
     args = ["sweep", str(SWEEP_CONFIG), "--set", "training.epochs=1", "--random", "2", "--seed", "3",
@@ -243,6 +250,7 @@ def test_random_mode_with_a_fixed_seed(tmp_path):
         assert trial.status == "completed"
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_same_results_as_sequential(grid_sweep, tmp_path):
     path, state = start_sweep(SWEEP_CONFIG, sets=TWO_EPOCHS, grid_options=["training.batch_size=16,64"], runs_dir=tmp_path)
     result = execute(path, state, jobs=2)
@@ -251,6 +259,7 @@ def test_parallel_jobs_give_the_same_results_as_sequential(grid_sweep, tmp_path)
     assert_same_results(trial_results(path), trial_results(grid_sweep[0]))
 
 
+@pytest.mark.slow
 def test_resume_after_an_interrupted_trial(grid_sweep, tmp_path, monkeypatch):
     """Ctrl-C in trial 2 stops the sweep; --resume continues trial 2 from its checkpoint and trains 3 and 4."""
     import nnrun.training as training
@@ -298,6 +307,7 @@ def test_resume_after_an_interrupted_trial(grid_sweep, tmp_path, monkeypatch):
     assert len(resumed.history) == 2 and resumed.history[0]["status"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_resume_reruns_a_failed_trial_in_a_new_run_directory(grid_sweep, tmp_path):
     path, state = start_sweep(SWEEP_CONFIG, sets=["training.epochs=1"], grid_options=["model.layers.0.units=12",
                               "training.batch_size=16,64"], runs_dir=tmp_path)  # fmt: skip
@@ -324,6 +334,7 @@ def test_resume_refuses_a_folder_that_is_not_a_sweep(tmp_path):
 # ------------------------------------------------------------------ Ray
 
 
+@pytest.mark.slow
 def test_ray_executor_matches_the_local_executor(grid_sweep, tmp_path):
     pytest.importorskip("ray", reason="Ray is optional: pip install 'nnrun[ray]'")
     path, state = start_sweep(SWEEP_CONFIG, sets=TWO_EPOCHS, grid_options=["training.batch_size=16,64"], runs_dir=tmp_path)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, train_config
+
 from nnrun import rundir as rd
 from nnrun.config import load_config, validate_config
 from nnrun.errors import ConfigError
@@ -20,6 +20,7 @@ def read_history(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_run_directory_holds_every_file(diabetes_run):
     run = diabetes_run
     assert run.parent.name == "diabetes" and run.name.endswith("-tiny-diabetes")
@@ -58,6 +59,7 @@ def test_run_directory_holds_every_file(diabetes_run):
     assert (run / rd.LAST_CHECKPOINT).is_file()
 
 
+@pytest.mark.slow
 def test_saved_model_reproduces_test_metrics(diabetes_run):
     from nnrun.datasets import load_dataset
     from nnrun.preprocessing import Pipeline
@@ -83,6 +85,7 @@ def strip_times(rows):
 DIABETES_FAST = ["training.epochs=4", "training.batch_size=16", "dataset.validation=0.2"]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_history(tmp_path, diabetes_run):
     sets = DIABETES_FAST + ["run.seed=7"]
     a = train_config(ROOT / "configs" / "diabetes_mlp.yaml", tmp_path / "a", sets)
@@ -93,6 +96,7 @@ def test_same_seed_gives_identical_history(tmp_path, diabetes_run):
     assert strip_times(read_history(a.run_dir)) != strip_times(read_history(c.run_dir))
 
 
+@pytest.mark.slow
 def test_steps_per_execution_gives_the_same_history(tmp_path):
     sets = DIABETES_FAST + ["run.seed=3"]
     one = train_config(ROOT / "configs" / "diabetes_mlp.yaml", tmp_path / "one", sets + ["training.steps_per_execution=1"])
@@ -104,6 +108,7 @@ def test_steps_per_execution_gives_the_same_history(tmp_path):
             assert float(r1[key]) == pytest.approx(float(r2[key]), rel=1e-5), key
 
 
+@pytest.mark.slow
 def test_jit_compile_gives_the_same_history(tmp_path):
     sets = DIABETES_FAST + ["run.seed=3"]
     off = train_config(ROOT / "configs" / "diabetes_mlp.yaml", tmp_path / "off", sets + ["training.jit_compile=false"])
@@ -133,6 +138,7 @@ def test_preflight_failure_leaves_no_run_directory(tmp_path):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_image_run_with_validation_split(fashion_run):
     history = read_history(fashion_run)
     assert len(history) == 1 and "val_accuracy" in history[0]
