@@ -69,7 +69,7 @@ def parts(name: str, repeats: int) -> dict[str, float]:
     import gzip
     import hashlib
 
-    from nnrun.datasets import FOLDER_NAMES, IDX_FILES, _find_idx_file, parse_idx
+    from nnrun.datasets.idx import FOLDER_NAMES, IDX_FILES, _find_idx_file, parse_idx
 
     folder = Path(os.environ["NNRUN_DATA_DIR"]) / FOLDER_NAMES[name]
     files = [_find_idx_file(folder, stem) for stem in IDX_FILES.values()]
@@ -94,7 +94,7 @@ def parts(name: str, repeats: int) -> dict[str, float]:
 
 
 def measure(name: str, repeats: int) -> dict:
-    from nnrun.datasets import CACHE_ENV, load_idx_dataset
+    from nnrun.datasets.idx import CACHE_ENV, load_idx_dataset
 
     def fresh(cache: str, touch: str = "", n: int = repeats) -> list[float]:
         return _in_fresh_process(FRESH_LOAD.format(name=name, touch=touch), n, cache)

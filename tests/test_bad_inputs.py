@@ -159,10 +159,10 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, tmp_path: Path, monkeypatch):
     if case.fake_checksums:
-        from nnrun import datasets
+        from nnrun.datasets import idx
 
-        real_read = datasets.read_idx
-        monkeypatch.setattr(datasets, "read_idx", lambda path, expected=None: real_read(path, None))
+        real_read = idx.read_idx
+        monkeypatch.setattr(idx, "read_idx", lambda path, expected=None: real_read(path, None))
     (tmp_path / "file.txt").write_text("not a folder")
     runs = tmp_path / "runs"
     args = [case.command]

@@ -147,7 +147,7 @@ def write_csv(tmp_path: Path, text: str) -> Path:
 
 def test_csv_by_name_and_index(tmp_path):
     path = write_csv(tmp_path, "a,b,label\n1,2,0\n3,4,1\n5,6,1\n")
-    x, y, classes, features = read_csv_table(path, label="label")
+    x, y, classes, features = read_csv_table(path, label="label")[:4]
     assert x.tolist() == [[1, 2], [3, 4], [5, 6]] and y.tolist() == [0, 1, 1]
     assert classes == ("0", "1") and features == ("a", "b")
     x2, y2, *_ = read_csv_table(path, label=-1, features=["b"])
@@ -156,7 +156,7 @@ def test_csv_by_name_and_index(tmp_path):
 
 def test_csv_without_header_and_other_delimiter(tmp_path):
     path = write_csv(tmp_path, "1;2;yes\n3;4;no\n")
-    x, y, classes, _ = read_csv_table(path, label=2, header=False, delimiter=";")
+    x, y, classes, _ = read_csv_table(path, label=2, header=False, delimiter=";")[:4]
     assert classes == ("no", "yes") and y.tolist() == [1, 0]
 
 
@@ -192,11 +192,33 @@ def test_builtin_diabetes_loads_offline():
     assert int(data.y_train.sum() + data.y_test.sum()) == 268
 
 
-def test_split_matches_scikit_learn_permutation():
-    # scikit-learn's ShuffleSplit: test = the first ceil(f*n) of RandomState(seed).permutation(n).
-    train, test = train_test_split(768, 0.25, 87)
-    permutation = np.random.RandomState(87).permutation(768)
-    assert test.tolist() == permutation[:192].tolist() and train.tolist() == permutation[192:].tolist()
+SPLIT_CASES = [(768, 0.25, 87), (100, 0.2, 0), (37, 0.33, 5), (500, 0.1, 123), (11, 0.5, 2)]
+
+
+@pytest.mark.parametrize("n, test_size, seed", SPLIT_CASES)
+def test_split_equals_scikit_learns_train_test_split(n, test_size, seed):
+    from sklearn.model_selection import train_test_split as sklearn_split
+
+    expected_train, expected_test = sklearn_split(np.arange(n), test_size=test_size, random_state=seed)
+    train, test = train_test_split(n, test_size, seed)
+    assert train.tolist() == expected_train.tolist() and test.tolist() == expected_test.tolist()
+
+
+@pytest.mark.parametrize("n, test_size, seed", SPLIT_CASES)
+@pytest.mark.parametrize("classes", [2, 3, 7])
+def test_stratified_split_equals_scikit_learns_with_stratify(n, test_size, seed, classes):
+    from sklearn.model_selection import train_test_split as sklearn_split
+
+    y = np.random.RandomState(seed + classes).choice(classes, size=n, p=np.linspace(1, 3, classes) / np.linspace(1, 3, classes).sum())
+    counts = np.bincount(y, minlength=classes)
+    n_test = int(np.ceil(test_size * n))
+    if counts.min() < 2 or min(n_test, n - n_test) < classes:
+        with pytest.raises(DataError, match="dataset.stratify"):
+            train_test_split(n, test_size, seed, y, stratify=True)
+        return
+    expected_train, expected_test = sklearn_split(np.arange(n), test_size=test_size, random_state=seed, stratify=y)
+    train, test = train_test_split(n, test_size, seed, y, stratify=True)
+    assert train.tolist() == expected_train.tolist() and test.tolist() == expected_test.tolist()
 
 
 def test_stratified_split_keeps_class_ratio():

@@ -1,12 +1,12 @@
-"""Datasets: numpy arrays for train / validation / test, and the class names.
+"""MNIST and Fashion-MNIST: the four IDX files, found offline first, verified, and cached decoded.
 
-Image datasets (MNIST, Fashion-MNIST) are read from the four IDX files,
-gzipped or raw, found offline first and downloaded by Keras only as the last
-resort. Every payload is checked against its published SHA-256. Tabular
-datasets come from a CSV (the diabetes CSV ships inside nnrun).
+The files are looked for in ``dataset.path``, ``$NNRUN_DATA_DIR``, the Keras cache and Debian's
+dataset folder, and downloaded by Keras only as the last resort. Every payload is checked against
+its published SHA-256. Decoded arrays are cached as memory-mapped ``.npy`` files.
 
 Nothing here imports TensorFlow unless it has to download.
 """
+
 
 from __future__ import annotations
 
@@ -15,16 +15,14 @@ import hashlib
 import os
 import struct
 import zlib
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
-from nnrun.errors import DataError
+from nnrun.errors import DataError, first_line
 
 DATA_DIR_ENV = "NNRUN_DATA_DIR"
-BUILTIN_DIABETES = Path(__file__).parent / "data" / "diabetes.csv"
 
 FASHION_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -58,40 +56,6 @@ FOLDER_NAMES = {"mnist": "mnist", "fashion_mnist": "fashion-mnist"}
 DISPLAY_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Arrays for each split. ``y`` holds integer class indices into ``class_names``."""
-
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    class_names: tuple[str, ...]
-    x_val: np.ndarray | None = None
-    y_val: np.ndarray | None = None
-    kind: str = "tabular"  # "tabular" or "image"
-    feature_names: tuple[str, ...] = ()
-    source: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(x, y)`` of 'train', 'validation' or 'test'."""
-        if name == "train":
-            return self.x_train, self.y_train
-        if name == "test":
-            return self.x_test, self.y_test
-        if name == "validation":
-            if self.x_val is None:
-                raise DataError("this run has no validation split (dataset.validation is 'none').")
-            return self.x_val, self.y_val
-        raise DataError(f"unknown split {name!r}; expected train, validation or test.")
 
 
 # ----------------------------------------------------------------- IDX files
@@ -215,7 +179,7 @@ def load_idx_dataset(
     except Exception as exc:  # any failure: offline, DNS, HTTP, a corrupt download
         looked = ", ".join(str(p) for p in places)
         env_hint = "" if os.environ.get(DATA_DIR_ENV) else f" (set {DATA_DIR_ENV} to a folder with a {FOLDER_NAMES[name]}/ subfolder)"
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        reason = first_line(exc)[:120]
         raise DataError(
             f"{DISPLAY_NAMES[name]} not found. Looked in: {looked}{env_hint}. "
             f"Download failed: {reason}. Put the four IDX files ({', '.join(IDX_FILES.values())}, "
@@ -311,207 +275,3 @@ def _keras_download(name: str) -> tuple[np.ndarray, ...]:
     module = keras.datasets.mnist if name == "mnist" else keras.datasets.fashion_mnist
     (x_train, y_train), (x_test, y_test) = module.load_data()
     return x_train, y_train, x_test, y_test
-
-
-# ---------------------------------------------------------------------- CSV
-
-
-def read_csv_table(
-    path: str | Path,
-    *,
-    label: str | int,
-    features: list[str | int] | None = None,
-    header: bool = True,
-    delimiter: str = ",",
-    key: str = "dataset.path",
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
-    """Read a numeric CSV; return ``x, y, class_names, feature_names``.
-
-    ``y`` holds indices into ``class_names`` (the sorted distinct label values).
-    Plain ``csv`` and numpy, not pandas: these files are small, and pandas
-    would add ~40 MB to every training process.
-
-    Raises:
-        DataError: naming the file, row and column of the first bad cell.
-    """
-    import csv
-    import io
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"{key} {path}: file not found. Check the path.")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text file (cannot decode as UTF-8).") from None
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
-    try:
-        rows = [(reader.line_num, row) for row in reader if row and any(cell.strip() for cell in row)]
-    except csv.Error as exc:
-        raise DataError(f"{path}: not a readable CSV ({exc}).") from None
-    if not rows:
-        raise DataError(f"{path}: the file is empty. A CSV needs at least one row of data.")
-    if header:
-        columns = [c.strip() for c in rows[0][1]]
-        rows = rows[1:]
-    else:
-        columns = [str(i) for i in range(len(rows[0][1]))]
-    if not rows:
-        raise DataError(f"{path}: the file has a header but no rows of data.")
-    for line, row in rows:
-        if len(row) != len(columns):
-            raise DataError(
-                f"{path}: wrong column count: row {line} has {len(row)} cells, expected {len(columns)}. "
-                "Every row needs the same number of cells."
-            )
-
-    def column(ref: str | int, what: str) -> int:
-        if isinstance(ref, int):
-            if not -len(columns) <= ref < len(columns):
-                raise DataError(
-                    f"{path}: {what} column index {ref} is out of range; the file has {len(columns)} columns."
-                )
-            return ref % len(columns)
-        if ref not in columns:
-            from nnrun.errors import did_you_mean
-
-            raise DataError(
-                f"{path}: {what} column '{ref}' is not in the file{did_you_mean(ref, columns)} "
-                f"Columns: {', '.join(columns)}."
-            )
-        return columns.index(ref)
-
-    label_col = column(label, "label")
-    feature_cols = [column(f, "feature") for f in features] if features else [i for i in range(len(columns)) if i != label_col]
-    if label_col in feature_cols:
-        raise DataError(
-            f"{path}: column '{columns[label_col]}' is both the label and a feature; remove it from dataset.features."
-        )
-
-    cells = [[row[i].strip() for i in feature_cols] for _, row in rows]
-    try:
-        x = np.array(cells, dtype=np.float64)
-        ok = bool(np.isfinite(x).all())
-    except ValueError:
-        ok = False
-    if not ok:
-        for (line, _), values in zip(rows, cells):
-            for col, cell in zip(feature_cols, values):
-                try:
-                    if np.isfinite(float(cell)):
-                        continue
-                except ValueError:
-                    pass
-                what = "missing value" if cell == "" or cell.lower() in ("nan", "na") else f"non-numeric cell {cell!r}"
-                raise DataError(
-                    f"{path}: {what} at row {line}, column '{columns[col]}'. "
-                    "Every feature cell must be a number; fix or drop that row."
-                )
-    labels = [row[label_col].strip() for _, row in rows]
-    for (line, _), value in zip(rows, labels):
-        if value == "":
-            raise DataError(f"{path}: missing value at row {line}, column '{columns[label_col]}' (the label).")
-    try:
-        numeric = np.array(labels, dtype=np.float64)
-    except ValueError:
-        numeric = None
-    if numeric is not None:
-        distinct = np.unique(numeric)
-        class_names = tuple(_format_number(v) for v in distinct)
-        y = np.searchsorted(distinct, numeric)
-    else:
-        distinct = np.unique(np.array(labels))
-        class_names = tuple(str(v) for v in distinct)
-        y = np.searchsorted(distinct, np.array(labels))
-    if len(class_names) < 2:
-        raise DataError(
-            f"{path}: the label column '{columns[label_col]}' has a single class ({class_names[0]}); "
-            "classification needs at least two. Check dataset.label."
-        )
-    return x.astype(np.float32), y.astype(np.int64), class_names, tuple(columns[i] for i in feature_cols)
-
-
-def _format_number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-# -------------------------------------------------------------------- splits
-
-
-def train_test_split(
-    n: int, test_fraction: float, seed: int, y: np.ndarray | None = None, stratify: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of train and test.
-
-    Without stratification this draws exactly the split of scikit-learn's
-    ``train_test_split(test_size=f, random_state=seed)``, so results match the
-    tutorials that use it.
-    """
-    n_test = int(np.ceil(test_fraction * n))
-    n_train = n - n_test
-    if n_train < 1 or n_test < 1:
-        raise DataError(f"dataset.test_split {test_fraction} leaves an empty split of {n} rows.")
-    rng = np.random.RandomState(seed)
-    if not stratify:
-        permutation = rng.permutation(n)
-        return permutation[n_test : n_test + n_train], permutation[:n_test]
-    train, test = [], []
-    for cls in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == cls))
-        k = int(round(len(idx) * test_fraction))
-        test.append(idx[:k])
-        train.append(idx[k:])
-    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
-
-
-def load_dataset(config: Any, *, smoke: bool = False) -> Dataset:
-    """Load the dataset a ``RunConfig.dataset`` section names and make its splits.
-
-    Args:
-        config: the ``dataset`` section of a RunConfig.
-        smoke: keep a tiny subset (512 train, 256 test) for a seconds-long check.
-    """
-    name = config.name
-    if name in ("mnist", "fashion_mnist"):
-        x_train, y_train, x_test, y_test, source = load_idx_dataset(name, config.path)
-        class_names = tuple(str(i) for i in range(10)) if name == "mnist" else FASHION_CLASSES
-        data = Dataset(
-            name=name, x_train=x_train, y_train=y_train.astype(np.int64), x_test=x_test,
-            y_test=y_test.astype(np.int64), class_names=class_names, kind="image", source=source,
-        )  # fmt: skip
-    else:
-        path = BUILTIN_DIABETES if name == "diabetes" else Path(config.path)
-        x, y, class_names, feature_names = read_csv_table(
-            path, label=config.label, features=config.features, header=config.header, delimiter=config.delimiter
-        )
-        train_idx, test_idx = train_test_split(len(x), config.test_split, config.split_seed, y, config.stratify)
-        data = Dataset(
-            name=name, x_train=x[train_idx], y_train=y[train_idx], x_test=x[test_idx], y_test=y[test_idx],
-            class_names=class_names, feature_names=feature_names, source=str(path),
-        )  # fmt: skip
-    return make_splits(data, config, smoke=smoke)
-
-
-def make_splits(data: Dataset, config: Any, *, smoke: bool = False) -> Dataset:
-    """Apply ``limit`` and the validation source to a dataset's train/test arrays."""
-    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
-    limit = config.limit
-    if smoke:
-        limit = min(limit or 512, 512)
-        x_test, y_test = x_test[:256], y_test[:256]
-    if limit:
-        x_train, y_train = x_train[:limit], y_train[:limit]
-    x_val = y_val = None
-    validation = config.validation
-    if validation == "test":
-        x_val, y_val = x_test, y_test
-    elif isinstance(validation, float):
-        # Keras's validation_split: the last fraction, before any shuffling.
-        split = int(np.floor(len(x_train) * (1.0 - validation)))
-        if split < 1 or split >= len(x_train):
-            raise DataError(
-                f"dataset.validation {validation} of {len(x_train)} training samples leaves an empty split; "
-                "use a larger fraction or 'none'."
-            )
-        x_train, x_val, y_train, y_val = x_train[:split], x_train[split:], y_train[:split], y_train[split:]
-    return replace(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, x_val=x_val, y_val=y_val)

@@ -1,0 +1,150 @@
+"""Datasets: numpy arrays for train / validation / test, the class names, and the input signature.
+
+A loader per dataset name (``LOADERS``) reads the raw samples; ``make_splits`` then applies
+``limit`` and the validation source. The rooms:
+
+- ``idx.py``: MNIST and Fashion-MNIST from their IDX files (search path, checksums, decoded cache);
+- ``csv.py``: the one CSV reader, for training tables and for rows to predict;
+- ``splits.py``: train/test as scikit-learn draws it, validation as Keras takes it.
+
+``Dataset.signature()`` describes one raw sample (shape, dtype, feature and class names, the
+label column); training stores it in ``run.json`` so that a run predicts without its data.
+
+Nothing here imports TensorFlow unless it has to download.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from nnrun.datasets.csv import read_csv_table
+from nnrun.datasets.idx import CHECKSUMS, FASHION_CLASSES, IDX_FILES, idx_bytes, load_idx_dataset, read_idx
+from nnrun.datasets.splits import train_test_split, validation_split
+from nnrun.errors import DataError
+
+__all__ = [
+    "CHECKSUMS", "FASHION_CLASSES", "IDX_FILES", "IMAGE_DATASETS", "LOADERS", "Dataset", "idx_bytes",
+    "image_class_names", "load_dataset", "load_idx_dataset", "make_splits", "read_csv_table", "read_idx",
+    "train_test_split",
+]  # fmt: skip
+
+BUILTIN_DIABETES = Path(__file__).parent / "data" / "diabetes.csv"
+IMAGE_DATASETS = ("mnist", "fashion_mnist")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Arrays for each split. ``y`` holds integer class indices into ``class_names``."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    kind: str = "tabular"  # "tabular" or "image"
+    feature_names: tuple[str, ...] = ()
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+    #: tabular only: how the label sits in the file, so that predict can drop it from new rows
+    label: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(x, y)`` of 'train', 'validation' or 'test'."""
+        if name == "train":
+            return self.x_train, self.y_train
+        if name == "test":
+            return self.x_test, self.y_test
+        if name == "validation":
+            if self.x_val is None:
+                raise DataError("this run has no validation split (dataset.validation is 'none').")
+            return self.x_val, self.y_val
+        raise DataError(f"unknown split {name!r}; expected train, validation or test.")
+
+    def signature(self) -> dict[str, Any]:
+        """What one raw sample is: the run's input signature (``run.json`` keeps it)."""
+        return {
+            "dataset": self.name,
+            "kind": self.kind,
+            "sample_shape": list(self.x_train.shape[1:]),
+            "sample_dtype": str(self.x_train.dtype),
+            "feature_names": list(self.feature_names),
+            "class_names": list(self.class_names),
+            **self.label,
+        }
+
+
+def image_class_names(name: str) -> tuple[str, ...]:
+    """Class names of an image dataset, without loading it."""
+    return FASHION_CLASSES if name == "fashion_mnist" else tuple(str(i) for i in range(10))
+
+
+def _load_images(config: Any) -> Dataset:
+    x_train, y_train, x_test, y_test, source = load_idx_dataset(config.name, config.path)
+    return Dataset(
+        name=config.name, x_train=x_train, y_train=y_train.astype(np.int64), x_test=x_test,
+        y_test=y_test.astype(np.int64), class_names=image_class_names(config.name), kind="image", source=source,
+    )  # fmt: skip
+
+
+def _load_table(config: Any) -> Dataset:
+    path = BUILTIN_DIABETES if config.name == "diabetes" else Path(config.path)
+    table = read_csv_table(
+        path, label=config.label, features=config.features, header=config.header, delimiter=config.delimiter
+    )
+    train_idx, test_idx = train_test_split(len(table.x), config.test_split, config.split_seed, table.y, config.stratify)
+    label = {"label": table.label_name, "label_position": table.label_position,
+             "header": config.header, "delimiter": config.delimiter}  # fmt: skip
+    return Dataset(
+        name=config.name, x_train=table.x[train_idx], y_train=table.y[train_idx], x_test=table.x[test_idx],
+        y_test=table.y[test_idx], class_names=table.class_names, feature_names=table.feature_names,
+        source=str(path), label=label,
+    )  # fmt: skip
+
+
+#: One loader per ``dataset.name``; each returns the raw train and test arrays.
+LOADERS: dict[str, Callable[[Any], Dataset]] = {
+    "diabetes": _load_table,
+    "csv": _load_table,
+    "mnist": _load_images,
+    "fashion_mnist": _load_images,
+}
+
+
+def load_dataset(config: Any, *, smoke: bool = False) -> Dataset:
+    """Load the dataset a ``RunConfig.dataset`` section names and make its splits.
+
+    Args:
+        config: the ``dataset`` section of a RunConfig.
+        smoke: keep a tiny subset (512 train, 256 test) for a seconds-long check.
+    """
+    return make_splits(LOADERS[config.name](config), config, smoke=smoke)
+
+
+def make_splits(data: Dataset, config: Any, *, smoke: bool = False) -> Dataset:
+    """Apply ``limit`` and the validation source to a dataset's train/test arrays."""
+    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+    limit = config.limit
+    if smoke:
+        limit = min(limit or 512, 512)
+        x_test, y_test = x_test[:256], y_test[:256]
+    if limit:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    x_val = y_val = None
+    validation = config.validation
+    if validation == "test":
+        x_val, y_val = x_test, y_test
+    elif isinstance(validation, float):
+        at = validation_split(len(x_train), validation)
+        x_train, x_val, y_train, y_val = x_train[:at], x_train[at:], y_train[:at], y_train[at:]
+    return replace(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, x_val=x_val, y_val=y_val)
