@@ -1,14 +1,15 @@
 """Prediction: a trained run's model on new inputs, with the run's saved preprocessing.
 
-Inputs are turned into samples shaped like the run's raw dataset samples
-(28x28 pixels 0-255 for the image datasets, one row of feature values for a
-CSV dataset); the fitted ``preprocessing.json`` then does the rest, exactly as
-for training. Accepted inputs:
+Everything comes from the run directory (``nnrun.trained``): the input signature says
+what a raw sample is (28x28 pixels 0-255 for the image datasets, one row of named
+feature values for a CSV dataset) and gives the class names; the fitted
+``preprocessing.json`` then does the rest, exactly as for training. The training data
+is never read. Accepted inputs:
 
 - a CSV: rows of features, with or without the label column (a header row
   picks the feature columns by name);
 - a ``.npy`` array of one sample or many;
-- PNG / JPEG images (image runs): grayscale, resized to 28x28, pixels 0-255;
+- PNG / JPEG images (image runs): grayscale, resized to the run's image size, pixels 0-255;
 - an IDX file of samples (``*-idx3-ubyte``, gzipped or raw).
 """
 
@@ -22,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from nnrun.errors import ConfigError, DataError
+from nnrun.errors import ConfigError, DataError, first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-IMAGE_SIZE = (28, 28)
 #: Rows shown in the terminal table; ``--output`` writes every row.
 SHOWN_ROWS = 50
 
@@ -113,12 +113,12 @@ def _read_image(path: Path, spec: SampleSpec, invert: bool) -> np.ndarray:
     try:
         with Image.open(path) as image:
             gray = image.convert("L")
-            if gray.size != IMAGE_SIZE:
-                gray = gray.resize(IMAGE_SIZE, Image.Resampling.LANCZOS)
+            size = (spec.shape[1], spec.shape[0])  # PIL counts width first
+            if gray.size != size:
+                gray = gray.resize(size, Image.Resampling.LANCZOS)
             pixels = np.asarray(gray, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"input {path}: cannot read it as an image ({detail}). Use a PNG or JPEG file.") from None
+        raise DataError(f"input {path}: cannot read it as an image ({first_line(exc)}). Use a PNG or JPEG file.") from None
     if invert:  # dark strokes on a light background -> the datasets' light on dark
         pixels = 255 - pixels
     return pixels[np.newaxis]
@@ -128,7 +128,7 @@ def _load_npy(path: Path) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
-        raise DataError(f"input {path}: not a readable .npy array ({str(exc).splitlines()[0]}).") from None
+        raise DataError(f"input {path}: not a readable .npy array ({first_line(exc)}).") from None
     if not np.issubdtype(array.dtype, np.number):
         raise DataError(f"input {path}: array of dtype {array.dtype}; expected numbers.")
     return array
@@ -154,7 +154,7 @@ def _to_samples(array: np.ndarray, spec: SampleSpec, path: Path) -> np.ndarray:
         return array.reshape(len(array), *spec.shape)
     if array.ndim == 1 and array.size == size:
         return array.reshape(1, *spec.shape)
-    what = "28x28 images" if spec.image else f"rows of {spec.shape[0]} features"
+    what = f"{spec.shape[0]}x{spec.shape[1]} images" if spec.image else f"rows of {spec.shape[0]} features"
     raise DataError(
         f"input {path}: array of shape {array.shape} cannot be converted to samples of shape {spec.shape} "
         f"({size} values each); the run trained on {what}."
@@ -162,33 +162,24 @@ def _to_samples(array: np.ndarray, spec: SampleSpec, path: Path) -> np.ndarray:
 
 
 def _read_csv(path: Path, spec: SampleSpec) -> tuple[np.ndarray, list[str]]:
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise DataError(f"input {path}: not a text file (cannot decode as UTF-8).") from None
+    from nnrun.datasets.csv import is_number, numeric_cells, read_rows
+
     delimiter = "\t" if path.suffix.lower() == ".tsv" else spec.delimiter
-    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True) if any(c.strip() for c in r)]
-    if not rows:
-        raise DataError(f"input {path}: the file is empty.")
+    path, rows = read_rows(path, delimiter=delimiter, key="input")
     # A header names its columns: no cell of it is a number (a row with one bad cell is data).
-    header = None if any(_is_number(c) for c in rows[0]) else [c.strip() for c in rows[0]]
+    header = None if any(is_number(c) for c in rows[0][1]) else [c.strip() for c in rows[0][1]]
     body = rows[1:] if header else rows
     if not body:
         raise DataError(f"input {path}: a header but no rows of data.")
-    columns = _csv_columns(path, spec, header, len(body[0]))
-    values = np.empty((len(body), len(columns)), dtype=np.float64)
-    first = 2 if header else 1
-    for r, row in enumerate(body):
-        if len(row) != len(body[0]):
-            raise DataError(f"input {path}: row {r + first} has {len(row)} cells, the first has {len(body[0])}.")
-        for c, col in enumerate(columns):
-            cell = row[col].strip()
-            if not _is_number(cell):
-                what = "missing value" if cell == "" else f"non-numeric cell {cell!r}"
-                raise DataError(f"input {path}: {what} at row {r + first}, column {col + 1}. Every feature must be a number.")
-            values[r, c] = float(cell)
+    width = len(body[0][1])
+    for line, row in body:
+        if len(row) != width:
+            raise DataError(f"input {path}: row {line} has {len(row)} cells, the first has {width}.")
+    columns = _csv_columns(path, spec, header, width)
+    names = [f"'{n}'" for n in header] if header else [str(i + 1) for i in range(width)]
+    values = numeric_cells(body, columns, names, f"input {path}", "Every feature must be a number.")
     x = _to_samples(values, spec, path) if spec.image else values
-    return x, [f"{path.name}:{r + first}" for r in range(len(body))]
+    return x, [f"{path.name}:{line}" for line, _ in body]
 
 
 def _csv_columns(path: Path, spec: SampleSpec, header: list[str] | None, width: int) -> list[int]:
@@ -222,43 +213,17 @@ def _bad_width(path: Path, spec: SampleSpec, width: int) -> list[int]:
     )
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 # ------------------------------------------------------------------ predict
 
 
-def sample_spec(trained: Any) -> tuple[SampleSpec, tuple[str, ...]]:
-    """The run's raw sample shape and class names (a CSV run reads its training CSV for them)."""
-    from nnrun.evaluation import IMAGE_DATASETS, image_class_names, load_run_dataset
-
-    cfg = trained.config.dataset
-    if cfg.name in IMAGE_DATASETS:
-        return SampleSpec(shape=IMAGE_SIZE, image=True), image_class_names(cfg.name)
-    try:
-        dataset = load_run_dataset(trained)
-    except DataError as exc:
-        raise DataError(f"the run's training CSV gives its feature and class names, but: {exc}") from None
-    position = cfg.label if isinstance(cfg.label, int) else _header_position(dataset.source, cfg.label, cfg.delimiter)
-    spec = SampleSpec(
-        shape=(len(dataset.feature_names),), image=False, feature_names=dataset.feature_names,
-        label=cfg.label, label_position=position, delimiter=cfg.delimiter,
+def sample_spec(trained: Any) -> SampleSpec:
+    """What one raw sample of the run is, from its input signature."""
+    signature = trained.signature
+    return SampleSpec(
+        shape=tuple(signature["sample_shape"]), image=trained.image, feature_names=tuple(signature["feature_names"]),
+        label=signature.get("label"), label_position=signature.get("label_position"),
+        delimiter=signature.get("delimiter", ","),
     )  # fmt: skip
-    return spec, dataset.class_names
-
-
-def _header_position(path: str, label: str, delimiter: str) -> int | None:
-    try:
-        with open(path, newline="") as handle:
-            header = next(csv.reader(handle, delimiter=delimiter, skipinitialspace=True))
-    except (OSError, StopIteration):
-        return None
-    return header.index(label) if label in header else None
 
 
 def predict_run(path: str | Path, inputs: list[str | Path], *, top_k: int = 3, invert: bool = False) -> Predictions:
@@ -269,14 +234,15 @@ def predict_run(path: str | Path, inputs: list[str | Path], *, top_k: int = 3, i
         RunDirError: the run has no usable model or preprocessing.
         DataError: an input cannot be read or converted.
     """
-    from nnrun.evaluation import class_probabilities, load_trained
+    from nnrun.metrics import class_probabilities
+    from nnrun.trained import load_trained
     from nnrun.training import EVAL_BATCH_SIZE
 
     if top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {top_k}.")
     trained = load_trained(path)
-    spec, class_names = sample_spec(trained)
-    read = read_inputs(inputs, spec, invert=invert)
+    class_names = trained.class_names
+    read = read_inputs(inputs, sample_spec(trained), invert=invert)
     try:
         x, _ = trained.pipeline.transform(read.x)
     except DataError as exc:

@@ -25,7 +25,7 @@ from typing import Any, Callable
 from nnrun import rundir as rd
 from nnrun.errors import RunDirError
 
-REPORT = "report.html"
+REPORT = rd.REPORT
 SAMPLE_IMAGES = 20
 #: Sections of a run's page, by element id, in order (the browser test checks them).
 RUN_SECTIONS = ("config", "model-summary", "metrics", "curves", "confusion-matrix", "samples", "environment")
@@ -168,18 +168,26 @@ def build_run_report(path: str | Path, *, evaluate: bool = True, notes: list[str
 
 def _evaluation_figures(run: rd.RunDir, info: dict[str, Any], status: str, evaluate: bool,
                         notes: list[str]) -> tuple[str, str]:
-    """The confusion-matrix and sample-images sections' HTML."""
-    cm_png = run.file("confusion_matrix.png")
+    """The confusion-matrix and sample-images sections' HTML; the run's model and data are loaded once for both."""
+    files = rd.evaluation_files()
+    cm_png = run.file(files["confusion_png"])
     image_run = info.get("dataset") in ("mnist", "fashion_mnist")
     has_model = run.file(rd.MODEL).is_file()
-    if not cm_png.is_file() and evaluate and has_model:
+    needs_evaluation = not cm_png.is_file() and evaluate and has_model
+    trained = dataset = None
+    if has_model and (needs_evaluation or image_run):
+        from nnrun.trained import load_run_dataset, load_trained
+
+        trained = load_trained(run.path)
+        dataset = load_run_dataset(trained)
+    if needs_evaluation:
         from nnrun.evaluation import evaluate_run, write_evaluation
 
-        written = write_evaluation(evaluate_run(run.path))
+        written = write_evaluation(evaluate_run(run.path, trained=trained, dataset=dataset))
         notes.append(f"evaluated the test split: wrote {', '.join(p.name for p in written)} in {run.path}")
     if cm_png.is_file():
         confusion = _img(cm_png.read_bytes(), "confusion matrix")
-        evaluation = run.file(rd.EVALUATION)
+        evaluation = run.file(files["json"])
         if evaluation.is_file():
             result = rd.read_json(evaluation)
             parts = [f"{k} {v:.4f}" for k, v in (result.get("metrics") or {}).items() if isinstance(v, (int, float))]
@@ -196,23 +204,21 @@ def _evaluation_figures(run: rd.RunDir, info: dict[str, Any], status: str, evalu
     elif not has_model:
         samples = _note(f"no sample predictions: the run has no {rd.MODEL}.")
     else:
-        samples = _img(render_png(lambda path: plot_sample_predictions(run.path, path)), "sample test images")
-        if run.file("misclassified.png").is_file():
-            samples += "<h3>Most confidently misclassified</h3>" + _img(run.file("misclassified.png").read_bytes(), "misclassified")
+        samples = _img(render_png(lambda path: plot_sample_predictions(trained, dataset, path)), "sample test images")
+        if run.file(files["misclassified"]).is_file():
+            samples += "<h3>Most confidently misclassified</h3>" + _img(run.file(files["misclassified"]).read_bytes(), "misclassified")
     return confusion, samples
 
 
-def plot_sample_predictions(run_path: Path, out: Path, count: int = SAMPLE_IMAGES) -> None:
+def plot_sample_predictions(trained: Any, dataset: Any, out: Path, count: int = SAMPLE_IMAGES) -> None:
     """The first ``count`` test images with their true and predicted labels, drawn to ``out``."""
-    from nnrun.evaluation import class_probabilities, load_run_dataset, load_trained
+    from nnrun.metrics import class_probabilities
     from nnrun.plots import plot_image_grid
 
-    trained = load_trained(run_path)
-    data = load_run_dataset(trained)
-    x_raw, y = data.x_test[:count], data.y_test[:count]
+    x_raw, y = dataset.x_test[:count], dataset.y_test[:count]
     x, _ = trained.pipeline.transform(x_raw, y)
     predicted = class_probabilities(trained.model.predict(x, verbose=0)).argmax(axis=1)
-    names = data.class_names
+    names = trained.class_names
     titles = [f"true: {names[t]}\npred: {names[p]}" + ("" if t == p else "  ✗") for t, p in zip(y, predicted)]
     correct = int((predicted == y).sum())
     plot_image_grid(x_raw, titles, out, title=f"first {len(y)} test images: {correct} of {len(y)} right")

@@ -21,8 +21,8 @@ def import_keras():
     # file descriptor 2 during the import; hide fd 2 for that moment only.
     saved = _silence_fd(2)
     try:
-        import tensorflow as tf
         import keras
+        import tensorflow as tf
     finally:
         _restore_fd(2, saved)
     tf.get_logger().setLevel("ERROR")

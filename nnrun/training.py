@@ -407,6 +407,7 @@ def train(
                 "jit_compile": bool(model.jit_compile),
                 "epochs_target": 1 if smoke else config.training.epochs,
                 "config": config.to_dict(),  # = config.yaml, for readers of many runs (compare)
+                "signature": input_signature(prepared),
             },
         )  # fmt: skip
         run.write_config(config.to_yaml())
@@ -423,6 +424,15 @@ def train(
     )
     reporter.log_only(summary)
     return fit_run(run, prepared, reporter=reporter, now=now, epochs=1 if smoke else config.training.epochs)
+
+
+def input_signature(prepared: Prepared) -> dict[str, Any]:
+    """The run's input signature: what one raw sample is, the class names, and the learning rate used.
+
+    ``predict``, ``show`` and ``compare`` read it from ``run.json`` instead of the training data.
+    """
+    learning_rate = float(np.asarray(prepared.model.optimizer.learning_rate))
+    return {**prepared.dataset.signature(), "learning_rate": learning_rate}
 
 
 def _fail_setup(run: rd.RunDir, now: Callable[[], datetime], exc: OSError) -> None:

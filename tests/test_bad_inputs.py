@@ -16,9 +16,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import ROOT
 from nnrun.cli import app
 from nnrun.datasets import IDX_FILES, idx_bytes
+
+from conftest import ROOT
 
 runner = CliRunner()
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT
 from nnrun.cli import app
+
+from conftest import ROOT
 
 runner = CliRunner()
 DIABETES = str(ROOT / "configs" / "diabetes_mlp.yaml")

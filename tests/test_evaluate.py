@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from nnrun import rundir as rd
 from nnrun.cli import app
 from nnrun.datasets import FASHION_CLASSES, idx_bytes
-from nnrun.evaluation import (
+from nnrun.metrics import (
     binary_report,
     class_probabilities,
     classification_report,

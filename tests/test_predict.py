@@ -14,7 +14,7 @@ from nnrun.cli import app
 from nnrun.datasets import FASHION_CLASSES, idx_bytes, read_idx
 
 runner = CliRunner()
-DIABETES_CSV = Path(__file__).resolve().parent.parent / "nnrun" / "data" / "diabetes.csv"
+DIABETES_CSV = Path(__file__).resolve().parent.parent / "nnrun" / "datasets" / "data" / "diabetes.csv"
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def test_images(data_dir) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def own_predictions(fashion_run, test_images) -> np.ndarray:
     """The model's own class probabilities for the test images, through the saved preprocessing."""
-    from nnrun.evaluation import load_trained
+    from nnrun.trained import load_trained
 
     trained = load_trained(fashion_run)
     x, _ = trained.pipeline.transform(test_images[0])

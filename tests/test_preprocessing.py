@@ -9,7 +9,15 @@ import pytest
 
 from nnrun.errors import DataError
 from nnrun.preprocessing import (
-    AddChannelAxis, Cast, Flatten, NotFittedError, OneHot, Pipeline, Reshape, Scale, Standardize,
+    AddChannelAxis,
+    Cast,
+    Flatten,
+    NotFittedError,
+    OneHot,
+    Pipeline,
+    Reshape,
+    Scale,
+    Standardize,
 )  # fmt: skip
 
 IMAGES = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4)

@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, train_config
 
 from nnrun import rundir as rd
 from nnrun.errors import RunDirError
+
+from conftest import ROOT, train_config
 
 NNRUN = [sys.executable, "-m", "nnrun"]
 DIABETES = str(ROOT / "configs" / "diabetes_mlp.yaml")

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, train_config
 
 from nnrun import rundir as rd
 from nnrun.config import load_config, validate_config
 from nnrun.errors import ConfigError
+
+from conftest import ROOT, train_config
 
 
 def read_history(run_dir: Path) -> list[dict[str, str]]:
