@@ -15,10 +15,11 @@ SMOKE_RUNS ?= runs/smoke
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# constraints.txt pins every package to the versions the suite passed on (see README, "Upgrading").
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,ray,tensorboard]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,ray,tensorboard]'
 	touch $@
 
 demo: install
