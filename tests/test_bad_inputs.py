@@ -1,13 +1,14 @@
-"""The catalogue of bad inputs: configs, data files and CLI arguments.
+"""The catalogue of bad inputs: configs, data files, CLI arguments, and commands on broken or mismatched runs.
 
-Each one must exit with the right code, name the offending key or file, print
-no traceback, and leave no run directory that claims ``completed``.
+Each one must exit with the right code, print one ``Error:`` line that names the
+offending key, column or file, print no traceback, and leave no run directory that
+claims ``completed`` (nor an evaluation that looks written). The first part trains
+nothing; the second needs a trained run and is marked slow.
 """
 
 from __future__ import annotations
 
 import gzip
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -16,6 +17,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from nnrun import rundir as rd
 from nnrun.cli import app
 from nnrun.datasets import IDX_FILES, idx_bytes
 
@@ -127,6 +129,7 @@ CASES = [
     csv_case("csv-column-count", "a,b,label\n1,2,0\n3,4,1,5\n", ["data.csv", "wrong column count"]),
     csv_case("csv-single-class", "a,b,label\n1,2,1\n3,4,1\n5,6,1\n", ["data.csv", "single class"]),
     csv_case("csv-empty", "", ["data.csv", "empty"]),
+    csv_case("csv-header-only", "a,b,label\n", ["data.csv", "a header but no rows of data"]),
     csv_case("csv-no-label-column", "a,b,c\n1,2,0\n3,4,1\n", ["data.csv", "label column 'label' is not in the file"]),
     Case("csv-file-missing", ["dataset.path", "nope.csv", "file not found"],
          mutate=lambda c, t: c.update(dataset={"name": "csv", "path": str(t / "nope.csv")})),
@@ -138,10 +141,17 @@ CASES = [
     idx_case("idx-bad-magic", lambda f: (f / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\x12\x34\x56\x78abcd")),
              ["train-labels-idx1-ubyte.gz", "not an IDX file"]),
     idx_case("idx-size-mismatch", lambda f: (f / "t10k-images-idx3-ubyte.gz").write_bytes(
-        gzip.compress(gzip.decompress((f / "t10k-images-idx3-ubyte.gz").read_bytes())[:-100])), ["t10k-images-idx3-ubyte.gz", "header says shape"]),
+        gzip.compress(gzip.decompress((f / "t10k-images-idx3-ubyte.gz").read_bytes())[:-100])),
+             ["t10k-images-idx3-ubyte.gz", "header says shape (3, 28, 28) (2352 bytes of data) but the file holds 2252"]),
     idx_case("idx-checksum", lambda f: None, ["train-images-idx3-ubyte.gz", "checksum mismatch"], fake_checksums=False),
     # ---- CLI arguments
     Case("config-file-missing", ["missing.yaml", "not found"], args=["{tmp}/missing.yaml"], mutate=None, base=""),
+    Case("config-file-missing-relative", ["config file nope.yaml not found"], args=["nope.yaml"], base=""),
+    Case("set-unknown-layer", ["keras.layers has no layer 'Dens'; did you mean 'Dense'?"],
+         args=["--set", "model.layers.0.type=Dens"]),
+    Case("set-units-zero", ["model.layers[0] (Dense)", "units=0"], args=["--set", "model.layers.0.units=0"]),
+    Case("check-set-unknown-optimizer", ["unknown optimizer 'adamm'; did you mean 'adam'?"], command="check",
+         args=["--set", "training.optimizer.type=adamm"]),
     Case("set-unknown-key", ["--set training.epocs", "did you mean 'epochs'"], args=["--set", "training.epocs=3"]),
     Case("set-bad-index", ["--set model.layers[7].units", "list of 3 items"], args=["--set", "model.layers.7.units=3"]),
     Case("set-without-value", ["expected KEY=VALUE"], args=["--set", "training.epochs"]),
@@ -155,6 +165,17 @@ CASES = [
     Case("check-unknown-layer", ["did you mean 'Dense'"], command="check", mutate=set_layer(0, type="dense")),
     Case("check-bad-set", ["did you mean 'epochs'"], command="check", args=["--set", "training.epoch=1"]),
 ]
+
+
+def assert_one_line_error(result, code: int, expected: list[str]) -> None:
+    """Exit ``code``; one ``Error:`` line, the last, holding every expected text; no traceback."""
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: "), result.stderr
+    assert sum("Error" in line for line in lines) == 1, result.stderr
+    for text in expected:
+        assert text in lines[-1], f"{text!r} not in {lines[-1]!r}"
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -184,15 +205,129 @@ def test_bad_input(case: Case, tmp_path: Path, monkeypatch):
 
     result = runner.invoke(app, args)
 
-    assert result.exit_code == case.code, result.output
-    error = result.stderr.strip().splitlines()[-1]
-    assert error.startswith("Error: "), result.stderr
-    for text in case.expected:
-        assert text in error, f"{text!r} not in {error!r}"
-    assert "Traceback" not in result.output
-    completed = [p for p in runs.rglob("run.json") if json.loads(p.read_text()).get("status") == "completed"]
-    assert not completed, completed
+    assert_one_line_error(result, case.code, case.expected)
+    if case.command == "train":  # before the error, only the echoed --set values
+        assert all(line.startswith("override ") for line in result.stderr.strip().splitlines()[:-1]), result.stderr
+    assert not runs.exists() or not any(runs.iterdir()), list(runs.iterdir())  # no run directory at all
+
+
+# ------------------------------------------------------- commands on a trained run
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    return path
+
+
+def save(path: Path, array) -> Path:
+    import numpy as np
+
+    np.save(path, array)
+    return path
+
+
+def zeros(shape, dtype="uint8"):
+    import numpy as np
+
+    return np.zeros(shape, dtype)
+
+
+@dataclass
+class RunCase:
+    """A command on a private copy of a trained run; ``prepare`` damages it or makes inputs and returns the args."""
+
+    id: str
+    run: str  # the conftest fixture: diabetes_run, mnist_run or fashion_run
+    prepare: Callable[[Path, Path], list[str]]
+    expected: list[str]
+    code: int = 2
+
+
+def damage(action: Callable[[Path], object]) -> Callable[[Path, Path], list[str]]:
+    return lambda run, tmp: (action(run), ["evaluate", str(run)])[1]
+
+
+def predict_input(make: Callable[[Path], Path]) -> Callable[[Path, Path], list[str]]:
+    return lambda run, tmp: ["predict", str(run), str(make(tmp))]
+
+
+def set_validation_none(run: Path) -> None:
+    (run / rd.CONFIG).write_text((run / rd.CONFIG).read_text().replace("validation: 0.2", "validation: none"))
+
+
+def tiny_idx_folder(tmp: Path) -> Path:
+    write(tmp / "x-images.idx", idx_bytes(zeros((3, 10, 10))))
+    write(tmp / "x-labels.idx", idx_bytes(zeros(3)))
+    return tmp
+
+
+RUN_CASES = [
+    # ---- evaluate on a damaged run directory
+    RunCase("evaluate-no-model", "diabetes_run", damage(lambda r: (r / rd.MODEL).unlink()), ["no model.keras (run status: completed)"]),
+    RunCase("evaluate-corrupt-model", "diabetes_run", damage(lambda r: (r / rd.MODEL).write_bytes(b"not a zip file")),
+            ["cannot load the model"]),
+    RunCase("evaluate-corrupt-preprocessing", "diabetes_run", damage(lambda r: (r / rd.PREPROCESSING).write_text('{"steps": 3')),
+            ["preprocessing.json: corrupt JSON"]),
+    RunCase("evaluate-malformed-preprocessing", "diabetes_run", damage(lambda r: (r / rd.PREPROCESSING).write_text('{"format": 1}')),
+            ["preprocessing.json is malformed"]),
+    RunCase("evaluate-no-config", "diabetes_run", damage(lambda r: (r / rd.CONFIG).unlink()), ["no config.yaml"]),
+    RunCase("evaluate-invalid-config", "diabetes_run", damage(lambda r: (r / rd.CONFIG).write_text("dataset: {name: imagenet}\n")),
+            ["config.yaml is not a valid config"]),
+    RunCase("evaluate-run-json-not-object", "diabetes_run", damage(lambda r: (r / rd.RUN).write_text("[1, 2]")),
+            ["expected a JSON object"]),
+    RunCase("evaluate-not-a-run", "diabetes_run", lambda run, tmp: ["evaluate", str(tmp)],
+            ["is not an nnrun run directory (no run.json)"]),
+    RunCase("evaluate-bad-split", "diabetes_run", lambda run, tmp: ["evaluate", str(run), "--split", "dev"],
+            ["--split must be one of test, validation, train, got 'dev'"]),
+    RunCase("evaluate-no-validation-split", "diabetes_run",
+            lambda run, tmp: (set_validation_none(run), ["evaluate", str(run), "--split", "validation"])[1],
+            ["has no validation split"]),
+    RunCase("evaluate-data-nothing-there", "mnist_run", lambda run, tmp: ["evaluate", str(run), "--data", str(tmp / "nothing")],
+            ["expected a folder with an IDX images file"]),
+    RunCase("evaluate-data-wrong-image-size", "mnist_run", lambda run, tmp: ["evaluate", str(run), "--data", str(tiny_idx_folder(tmp))],
+            ["images of shape (10, 10), but the run trained on 28x28 images"]),
+    # ---- predict on a tabular run
+    RunCase("predict-too-few-columns", "diabetes_run", predict_input(lambda d: write(d / "short.csv", "1,2,3,4,5,6,7\n")),
+            ["wrong number of features: 7 columns, but the run trained on 8 features (Pregnancies, Glucose"]),
+    RunCase("predict-missing-column", "diabetes_run", predict_input(lambda d: write(d / "named.csv", "Glucose,Age\n1,2\n")),
+            ["wrong features: no column 'Pregnancies'"]),
+    RunCase("predict-non-numeric", "diabetes_run", predict_input(lambda d: write(d / "cells.csv", "1,2,x,4,5,6,7,8\n")),
+            ["non-numeric cell 'x' at row 1, column 3"]),
+    RunCase("predict-image-for-tabular", "diabetes_run", predict_input(lambda d: write(d / "photo.png", "not really a PNG")),
+            ["is an image, but this run trained on rows of 8 features"]),
+    RunCase("predict-bad-npy-shape", "diabetes_run", predict_input(lambda d: save(d / "odd.npy", zeros((3, 5), "float64"))),
+            ["array of shape (3, 5) cannot be converted to samples of shape (8,)"]),
+    RunCase("predict-missing-file", "diabetes_run", predict_input(lambda d: d / "missing.csv"), ["missing.csv: file not found"]),
+    RunCase("predict-unknown-kind", "diabetes_run", predict_input(lambda d: write(d / "data.bin", "garbage")), ["not an IDX file"]),
+    # ---- predict on an image run
+    RunCase("predict-unreadable-image", "fashion_run", predict_input(lambda d: write(d / "broken.png", "not really a PNG")),
+            ["broken.png: cannot read it as an image"]),
+    RunCase("predict-npy-shape", "fashion_run", predict_input(lambda d: save(d / "wide.npy", zeros((2, 30, 30)))),
+            ["array of shape (2, 30, 30) cannot be converted to samples of shape (28, 28)"]),
+    RunCase("predict-idx-labels", "fashion_run", predict_input(lambda d: write(d / "labels-idx1-ubyte", idx_bytes(zeros(4)))),
+            ["array of shape (4,) cannot be converted to samples of shape (28, 28)"]),
+    RunCase("predict-csv-width", "fashion_run", predict_input(lambda d: write(d / "pixels.csv", "1,2,3\n")),
+            ["wrong number of features: 3 columns, but the run trained on 784"]),
+    RunCase("predict-bad-top-k", "fashion_run", lambda run, tmp: ["predict", str(run), str(write(tmp / "x.csv", "1\n")), "--top-k", "0"],
+            ["--top-k must be at least 1, got 0"]),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", RUN_CASES, ids=[c.id for c in RUN_CASES])
+def test_bad_input_on_a_run(case: RunCase, request, tmp_path: Path):
+    import shutil
+
+    source = request.getfixturevalue(case.run)
+    run = Path(shutil.copytree(source, tmp_path / "run" / source.name))
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    before = {p.name for p in run.iterdir()}
+    result = runner.invoke(app, case.prepare(run, inputs))
+    assert_one_line_error(result, case.code, case.expected)
+    assert not (run / rd.EVALUATION).exists()
+    assert {p.name for p in run.iterdir()} <= before  # nothing written, half or whole, beside the run's files
 
 
 def test_the_catalogue_is_large_enough():
-    assert len({c.id for c in CASES}) >= 30
+    assert len({c.id for c in CASES}) >= 30 and len({c.id for c in RUN_CASES}) >= 20

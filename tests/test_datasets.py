@@ -65,34 +65,6 @@ def test_read_idx_roundtrip(tmp_path, gz):
     assert out.shape == (2, 3, 4) and np.array_equal(out, array)
 
 
-def test_read_idx_truncated_gzip(tmp_path):
-    path = tmp_path / "x.gz"
-    path.write_bytes(gzip.compress(idx_bytes(np.zeros((5, 4), np.uint8)))[:-10])
-    with pytest.raises(DataError, match="truncated or corrupt gzip"):
-        read_idx(path)
-
-
-def test_read_idx_bad_magic(tmp_path):
-    path = tmp_path / "x"
-    path.write_bytes(b"PK\x03\x04junk")
-    with pytest.raises(DataError, match="not an IDX file"):
-        read_idx(path)
-
-
-def test_read_idx_size_mismatch(tmp_path):
-    path = tmp_path / "x"
-    path.write_bytes(idx_bytes(np.zeros((5, 4), np.uint8))[:-3])
-    with pytest.raises(DataError, match=r"header says shape \(5, 4\)"):
-        read_idx(path)
-
-
-def test_read_idx_checksum_mismatch(tmp_path):
-    path = tmp_path / "x"
-    path.write_bytes(idx_bytes(np.zeros((5, 4), np.uint8)))
-    with pytest.raises(DataError, match="checksum mismatch"):
-        read_idx(path, "0" * 64)
-
-
 def test_search_order_prefers_dataset_path(isolated, fake_checksums, monkeypatch):
     fake_checksums(make_idx_folder(isolated / "explicit", seed=1))
     env_payloads = make_idx_folder(isolated / "env" / "mnist", seed=1)
@@ -158,24 +130,6 @@ def test_csv_without_header_and_other_delimiter(tmp_path):
     path = write_csv(tmp_path, "1;2;yes\n3;4;no\n")
     x, y, classes, _ = read_csv_table(path, label=2, header=False, delimiter=";")[:4]
     assert classes == ("no", "yes") and y.tolist() == [1, 0]
-
-
-@pytest.mark.parametrize(
-    "text, expected",
-    [
-        ("a,b,label\n1,2,0\n3,x,1\n", "non-numeric cell 'x' at row 3, column 'b'"),
-        ("a,b,label\n1,2,0\n3,,1\n", "missing value at row 3, column 'b'"),
-        ("a,b,label\n1,2,0\n3,4,1,9\n", "wrong column count"),
-        ("a,b,label\n1,2,1\n3,4,1\n", "single class"),
-        ("", "empty"),
-        ("a,b,label\n", "no rows"),
-    ],
-)
-def test_csv_errors_give_row_and_column(tmp_path, text, expected):
-    with pytest.raises(DataError) as err:
-        read_csv_table(write_csv(tmp_path, text), label="label")
-    assert expected in str(err.value)
-    assert "data.csv" in str(err.value)
 
 
 def test_csv_unknown_label_column(tmp_path):
