@@ -325,8 +325,7 @@ def test_plot_overlays_the_validation_curves(runs, tmp_path):
 
 
 def test_wide_tables_are_cut_to_the_terminal_width():
-    from nnrun.compare import Comparison, RunRecord
-    from nnrun.show import render_text
+    from nnrun.compare import Comparison, RunRecord, render_text
 
     record = RunRecord(Path("r"), "completed", fields={"id": "x" * 60, "name": "y" * 60, "status": "completed"})
     text = render_text(Comparison(["id", "name", "status"], [record], 1), width=50).plain
