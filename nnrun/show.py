@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nnrun import rundir as rd
-from nnrun.compare import STATUS_STYLES, display, format_duration
+from nnrun.compare import METRIC_SECTIONS, STATUS_STYLES, display, format_duration
 
 
 def show_run(path: str | Path) -> list[Any]:
@@ -46,7 +46,7 @@ def show_run(path: str | Path) -> list[Any]:
     metrics = _read(run.file(rd.METRICS), notes)
     if metrics:
         out.append(_metrics_table(metrics))
-    for evaluation in sorted(run.path.glob("evaluation*.json")):
+    for evaluation in sorted(run.path.glob(rd.evaluation_files("*")["json"])):
         result = _read(evaluation, notes)
         if result:
             out.append(_evaluation_line(evaluation.name, result))
@@ -83,7 +83,7 @@ def _facts(info: dict[str, Any], status: str) -> list[tuple[str, str]]:
         ("error", info.get("error")),
     ]
     if status == "crashed":
-        facts.append(("note", "run.json says running, but its process is gone: the run crashed."))
+        facts.append(("note", f"{rd.RUN} says running, but its process is gone: the run crashed."))
     return [(label, str(value)) for label, value in facts if value not in (None, "", "None")]
 
 
@@ -100,7 +100,7 @@ def _read(path: Path, notes: list[str]) -> dict[str, Any]:
 def _metrics_table(metrics: dict[str, Any]) -> Any:
     from rich.table import Table
 
-    splits = [s for s in ("train", "validation", "best_validation", "test") if isinstance(metrics.get(s), dict) and metrics[s]]
+    splits = [s for s in METRIC_SECTIONS if isinstance(metrics.get(s), dict) and metrics[s]]
     keys = list(dict.fromkeys(k for s in splits for k in metrics[s]))
     caption = f"best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')}" if metrics.get("best_epoch") else None
     table = Table(title="metrics", header_style="bold", title_justify="left", caption=caption, caption_justify="left")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnrun import rundir as rd
 from nnrun.compare.records import COLUMNS, RunRecord, load_records
 from nnrun.errors import ConfigError, did_you_mean
 
@@ -82,8 +83,8 @@ def check_key(key: str, records: list[RunRecord], option: str, given: str | None
     keys = known_keys(records)
     raise ConfigError(
         f"{option} {(given or key)!r}: no run has the key {key!r}{did_you_mean(name, keys)} "
-        f"Columns: {', '.join(COLUMNS)}; also metrics.json paths (test.loss), config keys "
-        "(training.batch_size) and run.json keys (host)."
+        f"Columns: {', '.join(COLUMNS)}; also {rd.METRICS} paths (test.loss), config keys "
+        f"(training.batch_size) and {rd.RUN} keys (host)."
     )
 
 
@@ -159,12 +160,16 @@ def default_descending(key: str) -> bool:
 def sort_records(records: list[RunRecord], key: str, descending: bool | None = None) -> list[RunRecord]:
     """Sort by ``key``; runs without a value go last whichever the direction."""
     descending = default_descending(key) if descending is None else descending
-    present = [(lookup(r, key), r) for r in records]
-    missing = [r for v, r in present if v is _MISSING or v is None or (isinstance(v, float) and math.isnan(v))]
-    present = [(v, r) for v, r in present if not (v is _MISSING or v is None or (isinstance(v, float) and math.isnan(v)))]
+    values = [(lookup(r, key), r) for r in records]
+    missing = [r for v, r in values if _absent(v)]
+    present = [(v, r) for v, r in values if not _absent(v)]
     numeric = all(number(v) is not None for v, _ in present)
     present.sort(key=lambda item: number(item[0]) if numeric else text_of(item[0]), reverse=descending)
     return [r for _, r in present] + missing
+
+
+def _absent(value: Any) -> bool:
+    return value is _MISSING or value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def changed_keys(records: list[RunRecord]) -> list[str]:

@@ -178,7 +178,7 @@ def plot_comparison(comparison: Comparison, path: str | Path, metric: str | None
         available = sorted({k for r in logged for k in r.history if k not in ("epoch", "time_s")})
         raise ConfigError(
             f"--metric {metric}: no listed run logged it in {rd.HISTORY}. "
-            f"Logged: {', '.join(available) or 'nothing (no history.csv)'}."
+            f"Logged: {', '.join(available) or f'nothing (no {rd.HISTORY})'}."
         )
     plot_runs(series, path, metric=metric)
     return notes
