@@ -7,7 +7,9 @@ second (``bench/compare_bench.py``).
 
 ``best_val_accuracy`` / ``best_val_loss`` are the best values over all epochs
 in ``history.csv`` (max accuracy, min loss, each at its own epoch), so they
-exist for running, interrupted and failed runs too.
+exist for running, interrupted and failed runs too. ``learning_rate`` is the
+rate training recorded in ``run.json`` (``signature.learning_rate``), else the
+config's explicit one, else empty.
 """
 
 from __future__ import annotations
@@ -35,12 +37,6 @@ COLUMNS = (
     "id", "name", "dataset", "status", "epochs", "optimizer", "learning_rate", "batch_size", "layers", "params",
     "best_val_accuracy", "best_val_loss", "test_accuracy", "test_loss", "duration", "started", "error", "path",
 )  # fmt: skip
-#: Keras's default learning rates, for configs that leave ``learning_rate`` unset (no TensorFlow import).
-DEFAULT_LEARNING_RATES = {
-    "sgd": 0.01, "adam": 0.001, "adamw": 0.001, "rmsprop": 0.001, "adagrad": 0.001, "adadelta": 0.001,
-    "adamax": 0.001, "nadam": 0.001, "ftrl": 0.001, "lion": 0.001, "lamb": 0.001, "adafactor": 0.001,
-    "muon": 0.001, "schedulefreeadamw": 0.0025,
-}  # fmt: skip
 MAX_DEPTH = 3
 
 
@@ -180,17 +176,18 @@ def load_yaml(data: bytes) -> Any:
 
 def _fields(record: RunRecord) -> dict[str, Any]:
     info, config, metrics, history = record.info, record.config, record.metrics, record.history
-    training = config.get("training") if isinstance(config.get("training"), dict) else {}
+    training = _mapping(config, "training")
     optimizer = training.get("optimizer")
     optimizer = optimizer if isinstance(optimizer, dict) else {"type": optimizer}
-    opt_type = optimizer.get("type")
-    rate = optimizer.get("learning_rate")
-    if rate is None and isinstance(opt_type, str):
-        rate = DEFAULT_LEARNING_RATES.get(opt_type.lower())
-    model = info.get("model") if isinstance(info.get("model"), dict) else {}
-    dataset = config.get("dataset") if isinstance(config.get("dataset"), dict) else {}
-    test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
-    best = metrics.get("best_validation") if isinstance(metrics.get("best_validation"), dict) else {}
+    # Only training knows the rate Keras used when the config leaves it unset; a copy of
+    # Keras's defaults here would go stale. Older runs did not record it: the config's, if any.
+    rate = _mapping(info, "signature").get("learning_rate")
+    if rate is None:
+        rate = optimizer.get("learning_rate")
+    model = _mapping(info, "model")
+    dataset = _mapping(config, "dataset")
+    test = _mapping(metrics, "test")
+    best = _mapping(metrics, "best_validation")
     epochs = info.get("epochs_run", metrics.get("epochs_run"))
     if epochs is None and history:
         epochs = len(history)
@@ -200,7 +197,7 @@ def _fields(record: RunRecord) -> dict[str, Any]:
         "dataset": info.get("dataset") or dataset.get("name"),
         "status": record.status,
         "epochs": epochs,
-        "optimizer": opt_type,
+        "optimizer": optimizer.get("type"),
         "learning_rate": rate,
         "batch_size": training.get("batch_size"),
         "layers": model.get("layers"),
@@ -214,6 +211,12 @@ def _fields(record: RunRecord) -> dict[str, Any]:
         "error": record.error,
         "path": str(record.path),
     }
+
+
+def _mapping(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """``data[key]`` when it is a mapping; damaged or older files may hold anything there."""
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def _best(values: list[float] | None, pick: Any, fallback: Any) -> Any:
