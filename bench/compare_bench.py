@@ -176,8 +176,7 @@ def time_command(args: list[str], repeat: int) -> tuple[float, str]:
 
 def time_in_process(folder: Path, repeat: int) -> tuple[float, float]:
     sys.path.insert(0, str(ROOT))
-    from nnrun.compare import compare_runs
-    from nnrun.show import format_comparison
+    from nnrun.compare import compare_runs, format_comparison
 
     reads, formats = [], []
     for _ in range(repeat):

@@ -209,9 +209,8 @@ def _show_runs(paths: list[Path] | None, fmt: str, output: Path | None, **option
     """Shared by compare and list: read, format, then print (table on stderr, data on stdout) or write."""
     from rich.console import Console
 
-    from nnrun.compare import compare_runs
+    from nnrun.compare import compare_runs, format_comparison
     from nnrun.rundir import write_text_atomic
-    from nnrun.show import format_comparison
 
     console = Console(stderr=True, highlight=False)
     comparison = compare_runs(paths or [Path("runs")], **options)
@@ -262,7 +261,7 @@ def compare(
         if plot is not None:
             from rich.console import Console
 
-            from nnrun.show import plot_comparison
+            from nnrun.compare import plot_comparison
 
             console = Console(stderr=True, highlight=False)
             for note in plot_comparison(comparison, plot, metric):
@@ -382,7 +381,7 @@ def sweep(
         result = execute(path, state, executor=executor, jobs=jobs, address=address, gpus_per_trial=gpus_per_trial,
                          echo=lambda line: console.print(line, soft_wrap=True))
         if result.comparison is not None:
-            from nnrun.show import render_text
+            from nnrun.compare import render_text
 
             console.print(render_text(result.comparison), soft_wrap=True)  # full column names: the varied keys are the point
             for note in result.comparison.notes:

@@ -123,7 +123,7 @@ def build_run_report(path: str | Path, *, evaluate: bool = True, notes: list[str
     Raises:
         RunDirError: not a run directory, or a corrupt ``run.json``.
     """
-    from nnrun.show import display
+    from nnrun.compare import display
 
     notes = notes if notes is not None else []
     run = rd.open_run(path)
@@ -247,9 +247,8 @@ def build_compare_report(paths: list[str | Path], *, sort: str | None = None, no
     Raises:
         RunDirError: a path does not exist or holds no runs.
     """
-    from nnrun.compare import compare_runs
+    from nnrun.compare import compare_runs, display
     from nnrun.plots import plot_runs
-    from nnrun.show import display
 
     notes = notes if notes is not None else []
     comparison = compare_runs(list(paths), sort=sort or "best_val_accuracy", only_changed=True)

@@ -1,190 +1,17 @@
-"""Showing runs: the compare table in each ``--format``, and one run at a glance (``nnrun show``).
+"""``nnrun show``: one run at a glance, its facts, config, metrics, evaluations, model summary and files.
 
-Like ``compare``, this module reads only small files and never imports
+Like ``nnrun compare``, it reads only the run's small files and never imports
 TensorFlow, numpy or pandas.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 import shlex
 from pathlib import Path
 from typing import Any
 
 from nnrun import rundir as rd
-from nnrun.compare import HIGHER_IS_BETTER, Comparison, number, text_of
-from nnrun.errors import ConfigError
-
-STATUS_STYLES = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan",
-                 "crashed": "bold red", "unreadable": "dim red"}  # fmt: skip
-_SHRINKABLE = ("id", "name", "layers", "error", "path", "dataset")
-_MIN_WIDTH = 8
-
-
-def display(column: str, value: Any) -> str:
-    """A value as the table shows it (``-`` for none)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if column == "duration" and isinstance(value, (int, float)):
-        return _duration(value)
-    if column == "started" and isinstance(value, str):
-        return value.replace("T", " ")
-    if column == "params" and isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        metric_like = any(w in column for w in (*HIGHER_IS_BETTER, "loss")) and column != "learning_rate"
-        return f"{value:.4f}" if metric_like else f"{value:g}"
-    return text_of(value)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-def _is_numeric(column: str, values: list[Any]) -> bool:
-    present = [v for v in values if v is not None]
-    return bool(present) and column != "started" and all(number(v) is not None for v in present)
-
-
-def render_text(comparison: Comparison, *, width: int | None = None, styled: bool = True) -> Any:
-    """The table as one rich ``Text``: aligned columns, coloured status, long text cut to fit ``width``.
-
-    Built by hand rather than with ``rich.table.Table``, which takes about a second to lay out 1,000 rows.
-    """
-    from rich.text import Text
-
-    columns = comparison.columns
-    raw = [[comparison.value(r, c) for c in columns] for r in comparison.records]
-    cells = [[display(c, v) for c, v in zip(columns, row)] for row in raw]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    right = [_is_numeric(c, [row[i] for row in raw]) for i, c in enumerate(columns)]
-    if width:
-        _shrink(columns, widths, width)
-    text = Text(no_wrap=True, overflow="ellipsis")
-    text.append("  ".join(_fit(c, w, False) for c, w in zip(columns, widths)).rstrip() + "\n", style="bold" if styled else None)
-    text.append("  ".join("─" * w for w in widths) + "\n", style="dim" if styled else None)
-    status_at = columns.index("status") if "status" in columns else -1
-    for record, row in zip(comparison.records, cells):
-        for i, (cell, w) in enumerate(zip(row, widths)):
-            style = STATUS_STYLES.get(record.status) if styled and i == status_at else None
-            text.append(_fit(cell, w, right[i]) + ("  " if i < len(row) - 1 else ""), style=style)
-        text.append("\n")
-    return text
-
-
-def _shrink(columns: list[str], widths: list[int], limit: int) -> None:
-    """Narrow the longest text columns until the table fits ``limit`` characters, if it can."""
-    excess = sum(widths) + 2 * (len(widths) - 1) - limit
-    shrinkable = [i for i, c in enumerate(columns) if c in _SHRINKABLE or "." in c or "[" in c]
-    while excess > 0:
-        candidates = [i for i in shrinkable if widths[i] > _MIN_WIDTH]
-        if not candidates:
-            return
-        widest = max(candidates, key=lambda i: widths[i])
-        widths[widest] -= 1
-        excess -= 1
-
-
-def _fit(cell: str, width: int, right: bool) -> str:
-    if len(cell) > width:
-        return cell[: width - 1] + "…"
-    return cell.rjust(width) if right else cell.ljust(width)
-
-
-def to_csv(comparison: Comparison) -> str:
-    """Raw values, full precision, one row per run."""
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(comparison.columns)
-    for record in comparison.records:
-        writer.writerow(["" if v is None else text_of(v) for v in (comparison.value(record, c) for c in comparison.columns)])
-    return buffer.getvalue()
-
-
-def to_json(comparison: Comparison) -> str:
-    """A JSON list of objects: the chosen columns plus ``path``, ``status`` and ``error`` for every run."""
-    rows = []
-    for record in comparison.records:
-        row = {c: _json_value(comparison.value(record, c)) for c in comparison.columns}
-        for key in ("status", "error", "path"):
-            row.setdefault(key, _json_value(comparison.value(record, key)))
-        if record.problems:
-            row["problems"] = record.problems
-        rows.append(row)
-    return json.dumps(rows, indent=2) + "\n"
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return list(value) if isinstance(value, tuple) else value
-
-
-def to_markdown(comparison: Comparison) -> str:
-    columns = comparison.columns
-    raw = [[comparison.value(r, c) for c in columns] for r in comparison.records]
-    right = [_is_numeric(c, [row[i] for row in raw]) for i, c in enumerate(columns)]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" ---: " if r else " --- " for r in right) + "|"]
-    for row in raw:
-        lines.append("| " + " | ".join(display(c, v).replace("|", "\\|") for c, v in zip(columns, row)) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def format_comparison(comparison: Comparison, fmt: str, *, width: int | None = None, styled: bool = True) -> Any:
-    """The comparison as ``fmt``: a rich Text for 'table', a string for csv, markdown and json.
-
-    Raises:
-        ConfigError: an unknown format.
-    """
-    formats = {"csv": to_csv, "markdown": to_markdown, "json": to_json}
-    if fmt == "table":
-        return render_text(comparison, width=width, styled=styled)
-    if fmt not in formats:
-        raise ConfigError(f"--format must be one of table, csv, markdown, json; got {fmt!r}.")
-    return formats[fmt](comparison)
-
-
-def plot_comparison(comparison: Comparison, path: str | Path, metric: str | None = None) -> list[str]:
-    """Overlay ``metric`` per epoch (default: val_accuracy, else val_loss) of every listed run.
-
-    Returns notes about runs left out. Raises ConfigError when no run logged the metric.
-    """
-    from nnrun.plots import plot_runs
-
-    logged = [r for r in comparison.records if r.history]
-    if metric is None:
-        metric = "val_accuracy" if any("val_accuracy" in r.history for r in logged) else "val_loss"
-    series, notes = [], []
-    for record in comparison.records:
-        values = record.history.get(metric)
-        if not values and record.readable:  # unreadable folders are noted already
-            notes.append(f"{record.path.name}: no {metric} in {rd.HISTORY}; not plotted.")
-        if not values:
-            continue
-        epochs = record.history.get("epoch") or [float(i + 1) for i in range(len(values))]
-        series.append((record.path.name, epochs, values))
-    if not series:
-        available = sorted({k for r in logged for k in r.history if k not in ("epoch", "time_s")})
-        raise ConfigError(
-            f"--metric {metric}: no listed run logged it in {rd.HISTORY}. "
-            f"Logged: {', '.join(available) or 'nothing (no history.csv)'}."
-        )
-    plot_runs(series, path, metric=metric)
-    return notes
-
-
-# ---------------------------------------------------------------- one run
+from nnrun.compare import METRIC_SECTIONS, STATUS_STYLES, display, format_duration
 
 
 def show_run(path: str | Path) -> list[Any]:
@@ -219,7 +46,7 @@ def show_run(path: str | Path) -> list[Any]:
     metrics = _read(run.file(rd.METRICS), notes)
     if metrics:
         out.append(_metrics_table(metrics))
-    for evaluation in sorted(run.path.glob("evaluation*.json")):
+    for evaluation in sorted(run.path.glob(rd.evaluation_files("*")["json"])):
         result = _read(evaluation, notes)
         if result:
             out.append(_evaluation_line(evaluation.name, result))
@@ -244,7 +71,7 @@ def _facts(info: dict[str, Any], status: str) -> list[tuple[str, str]]:
         ("dataset", info.get("dataset")),
         ("started", (info.get("started") or "").replace("T", " ")),
         ("finished", (info.get("finished") or "").replace("T", " ")),
-        ("duration", _duration(info["duration_s"]) if isinstance(info.get("duration_s"), (int, float)) else None),
+        ("duration", format_duration(info["duration_s"]) if isinstance(info.get("duration_s"), (int, float)) else None),
         ("epochs run", info.get("epochs_run")),
         ("model", f"{model.get('layers')}, {model['params']:,} parameters" if model.get("params") is not None else None),
         ("seed", info.get("seed")),
@@ -256,7 +83,7 @@ def _facts(info: dict[str, Any], status: str) -> list[tuple[str, str]]:
         ("error", info.get("error")),
     ]
     if status == "crashed":
-        facts.append(("note", "run.json says running, but its process is gone: the run crashed."))
+        facts.append(("note", f"{rd.RUN} says running, but its process is gone: the run crashed."))
     return [(label, str(value)) for label, value in facts if value not in (None, "", "None")]
 
 
@@ -273,7 +100,7 @@ def _read(path: Path, notes: list[str]) -> dict[str, Any]:
 def _metrics_table(metrics: dict[str, Any]) -> Any:
     from rich.table import Table
 
-    splits = [s for s in ("train", "validation", "best_validation", "test") if isinstance(metrics.get(s), dict) and metrics[s]]
+    splits = [s for s in METRIC_SECTIONS if isinstance(metrics.get(s), dict) and metrics[s]]
     keys = list(dict.fromkeys(k for s in splits for k in metrics[s]))
     caption = f"best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')}" if metrics.get("best_epoch") else None
     table = Table(title="metrics", header_style="bold", title_justify="left", caption=caption, caption_justify="left")

@@ -145,8 +145,9 @@ def test_the_default_columns_and_their_values(runs):
         "best_val_accuracy", "best_val_loss", "test_accuracy", "test_loss", "duration", "started",
     ]  # fmt: skip
     assert base["name"] == "base" and base["dataset"] == "mnist" and base["epochs"] == 3
-    assert (base["optimizer"], base["learning_rate"], base["batch_size"]) == ("adam", 0.001, 32)  # Keras's default rate
-    assert (bigger["optimizer"], bigger["learning_rate"], bigger["batch_size"]) == ("sgd", 0.01, 128)
+    # Runs from before run.json recorded the learning rate used: the config's, and none where it left it unset.
+    assert (base["optimizer"], base["learning_rate"], base["batch_size"]) == ("adam", None, 32)
+    assert (bigger["optimizer"], bigger["learning_rate"], bigger["batch_size"]) == ("sgd", None, 128)
     assert fashion["learning_rate"] == 0.0005 and fashion["dataset"] == "fashion_mnist"
     # Best over all epochs of history.csv: max val_accuracy (epoch 2), min val_loss (epoch 3).
     assert (base["best_val_accuracy"], base["best_val_loss"]) == (0.91, 0.33)
@@ -168,13 +169,38 @@ def test_real_runs_read_back_as_their_files_say(diabetes_run, mnist_run):
     with open(mnist_run / rd.HISTORY, newline="") as handle:
         history = list(csv.DictReader(handle))
     assert mnist["status"] == "completed" and mnist["dataset"] == "mnist" and mnist["epochs"] == 2
-    assert (mnist["optimizer"], mnist["learning_rate"], mnist["batch_size"]) == ("rmsprop", 0.001, 128)
+    # The config leaves the rate unset: the column shows what training recorded, or nothing.
+    recorded = (info.get("signature") or {}).get("learning_rate")
+    assert (mnist["optimizer"], mnist["learning_rate"], mnist["batch_size"]) == ("rmsprop", recorded, 128)
     assert mnist["layers"] == "D32-D10" == info["model"]["layers"] and mnist["params"] == info["model"]["params"] == 25450
     assert mnist["best_val_accuracy"] == max(float(r["val_accuracy"]) for r in history)
     assert mnist["best_val_loss"] == min(float(r["val_loss"]) for r in history)
     assert mnist["test_accuracy"] == metrics["test"]["accuracy"] and mnist["test_loss"] == metrics["test"]["loss"]
     assert mnist["duration"] == info["duration_s"] and mnist["started"] == info["started"]
     assert rows[diabetes_run.name]["layers"] == "D12-D8-D1" and rows[diabetes_run.name]["batch_size"] == 32
+
+
+def test_the_learning_rate_is_the_one_training_recorded_else_the_configs(runs):
+    def record(run_id: str, rate: float) -> None:
+        info = json.loads((runs / run_id / rd.RUN).read_text())
+        info["signature"] = {"input_shape": [28, 28], "learning_rate": rate}
+        (runs / run_id / rd.RUN).write_text(json.dumps(info))
+
+    record("20250102-100000-bigger", 0.01)  # sgd, rate unset in the config
+    record("20250103-100000-fashion", 0.00049)  # the recorded rate wins over the config's 0.0005
+    rows = {r["id"]: r for r in as_json(runs, "--filter", "status=completed")}
+    assert rows["20250102-100000-bigger"]["learning_rate"] == 0.01
+    assert rows["20250103-100000-fashion"]["learning_rate"] == 0.00049
+    assert rows["20250101-100000-base"]["learning_rate"] is None  # nothing recorded, nothing in the config
+    assert [r["id"] for r in as_json(runs, "--filter", "lr=0.01")] == ["20250102-100000-bigger"]
+
+    table = invoke("compare", runs, "-c", "id,learning_rate", "--filter", "status=completed").stderr
+    lines = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:] if line.strip()}
+    assert lines["20250102-100000-bigger"] == ["0.01"] and lines["20250103-100000-fashion"] == ["0.00049"]
+    assert lines["20250101-100000-base"] == ["-"]
+    csv_rows = {r["id"]: r for r in csv.DictReader(io.StringIO(
+        invoke("compare", runs, "-c", "id,learning_rate", "--format", "csv").stdout))}
+    assert csv_rows["20250101-100000-base"]["learning_rate"] == "" and csv_rows["20250102-100000-bigger"]["learning_rate"] == "0.01"
 
 
 # ---------------------------------------------------------- sort and filter
@@ -325,8 +351,7 @@ def test_plot_overlays_the_validation_curves(runs, tmp_path):
 
 
 def test_wide_tables_are_cut_to_the_terminal_width():
-    from nnrun.compare import Comparison, RunRecord
-    from nnrun.show import render_text
+    from nnrun.compare import Comparison, RunRecord, render_text
 
     record = RunRecord(Path("r"), "completed", fields={"id": "x" * 60, "name": "y" * 60, "status": "completed"})
     text = render_text(Comparison(["id", "name", "status"], [record], 1), width=50).plain

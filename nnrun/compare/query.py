@@ -1,0 +1,245 @@
+"""Which runs, which columns, in which order: keys, lookup, filters, sorting, changed keys, compare_runs.
+
+Column values come from these places, in this order, so ``--sort``,
+``--filter`` and ``--columns`` all take the same keys:
+
+1. the row's columns (``COLUMNS``), also spelled with dots (``test.accuracy``);
+2. ``metrics.json`` paths: ``train.loss``, ``validation.accuracy``, ``best_validation.loss``, ``best_epoch``;
+3. config keys: ``training.batch_size``, ``model.layers[0].units`` (or ``model.layers.0.units``);
+4. ``run.json`` keys: ``host``, ``smoke``, ``git_commit``...
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nnrun import rundir as rd
+from nnrun.compare.records import COLUMNS, RunRecord, load_records
+from nnrun.errors import ConfigError, did_you_mean
+
+DEFAULT_COLUMNS = COLUMNS[:16]
+LIST_COLUMNS = ("id", "dataset", "status", "epochs", "best_val_accuracy", "test_accuracy", "duration", "started")
+CHANGED_AROUND = (("id", "status"), ("best_val_accuracy", "best_val_loss", "test_accuracy", "test_loss"))
+#: Config keys that name or place a run rather than change what it learns.
+NOT_HYPERPARAMETERS = ("run.name", "run.runs_dir")
+ALIASES = {"val_accuracy": "best_val_accuracy", "val_loss": "best_val_loss", "lr": "learning_rate",
+           "epochs_run": "epochs", "duration_s": "duration", "parameters": "params"}  # fmt: skip
+METRIC_SECTIONS = ("train", "validation", "best_validation", "test")
+CONFIG_SECTIONS = ("dataset", "preprocessing", "model", "training", "run")
+HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "f1")
+
+
+# ------------------------------------------------------------------ keys
+
+
+_MISSING = object()
+
+
+def canonical(key: str) -> str:
+    """The column a key names, if it names one (``test.accuracy`` -> ``test_accuracy``), else the key."""
+    key = ALIASES.get(key.strip(), key.strip())
+    underscored = key.replace(".", "_")
+    if key not in COLUMNS and ALIASES.get(underscored, underscored) in COLUMNS:
+        key = ALIASES.get(underscored, underscored)
+    return re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", key)  # model.layers.0.units -> model.layers[0].units
+
+
+def lookup(record: RunRecord, key: str) -> Any:
+    """The value of ``key`` (already ``canonical``) for one run, or ``_MISSING``."""
+    if key in record.fields:
+        return record.fields[key]
+    head, _, rest = key.partition(".")
+    if head in METRIC_SECTIONS and isinstance(record.metrics.get(head), dict):
+        return record.metrics[head].get(rest, _MISSING)
+    if key in ("best_epoch", "epochs_run") and key in record.metrics:
+        return record.metrics[key]
+    if key in record.flat_config:
+        return record.flat_config[key]
+    if key in record.info and not isinstance(record.info[key], (dict, list)):
+        return record.info[key]
+    return _MISSING
+
+
+def known_keys(records: list[RunRecord]) -> list[str]:
+    keys = list(COLUMNS)
+    for record in records:
+        for section in METRIC_SECTIONS:
+            keys.extend(f"{section}.{k}" for k in (record.metrics.get(section) or {}))
+        keys.extend(record.flat_config)
+        keys.extend(k for k, v in record.info.items() if not isinstance(v, (dict, list)))
+    return list(dict.fromkeys(keys))
+
+
+def check_key(key: str, records: list[RunRecord], option: str, given: str | None = None) -> str:
+    """Canonical form of ``key``; ConfigError if no run has it (``given``: the option's whole value)."""
+    name = canonical(key)
+    if name in COLUMNS or any(lookup(r, name) is not _MISSING for r in records):
+        return name
+    keys = known_keys(records)
+    raise ConfigError(
+        f"{option} {(given or key)!r}: no run has the key {key!r}{did_you_mean(name, keys)} "
+        f"Columns: {', '.join(COLUMNS)}; also {rd.METRICS} paths (test.loss), config keys "
+        f"(training.batch_size) and {rd.RUN} keys (host)."
+    )
+
+
+# --------------------------------------------------------- filter and sort
+
+
+_FILTER = re.compile(r"^\s*([^=!<>~\s]+)\s*(==|!=|>=|<=|=|>|<|~)\s*(.*?)\s*$")
+
+
+_OPERATORS = {"=": operator.eq, "==": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge,
+              "<": operator.lt, "<=": operator.le}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Filter:
+    """``KEY OP VALUE``: numbers compare as numbers, anything else as text (ISO times sort as text too).
+
+    A run without the key matches only ``!=``; ``~`` is a case-insensitive "contains".
+    """
+
+    key: str
+    op: str
+    value: str
+
+    def matches(self, record: RunRecord) -> bool:
+        actual = lookup(record, self.key)
+        if actual is _MISSING or (actual is None and self.op not in ("=", "==", "!=")):
+            return self.op == "!="
+        if self.op == "~":
+            return self.value.lower() in text_of(actual).lower()
+        left, right = number(actual), number(self.value)
+        if left is not None and right is not None:
+            return _OPERATORS[self.op](left, right)
+        return _OPERATORS[self.op](text_of(actual), self.value)  # None reads as 'null'
+
+
+def parse_filter(text: str, records: list[RunRecord]) -> Filter:
+    """``test.accuracy>0.9`` -> Filter; ConfigError for bad syntax or a key no run has."""
+    match = _FILTER.match(text)
+    if not match or not match.group(3):
+        raise ConfigError(
+            f"--filter {text!r}: expected KEY OP VALUE with OP one of = != > >= < <= ~ (contains), "
+            "e.g. --filter test.accuracy>0.9 or --filter dataset=mnist."
+        )
+    key, op, value = match.groups()
+    return Filter(check_key(key, records, "--filter", text), op, value.strip("'\""))
+
+
+def number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def text_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return "null" if value is None else str(value)
+
+
+def default_descending(key: str) -> bool:
+    """Accuracy-like columns sort best first (descending); loss and everything else ascending."""
+    return any(word in key.lower() for word in HIGHER_IS_BETTER)
+
+
+def sort_records(records: list[RunRecord], key: str, descending: bool | None = None) -> list[RunRecord]:
+    """Sort by ``key``; runs without a value go last whichever the direction."""
+    descending = default_descending(key) if descending is None else descending
+    values = [(lookup(r, key), r) for r in records]
+    missing = [r for v, r in values if _absent(v)]
+    present = [(v, r) for v, r in values if not _absent(v)]
+    numeric = all(number(v) is not None for v, _ in present)
+    present.sort(key=lambda item: number(item[0]) if numeric else text_of(item[0]), reverse=descending)
+    return [r for _, r in present] + missing
+
+
+def _absent(value: Any) -> bool:
+    return value is _MISSING or value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def changed_keys(records: list[RunRecord]) -> list[str]:
+    """Config keys whose values differ between the runs (a key missing in some runs differs)."""
+    readable = [r for r in records if r.readable and r.config]
+    keys = list(dict.fromkeys(k for r in readable for k in r.flat_config))
+    # A key set to null and a key left out (another dataset type's field) read the same.
+    changed = [
+        k for k in keys
+        if k not in NOT_HYPERPARAMETERS and len({repr(r.flat_config.get(k)) for r in readable}) > 1
+    ]  # fmt: skip
+    # Group by config section, then by the item a key belongs to (model.layers[0]), in order of appearance.
+    sections = {name: i for i, name in enumerate(CONFIG_SECTIONS)}
+    parents = list(dict.fromkeys(k.rpartition(".")[0] for k in keys))
+    return sorted(changed, key=lambda k: (sections.get(k.split(".")[0].split("[")[0], len(sections)),
+                                          parents.index(k.rpartition(".")[0])))  # fmt: skip
+
+
+# ------------------------------------------------------------------ compare
+
+
+@dataclass
+class Comparison:
+    """The rows and columns to show, and notes for below the table."""
+
+    columns: list[str]
+    records: list[RunRecord]
+    total: int
+    notes: list[str] = field(default_factory=list)
+
+    def value(self, record: RunRecord, column: str) -> Any:
+        value = lookup(record, column)
+        if record.status == "unreadable" and column == "id":
+            return record.path.name
+        return None if value is _MISSING else value
+
+
+def compare_runs(paths: list[str | Path], *, sort: str | None = None, descending: bool | None = None,
+                 filters: list[str] = (), only_changed: bool = False, columns: list[str] = (),
+                 default_columns: tuple[str, ...] = DEFAULT_COLUMNS) -> Comparison:
+    """Read, filter and sort the runs under ``paths`` and choose the columns.
+
+    Args:
+        columns: keys to show (comma-separated items allowed); items all starting
+            with ``+`` are added to the defaults.
+
+    Raises:
+        RunDirError: a path does not exist.
+        ConfigError: a bad filter, or a sort or column key that no run has.
+    """
+    records = load_records(paths)
+    chosen_filters = [parse_filter(f, records) for f in filters]
+    shown = [r for r in records if all(f.matches(r) for f in chosen_filters)]
+    if sort:
+        shown = sort_records(shown, check_key(sort, records, "--sort"), descending)
+    else:  # run ids start with their start time: chronological, unreadable folders last
+        shown.sort(key=lambda r: (not r.readable, r.path.name))
+    requested = [c for item in columns for c in item.split(",") if c.strip()]
+    extra = [c.lstrip("+") for c in requested] if requested and all(c.strip().startswith("+") for c in requested) else []
+    base = list(default_columns) if (extra or not requested) else requested
+    chosen = [check_key(c, records, "--columns") for c in base + extra]
+    notes = []
+    if only_changed:
+        changed = changed_keys(shown)
+        head, tail = CHANGED_AROUND
+        chosen = list(dict.fromkeys((chosen if requested else list(head)) + changed + ([] if requested else list(tail))))
+        if not changed:
+            notes.append(f"all {len([r for r in shown if r.readable])} readable runs share the same config.")
+    for record in shown:
+        if not record.readable:
+            notes.append(f"{record.path}: unreadable: {record.error}.")
+        notes.extend(f"{record.path.name}: {problem}." for problem in record.problems)
+    return Comparison(chosen, shown, len(records), notes)

@@ -1,0 +1,184 @@
+"""How a comparison leaves the program: the text table, csv, json and markdown, and the overlay plot.
+
+Every format takes a ``Comparison`` and returns a value (a rich ``Text`` or a
+string); writing it is the CLI's job. Only ``plot_comparison`` writes a file,
+through ``nnrun.plots``, and only it imports matplotlib.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from nnrun import rundir as rd
+from nnrun.compare.query import HIGHER_IS_BETTER, Comparison, number, text_of
+from nnrun.errors import ConfigError
+
+STATUS_STYLES = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan",
+                 "crashed": "bold red", "unreadable": "dim red"}  # fmt: skip
+_SHRINKABLE = ("id", "name", "layers", "error", "path", "dataset")
+_MIN_WIDTH = 8
+
+
+def display(column: str, value: Any) -> str:
+    """A value as the table shows it (``-`` for none)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if column == "duration" and isinstance(value, (int, float)):
+        return format_duration(value)
+    if column == "started" and isinstance(value, str):
+        return value.replace("T", " ")
+    if column == "params" and isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        metric_like = any(w in column for w in (*HIGHER_IS_BETTER, "loss")) and column != "learning_rate"
+        return f"{value:.4f}" if metric_like else f"{value:g}"
+    return text_of(value)
+
+
+def format_duration(seconds: float) -> str:
+    """``75.0`` -> ``1m15s``: seconds for short runs, then minutes, then hours."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _is_numeric(column: str, values: list[Any]) -> bool:
+    present = [v for v in values if v is not None]
+    return bool(present) and column != "started" and all(number(v) is not None for v in present)
+
+
+def render_text(comparison: Comparison, *, width: int | None = None, styled: bool = True) -> Any:
+    """The table as one rich ``Text``: aligned columns, coloured status, long text cut to fit ``width``.
+
+    Built by hand rather than with ``rich.table.Table``, which takes about a second to lay out 1,000 rows.
+    """
+    from rich.text import Text
+
+    columns = comparison.columns
+    raw = [[comparison.value(r, c) for c in columns] for r in comparison.records]
+    cells = [[display(c, v) for c, v in zip(columns, row)] for row in raw]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    right = [_is_numeric(c, [row[i] for row in raw]) for i, c in enumerate(columns)]
+    if width:
+        _shrink(columns, widths, width)
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append("  ".join(_fit(c, w, False) for c, w in zip(columns, widths)).rstrip() + "\n", style="bold" if styled else None)
+    text.append("  ".join("─" * w for w in widths) + "\n", style="dim" if styled else None)
+    status_at = columns.index("status") if "status" in columns else -1
+    for record, row in zip(comparison.records, cells):
+        for i, (cell, w) in enumerate(zip(row, widths)):
+            style = STATUS_STYLES.get(record.status) if styled and i == status_at else None
+            text.append(_fit(cell, w, right[i]) + ("  " if i < len(row) - 1 else ""), style=style)
+        text.append("\n")
+    return text
+
+
+def _shrink(columns: list[str], widths: list[int], limit: int) -> None:
+    """Narrow the longest text columns until the table fits ``limit`` characters, if it can."""
+    excess = sum(widths) + 2 * (len(widths) - 1) - limit
+    shrinkable = [i for i, c in enumerate(columns) if c in _SHRINKABLE or "." in c or "[" in c]
+    while excess > 0:
+        candidates = [i for i in shrinkable if widths[i] > _MIN_WIDTH]
+        if not candidates:
+            return
+        widest = max(candidates, key=lambda i: widths[i])
+        widths[widest] -= 1
+        excess -= 1
+
+
+def _fit(cell: str, width: int, right: bool) -> str:
+    if len(cell) > width:
+        return cell[: width - 1] + "…"
+    return cell.rjust(width) if right else cell.ljust(width)
+
+
+def to_csv(comparison: Comparison) -> str:
+    """Raw values, full precision, one row per run."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(comparison.columns)
+    for record in comparison.records:
+        writer.writerow(["" if v is None else text_of(v) for v in (comparison.value(record, c) for c in comparison.columns)])
+    return buffer.getvalue()
+
+
+def to_json(comparison: Comparison) -> str:
+    """A JSON list of objects: the chosen columns plus ``path``, ``status`` and ``error`` for every run."""
+    rows = []
+    for record in comparison.records:
+        row = {c: _json_value(comparison.value(record, c)) for c in comparison.columns}
+        for key in ("status", "error", "path"):
+            row.setdefault(key, _json_value(comparison.value(record, key)))
+        if record.problems:
+            row["problems"] = record.problems
+        rows.append(row)
+    return json.dumps(rows, indent=2) + "\n"
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return list(value) if isinstance(value, tuple) else value
+
+
+def to_markdown(comparison: Comparison) -> str:
+    columns = comparison.columns
+    raw = [[comparison.value(r, c) for c in columns] for r in comparison.records]
+    right = [_is_numeric(c, [row[i] for row in raw]) for i, c in enumerate(columns)]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" ---: " if r else " --- " for r in right) + "|"]
+    for row in raw:
+        lines.append("| " + " | ".join(display(c, v).replace("|", "\\|") for c, v in zip(columns, row)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def format_comparison(comparison: Comparison, fmt: str, *, width: int | None = None, styled: bool = True) -> Any:
+    """The comparison as ``fmt``: a rich Text for 'table', a string for csv, markdown and json.
+
+    Raises:
+        ConfigError: an unknown format.
+    """
+    formats = {"csv": to_csv, "markdown": to_markdown, "json": to_json}
+    if fmt == "table":
+        return render_text(comparison, width=width, styled=styled)
+    if fmt not in formats:
+        raise ConfigError(f"--format must be one of table, csv, markdown, json; got {fmt!r}.")
+    return formats[fmt](comparison)
+
+
+def plot_comparison(comparison: Comparison, path: str | Path, metric: str | None = None) -> list[str]:
+    """Overlay ``metric`` per epoch (default: val_accuracy, else val_loss) of every listed run.
+
+    Returns notes about runs left out. Raises ConfigError when no run logged the metric.
+    """
+    from nnrun.plots import plot_runs
+
+    logged = [r for r in comparison.records if r.history]
+    if metric is None:
+        metric = "val_accuracy" if any("val_accuracy" in r.history for r in logged) else "val_loss"
+    series, notes = [], []
+    for record in comparison.records:
+        values = record.history.get(metric)
+        if not values and record.readable:  # unreadable folders are noted already
+            notes.append(f"{record.path.name}: no {metric} in {rd.HISTORY}; not plotted.")
+        if not values:
+            continue
+        epochs = record.history.get("epoch") or [float(i + 1) for i in range(len(values))]
+        series.append((record.path.name, epochs, values))
+    if not series:
+        available = sorted({k for r in logged for k in r.history if k not in ("epoch", "time_s")})
+        raise ConfigError(
+            f"--metric {metric}: no listed run logged it in {rd.HISTORY}. "
+            f"Logged: {', '.join(available) or f'nothing (no {rd.HISTORY})'}."
+        )
+    plot_runs(series, path, metric=metric)
+    return notes
