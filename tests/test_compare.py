@@ -169,9 +169,12 @@ def test_real_runs_read_back_as_their_files_say(diabetes_run, mnist_run):
     with open(mnist_run / rd.HISTORY, newline="") as handle:
         history = list(csv.DictReader(handle))
     assert mnist["status"] == "completed" and mnist["dataset"] == "mnist" and mnist["epochs"] == 2
-    # The config leaves the rate unset: the column shows what training recorded, or nothing.
-    recorded = (info.get("signature") or {}).get("learning_rate")
-    assert (mnist["optimizer"], mnist["learning_rate"], mnist["batch_size"]) == ("rmsprop", recorded, 128)
+    # The config leaves the rate unset: the column shows what training recorded, Keras's own RMSprop default.
+    from nnrun.tf import import_keras
+
+    default = float(import_keras().optimizers.RMSprop().learning_rate)
+    assert info["signature"]["learning_rate"] == pytest.approx(default)
+    assert (mnist["optimizer"], mnist["learning_rate"], mnist["batch_size"]) == ("rmsprop", pytest.approx(default), 128)
     assert mnist["layers"] == "D32-D10" == info["model"]["layers"] and mnist["params"] == info["model"]["params"] == 25450
     assert mnist["best_val_accuracy"] == max(float(r["val_accuracy"]) for r in history)
     assert mnist["best_val_loss"] == min(float(r["val_loss"]) for r in history)
