@@ -20,17 +20,8 @@ from typer.testing import CliRunner
 from nnrun.cli import app
 from nnrun.config import load_config
 from nnrun.errors import ConfigError, RunInterrupted
-from nnrun.sweep import (
-    Range,
-    collect_grid,
-    execute,
-    expand_grid,
-    parse_grid_option,
-    read_state,
-    resume_state,
-    sample_grid,
-    start_sweep,
-)
+from nnrun.sweep import execute, read_state, resume_state, start_sweep
+from nnrun.sweep.space import Range, collect_grid, expand_grid, parse_grid_option, sample_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP_CONFIG = ROOT / "configs" / "diabetes_sweep.yaml"
