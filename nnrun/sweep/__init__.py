@@ -9,9 +9,10 @@ The files, in the order a sweep goes through them::
     ray.py          the Ray executor (Ray is optional and imported only when a sweep asks for it)
     trial.py        one trial, in whichever process runs it: pre-flight, train, a result dict
 
-Imports go one way, down that list from ``orchestrate``: ``executors`` and
-``ray`` import ``trial``, and nothing below imports back. Nothing here imports
-TensorFlow; ``run_trial`` does, in whichever process runs the trial.
+Imports go one way: ``orchestrate`` uses the others, ``executors`` uses ``ray``
+and ``trial``, ``ray`` uses ``trial``; ``space``, ``state`` and ``trial`` import
+nothing from here. Nothing here imports TensorFlow; ``run_trial`` does, in
+whichever process runs the trial.
 """
 
 from nnrun.sweep.orchestrate import execute, resume_state, start_sweep
