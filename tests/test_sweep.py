@@ -20,17 +20,8 @@ from typer.testing import CliRunner
 from nnrun.cli import app
 from nnrun.config import load_config
 from nnrun.errors import ConfigError, RunInterrupted
-from nnrun.sweep import (
-    Range,
-    collect_grid,
-    execute,
-    expand_grid,
-    parse_grid_option,
-    read_state,
-    resume_state,
-    sample_grid,
-    start_sweep,
-)
+from nnrun.sweep import execute, read_state, resume_state, start_sweep
+from nnrun.sweep.space import Range, collect_grid, expand_grid, parse_grid_option, sample_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP_CONFIG = ROOT / "configs" / "diabetes_sweep.yaml"
@@ -119,7 +110,7 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
 
 
 def test_schema_invalid_trials_are_marked_before_training(tmp_path):
-    path, state = start_sweep(SWEEP_CONFIG, grid_options=["training.epochs=0,2"], runs_dir=tmp_path)
+    path, _ = start_sweep(SWEEP_CONFIG, grid_options=["training.epochs=0,2"], runs_dir=tmp_path)
     saved = json.loads((path / "sweep.json").read_text())
     assert [t["status"] for t in saved["trials"]].count("invalid") == 4  # epochs=0 with each of 2 units x 2 batch sizes
     statuses = {t["params"]["training.epochs"]: (t["status"], t["error"]) for t in saved["trials"]}
@@ -262,7 +253,7 @@ def test_parallel_jobs_give_the_same_results_as_sequential(grid_sweep, tmp_path)
 @pytest.mark.slow
 def test_resume_after_an_interrupted_trial(grid_sweep, tmp_path, monkeypatch):
     """Ctrl-C in trial 2 stops the sweep; --resume continues trial 2 from its checkpoint and trains 3 and 4."""
-    import nnrun.training as training
+    from nnrun import training
 
     original = training.make_run_callbacks
     calls = []

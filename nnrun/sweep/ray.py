@@ -1,7 +1,8 @@
 """The Ray executor: each sweep trial is a Ray task on a local Ray instance or a Ray cluster.
 
-Ray is an optional extra (``pip install 'nnrun[ray]'``). Each trial asks Ray
-for one CPU (or ``gpus_per_trial`` GPUs) and runs ``nnrun.sweep.run_trial``,
+Ray is an optional extra (``pip install 'nnrun[ray]'``), imported only when a
+sweep asks for it, inside the functions here. Each trial asks Ray
+for one CPU (or ``gpus_per_trial`` GPUs) and runs ``nnrun.sweep.trial.run_trial``,
 the function the local executor runs, on whichever node Ray picks. The trial
 writes its run directory into the sweep directory, which on a real cluster
 must be on a filesystem every node mounts at the same path; the driver alone
@@ -16,10 +17,10 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any
 
-from nnrun.errors import ConfigError, NnrunError
-from nnrun.sweep import OnResult, TrialSpec, run_trial
+from nnrun.errors import ConfigError, NnrunError, first_line
+from nnrun.sweep.trial import OnResult, OnStart, TrialSpec, lost_result, run_trial
 
 INSTALL_HINT = "pip install 'nnrun[ray]' (or: pip install 'ray[default]>=2.9')"
 #: Object store of a local instance: trials pass only small dicts, so keep Ray's share of memory small.
@@ -29,6 +30,7 @@ FORWARDED_ENV = ("NNRUN_DATA_DIR", "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL")
 
 
 def import_ray() -> Any:
+    """The ``ray`` module; ConfigError with the install hint when it is missing."""
     try:
         import ray
     except ImportError:
@@ -42,7 +44,7 @@ def run_on_ray(
     address: str | None,
     gpus_per_trial: float = 0,
     num_cpus: int | None = None,
-    on_start: Callable[[TrialSpec], None],
+    on_start: OnStart,
     on_result: OnResult,
 ) -> None:
     """Run every trial as a Ray task and report each result as it arrives.
@@ -71,9 +73,8 @@ def run_on_ray(
         ray.init(**options)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
-            f"--executor ray: cannot connect to {where} ({detail}). "
+            f"--executor ray: cannot connect to {where} ({first_line(exc)}). "
             + ("Start it with `ray start --head` on the head node and pass the address it prints; Ray >= 2.59 "
                "clusters check a token: run with RAY_AUTH_MODE=token and the head's token (`ray get-auth-token`) "
                "in ~/.ray/auth_token or RAY_AUTH_TOKEN." if address else "")
@@ -95,9 +96,7 @@ def run_on_ray(
         except KeyboardInterrupt:
             for ref in pending:
                 ray.cancel(ref, force=True)
-                spec = refs[ref]
-                on_result({"index": spec.index, "status": "interrupted", "error": "the sweep was stopped",
-                           "run_dir": None, "duration_s": None})  # fmt: skip
+                on_result(lost_result(refs[ref], "interrupted", "the sweep was stopped"))
             raise
     finally:
         ray.shutdown()
@@ -107,6 +106,4 @@ def _result(ray: Any, ref: Any, spec: TrialSpec) -> dict[str, Any]:
     try:
         return ray.get(ref)
     except (ray.exceptions.RayError, NnrunError) as exc:  # the worker died or the task could not run
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return {"index": spec.index, "status": "failed", "error": f"Ray task failed: {detail}",
-                "run_dir": None, "duration_s": None}  # fmt: skip
+        return lost_result(spec, "failed", f"Ray task failed: {first_line(exc)}")

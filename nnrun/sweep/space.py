@@ -1,0 +1,214 @@
+"""The search space: which config keys a sweep varies, over which values, and the trials that come out.
+
+The grid comes from the config's ``sweep:`` section and ``--grid KEY=V1,V2``
+options (an option replaces the section's list for the same key). ``grid``
+mode trains every combination (``expand_grid``); ``random`` mode samples N of
+them with a seed (``sample_grid``), and also takes ranges:
+``loguniform(1e-4, 1e-1)``, ``uniform(0, 0.5)``, ``randint(8, 64)``.
+
+Plain values in, plain values out: nothing here touches the disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import random
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from nnrun.config import RunConfig, apply_override, dotted, parse_override, validate_config
+from nnrun.errors import ConfigError
+
+RANGE_KINDS = ("loguniform", "uniform", "randint")
+_RANGE = re.compile(r"^\s*(\w+)\s*\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)\s*$")
+#: Keys a sweep may not vary: they place the trials, the sweep does that.
+FIXED_KEYS = ("run.name", "run.runs_dir")
+
+
+@dataclass(frozen=True)
+class Range:
+    """A range to sample from in random mode: ``loguniform(1e-4, 1e-1)``."""
+
+    kind: str
+    low: float
+    high: float
+
+    def sample(self, rng: random.Random) -> float | int:
+        if self.kind == "loguniform":
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        if self.kind == "uniform":
+            return rng.uniform(self.low, self.high)
+        return rng.randint(int(self.low), int(self.high))
+
+    def __str__(self) -> str:
+        return f"{self.kind}({self.low:g}, {self.high:g})"
+
+
+Axis = list[Any] | Range
+
+
+def parse_range(text: str, key: str) -> Range | None:
+    """``'loguniform(1e-4, 1e-1)'`` -> Range; None if ``text`` is not a call; ConfigError if a bad one."""
+    match = _RANGE.match(text)
+    if not match:
+        if re.match(r"^\s*\w+\s*\(", text):
+            raise ConfigError(
+                f"sweep key {key}: cannot read {text!r}; expected a range such as loguniform(1e-4, 1e-1), "
+                f"uniform(0, 0.5) or randint(8, 64), or a list of values."
+            )
+        return None
+    kind, low_text, high_text = match.groups()
+    if kind not in RANGE_KINDS:
+        raise ConfigError(f"sweep key {key}: unknown range '{kind}' in {text!r}; expected one of {', '.join(RANGE_KINDS)}.")
+    try:
+        low, high = float(low_text), float(high_text)
+    except ValueError:
+        raise ConfigError(f"sweep key {key}: the bounds of {text!r} must be numbers.") from None
+    if not low < high:
+        raise ConfigError(f"sweep key {key}: {text!r} needs low < high, got {low:g} and {high:g}.")
+    if kind == "loguniform" and low <= 0:
+        raise ConfigError(f"sweep key {key}: loguniform needs bounds > 0, got {low:g}; e.g. loguniform(1e-4, 1e-1).")
+    if kind == "randint" and not (low.is_integer() and high.is_integer()):
+        raise ConfigError(f"sweep key {key}: randint needs whole-number bounds, got {text!r}.")
+    return Range(kind, low, high)
+
+
+def _split_values(text: str) -> list[str]:
+    """Split on commas outside brackets: ``32,64`` -> 2 items, ``[1,2],[3,4]`` -> 2 items."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        if char in "[({":
+            depth += 1
+        elif char in "])}":
+            depth -= 1
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    items.append(current)
+    return [item.strip() for item in items]
+
+
+def parse_grid_option(text: str) -> tuple[str, Axis]:
+    """``--grid model.layers.0.units=32,64`` -> ``('model.layers.0.units', [32, 64])``; values are YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--grid {text!r}: expected KEY=V1,V2,... e.g. --grid model.layers.0.units=32,64,512.")
+    key, raw = text.split("=", 1)
+    key = normalize_key(key)
+    if not raw.strip():
+        raise ConfigError(f"--grid {text!r}: no values after '='; e.g. --grid {key}=32,64.")
+    found = parse_range(raw, key)
+    if found is not None:
+        return key, found
+    values = [parse_override(f"{key}={item}")[1] for item in _split_values(raw)]
+    return key, values
+
+
+def normalize_key(key: str) -> str:
+    """``model.layers[0].units`` -> ``model.layers.0.units`` (the form ``--set`` takes)."""
+    key = re.sub(r"\[(-?\d+)\]", r".\1", key.strip())
+    if not key or any(part == "" for part in key.split(".")):
+        raise ConfigError(f"sweep key {key!r} is not a dotted path such as model.layers.0.units.")
+    return key
+
+
+def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Axis]:
+    """The config's ``sweep.grid``, then each ``--grid`` option (which replaces the same key).
+
+    Raises:
+        ConfigError: a bad value or range, or no key to vary at all.
+    """
+    grid: dict[str, Axis] = {}
+    for key, value in (config.sweep.grid if config.sweep else {}).items():
+        key = normalize_key(key)
+        if isinstance(value, str):
+            found = parse_range(value, key)
+            if found is None:
+                raise ConfigError(
+                    f"sweep.grid.{key}: expected a list of values or a range such as loguniform(1e-4, 1e-1), "
+                    f"got {value!r}."
+                )
+            grid[key] = found
+        else:
+            grid[key] = list(value)
+    for text in options:
+        key, axis = parse_grid_option(text)
+        grid[key] = axis
+    if not grid:
+        raise ConfigError(
+            "nothing to sweep: give --grid KEY=V1,V2 (repeatable) or a sweep: section with grid: {KEY: [V1, V2]}."
+        )
+    return grid
+
+
+def check_grid(grid: dict[str, Axis], base: dict[str, Any]) -> None:
+    """Every key must exist in the resolved config, and not be one the sweep sets itself."""
+    for key in grid:
+        parts = parse_override(f"{key}=0")[0]
+        if dotted(parts) in FIXED_KEYS or key.startswith("sweep"):
+            raise ConfigError(f"sweep key {key}: a sweep sets run.name and run.runs_dir itself and cannot vary '{key}'.")
+        try:
+            apply_override(copy.deepcopy(base), parts, None)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("--set ", "--grid ", 1)) from None
+
+
+def expand_grid(grid: dict[str, Axis]) -> list[dict[str, Any]]:
+    """Every combination, the first key varying slowest."""
+    for key, axis in grid.items():
+        if isinstance(axis, Range):
+            raise ConfigError(
+                f"sweep key {key}: {axis} is a range, which only random mode can sample; "
+                f"pass --random N (with --seed), or give a list of values."
+            )
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def sample_grid(grid: dict[str, Axis], count: int, seed: int) -> list[dict[str, Any]]:
+    """``count`` trials drawn with ``random.Random(seed)``: lists by choice, ranges by their distribution.
+
+    Repeats are drawn again (up to a limit), so a small all-list grid yields at most its size in trials.
+    """
+    rng = random.Random(seed)
+    trials: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    attempts = 0
+    while len(trials) < count and attempts < 100 * count:
+        attempts += 1
+        params = {k: (axis.sample(rng) if isinstance(axis, Range) else rng.choice(axis)) for k, axis in grid.items()}
+        signature = repr(sorted(params.items()))
+        if signature in seen:
+            continue
+        seen.add(signature)
+        trials.append(params)
+    return trials
+
+
+def trial_config(base: dict[str, Any], params: dict[str, Any], *, name: str, runs_dir: str) -> RunConfig:
+    """The base config with ``params`` applied, named and placed for the sweep. ConfigError if invalid."""
+    data = copy.deepcopy(base)
+    for key, value in params.items():
+        apply_override(data, parse_override(f"{key}=0")[0], value)
+    data["run"]["name"] = name
+    data["run"]["runs_dir"] = runs_dir
+    data["sweep"] = None
+    return validate_config(data, source=f"trial {name}")
+
+
+def grid_to_json(grid: dict[str, Axis]) -> dict[str, Any]:
+    """The grid as ``sweep.json`` stores it: lists as they are, ranges as their text."""
+    return {k: (str(v) if isinstance(v, Range) else v) for k, v in grid.items()}
+
+
+def params_text(params: dict[str, Any]) -> str:
+    """``model.layers[0].units=64 training.optimizer.learning_rate=0.001``: a trial's values in one line."""
+    return " ".join(f"{dotted(parse_override(f'{k}=0')[0])}={_value_text(v)}" for k, v in params.items())
+
+
+def _value_text(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

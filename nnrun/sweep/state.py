@@ -1,0 +1,98 @@
+"""The sweep's record: ``sweep.json``, what a sweep is and how far it got.
+
+Layout of ``runs/sweep-<YYYYMMDD-HHMMSS>-<name>/``::
+
+    sweep.json                        the grid, the base config, every trial's params, status and run directory
+    <YYYYMMDD-HHMMSS>-<name>-t01/     trial 1: a run directory like any other (``nnrun compare`` reads it)
+    <YYYYMMDD-HHMMSS>-<name>-t02/     ...
+
+Only the process that drives the sweep writes ``sweep.json``, after every
+change of a trial's status, so that a stopped sweep can be resumed from it.
+The file names come from ``nnrun.rundir``, like every run-directory name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from nnrun import rundir as rd
+from nnrun.errors import RunDirError
+
+#: Trial statuses. ``pending`` has not started; ``invalid`` failed the pre-flight check and never trains.
+TRIAL_STATUSES = ("pending", "running", "completed", "failed", "interrupted", "invalid")
+DONE = ("completed", "invalid")
+
+
+@dataclass
+class Trial:
+    index: int
+    name: str
+    params: dict[str, Any]
+    status: str = "pending"
+    run_dir: str | None = None  # relative to the sweep directory
+    error: str | None = None
+    duration_s: float | None = None
+    attempts: int = 0
+    previous_run_dirs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SweepState:
+    """What ``sweep.json`` holds."""
+
+    id: str
+    name: str
+    mode: str  # grid or random
+    grid: dict[str, Any]
+    metric: str
+    base_config: dict[str, Any]
+    trials: list[Trial]
+    config_file: str | None = None
+    random: int | None = None
+    seed: int | None = None
+    smoke: bool = False
+    status: str = "running"
+    started: str = ""
+    finished: str | None = None
+    executor: str = "local"
+    jobs: int = 1
+    argv: list[str] = field(default_factory=list)
+    host: str = ""
+    pid: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["counts"] = {s: n for s in TRIAL_STATUSES if (n := sum(t.status == s for t in self.trials))}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepState:
+        data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        data["trials"] = [Trial(**{k: v for k, v in t.items() if k in Trial.__dataclass_fields__}) for t in data["trials"]]
+        return cls(**data)
+
+
+def write_state(sweep_dir: Path, state: SweepState) -> None:
+    rd.write_json_atomic(sweep_dir / rd.SWEEP, state.to_dict())
+
+
+def read_state(sweep_dir: str | Path) -> SweepState:
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / rd.SWEEP
+    if not sweep_dir.is_dir():
+        raise RunDirError(f"sweep directory {sweep_dir} not found; pass the runs/sweep-... folder a sweep printed.")
+    if not path.is_file():
+        raise RunDirError(f"{sweep_dir} is not a sweep directory (no {rd.SWEEP}).")
+    try:
+        return SweepState.from_dict(rd.read_json(path))
+    except (KeyError, TypeError) as exc:
+        raise RunDirError(f"{path}: not a sweep file this nnrun can read ({exc}).") from None
+
+
+def create_sweep_dir(runs_dir: str | Path, name: str, now: datetime) -> Path:
+    """``runs_dir/sweep-<YYYYMMDD-HHMMSS>-<name>``, with ``-2``, ``-3``... on collision."""
+    return rd.create_run_dir(runs_dir, name, now, prefix=rd.SWEEP_PREFIX)
