@@ -15,7 +15,9 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from nnrun.errors import ExitCode, NnrunError
+from nnrun import rundir
+from nnrun.console import make_console
+from nnrun.errors import ExitCode, NnrunError, first_line
 
 app = typer.Typer(
     name="nnrun",
@@ -35,10 +37,9 @@ ConfigPath = Annotated[Path, typer.Argument(help="The YAML config, e.g. configs/
 
 
 def _fail(message: str, code: int) -> None:
-    from rich.console import Console
     from rich.markup import escape
 
-    Console(stderr=True, highlight=False).print(f"[bold red]Error:[/] {escape(message)}", soft_wrap=True)
+    make_console().print(f"[bold red]Error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -59,7 +60,7 @@ def guarded(debug: bool, fn: Callable[[], object]) -> object:
     except Exception as exc:  # a bug or an unexpected library error
         if debug:
             traceback.print_exc()
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        detail = first_line(exc) if str(exc).strip() else ""
         _fail(f"unexpected {type(exc).__name__}: {detail} (run again with --debug for the traceback).", int(ExitCode.FAILURE))
     return None
 
@@ -91,7 +92,7 @@ def train(
     """Train a config into a new run directory, evaluate it on the test split, and print where it went."""
 
     def run() -> None:
-        from nnrun.console import Reporter, make_console
+        from nnrun.console import Reporter
         from nnrun.errors import ConfigError
 
         given = [flag for flag, value in (("CONFIG", config), ("--resume", resume), ("--rerun", rerun)) if value is not None]
@@ -111,8 +112,6 @@ def train(
             return
         source = config
         if rerun is not None:
-            from nnrun import rundir
-
             source = rundir.open_run(rerun).file(rundir.CONFIG)
         echo: list[str] = []
         cfg = _load(source, sets, name=name, runs_dir=runs_dir, echo=echo)
@@ -135,11 +134,10 @@ def check(
     """Validate a config without training: schema, data, model and their fit. Exit 0 if all holds, 2 if not."""
 
     def run() -> None:
-        from rich.console import Console
         from rich.syntax import Syntax
         from rich.table import Table
 
-        console = Console(stderr=True, highlight=False)
+        console = make_console()
         cfg = _load(config, sets)
         console.print(f"[green]✓[/] {config}: schema valid")
         console.print(Syntax(cfg.to_yaml(), "yaml", theme="ansi_dark", background_color="default"))
@@ -189,8 +187,6 @@ def evaluate(
     def run() -> None:
         import json
 
-        from rich.console import Console
-
         from nnrun.evaluation import evaluate_run, render_evaluation, write_evaluation
 
         evaluation = evaluate_run(run_dir, split=split, data=data)
@@ -198,7 +194,7 @@ def evaluate(
         if json_output:
             typer.echo(json.dumps(evaluation.result, indent=2))
             return
-        console = Console(stderr=True, highlight=False)
+        console = make_console()
         for item in render_evaluation(evaluation.result, files):
             console.print(item, soft_wrap=isinstance(item, str))
 
@@ -207,12 +203,11 @@ def evaluate(
 
 def _show_runs(paths: list[Path] | None, fmt: str, output: Path | None, **options: object) -> object:
     """Shared by compare and list: read, format, then print (table on stderr, data on stdout) or write."""
-    from rich.console import Console
 
     from nnrun.compare import compare_runs, format_comparison
     from nnrun.rundir import write_text_atomic
 
-    console = Console(stderr=True, highlight=False)
+    console = make_console()
     comparison = compare_runs(paths or [Path("runs")], **options)
     width = console.width if console.is_terminal and output is None else None
     formatted = format_comparison(comparison, fmt, width=width, styled=output is None)
@@ -259,11 +254,10 @@ def compare(
             filters=filters or [], only_changed=only_changed, columns=columns or [],
         )  # fmt: skip
         if plot is not None:
-            from rich.console import Console
 
             from nnrun.compare import plot_comparison
 
-            console = Console(stderr=True, highlight=False)
+            console = make_console()
             for note in plot_comparison(comparison, plot, metric):
                 console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
             console.print(f"wrote plot [cyan]{plot}[/]", soft_wrap=True)
@@ -291,11 +285,10 @@ def show(run_dir: RunDirArg, debug: Debug = False) -> None:
     """One run at a glance: status, resolved config, metrics, model summary and the files with their sizes."""
 
     def run() -> None:
-        from rich.console import Console
 
         from nnrun.show import show_run
 
-        console = Console(stderr=True, highlight=False)
+        console = make_console()
         for item in show_run(run_dir):
             console.print(item, soft_wrap=isinstance(item, str))
 
@@ -314,13 +307,12 @@ def predict(
     """Predict classes with a trained run: its model and saved preprocessing on new CSV, .npy, image or IDX inputs."""
 
     def run() -> None:
-        from rich.console import Console
 
         from nnrun.predict import predict_run, predictions_csv, render_predictions
         from nnrun.rundir import write_text_atomic
 
         predictions = predict_run(run_dir, list(inputs), top_k=top_k, invert=invert)
-        console = Console(stderr=True, highlight=False)
+        console = make_console()
         if output is not None and str(output) == "-":
             sys.stdout.write(predictions_csv(predictions))
             return
@@ -358,12 +350,11 @@ def sweep(
     """Train a config many times over a grid of values; each trial is a run directory under runs/sweep-.../, ranked in one table."""
 
     def run() -> None:
-        from rich.console import Console
 
         from nnrun.errors import ConfigError
         from nnrun.sweep import execute, resume_state, start_sweep
 
-        console = Console(stderr=True, highlight=False)
+        console = make_console()
         if (config is None) == (resume is None):
             raise ConfigError("give exactly one of CONFIG or --resume SWEEP_DIR, e.g. nnrun sweep configs/diabetes_sweep.yaml.")
         if resume is not None:
@@ -387,7 +378,7 @@ def sweep(
             for note in result.comparison.notes:
                 console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
         counts = ", ".join(f"{n} {s}" for s, n in result.state.to_dict()["counts"].items())
-        console.print(f"sweep {result.state.status}: {counts}; {result.path / 'sweep.json'}", soft_wrap=True)
+        console.print(f"sweep {result.state.status}: {counts}; {result.path / rundir.SWEEP}", soft_wrap=True)
         typer.echo(str(result.path))
         if result.state.status != "completed":
             raise typer.Exit(1)
@@ -407,17 +398,16 @@ def report(
     """Write a self-contained report.html (figures inlined; no server, no network) for a run, or for a set of runs with --compare."""
 
     def run() -> None:
-        from rich.console import Console
 
         from nnrun.errors import ConfigError
-        from nnrun.report import REPORT, build_compare_report, build_run_report, write_report
+        from nnrun.report import build_compare_report, build_run_report, write_report
 
-        console = Console(stderr=True, highlight=False)
+        console = make_console()
         notes: list[str] = []
         if compare_runs:
             folders = list(paths or [Path("runs")])
             page = build_compare_report(folders, sort=sort, notes=notes)
-            target = output or (folders[0] if folders[0].is_dir() else folders[0].parent) / REPORT
+            target = output or (folders[0] if folders[0].is_dir() else folders[0].parent) / rundir.REPORT
         else:
             if not paths or len(paths) != 1:
                 raise ConfigError("give one run directory, e.g. nnrun report runs/20250101-120000-mnist_mlp, "
@@ -425,7 +415,7 @@ def report(
             if sort:
                 raise ConfigError("--sort orders the runs of a --compare page; drop it for one run.")
             page = build_run_report(paths[0], evaluate=not no_evaluate, notes=notes)
-            target = output or paths[0] / REPORT
+            target = output or paths[0] / rundir.REPORT
         write_report(page, target)
         for note in notes:
             console.print(f"[dim]note:[/] {note}", soft_wrap=True)

@@ -25,7 +25,6 @@ from typing import Any, Callable
 from nnrun import rundir as rd
 from nnrun.errors import RunDirError
 
-REPORT = rd.REPORT
 SAMPLE_IMAGES = 20
 #: Sections of a run's page, by element id, in order (the browser test checks them).
 RUN_SECTIONS = ("config", "model-summary", "metrics", "curves", "confusion-matrix", "samples", "environment")
@@ -283,7 +282,7 @@ def build_compare_report(paths: list[str | Path], *, sort: str | None = None, no
 
     links = []
     for record in records:
-        page = record.path / REPORT
+        page = record.path / rd.REPORT
         target = f'<a href="{_esc(page.resolve().as_uri())}">{_esc(record.path.name)}</a>' if page.is_file() else _esc(record.path.name)
         links.append([target, _esc(record.status), _esc(str(record.path))])
     sections = [
