@@ -122,7 +122,7 @@ def build_run_report(path: str | Path, *, evaluate: bool = True, notes: list[str
     Raises:
         RunDirError: not a run directory, or a corrupt ``run.json``.
     """
-    from nnrun.compare import display
+    from nnrun.compare import metrics_rows
 
     notes = notes if notes is not None else []
     run = rd.open_run(path)
@@ -137,11 +137,9 @@ def build_run_report(path: str | Path, *, evaluate: bool = True, notes: list[str
                              _pre(summary.read_text()) if summary.is_file() else _note(f"no {rd.SUMMARY}")))  # fmt: skip
 
     metrics = rd.read_json(run.file(rd.METRICS)) if run.file(rd.METRICS).is_file() else {}
-    splits = [s for s in ("train", "validation", "best_validation", "test") if isinstance(metrics.get(s), dict) and metrics[s]]
-    if splits:
-        keys = list(dict.fromkeys(k for s in splits for k in metrics[s]))
-        rows = [[_esc(s.replace("_", " "))] + [_esc(display(k, metrics[s].get(k))) for k in keys] for s in splits]
-        body = _table(["split", *keys], rows, [False] + [True] * len(keys))
+    keys, rows = metrics_rows(metrics)
+    if rows:
+        body = _table(["split", *keys], [[_esc(cell) for cell in row] for row in rows], [False] + [True] * len(keys))
         if metrics.get("best_epoch") is not None:
             body += f"<p>best epoch {_esc(metrics['best_epoch'])} of {_esc(metrics.get('epochs_run'))}</p>"
     else:

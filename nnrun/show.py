@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nnrun import rundir as rd
-from nnrun.compare import METRIC_SECTIONS, STATUS_STYLES, display, format_duration
+from nnrun.compare import STATUS_STYLES, format_duration, metrics_table
 
 
 def show_run(path: str | Path) -> list[Any]:
@@ -45,7 +45,8 @@ def show_run(path: str | Path) -> list[Any]:
         notes.append(f"no {rd.CONFIG}")
     metrics = _read(run.file(rd.METRICS), notes)
     if metrics:
-        out.append(_metrics_table(metrics))
+        best = metrics.get("best_epoch")
+        out.append(metrics_table(metrics, caption=f"best epoch {best} of {metrics.get('epochs_run')}" if best else None))
     for evaluation in sorted(run.path.glob(rd.evaluation_files("*")["json"])):
         result = _read(evaluation, notes)
         if result:
@@ -95,21 +96,6 @@ def _read(path: Path, notes: list[str]) -> dict[str, Any]:
     except rd.RunDirError as exc:
         notes.append(str(exc))
         return {}
-
-
-def _metrics_table(metrics: dict[str, Any]) -> Any:
-    from rich.table import Table
-
-    splits = [s for s in METRIC_SECTIONS if isinstance(metrics.get(s), dict) and metrics[s]]
-    keys = list(dict.fromkeys(k for s in splits for k in metrics[s]))
-    caption = f"best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')}" if metrics.get("best_epoch") else None
-    table = Table(title="metrics", header_style="bold", title_justify="left", caption=caption, caption_justify="left")
-    table.add_column("split")
-    for key in keys:
-        table.add_column(key, justify="right")
-    for split in splits:
-        table.add_row(split.replace("_", " "), *[display(k, metrics[split].get(k)) for k in keys])
-    return table
 
 
 def _evaluation_line(name: str, result: dict[str, Any]) -> str:

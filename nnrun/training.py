@@ -572,20 +572,9 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
 
 
 def _print_result(reporter: Reporter, run: rd.RunDir, metrics: dict, duration: float) -> None:
-    from rich.table import Table
+    from nnrun.compare import metrics_table
 
-    table = Table(title="result", show_header=True, header_style="bold")
-    table.add_column("split")
-    keys: list[str] = []
-    for split in ("train", "validation", "test"):
-        keys.extend(k for k in metrics.get(split, {}) if k not in keys)
-    for key in keys:
-        table.add_column(key, justify="right")
-    for split in ("train", "validation", "test"):
-        values = metrics.get(split) or {}
-        if values:
-            table.add_row(split, *[f"{values[k]:.4f}" if k in values else "" for k in keys])
-    reporter.print(table)
+    reporter.print(metrics_table(metrics, title="result", splits=("train", "validation", "test")))
     reporter.print(
         f"epochs run: {metrics['epochs_run']} (best: {metrics['best_epoch']})   duration: {duration:.1f}s   "
         f"run directory: [cyan]{run.path}[/]",

@@ -15,12 +15,14 @@ from nnrun.compare.tables import (
     display,
     format_comparison,
     format_duration,
+    metrics_rows,
+    metrics_table,
     plot_comparison,
     render_text,
 )
 
 __all__ = [
     "COLUMNS", "LIST_COLUMNS", "METRIC_SECTIONS", "STATUS_STYLES", "Comparison", "RunRecord", "canonical",
-    "compare_runs", "display", "find_runs", "format_comparison", "format_duration", "lookup", "plot_comparison",
+    "compare_runs", "display", "find_runs", "format_comparison", "format_duration", "lookup", "metrics_rows", "metrics_table", "plot_comparison",
     "render_text",
 ]  # fmt: skip

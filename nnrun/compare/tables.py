@@ -24,6 +24,29 @@ _SHRINKABLE = ("id", "name", "layers", "error", "path", "dataset")
 _MIN_WIDTH = 8
 
 
+def metrics_rows(metrics: dict[str, Any], splits: tuple[str, ...] = ("train", "validation", "best_validation", "test"),
+                 ) -> tuple[list[str], list[list[str]]]:
+    """``metrics.json`` as a table: the metric names, then one row per split present (its name, then each value)."""
+    present = [s for s in splits if isinstance(metrics.get(s), dict) and metrics[s]]
+    keys = list(dict.fromkeys(k for s in present for k in metrics[s]))
+    return keys, [[s.replace("_", " "), *(display(k, metrics[s].get(k)) for k in keys)] for s in present]
+
+
+def metrics_table(metrics: dict[str, Any], *, title: str = "metrics", splits: tuple[str, ...] | None = None,
+                  caption: str | None = None) -> Any:
+    """``metrics_rows`` as a rich table: what ``nnrun train`` prints at the end and ``nnrun show`` shows."""
+    from rich.table import Table
+
+    keys, rows = metrics_rows(metrics, *([splits] if splits else []))
+    table = Table(title=title, header_style="bold", title_justify="left", caption=caption, caption_justify="left")
+    table.add_column("split")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def display(column: str, value: Any) -> str:
     """A value as the table shows it (``-`` for none)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
