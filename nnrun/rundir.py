@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from nnrun.errors import RunDirError
+from nnrun.errors import RunDirError, first_line
 
 CONFIG = "config.yaml"
 RUN = "run.json"
@@ -289,7 +289,7 @@ class RunDir:
         except FileNotFoundError:
             raise RunDirError(f"{self.path}: no {CONFIG}; not a complete nnrun run directory.") from None
         except yaml.YAMLError as exc:
-            raise RunDirError(f"{self.file(CONFIG)}: corrupt YAML ({str(exc).splitlines()[0]}).") from None
+            raise RunDirError(f"{self.file(CONFIG)}: corrupt YAML ({first_line(exc)}).") from None
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json_atomic(self.file(METRICS), metrics)
