@@ -31,9 +31,15 @@ TRAINING_FIXTURES = {"diabetes_run", "mnist_run", "fashion_run"}
 
 
 def pytest_collection_modifyitems(config, items):
-    """A test that uses a training fixture must be marked slow, even where the fixture is already cached."""
+    """A test that uses a training fixture must be marked slow, even where the fixture is already cached.
+
+    Tests on the real MNIST / Fashion-MNIST files (the ``data_dir`` fixture) get the ``smoke`` marker,
+    so that ``pytest -m smoke`` runs exactly those.
+    """
     unmarked = []
     for item in items:
+        if "data_dir" in item.fixturenames:
+            item.add_marker(pytest.mark.smoke)
         trainers = TRAINING_FIXTURES | getattr(item.module, "TRAINING_FIXTURES", set())
         if trainers & set(item.fixturenames) and item.get_closest_marker("slow") is None:
             unmarked.append(item.nodeid)
