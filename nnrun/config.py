@@ -416,8 +416,8 @@ def validate_config(data: dict[str, Any], *, source: str = "config", lines: dict
     if isinstance(training, dict) and isinstance(training.get("optimizer"), str):
         training["optimizer"] = {"type": training["optimizer"]}
     for section in ("model", "training"):
-        items = (data.get(section) or {}).get("layers" if section == "model" else "callbacks")
-        if isinstance(data.get(section), dict) and isinstance(items, list):
+        items = data[section].get("layers" if section == "model" else "callbacks") if isinstance(data.get(section), dict) else None
+        if isinstance(items, list):
             data[section]["layers" if section == "model" else "callbacks"] = [
                 {"type": v} if isinstance(v, str) else v for v in items
             ]
