@@ -3,7 +3,7 @@
 ``schema`` holds the pydantic models and every check that needs only the text;
 ``load`` reads the YAML, applies overrides, parses key paths and words the
 errors. Nothing here imports TensorFlow: Keras names are checked later, by
-``models`` and ``training``.
+``nnrun.keras_names``.
 
 Example:
     >>> cfg = load_config("configs/diabetes_mlp.yaml", ["training.epochs=3"])

@@ -3,8 +3,8 @@
 Everything that can be checked from the text alone (keys, types, ranges,
 choices) is checked here, so that a typo costs milliseconds; nothing here
 imports TensorFlow. Names that only Keras knows (layer classes and their
-arguments, optimizers, losses, callbacks) are checked by ``models`` and
-``training`` before anything trains.
+arguments, optimizers, losses, callbacks) are checked by
+``nnrun.keras_names`` before anything trains.
 """
 
 from __future__ import annotations
