@@ -1,9 +1,10 @@
 """Loading a run config: YAML with the line of every key, ``--set`` overrides, key paths, and error wording.
 
-``load_config`` is the one entry point: it reads the file, validates it
-against ``schema.RunConfig``, applies the overrides to the resolved config and
-validates again. The first pydantic error becomes one line that names the
-dotted key, the file and line, and how to fix it.
+``load_config`` reads the file, validates it against ``schema.RunConfig``,
+applies the overrides to the resolved config and validates again;
+``validate_config`` alone serves data read elsewhere (a run directory's
+config). The first pydantic error becomes one line that names the dotted key,
+the file and line, and how to fix it.
 
 Example:
     >>> cfg = load_config("configs/diabetes_mlp.yaml", ["training.epochs=3"])
