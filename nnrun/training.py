@@ -17,14 +17,14 @@ The flow of ``train``:
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +35,8 @@ from nnrun.console import Reporter
 from nnrun.datasets import Dataset, load_dataset
 from nnrun.distribution import tensorboard_callback
 from nnrun.errors import ConfigError, NnrunError, RunDirError, RunInterrupted, did_you_mean
-from nnrun.models import build_model, check_arguments, layer_summary
+from nnrun.keras_names import check_loss, check_metrics, create_callbacks, create_optimizer, metric_names
+from nnrun.models import build_model, layer_summary
 from nnrun.preprocessing import Pipeline
 
 #: Batch size for evaluation and prediction: large batches are faster and the
@@ -68,122 +69,6 @@ class Prepared:
     @property
     def validation_data(self) -> tuple[np.ndarray, np.ndarray] | None:
         return None if self.x_val is None else (self.x_val, self.y_val)
-
-
-# ------------------------------------------------------------ Keras names
-
-
-def _optimizer_classes() -> dict[str, type]:
-    from nnrun.tf import import_keras
-
-    keras = import_keras()
-    return {
-        name.lower(): obj
-        for name, obj in vars(keras.optimizers).items()
-        if inspect.isclass(obj) and issubclass(obj, keras.optimizers.Optimizer) and obj is not keras.optimizers.Optimizer
-    }
-
-
-def create_optimizer(spec: Any):
-    """``{type: rmsprop, learning_rate: 0.001}`` -> ``keras.optimizers.RMSprop(learning_rate=0.001)``."""
-    kwargs = spec.kwargs()
-    if spec.learning_rate is not None:
-        kwargs["learning_rate"] = spec.learning_rate
-    classes = _optimizer_classes()
-    cls = classes.get(spec.type.lower())
-    if cls is None:
-        raise ConfigError(
-            f"training.optimizer.type: unknown optimizer '{spec.type}'{did_you_mean(spec.type.lower(), classes)} "
-            f"Valid optimizers: {', '.join(sorted(classes))}."
-        )
-    check_arguments(cls, kwargs, "training.optimizer")
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"training.optimizer ({cls.__name__}): {str(exc).splitlines()[0]}") from None
-
-
-def _loss_names() -> list[str]:
-    from nnrun.tf import import_keras
-
-    keras = import_keras()
-    return sorted(n for n, f in vars(keras.losses).items() if n.islower() and callable(f) and not n.startswith("_") and n not in ("get", "serialize", "deserialize"))
-
-
-def check_loss(name: str) -> None:
-    from nnrun.tf import import_keras
-
-    keras = import_keras()
-    try:
-        keras.losses.get(name)
-    except (ValueError, TypeError):
-        raise ConfigError(
-            f"training.loss: unknown loss '{name}'{did_you_mean(name, _loss_names())} "
-            "Use a keras.losses name such as categorical_crossentropy, sparse_categorical_crossentropy "
-            "or binary_crossentropy."
-        ) from None
-
-
-_METRIC_ALIASES = ("accuracy", "acc", "crossentropy", "ce")
-
-
-def check_metrics(names: list[str]) -> None:
-    from nnrun.tf import import_keras
-
-    keras = import_keras()
-    for i, name in enumerate(names):
-        if name in _METRIC_ALIASES:
-            continue
-        try:
-            keras.metrics.get(name)
-        except (ValueError, TypeError):
-            known = [n for n in vars(keras.metrics) if not n.startswith("_") and n not in ("get", "serialize", "deserialize")]
-            raise ConfigError(
-                f"training.metrics[{i}]: unknown metric '{name}'{did_you_mean(name, known)} "
-                "Use a keras.metrics name such as accuracy, AUC, Precision or Recall."
-            ) from None
-
-
-def create_callbacks(specs: list[Any]) -> list[Any]:
-    """The config's callbacks, each a ``keras.callbacks`` class by name."""
-    from nnrun.tf import import_keras
-
-    keras = import_keras()
-    classes = {
-        n: c for n, c in vars(keras.callbacks).items()
-        if inspect.isclass(c) and issubclass(c, keras.callbacks.Callback) and c is not keras.callbacks.Callback
-    }  # fmt: skip
-    callbacks = []
-    for i, spec in enumerate(specs):
-        key = f"training.callbacks[{i}]"
-        cls = classes.get(spec.type)
-        if cls is None:
-            raise ConfigError(
-                f"{key}.type: keras.callbacks has no callback '{spec.type}'{did_you_mean(spec.type, classes)} "
-                f"Valid callbacks: {', '.join(sorted(classes))}."
-            )
-        kwargs = spec.kwargs()
-        check_arguments(cls, kwargs, key)
-        try:
-            callbacks.append(cls(**kwargs))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{key} ({cls.__name__}): {str(exc).splitlines()[0]}") from None
-    return callbacks
-
-
-def metric_names(config: RunConfig, validation: bool) -> list[str]:
-    """The names ``fit`` will log, e.g. ``loss, accuracy, val_loss, val_accuracy``."""
-    names = ["loss"] + [_metric_log_name(m) for m in config.training.metrics]
-    return names + [f"val_{n}" for n in names] if validation else names
-
-
-def _metric_log_name(name: str) -> str:
-    import re
-
-    if name in ("acc",):
-        return "acc"
-    # Keras logs class-style metrics by their snake_case name (AUC -> auc, TopKCategoricalAccuracy -> ...).
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
 # ----------------------------------------------------- compatibility checks

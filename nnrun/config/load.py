@@ -1,10 +1,10 @@
-"""The run config: YAML plus ``--set`` overrides, validated into a frozen RunConfig.
+"""Loading a run config: YAML with the line of every key, ``--set`` overrides, key paths, and error wording.
 
-Nothing here imports TensorFlow. Everything that can be checked from the text
-alone (keys, types, ranges, choices) is checked here, so that a typo costs
-milliseconds. Names that only Keras knows (layer classes and their arguments,
-optimizers, losses, callbacks) are checked by ``models`` and ``training``
-before anything trains.
+``load_config`` reads the file, validates it against ``schema.RunConfig``,
+applies the overrides to the resolved config and validates again;
+``validate_config`` alone serves data read elsewhere (a run directory's
+config). The first pydantic error becomes one line that names the dotted key,
+the file and line, and how to fix it.
 
 Example:
     >>> cfg = load_config("configs/diabetes_mlp.yaml", ["training.epochs=3"])
@@ -14,263 +14,15 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import re
-from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ValidationError
 
-from nnrun.errors import ConfigError, did_you_mean
-
-SECTIONS = ("dataset", "preprocessing", "model", "training", "run")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-class Named(BaseModel):
-    """A Keras object named by ``type`` whose other keys are passed to its constructor."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    type: str
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, value: Any) -> Any:
-        return {"type": value} if isinstance(value, str) else value
-
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-# ----------------------------------------------------------------- dataset
-
-
-Validation = Union[Annotated[float, Field(gt=0, lt=1)], Literal["test", "none"]]
-
-
-class _DatasetBase(Strict):
-    validation: Validation = Field(
-        "none",
-        description="FRACTION of train held out (the last part, as Keras's validation_split), "
-        "'test' to validate on the test set, or 'none'.",
-    )
-    limit: Annotated[int, Field(ge=1)] | None = Field(None, description="keep the first N training samples")
-
-
-class _TabularBase(_DatasetBase):
-    label: str | int = Field(-1, description="label column, by name or index (negative counts from the end)")
-    features: list[str | int] | None = Field(None, description="feature columns; default: all but the label")
-    header: bool = True
-    delimiter: str = ","
-    test_split: Annotated[float, Field(gt=0, lt=1)] = 0.25
-    split_seed: int = 87
-    stratify: bool = False
-
-
-class DiabetesDataset(_TabularBase):
-    """The Pima Indians diabetes CSV that ships inside nnrun: works with no network."""
-
-    name: Literal["diabetes"]
-    label: str | int = "Outcome"
-
-
-class CsvDataset(_TabularBase):
-    name: Literal["csv"]
-    path: str
-
-
-class ImageDataset(_DatasetBase):
-    """MNIST or Fashion-MNIST from the four IDX files."""
-
-    name: Literal["mnist", "fashion_mnist"]
-    path: str | None = Field(None, description="folder with the four IDX files (.gz or raw)")
-
-
-DatasetConfig = Annotated[Union[DiabetesDataset, CsvDataset, ImageDataset], Field(discriminator="name")]
-
-# ------------------------------------------------------------ preprocessing
-
-
-def _fraction(value: Any) -> Any:
-    """Accept ``1/255`` as well as ``0.00392``."""
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d+)?\s*/\s*\d+(\.\d+)?\s*", value):
-        num, den = value.split("/")
-        return float(Fraction(num.strip()) / Fraction(den.strip()))
-    return value
-
-
-class _Step(Strict):
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, value: Any) -> Any:
-        return {"type": value} if isinstance(value, str) else value
-
-
-class FlattenStep(_Step):
-    type: Literal["flatten"]
-
-
-class ReshapeStep(_Step):
-    type: Literal["reshape"]
-    target_shape: list[Annotated[int, Field(ge=-1)]]
-
-
-class ScaleStep(_Step):
-    type: Literal["scale"]
-    factor: float
-
-    _parse = field_validator("factor", mode="before")(lambda cls, v: _fraction(v))
-
-
-class StandardizeStep(_Step):
-    type: Literal["standardize"]
-
-
-class OneHotStep(_Step):
-    type: Literal["one_hot"]
-    num_classes: Annotated[int, Field(ge=2)] | None = None
-
-
-class AddChannelAxisStep(_Step):
-    type: Literal["add_channel_axis"]
-
-
-class CastStep(_Step):
-    type: Literal["cast"]
-    dtype: Literal["float16", "float32", "float64", "int32", "int64", "uint8"] = "float32"
-
-
-StepConfig = Annotated[
-    Union[FlattenStep, ReshapeStep, ScaleStep, StandardizeStep, OneHotStep, AddChannelAxisStep, CastStep],
-    Field(discriminator="type"),
-]
-
-
-DATASET_NAMES = ("diabetes", "csv", "mnist", "fashion_mnist")
-STEP_TYPES = ("flatten", "reshape", "scale", "standardize", "one_hot", "add_channel_axis", "cast")
-
-
-def _steps_from_strings(value: Any) -> Any:
-    if isinstance(value, list):
-        return [{"type": v} if isinstance(v, str) else v for v in value]
-    return value
-
-
-# -------------------------------------------------------------------- model
-
-
-class ModelConfig(Strict):
-    layers: Annotated[list[Named], Field(min_length=1)]
-
-
-# ----------------------------------------------------------------- training
-
-
-class OptimizerConfig(Named):
-    learning_rate: Annotated[float, Field(gt=0)] | None = Field(None, description="None: the optimizer's default")
-
-
-class TrainingConfig(Strict):
-    optimizer: OptimizerConfig = OptimizerConfig(type="adam")
-    loss: str = "categorical_crossentropy"
-    metrics: list[str] = ["accuracy"]
-    epochs: Annotated[int, Field(ge=1)] = 10
-    batch_size: Annotated[int, Field(ge=1)] = 32
-    shuffle: bool = True
-    callbacks: list[Named] = []
-    checkpoint: Literal["best", "last", "none"] = Field(
-        "last", description="which model the checkpoints/ folder keeps during training"
-    )
-    steps_per_execution: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
-    jit_compile: bool | Literal["auto"] = Field(
-        False, description="XLA (Keras's jit_compile). Off by default: on these CPUs it made no shipped config "
-        "faster as a whole run, 2x slower on Conv2D, and ~110 MB more memory. 'auto' (older configs) means off"
-    )
-    verbose: Annotated[int, Field(ge=0, le=2)] = 1
-    tensorboard: bool = Field(False, description="write TensorBoard logs into the run directory's tensorboard/ folder")
-    mixed_precision: bool = Field(
-        False, description="Keras's mixed_float16 policy on GPU (the last layer stays float32); on CPU a warning, float32"
-    )
-
-    @field_validator("optimizer", mode="before")
-    @classmethod
-    def _optimizer_from_string(cls, value: Any) -> Any:
-        return {"type": value} if isinstance(value, str) else value
-
-
-# ---------------------------------------------------------------------- run
-
-
-class RunSection(Strict):
-    name: str | None = Field(None, description="run name; default: the config file's stem")
-    seed: int = 42
-    runs_dir: str = "runs"
-
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,80}", value):
-            raise ValueError("must be letters, digits, '.', '_' or '-' (at most 81 characters, no '/')")
-        return value
-
-
-# ------------------------------------------------------------- distribution
-
-
-class DistributionConfig(Strict):
-    """How ``fit`` spreads over devices, through ``tf.distribute``. ``training.batch_size`` stays the global batch."""
-
-    strategy: Literal["none", "mirrored", "multi_worker"] = Field(
-        "none", description="none; mirrored (MirroredStrategy over local GPUs or `devices`); multi_worker (rejected: "
-        "broken upstream with Keras 3, see nnrun.distribution)"
-    )
-    devices: Annotated[list[str], Field(min_length=1)] | None = Field(
-        None, description="mirrored only: the devices, e.g. ['/gpu:0', '/gpu:1']; default: all local GPUs (else the CPU)"
-    )
-
-
-# -------------------------------------------------------------------- sweep
-
-
-class SweepConfig(Strict):
-    """``nnrun sweep``: config keys to vary. ``nnrun train`` ignores this section."""
-
-    grid: dict[str, Annotated[list[Any], Field(min_length=1)] | str] = Field(
-        {}, description="dotted key -> list of values, or a range such as 'loguniform(1e-4, 1e-1)' (random mode)"
-    )
-    metric: str = Field("val_accuracy", description="the compare column that ranks the trials")
-    random: Annotated[int, Field(ge=1)] | None = Field(None, description="sample this many trials instead of the full grid")
-    seed: int = Field(0, description="seed of the random sampling")
-
-
-class RunConfig(Strict):
-    """The whole, resolved configuration of one run."""
-
-    dataset: DatasetConfig
-    preprocessing: list[StepConfig] = []
-    model: ModelConfig
-    training: TrainingConfig = TrainingConfig()
-    run: RunSection = RunSection()
-    distribution: DistributionConfig = DistributionConfig()
-    sweep: SweepConfig | None = None
-
-    _steps = field_validator("preprocessing", mode="before")(lambda cls, v: _steps_from_strings(v))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The resolved config as plain data, in section order, defaults filled in."""
-        return self.model_dump(mode="json")
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-
-# ------------------------------------------------------------ loading
+from nnrun.config.schema import DATASET_NAMES, SECTIONS, STEP_TYPES, RunConfig, expand_short_forms
+from nnrun.errors import ConfigError, did_you_mean, first_line
 
 
 def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[tuple, int]]:
@@ -288,7 +40,7 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[tuple, int]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or first_line(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}. Fix the file's syntax.") from None
     if data is None:
         data = {}
@@ -312,19 +64,40 @@ def _line_map(node: Any, prefix: tuple = ()) -> dict[tuple, int]:
     return lines
 
 
+def parse_key(text: str) -> list[str | int]:
+    """Split a dotted key path into its parts, list indexes as ints.
+
+    ``model.layers[0].units`` and ``model.layers.0.units`` both give
+    ``["model", "layers", 0, "units"]``; ``[-1]`` or ``.-1`` gives ``-1``.
+    A part made only of digits (with an optional leading ``-``) is an int,
+    every other part a str; whitespace around the whole key is ignored. The
+    parts are not checked against any config: ``apply_override`` does that.
+    ``dotted`` turns the parts back into ``model.layers[0].units``.
+
+    Raises:
+        ConfigError: the key is empty or has an empty part (``a..b``, ``.a``,
+            ``a.``), worded ``the key 'a..b' is not a dotted path such as ...``
+            so that callers can put where the key came from in front.
+    """
+    key = re.sub(r"\[(-?\d+)\]", r".\1", text.strip())
+    if not key or any(part == "" for part in key.split(".")):
+        raise ConfigError(f"the key {key!r} is not a dotted path such as model.layers.0.units.")
+    return [int(p) if re.fullmatch(r"-?\d+", p) else p for p in key.split(".")]
+
+
 def parse_override(text: str) -> tuple[list[str | int], Any]:
-    """Parse ``a.b.0.c=VALUE`` (or ``a.b[0].c=VALUE``); VALUE is YAML."""
+    """Parse ``a.b.0.c=VALUE`` (or ``a.b[0].c=VALUE``) into ``parse_key``'s parts and the value; VALUE is YAML."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set training.epochs=3.")
     key, raw = text.split("=", 1)
-    key = re.sub(r"\[(-?\d+)\]", r".\1", key.strip())
-    if not key or any(part == "" for part in key.split(".")):
-        raise ConfigError(f"--set {text!r}: the key {key!r} is not a dotted path such as model.layers.0.units.")
+    try:
+        parts = parse_key(key)
+    except ConfigError as exc:
+        raise ConfigError(f"--set {text!r}: {exc}") from None
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    parts: list[str | int] = [int(p) if re.fullmatch(r"-?\d+", p) else p for p in key.split(".")]
     return parts, value
 
 
@@ -409,18 +182,7 @@ def load_config(
 
 def validate_config(data: dict[str, Any], *, source: str = "config", lines: dict[tuple, int] | None = None) -> RunConfig:
     """Validate plain data into a RunConfig, turning the first pydantic error into one clear line."""
-    data = copy.deepcopy(data)
-    if isinstance(data.get("preprocessing"), list):
-        data["preprocessing"] = _steps_from_strings(data["preprocessing"])
-    training = data.get("training")
-    if isinstance(training, dict) and isinstance(training.get("optimizer"), str):
-        training["optimizer"] = {"type": training["optimizer"]}
-    for section in ("model", "training"):
-        items = (data.get(section) or {}).get("layers" if section == "model" else "callbacks")
-        if isinstance(data.get(section), dict) and isinstance(items, list):
-            data[section]["layers" if section == "model" else "callbacks"] = [
-                {"type": v} if isinstance(v, str) else v for v in items
-            ]
+    data = expand_short_forms(data)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
@@ -428,6 +190,7 @@ def validate_config(data: dict[str, Any], *, source: str = "config", lines: dict
 
 
 def format_validation_error(exc: ValidationError, data: dict, source: str, lines: dict[tuple, int]) -> str:
+    """One line for the first error: the dotted key, what was received, ``source:line``, and how to fix it."""
     errors = exc.errors(include_url=False)
     err = errors[0]
     loc, model_loc = _clean_loc(err["loc"], data)
@@ -443,7 +206,7 @@ def format_validation_error(exc: ValidationError, data: dict, source: str, lines
     received = _lookup(data, loc)
     if kind == "extra_forbidden":
         parent = dotted(loc[:-1]) or "the top level"
-        valid = _valid_keys(model_loc[:-1], data)
+        valid = _valid_keys(model_loc[:-1])
         hint = did_you_mean(str(loc[-1]), valid)
         listing = f" Valid keys: {', '.join(valid)}." if valid else ""
         parent_data = _lookup(data, loc[:-1])
@@ -507,7 +270,7 @@ def _clean_loc(loc: tuple, data: dict) -> tuple[tuple, tuple]:
     return tuple(user), tuple(model)
 
 
-def _valid_keys(model_loc: tuple, data: dict) -> list[str]:
+def _valid_keys(model_loc: tuple) -> list[str]:
     """The field names allowed at ``model_loc`` (walking RunConfig's annotations)."""
     tp: Any = RunConfig
     for part in model_loc:
