@@ -1,17 +1,23 @@
-"""Models: a ``keras.Sequential`` built from the config's layer list.
+"""Models: a ``keras.Sequential`` built from the config's layer list, and its fit to the data and loss.
 
 Each layer item names a ``keras.layers`` class and passes its keyword
 arguments unchanged; ``nnrun.keras_names`` finds the class and checks the
 arguments. Here the layers are made and stacked, and a layer that cannot take
 the previous one's output gets a hint about the preprocessing steps.
+``check_compatibility`` then checks, before any training, that the model's
+output, the labels and the loss fit together, and that callbacks monitor a
+metric that will be logged.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from nnrun.errors import ConfigError, first_line
-from nnrun.keras_names import resolve_layer
+import numpy as np
+
+from nnrun.config import RunConfig
+from nnrun.errors import ConfigError, did_you_mean, first_line
+from nnrun.keras_names import metric_names, resolve_layer
 
 
 def build_model(layers: list[Any], input_shape: tuple[int, ...], *, name: str = "model"):
@@ -78,3 +84,64 @@ def layer_summary(layers: list[Any]) -> str:
         else:
             parts.append(kind)
     return "-".join(parts)
+
+
+def check_compatibility(model: Any, prepared_y: np.ndarray, num_classes: int, config: RunConfig,
+                        label_encoding: str, validation: bool) -> None:
+    """Check that the model's output, the labels and the loss fit together, before any training."""
+    out = tuple(model.output_shape[1:])
+    label_shape = tuple(prepared_y.shape[1:])
+    loss = config.training.loss
+    last = f"model.layers[{len(config.model.layers) - 1}]"
+    if len(out) != 1:
+        raise ConfigError(
+            f"the model's output has shape {out} per sample, but each label is {label_shape or 'a single class index'}; "
+            "add a Flatten layer (or the 'flatten' preprocessing step) before the Dense layers."
+        )
+    width = out[0]
+    _check_loss_fits(loss, width, num_classes, label_encoding, last)
+    available = metric_names(config, validation)
+    for i, spec in enumerate(config.training.callbacks):
+        monitor = spec.kwargs().get("monitor")
+        if monitor is None or monitor in available:
+            continue
+        hint = (
+            " There is no validation data: set dataset.validation to a fraction or 'test'."
+            if monitor.startswith("val_") and not validation
+            else ""
+        )
+        raise ConfigError(
+            f"training.callbacks[{i}].monitor: '{monitor}' is not a logged metric{did_you_mean(monitor, available)} "
+            f"Logged metrics: {', '.join(available)}.{hint}"
+        )
+
+
+def _check_loss_fits(loss: str, width: int, num_classes: int, label_encoding: str, last: str) -> None:
+    """Is the loss consistent with the label encoding and the output width?"""
+    if loss in ("binary_crossentropy", "binary_focal_crossentropy"):
+        if label_encoding == "one_hot" and width != num_classes:
+            raise ConfigError(
+                f"the last layer gives {width} outputs but the one-hot labels have {num_classes} columns; "
+                f"set {last}.units to {num_classes}."
+            )
+        if label_encoding == "integer" and (num_classes != 2 or width != 1):
+            raise ConfigError(
+                f"training.loss binary_crossentropy needs one output for two classes, got {width} outputs "
+                f"for {num_classes} classes; use units: 1 with sigmoid, or one_hot + categorical_crossentropy."
+            )
+        return
+    if loss == "categorical_crossentropy" and label_encoding != "one_hot":
+        raise ConfigError(
+            "training.loss categorical_crossentropy needs one-hot labels but the labels are integers; "
+            "add the 'one_hot' preprocessing step or use sparse_categorical_crossentropy."
+        )
+    if loss == "sparse_categorical_crossentropy" and label_encoding == "one_hot":
+        raise ConfigError(
+            "training.loss sparse_categorical_crossentropy needs integer labels but they are one-hot; "
+            "remove the 'one_hot' step or use categorical_crossentropy."
+        )
+    if loss in ("categorical_crossentropy", "sparse_categorical_crossentropy") and width != num_classes:
+        raise ConfigError(
+            f"the last layer gives {width} outputs but the dataset has {num_classes} classes; "
+            f"set {last}.units to {num_classes}."
+        )

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nnrun.config.schema import as_typed
 from nnrun.errors import ConfigError, DataError
 
 REGISTRY: dict[str, type["Step"]] = {}
@@ -235,7 +236,7 @@ class Pipeline:
     def from_config(cls, specs: list[Any]) -> "Pipeline":
         """Build from ``RunConfig.preprocessing`` (pydantic models or plain dicts)."""
         dicts = [
-            s.model_dump() if hasattr(s, "model_dump") else {"type": s} if isinstance(s, str) else dict(s)
+            s.model_dump() if hasattr(s, "model_dump") else dict(as_typed(s))
             for s in specs
         ]
         return cls([create_step(d) for d in dicts])

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from nnrun.config import RunConfig, apply_override, dotted, parse_override, validate_config
+from nnrun.config import RunConfig, apply_override, dotted, parse_key, parse_override, validate_config
 from nnrun.errors import ConfigError
 
 RANGE_KINDS = ("loguniform", "uniform", "randint")
@@ -110,10 +110,10 @@ def parse_grid_option(text: str) -> tuple[str, Axis]:
 
 def normalize_key(key: str) -> str:
     """``model.layers[0].units`` -> ``model.layers.0.units`` (the form ``--set`` takes)."""
-    key = re.sub(r"\[(-?\d+)\]", r".\1", key.strip())
-    if not key or any(part == "" for part in key.split(".")):
-        raise ConfigError(f"sweep key {key!r} is not a dotted path such as model.layers.0.units.")
-    return key
+    try:
+        return ".".join(map(str, parse_key(key)))
+    except ConfigError as exc:
+        raise ConfigError(f"sweep: {exc}") from None
 
 
 def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Axis]:
@@ -148,7 +148,7 @@ def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Axis]:
 def check_grid(grid: dict[str, Axis], base: dict[str, Any]) -> None:
     """Every key must exist in the resolved config, and not be one the sweep sets itself."""
     for key in grid:
-        parts = parse_override(f"{key}=0")[0]
+        parts = parse_key(key)
         if dotted(parts) in FIXED_KEYS or key.startswith("sweep"):
             raise ConfigError(f"sweep key {key}: a sweep sets run.name and run.runs_dir itself and cannot vary '{key}'.")
         try:
@@ -193,7 +193,7 @@ def trial_config(base: dict[str, Any], params: dict[str, Any], *, name: str, run
     """The base config with ``params`` applied, named and placed for the sweep. ConfigError if invalid."""
     data = copy.deepcopy(base)
     for key, value in params.items():
-        apply_override(data, parse_override(f"{key}=0")[0], value)
+        apply_override(data, parse_key(key), value)
     data["run"]["name"] = name
     data["run"]["runs_dir"] = runs_dir
     data["sweep"] = None
@@ -207,7 +207,7 @@ def grid_to_json(grid: dict[str, Axis]) -> dict[str, Any]:
 
 def params_text(params: dict[str, Any]) -> str:
     """``model.layers[0].units=64 training.optimizer.learning_rate=0.001``: a trial's values in one line."""
-    return " ".join(f"{dotted(parse_override(f'{k}=0')[0])}={_value_text(v)}" for k, v in params.items())
+    return " ".join(f"{dotted(parse_key(k))}={_value_text(v)}" for k, v in params.items())
 
 
 def _value_text(value: Any) -> str:
