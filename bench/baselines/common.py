@@ -2,11 +2,12 @@
 
 The baselines stand for "the tutorial's own plain-Keras script". They can't
 download (no network), so they read the same files nnrun reads, from
-``$NNRUN_DATA_DIR``. ``load_data`` is Keras's own ``fashion_mnist.load_data``
-with the download replaced by a folder: ``gzip.open`` + ``np.frombuffer`` on
-the four IDX files, no checksum. (``keras.datasets.mnist.load_data`` would
-need Keras's ``mnist.npz``, which it checks against a SHA-256 we can't
-reproduce offline, so both datasets go through this one loader.)
+``$NNRUN_DATA_DIR`` (the penguins baselines: ``configs/data/`` in the repo).
+``load_data`` is Keras's own ``fashion_mnist.load_data`` with the download
+replaced by a folder: ``gzip.open`` + ``np.frombuffer`` on the four IDX
+files, no checksum. (``keras.datasets.mnist.load_data`` would need Keras's
+``mnist.npz``, which it checks against a SHA-256 we can't reproduce offline,
+so both datasets go through this one loader.)
 
 Nothing here changes how the model trains: ``EpochTimes`` takes one clock
 reading per epoch so that the runner can report seconds per epoch, and
@@ -71,11 +72,17 @@ def epoch_timer():
     return EpochTimes()
 
 
-def report(test_accuracy: float, train_seconds: float, timer=None, model=None) -> None:
-    """Print the last line the runner reads: ``RESULT {json}``."""
-    result = {"test_accuracy": float(test_accuracy), "train_seconds": round(train_seconds, 4)}
+def report(test_accuracy: float | None, train_seconds: float, timer=None, model=None, **extra: float) -> None:
+    """Print the last line the runner reads: ``RESULT {json}``.
+
+    A regression baseline has no accuracy: it passes ``None`` and its test figures as
+    ``extra`` (``test_r2=..., test_mae=..., test_rmse=...``), added after the usual keys.
+    """
+    result = {} if test_accuracy is None else {"test_accuracy": float(test_accuracy)}
+    result["train_seconds"] = round(train_seconds, 4)
     if timer is not None:
         result["epoch_seconds"] = timer.seconds
     if model is not None:
         result["params"] = int(model.count_params())
+    result.update({key: float(value) for key, value in extra.items()})
     print("RESULT " + json.dumps(result), flush=True)
