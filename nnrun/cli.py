@@ -142,9 +142,21 @@ def check(
         console.print(f"[green]✓[/] {config}: schema valid")
         console.print(Syntax(cfg.to_yaml(), "yaml", theme="ansi_dark", background_color="default"))
 
+        from nnrun.datasets.table import column_summary
         from nnrun.training import model_summary, prepare
 
         prepared = prepare(cfg)
+        data = prepared.dataset
+        if data.columns:
+            columns = Table(title=f"columns (label '{data.label.get('label')}': {data.task})",
+                            header_style="bold", title_justify="left")
+            for heading in ("column", "type", "distinct", "missing"):
+                columns.add_column(heading, justify="left" if heading in ("column", "type") else "right")
+            for row in column_summary(data.columns):
+                columns.add_row(*row)
+            console.print(columns)
+        for note in data.notes:
+            console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
         table = Table(title="data shapes after each preprocessing step", header_style="bold")
         for column in ("step", "x (train)", "y (train)"):
             table.add_column(column)

@@ -30,7 +30,14 @@ import numpy as np
 
 from nnrun import rundir as rd
 from nnrun.errors import DataError
-from nnrun.metrics import binary_report, class_probabilities, classification_report, confusion_matrix, most_confused
+from nnrun.metrics import (
+    binary_report,
+    class_probabilities,
+    classification_report,
+    confusion_matrix,
+    most_confused,
+    regression_report,
+)
 from nnrun.trained import TrainedRun, load_run_dataset, load_trained
 
 SPLITS = ("test", "validation", "train")
@@ -65,6 +72,8 @@ def read_data_path(path: str | Path, trained: TrainedRun, split: str) -> tuple[n
         return x, y, names
     if path.is_dir():
         raise DataError(f"--data {path}: the run trained on a CSV ({signature['dataset']}); pass a CSV file with the same columns.")
+    if trained.typed or trained.regression:
+        return _labelled_rows(path, trained)
     table = read_csv_table(
         path, label=signature["label"], features=signature["feature_names"], header=signature.get("header", True),
         delimiter=signature.get("delimiter", ","), key="--data",
@@ -75,6 +84,46 @@ def read_data_path(path: str | Path, trained: TrainedRun, split: str) -> tuple[n
         raise DataError(f"--data {path}: label value {unknown[0]!r} is not one of the run's classes ({', '.join(names)}).")
     mapping = np.array([names.index(n) for n in file_names])
     return x, mapping[y], tuple(names)
+
+
+def _labelled_rows(path: Path, trained: TrainedRun) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """``--data`` for a typed-CSV or regression run: columns by header name, the label required."""
+    from nnrun.datasets.table import MISSING, read_new_rows
+
+    signature = trained.signature
+    x, labels, lines = read_new_rows(path, signature, key="--data")
+    label = signature.get("label")
+    if labels is None:
+        raise DataError(f"--data {path}: no label column '{label}'; evaluate needs the true values. "
+                        "To predict without them, use nnrun predict.")
+    for value, line in zip(labels, lines):
+        if value.lower() in MISSING:
+            raise DataError(f"--data {path}: missing label at row {line}, column '{label}'.")
+    if trained.regression:
+        try:
+            return x, np.array([float(v) for v in labels], dtype=np.float32), ()
+        except ValueError:
+            bad = next((v, line) for v, line in zip(labels, lines) if not _is_float(v))
+            raise DataError(f"--data {path}: the label '{label}' must be a number, got {bad[0]!r} at row {bad[1]}.") from None
+    names = trained.class_names
+    canonical = [_class_name(v) for v in labels]
+    unknown = [v for v in canonical if v not in names]
+    if unknown:
+        raise DataError(f"--data {path}: label value {unknown[0]!r} is not one of the run's classes ({', '.join(names)}).")
+    return x, np.array([names.index(v) for v in canonical], dtype=np.int64), names
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _class_name(value: str) -> str:
+    """A label cell as training named the class: numbers as ``1``, not ``1.0``."""
+    return (str(int(float(value))) if float(value).is_integer() else str(float(value))) if _is_float(value) else value
 
 
 def _idx_pair(path: Path, split: str) -> tuple[Path, Path]:
@@ -114,10 +163,11 @@ class Evaluation:
     run: rd.RunDir
     result: dict[str, Any]
     suffix: str  # "" for the test split, "-validation", "-train" or "-data-<name>"
-    confusion: np.ndarray
+    confusion: np.ndarray | None  # None for a regression
     class_names: tuple[str, ...]
     images: np.ndarray | None = None  # raw images of the worst misclassified samples
     image_titles: list[str] = field(default_factory=list)
+    predictions: tuple[np.ndarray, np.ndarray] | None = None  # regression: (true, predicted)
 
     @property
     def json_name(self) -> str:
@@ -159,22 +209,29 @@ def evaluate_run(path: str | Path, *, split: str = "test", data: str | Path | No
     except DataError as exc:
         raise DataError(f"{source}: {exc}") from None
     metrics = evaluate_arrays(trained.model, x, y_model)
+    result: dict[str, Any] = {"run": trained.run.id, "split": source, "samples": len(y),
+                              "evaluated": now().isoformat(timespec="seconds"), "metrics": metrics}  # fmt: skip
+    notes = trained.pipeline.notes()
+    if notes:
+        result["notes"] = notes
+    if trained.regression:
+        predicted = trained.model.predict(x, batch_size=EVAL_BATCH_SIZE, verbose=0).reshape(-1)
+        metrics.update(regression_report(y, predicted))
+        result.update(task="regression", target=trained.signature.get("label"))
+        if split == "test" and data is None:
+            result["reproduces_training"] = _compare_with_training(trained.run, metrics)
+        return Evaluation(trained.run, result, suffix, None, (), predictions=(np.asarray(y), predicted))
     probs = class_probabilities(trained.model.predict(x, batch_size=EVAL_BATCH_SIZE, verbose=0))
     if probs.shape[1] != len(class_names):
         raise DataError(f"the model gives {probs.shape[1]} class scores but the data has {len(class_names)} classes.")
     predicted = probs.argmax(axis=1)
     cm = confusion_matrix(y, predicted, len(class_names))
-    result: dict[str, Any] = {
-        "run": trained.run.id,
-        "split": source,
-        "samples": len(y),
-        "evaluated": now().isoformat(timespec="seconds"),
-        "metrics": metrics,
+    result.update({
         "class_names": list(class_names),
         **classification_report(cm, class_names),
         "most_confused": most_confused(cm, class_names),
         "confusion_matrix": cm.tolist(),
-    }
+    })
     if len(class_names) == 2:
         result["binary"] = {"positive_class": class_names[1], **binary_report(y, probs[:, 1])}
     if split == "test" and data is None:
@@ -223,6 +280,15 @@ def write_evaluation(evaluation: Evaluation) -> list[Path]:
 
     run, suffix, names = evaluation.run, evaluation.suffix, evaluation.class_names
     names_of = rd.evaluation_files(suffix)
+    if evaluation.predictions is not None:
+        from nnrun.plots import plot_regression
+
+        written = [run.file(names_of["regression_png"]), run.file(evaluation.json_name)]
+        plot_regression(*evaluation.predictions, written[0], target=evaluation.result.get("target") or "target",
+                        title=f"{run.id}: {evaluation.result['split']}")
+        evaluation.result["files"] = [p.name for p in written]
+        rd.write_json_atomic(written[-1], evaluation.result)
+        return written
     written = [run.file(names_of["confusion_csv"]), run.file(names_of["confusion_png"])]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -243,7 +309,8 @@ def write_evaluation(evaluation: Evaluation) -> list[Path]:
 
 
 def render_evaluation(result: dict[str, Any], files: list[Path] = ()) -> list[Any]:
-    """Rich renderables for the report: metrics, per-class scores, confusion matrix, most-confused pairs."""
+    """Rich renderables for the report: metrics, then per-class scores, confusion matrix and most-confused pairs
+    (classification) or the units of the errors (regression)."""
     from rich.table import Table
 
     out: list[Any] = []
@@ -254,6 +321,12 @@ def render_evaluation(result: dict[str, Any], files: list[Path] = ()) -> list[An
     if check:
         mark = "[green]✓[/] reproduces" if check["within_tolerance"] else "[yellow]✗ differs from[/]"
         out.append(f"{mark} metrics.json's test values (largest difference {check['max_abs_difference']:.1e})")
+    out.extend(f"[yellow]note:[/] {note}" for note in result.get("notes", []))
+    if result.get("task") == "regression":
+        out.append(f"regression of '{result.get('target')}': MAE and RMSE are in its own units")
+        if files:
+            out.append("wrote " + ", ".join(f"[cyan]{Path(f).name}[/]" for f in files) + f" in {Path(files[0]).parent}")
+        return out
 
     table = Table(title="per class", header_style="bold", title_justify="left")
     table.add_column("class")

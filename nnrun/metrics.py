@@ -109,3 +109,16 @@ def class_probabilities(outputs: np.ndarray) -> np.ndarray:
     if outputs.shape[1] == 1:
         return np.hstack([1.0 - outputs, outputs])
     return outputs
+
+
+def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE and R² (1 - residual sum of squares / total sum of squares), in the target's own units."""
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    residual = y_true - y_pred
+    total = float(((y_true - y_true.mean()) ** 2).sum())
+    return {
+        "mae": float(np.abs(residual).mean()),
+        "rmse": float(np.sqrt((residual**2).mean())),
+        "r2": float(1.0 - (residual**2).sum() / total) if total > 0 else float("nan"),
+    }

@@ -87,7 +87,7 @@ def layer_summary(layers: list[Any]) -> str:
 
 
 def check_compatibility(model: Any, prepared_y: np.ndarray, num_classes: int, config: RunConfig,
-                        label_encoding: str, validation: bool) -> None:
+                        label_encoding: str, validation: bool, task: str = "classification") -> None:
     """Check that the model's output, the labels and the loss fit together, before any training."""
     out = tuple(model.output_shape[1:])
     label_shape = tuple(prepared_y.shape[1:])
@@ -99,7 +99,10 @@ def check_compatibility(model: Any, prepared_y: np.ndarray, num_classes: int, co
             "add a Flatten layer (or the 'flatten' preprocessing step) before the Dense layers."
         )
     width = out[0]
-    _check_loss_fits(loss, width, num_classes, label_encoding, last)
+    if task == "regression":
+        _check_regression(loss, width, label_encoding, last, config.dataset.task)
+    else:
+        _check_loss_fits(loss, width, num_classes, label_encoding, last)
     available = metric_names(config, validation)
     for i, spec in enumerate(config.training.callbacks):
         monitor = spec.kwargs().get("monitor")
@@ -114,6 +117,21 @@ def check_compatibility(model: Any, prepared_y: np.ndarray, num_classes: int, co
             f"training.callbacks[{i}].monitor: '{monitor}' is not a logged metric{did_you_mean(monitor, available)} "
             f"Logged metrics: {', '.join(available)}.{hint}"
         )
+
+
+def _check_regression(loss: str, width: int, label_encoding: str, last: str, declared: str) -> None:
+    """A regression predicts one number per sample with a regression loss, from a label left as a number."""
+    from nnrun.datasets.table import REGRESSION_LOSSES
+
+    if label_encoding == "one_hot":
+        raise ConfigError("the 'one_hot' preprocessing step makes classes of the label, but this is a regression "
+                          "(a number per sample); remove 'one_hot' from preprocessing.")
+    if loss not in REGRESSION_LOSSES:
+        raise ConfigError(f"dataset.task is regression but training.loss {loss!r} is a classification loss; "
+                          "use a regression loss such as mse, mae or huber.")
+    if width != 1:
+        raise ConfigError(f"the last layer gives {width} outputs but a regression predicts one number; "
+                          f"set {last}.units to 1 (with no activation, or a linear one).")
 
 
 def _check_loss_fits(loss: str, width: int, num_classes: int, label_encoding: str, last: str) -> None:

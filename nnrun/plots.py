@@ -102,3 +102,27 @@ def plot_runs(series: list[tuple[str, list[float], list[float]]], path: str | Pa
     if len(series) <= 20:  # a legend of hundreds of runs hides the plot
         ax.legend(fontsize=8)
     _save(plt, fig, path)
+
+
+def plot_regression(y_true: Any, y_pred: Any, path: str | Path, *, target: str = "target", title: str = "") -> None:
+    """Two panels: predicted against true (with the line of perfect predictions), and residuals against predicted."""
+    import numpy as np
+
+    plt = _pyplot()
+    y_true, y_pred = np.asarray(y_true, dtype=float).ravel(), np.asarray(y_pred, dtype=float).ravel()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    left.scatter(y_true, y_pred, s=12, alpha=0.7)
+    left.plot([low, high], [low, high], color="grey", linestyle="--", label="predicted = true")
+    left.set_xlabel(f"true {target}")
+    left.set_ylabel(f"predicted {target}")
+    left.set_title("predicted against true")
+    left.legend()
+    right.scatter(y_pred, y_true - y_pred, s=12, alpha=0.7)
+    right.axhline(0, color="grey", linestyle="--")
+    right.set_xlabel(f"predicted {target}")
+    right.set_ylabel("residual (true - predicted)")
+    right.set_title("residuals")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    _save(plt, fig, path, title)

@@ -42,10 +42,15 @@ class Inputs:
 @dataclass
 class Predictions:
     names: list[str]
-    probabilities: np.ndarray  # (n, classes)
-    class_names: tuple[str, ...]
+    probabilities: np.ndarray  # (n, classes); a regression: (n, 1) predicted values
+    class_names: tuple[str, ...]  # () for a regression
     top_k: int
     notes: list[str] = field(default_factory=list)
+    target: str | None = None  # a regression: the label's name
+
+    @property
+    def regression(self) -> bool:
+        return not self.class_names
 
     @property
     def predicted(self) -> np.ndarray:
@@ -69,6 +74,7 @@ class SampleSpec:
     label: str | int | None = None  # the label column of the training CSV
     label_position: int | None = None
     delimiter: str = ","
+    signature: dict | None = None  # a typed CSV run: rows are read by header name, strings kept
 
 
 def read_inputs(paths: list[str | Path], spec: SampleSpec, *, invert: bool = False) -> Inputs:
@@ -87,6 +93,16 @@ def read_inputs(paths: list[str | Path], spec: SampleSpec, *, invert: bool = Fal
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
             x, labels = _read_image(path, spec, invert), [path.name]
+        elif spec.signature is not None:
+            if suffix not in (".csv", ".tsv", ".txt"):
+                raise DataError(f"input {path}: this run trained on a CSV with named, typed columns; pass a CSV "
+                                "with a header row.")
+            from nnrun.datasets.table import read_new_rows
+
+            x, _, lines = read_new_rows(path, spec.signature)
+            arrays.append(x)
+            names.extend(f"{path.name}:{line}" for line in lines)
+            continue
         elif suffix in (".csv", ".tsv", ".txt"):
             x, labels = _read_csv(path, spec)
         elif suffix == ".npy":
@@ -102,7 +118,7 @@ def read_inputs(paths: list[str | Path], spec: SampleSpec, *, invert: bool = Fal
             x = 255 - x
         arrays.append(np.asarray(x, dtype=np.float32))
         names.extend(labels)
-    return Inputs(np.concatenate(arrays), names, notes)
+    return Inputs(np.concatenate(arrays) if len(arrays) > 1 else arrays[0], names, notes)
 
 
 def _read_image(path: Path, spec: SampleSpec, invert: bool) -> np.ndarray:
@@ -222,7 +238,7 @@ def sample_spec(trained: Any) -> SampleSpec:
     return SampleSpec(
         shape=tuple(signature["sample_shape"]), image=trained.image, feature_names=tuple(signature["feature_names"]),
         label=signature.get("label"), label_position=signature.get("label_position"),
-        delimiter=signature.get("delimiter", ","),
+        delimiter=signature.get("delimiter", ","), signature=signature if trained.typed else None,
     )  # fmt: skip
 
 
@@ -247,8 +263,12 @@ def predict_run(path: str | Path, inputs: list[str | Path], *, top_k: int = 3, i
         x, _ = trained.pipeline.transform(read.x)
     except DataError as exc:
         raise DataError(f"the inputs do not fit the run's preprocessing: {exc}") from None
-    probabilities = class_probabilities(trained.model.predict(x, batch_size=EVAL_BATCH_SIZE, verbose=0))
-    return Predictions(read.names, probabilities, tuple(class_names), min(top_k, len(class_names)), read.notes)
+    outputs = trained.model.predict(x, batch_size=EVAL_BATCH_SIZE, verbose=0)
+    notes = read.notes + trained.pipeline.notes()
+    if trained.regression:
+        return Predictions(read.names, outputs.reshape(-1, 1), (), 1, notes, target=trained.signature.get("label"))
+    probabilities = class_probabilities(outputs)
+    return Predictions(read.names, probabilities, tuple(class_names), min(top_k, len(class_names)), notes)
 
 
 # ------------------------------------------------------------------ output
@@ -258,6 +278,10 @@ def predictions_csv(pred: Predictions) -> str:
     """Every prediction: input, predicted class and its probability, the top-k, and each class's probability."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    if pred.regression:
+        writer.writerow(["input", f"predicted {pred.target}"])
+        writer.writerows([name, f"{value:.6g}"] for name, value in zip(pred.names, pred.probabilities[:, 0]))
+        return buffer.getvalue()
     writer.writerow(["input", "predicted", "probability", "top_k", *pred.class_names])
     for i, name in enumerate(pred.names):
         k = int(pred.predicted[i])
@@ -272,6 +296,16 @@ def render_predictions(pred: Predictions, *, limit: int = SHOWN_ROWS) -> list[An
     from rich.markup import escape
     from rich.table import Table
 
+    if pred.regression:
+        table = Table(header_style="bold")
+        table.add_column("input")
+        table.add_column(f"predicted {pred.target}", justify="right")
+        for name, value in zip(pred.names[:limit], pred.probabilities[:limit, 0]):
+            table.add_row(escape(name), f"[bold]{value:.6g}[/]")
+        out: list[Any] = [f"[yellow]note:[/] {escape(n)}" for n in pred.notes] + [table]
+        if len(pred.names) > limit:
+            out.append(f"[dim]... {len(pred.names) - limit:,} more rows; --output FILE.csv writes all {len(pred.names):,}.[/]")
+        return out
     multi = len(pred.class_names) > 2
     table = Table(header_style="bold")
     table.add_column("input")

@@ -68,6 +68,7 @@ def evaluation_files(suffix: str = "") -> dict[str, str]:
         "confusion_csv": f"confusion_matrix{suffix}.csv",
         "confusion_png": f"confusion_matrix{suffix}.png",
         "misclassified": f"misclassified{suffix}.png",
+        "regression_png": f"predictions{suffix}.png",  # regression: predicted against true, and residuals
     }
 
 STATUSES = ("running", "completed", "failed", "interrupted", "crashed")

@@ -42,6 +42,15 @@ class TrainedRun:
     def image(self) -> bool:
         return self.signature.get("kind") == "image"
 
+    @property
+    def regression(self) -> bool:
+        return self.signature.get("task") == "regression"
+
+    @property
+    def typed(self) -> bool:
+        """A typed CSV run: raw cells (strings too) go in, the ``encode_columns`` step makes numbers."""
+        return bool(self.signature.get("columns"))
+
 
 def load_trained(path: str | Path, *, model: bool = True) -> TrainedRun:
     """Open a run directory and reload its config, fitted preprocessing, signature and (optionally) model.
@@ -110,7 +119,8 @@ def load_run_dataset(trained: TrainedRun) -> Any:
     """The run's dataset as training saw it (same limit, validation and ``--smoke`` subset)."""
     from nnrun.datasets import load_dataset
 
-    return load_dataset(_dataset_config(trained), smoke=bool(trained.info.get("smoke")))
+    return load_dataset(_dataset_config(trained), smoke=bool(trained.info.get("smoke")),
+                        loss=trained.config.training.loss)
 
 
 def _dataset_config(trained: TrainedRun) -> Any:

@@ -37,7 +37,7 @@ from nnrun.distribution import tensorboard_callback
 from nnrun.errors import NnrunError, RunDirError, RunInterrupted, first_line
 from nnrun.keras_names import check_loss, check_metrics, create_callbacks, create_optimizer
 from nnrun.models import build_model, check_compatibility, layer_summary
-from nnrun.preprocessing import Pipeline
+from nnrun.preprocessing import EncodeColumns, Pipeline
 
 #: Batch size for evaluation and prediction: large batches are faster and the
 #: mean loss does not depend on it beyond float rounding. ``evaluate`` uses the
@@ -108,8 +108,10 @@ def prepare(config: RunConfig, *, smoke: bool = False, dataset: Dataset | None =
 
     keras = import_keras()
     keras.utils.set_random_seed(config.run.seed)
-    data = dataset or load_dataset(config.dataset, smoke=smoke)
+    data = dataset or load_dataset(config.dataset, smoke=smoke, loss=config.training.loss)
     pipeline = Pipeline.from_config(config.preprocessing)
+    if data.typed:  # a typed CSV's raw cells become numbers first, with state learned on the training split
+        pipeline.steps.insert(0, EncodeColumns(data.columns, impute=data.impute))
     sample = min(len(data.x_train), 8)
     x_train, y_train = pipeline.fit_transform(data.x_train, data.y_train)
     shapes = _shapes(pipeline, data, sample)
@@ -123,8 +125,10 @@ def prepare(config: RunConfig, *, smoke: bool = False, dataset: Dataset | None =
     # Variables are made inside the tf.distribute strategy's scope and dtype policy (nnrun.distribution).
     with model_scope(config) as layers:
         # Build on the preprocessed shape; names are checked before any layer is made.
-        model = build_model(layers, x_train.shape[1:], name=config.run.name or "model")
-        check_compatibility(model, y_train, data.num_classes, config, pipeline.label_encoding, x_val is not None)
+        model = build_model(layers + label_scaling_layers(config, data, y_train), x_train.shape[1:],
+                            name=config.run.name or "model")
+        check_compatibility(model, y_train, data.num_classes, config, pipeline.label_encoding, x_val is not None,
+                            task=data.task)
         optimizer = create_optimizer(config.training.optimizer)
         check_loss(config.training.loss)
         check_metrics(config.training.metrics)
@@ -141,6 +145,18 @@ def prepare(config: RunConfig, *, smoke: bool = False, dataset: Dataset | None =
             jit_compile=resolve_jit_compile(config),
         )
     return Prepared(config, data, pipeline, model, x_train, y_train, x_test, y_test, x_val, y_val, spe, shapes)
+
+
+def label_scaling_layers(config: RunConfig, data: Dataset, y_train: np.ndarray) -> list[dict[str, Any]]:
+    """``label_scaling: standardize``: a last ``Rescaling`` layer, so the network learns the standardized label.
+
+    The layer multiplies by the training label's std and adds its mean, so the model's output, its loss,
+    its metrics and every prediction stay in the label's own units, and the model carries the scaling.
+    """
+    if not data.regression or getattr(config.dataset, "label_scaling", "none") != "standardize":
+        return []
+    y = np.asarray(y_train, dtype=np.float64)
+    return [{"type": "Rescaling", "scale": float(y.std() or 1.0), "offset": float(y.mean()), "name": "label_scaling"}]
 
 
 def _shapes(pipeline: Pipeline, data: Dataset, n: int) -> list[tuple[str, tuple, tuple]]:
@@ -304,6 +320,11 @@ def fit_run(
                 f"{run.path}. Continue with: nnrun train --resume {run.path}"
             )
         test = evaluate_arrays(model, prepared.x_test, prepared.y_test)
+        if prepared.dataset.regression:  # MAE, RMSE and R² of the test split, in the label's units
+            from nnrun.metrics import regression_report
+
+            predicted = model.predict(prepared.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
+            test.update(regression_report(prepared.y_test, predicted))
         metrics = summarize_metrics(rows, test, validation)
         with rd.atomic_path(run.file(rd.MODEL)) as tmp:
             model.save(tmp)
@@ -373,7 +394,7 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
 
     keras = import_keras()
     keras.utils.set_random_seed(config.run.seed)
-    data = load_dataset(config.dataset, smoke=bool(info.get("smoke")))
+    data = load_dataset(config.dataset, smoke=bool(info.get("smoke")), loss=config.training.loss)
     pipeline = Pipeline.from_dict(rd.read_json(run.file(rd.PREPROCESSING)))
     x_train, y_train = pipeline.transform(data.x_train, data.y_train)
     x_test, y_test = pipeline.transform(data.x_test, data.y_test)

@@ -45,12 +45,28 @@ class Case:
     fake_checksums: bool = False  # accept the test's own IDX payloads, to reach the structural checks
 
 
-def csv_case(id: str, text: str, expected: list[str]) -> Case:
+def csv_case(id: str, text: str | bytes, expected: list[str], *, dataset: dict | None = None,
+             training: dict | None = None, last_units: int | None = None, preprocessing: list | None = None) -> Case:
+    """A CSV written to data.csv (label column 'label'), with changes to the diabetes config."""
+
     def mutate(cfg: dict, tmp: Path) -> None:
-        (tmp / "data.csv").write_text(text)
-        cfg["dataset"] = {"name": "csv", "path": str(tmp / "data.csv"), "label": "label"}
+        write(tmp / "data.csv", text)
+        cfg["dataset"] = {"name": "csv", "path": str(tmp / "data.csv"), "label": "label", **(dataset or {})}
+        cfg["training"].update(training or {})
+        if last_units is not None:
+            cfg["model"]["layers"][-1]["units"] = last_units
+        if preprocessing is not None:
+            cfg["preprocessing"] = preprocessing
 
     return Case(id, expected, mutate=mutate)
+
+
+def rows(header: str, make, n: int = 12) -> str:
+    """A CSV of ``n`` rows, ``make(i)`` giving row i's cells."""
+    return header + "\n" + "".join(make(i) + "\n" for i in range(n))
+
+
+MSE = {"loss": "mse", "metrics": ["mae"]}
 
 
 def idx_case(id: str, breaker: Callable[[Path], None], expected: list[str], fake_checksums: bool = True) -> Case:
@@ -124,12 +140,46 @@ CASES = [
     Case("monitor-without-validation", ["training.callbacks[0].monitor", "'val_accuracy'", "no validation data"],
          mutate=set_training(callbacks=[{"type": "EarlyStopping", "monitor": "val_accuracy"}])),
     # ---- data files
-    csv_case("csv-non-numeric", "a,b,label\n1,2,0\n3,x,1\n", ["data.csv", "non-numeric cell 'x' at row 3, column 'b'"]),
-    csv_case("csv-missing-value", "a,b,label\n1,2,0\n3,,1\n", ["data.csv", "missing value at row 3, column 'b'"]),
-    csv_case("csv-column-count", "a,b,label\n1,2,0\n3,4,1,5\n", ["data.csv", "wrong column count"]),
+    csv_case("csv-non-numeric", "a,b,label\n1,2,0\n3,x,1\n", ["data.csv", "column 'b' is numeric (dataset.columns) but row 3 has 'x'"],
+             dataset={"columns": {"b": "numeric"}}),
+    csv_case("csv-missing-value", "a,b,label\n1,2,0\n3,,1\n", ["data.csv", "missing value at row 3, column 'b'", "dataset.missing"]),
+    csv_case("csv-column-count", "a,b,label\n1,2,0\n3,4,1,5\n", ["data.csv", "wrong column count (a ragged row): row 3 has 4 cells"]),
     csv_case("csv-single-class", "a,b,label\n1,2,1\n3,4,1\n5,6,1\n", ["data.csv", "single class"]),
     csv_case("csv-empty", "", ["data.csv", "empty"]),
     csv_case("csv-header-only", "a,b,label\n", ["data.csv", "a header but no rows of data"]),
+    # ---- typed CSV data
+    csv_case("csv-inf-cell", rows("a,b,label", lambda i: f"{i},{'inf' if i == 4 else i * 2},{i % 2}"),
+             ["data.csv", "column 'b' has an infinite value 'inf' at row 6"]),
+    csv_case("csv-all-missing-column", rows("a,b,label", lambda i: f"{i},NA,{i % 2}"),
+             ["data.csv", "column 'b' is empty: all 12 cells are missing", "dataset.columns.b: ignore"], dataset={"missing": "impute"}),
+    csv_case("csv-other-encoding", "a,b,label\ncafé,1,0\nthé,2,1\n".encode("latin-1"), ["data.csv", "not UTF-8", "Save the file as UTF-8"]),
+    csv_case("csv-delimiter-mismatch", rows("a;b;label", lambda i: f"{i};{i};{i % 2}"),
+             ["data.csv", "looks semicolon-separated", "dataset.delimiter: ';'"]),
+    csv_case("csv-ten-thousand-categories", rows("id,b,label", lambda i: f"user{i},{i % 7},{i % 2}", n=10_000),
+             ["data.csv", "column 'id' has 10,000 distinct values", "dataset.columns.id: ignore"]),
+    csv_case("csv-missing-label", "a,b,label\n1,2,0\n3,4,NA\n5,6,1\n", ["data.csv", "the label column 'label' has 1 missing", "row 3"]),
+    csv_case("csv-duplicate-header", "a,a,label\n1,2,0\n3,4,1\n", ["data.csv", "names column 'a' twice"]),
+    csv_case("csv-columns-unknown", "a,b,label\n1,2,0\n3,4,1\n", ["dataset.columns.c", "has no column 'c'", "Columns: a, b, label"],
+             dataset={"columns": {"c": "categorical"}}),
+    csv_case("csv-columns-label", "a,b,label\n1,2,0\n3,4,1\n", ["dataset.columns.label", "is the label"],
+             dataset={"columns": {"label": "numeric"}}),
+    csv_case("csv-binary-three-values", rows("a,b,label", lambda i: f"{i},{'xyz'[i % 3]},{i % 2}"),
+             ["data.csv", "column 'b' is binary (dataset.columns) but has 3 distinct values"], dataset={"columns": {"b": "binary"}}),
+    csv_case("csv-drop-leaves-nothing", rows("a,b,label", lambda i: f"{'NA' if i % 2 else i},{i if i % 2 else ''},{i % 2}"),
+             ["data.csv", "every row has a missing cell"], dataset={"missing": "drop"}),
+    csv_case("csv-continuous-label-with-classification-loss", rows("a,b,label", lambda i: f"{i},{i * 3},{i * 1.37 + 0.5}", n=40),
+             ["data.csv", "label column 'label' looks continuous", "training.loss: mse"]),
+    csv_case("csv-regression-loss-on-string-label", rows("a,b,label", lambda i: f"{i},{i * 3},{'yes' if i % 2 else 'no'}"),
+             ["data.csv", "the label column 'label' holds text", "regression loss"], training=MSE, last_units=1),
+    csv_case("csv-regression-with-three-outputs", rows("a,b,label", lambda i: f"{i},{i * 3},{i * 1.5}"),
+             ["the last layer gives 3 outputs but a regression predicts one number", "model.layers[2].units to 1"],
+             training=MSE, last_units=3),
+    csv_case("csv-one-hot-on-a-regression-label", rows("a,b,label", lambda i: f"{i},{i * 3},{i * 1.5}"),
+             ["'one_hot'", "regression", "remove 'one_hot' from preprocessing"], training=MSE, preprocessing=["one_hot"]),
+    csv_case("csv-regression-task-with-classification-loss", rows("a,b,label", lambda i: f"{i},{i * 3},{i * 1.5}"),
+             ["dataset.task is regression but training.loss 'binary_crossentropy'", "mse"], dataset={"task": "regression"}),
+    csv_case("csv-constant-regression-label", rows("a,b,label", lambda i: f"{i},{i * 3},7.5"),
+             ["data.csv", "the label column 'label' is the same number (7.5) in every row"], training=MSE),
     csv_case("csv-no-label-column", "a,b,c\n1,2,0\n3,4,1\n", ["data.csv", "label column 'label' is not in the file"]),
     Case("csv-file-missing", ["dataset.path", "nope.csv", "file not found"],
          mutate=lambda c, t: c.update(dataset={"name": "csv", "path": str(t / "nope.csv")})),
@@ -331,3 +381,4 @@ def test_bad_input_on_a_run(case: RunCase, request, tmp_path: Path):
 
 def test_the_catalogue_is_large_enough():
     assert len({c.id for c in CASES}) >= 30 and len({c.id for c in RUN_CASES}) >= 20
+    assert len({c.id for c in CASES if c.id.startswith("csv-")}) >= 25  # of which 15+ typed-data cases

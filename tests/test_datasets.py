@@ -139,7 +139,8 @@ def test_csv_unknown_label_column(tmp_path):
 
 def test_builtin_diabetes_loads_offline():
     config = SimpleNamespace(name="diabetes", label="Outcome", features=None, header=True, delimiter=",",
-                             test_split=0.25, split_seed=87, stratify=False, validation="none", limit=None)
+                             test_split=0.25, split_seed=87, stratify=False, validation="none", limit=None,
+                             task="auto", columns={}, missing="error", max_categories=1000)
     data = datasets.load_dataset(config)
     assert data.x_train.shape == (576, 8) and data.x_test.shape == (192, 8)
     assert data.class_names == ("0", "1")

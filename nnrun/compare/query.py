@@ -31,7 +31,9 @@ ALIASES = {"val_accuracy": "best_val_accuracy", "val_loss": "best_val_loss", "lr
            "epochs_run": "epochs", "duration_s": "duration", "parameters": "params"}  # fmt: skip
 METRIC_SECTIONS = ("train", "validation", "best_validation", "test")
 CONFIG_SECTIONS = ("dataset", "preprocessing", "model", "training", "run")
-HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "f1")
+HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "f1", "r2")
+#: Regression runs show these instead of the accuracy columns (beside them in a mixed set of runs).
+REGRESSION_COLUMNS = {"best_val_accuracy": (), "test_accuracy": (), "test_loss": ("test_loss", "test_r2", "test_mae")}
 
 
 # ------------------------------------------------------------------ keys
@@ -207,6 +209,22 @@ class Comparison:
         return None if value is _MISSING else value
 
 
+def _for_tasks(columns: list[str], records: list[Any]) -> list[str]:
+    """Default columns for the runs' tasks: regression metrics where any run is a regression, no accuracy where all are."""
+    tasks = {r.fields.get("task") for r in records if r.readable}
+    if "regression" not in tasks:
+        return columns
+    out: list[str] = []
+    for column in columns:
+        if column not in REGRESSION_COLUMNS:
+            out.append(column)
+        elif tasks == {"regression"}:
+            out.extend(REGRESSION_COLUMNS[column])
+        else:
+            out.extend([column] + [c for c in REGRESSION_COLUMNS[column] if c != column])
+    return list(dict.fromkeys(out))
+
+
 def compare_runs(paths: list[str | Path], *, sort: str | None = None, descending: bool | None = None,
                  filters: list[str] = (), only_changed: bool = False, columns: list[str] = (),
                  default_columns: tuple[str, ...] = DEFAULT_COLUMNS) -> Comparison:
@@ -230,11 +248,13 @@ def compare_runs(paths: list[str | Path], *, sort: str | None = None, descending
     requested = [c for item in columns for c in item.split(",") if c.strip()]
     extra = [c.lstrip("+") for c in requested] if requested and all(c.strip().startswith("+") for c in requested) else []
     base = list(default_columns) if (extra or not requested) else requested
+    head, tail = CHANGED_AROUND
+    if not requested or extra:
+        base, tail = _for_tasks(base, shown), _for_tasks(list(tail), shown)
     chosen = [check_key(c, records, "--columns") for c in base + extra]
     notes = []
     if only_changed:
         changed = changed_keys(shown)
-        head, tail = CHANGED_AROUND
         chosen = list(dict.fromkeys((chosen if requested else list(head)) + changed + ([] if requested else list(tail))))
         if not changed:
             notes.append(f"all {len([r for r in shown if r.readable])} readable runs share the same config.")

@@ -60,7 +60,7 @@ def display(column: str, value: Any) -> str:
     if column == "params" and isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        metric_like = any(w in column for w in (*HIGHER_IS_BETTER, "loss")) and column != "learning_rate"
+        metric_like = any(w in column for w in (*HIGHER_IS_BETTER, "loss", "mae", "mse")) and column != "learning_rate"
         return f"{value:.4f}" if metric_like else f"{value:g}"
     return text_of(value)
 

@@ -75,6 +75,9 @@ class _DatasetBase(Strict):
     limit: Annotated[int, Field(ge=1)] | None = Field(None, description="keep the first N training samples")
 
 
+ColumnType = Literal["numeric", "categorical", "binary", "ignore"]
+
+
 class _TabularBase(_DatasetBase):
     label: str | int = Field(-1, description="label column, by name or index (negative counts from the end)")
     features: list[str | int] | None = Field(None, description="feature columns; default: all but the label")
@@ -83,6 +86,21 @@ class _TabularBase(_DatasetBase):
     test_split: Annotated[float, Field(gt=0, lt=1)] = 0.25
     split_seed: int = 87
     stratify: bool = False
+    task: Literal["auto", "classification", "regression"] = Field(
+        "auto", description="auto: regression when training.loss is a regression loss (mse, mae, huber, ...)"
+    )
+    columns: dict[str, ColumnType] = Field(
+        {}, description="column name -> numeric | categorical | binary | ignore; the others are inferred"
+    )
+    missing: Literal["error", "drop", "impute"] = Field(
+        "error", description="empty or NA cells: an error, drop the row, or impute (median / most frequent, from train)"
+    )
+    max_categories: Annotated[int, Field(ge=2)] = Field(
+        1000, description="more distinct values than this in a categorical column is an error (an identifier?)"
+    )
+    label_scaling: Literal["none", "standardize"] = Field(
+        "none", description="regression: train on the standardized label; the model's last layer turns it back"
+    )
 
 
 class DiabetesDataset(_TabularBase):

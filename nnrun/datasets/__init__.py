@@ -5,6 +5,7 @@ A loader per dataset name (``LOADERS``) reads the raw samples; ``make_splits`` t
 
 - ``idx.py``: MNIST and Fashion-MNIST from their IDX files (search path, checksums, decoded cache);
 - ``csv.py``: the one CSV reader, for training tables and for rows to predict;
+- ``table.py``: typed CSV tables (column types, missing cells, string labels, regression);
 - ``splits.py``: train/test as scikit-learn draws it, validation as Keras takes it.
 
 ``Dataset.signature()`` describes one raw sample (shape, dtype, feature and class names, the
@@ -24,12 +25,13 @@ import numpy as np
 from nnrun.datasets.csv import read_csv_table
 from nnrun.datasets.idx import CHECKSUMS, FASHION_CLASSES, IDX_FILES, idx_bytes, load_idx_dataset, read_idx
 from nnrun.datasets.splits import train_test_split, validation_split
+from nnrun.datasets.table import read_table, resolve_task
 from nnrun.errors import DataError
 
 __all__ = [
     "CHECKSUMS", "FASHION_CLASSES", "IDX_FILES", "IMAGE_DATASETS", "LOADERS", "Dataset", "idx_bytes",
     "image_class_names", "load_dataset", "load_idx_dataset", "make_splits", "read_csv_table", "read_idx",
-    "train_test_split",
+    "read_table", "resolve_task", "train_test_split",
 ]  # fmt: skip
 
 BUILTIN_DIABETES = Path(__file__).parent / "data" / "diabetes.csv"
@@ -54,10 +56,20 @@ class Dataset:
     notes: list[str] = field(default_factory=list)
     #: tabular only: how the label sits in the file, so that predict can drop it from new rows
     label: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"  # or "regression": y holds float32 targets and class_names is empty
+    #: a typed CSV: each feature's name, type, distinct and missing counts; x holds raw cells
+    columns: list[dict[str, Any]] = field(default_factory=list)
+    typed: bool = False
+    impute: bool = False
+    ignored: tuple[str, ...] = ()  # tabular: columns of the file the run does not use
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(x, y)`` of 'train', 'validation' or 'test'."""
@@ -80,6 +92,9 @@ class Dataset:
             "sample_dtype": str(self.x_train.dtype),
             "feature_names": list(self.feature_names),
             "class_names": list(self.class_names),
+            "task": self.task,
+            **({"columns": [{k: c[k] for k in ("name", "type", "values") if k in c} for c in self.columns],
+                "ignored_columns": list(self.ignored)} if self.typed else {}),
             **self.label,
         }
 
@@ -89,7 +104,7 @@ def image_class_names(name: str) -> tuple[str, ...]:
     return FASHION_CLASSES if name == "fashion_mnist" else tuple(str(i) for i in range(10))
 
 
-def _load_images(config: Any) -> Dataset:
+def _load_images(config: Any, loss: str) -> Dataset:
     x_train, y_train, x_test, y_test, source = load_idx_dataset(config.name, config.path)
     return Dataset(
         name=config.name, x_train=x_train, y_train=y_train.astype(np.int64), x_test=x_test,
@@ -97,23 +112,23 @@ def _load_images(config: Any) -> Dataset:
     )  # fmt: skip
 
 
-def _load_table(config: Any) -> Dataset:
+def _load_table(config: Any, loss: str) -> Dataset:
     path = BUILTIN_DIABETES if config.name == "diabetes" else Path(config.path)
-    table = read_csv_table(
-        path, label=config.label, features=config.features, header=config.header, delimiter=config.delimiter
-    )
-    train_idx, test_idx = train_test_split(len(table.x), config.test_split, config.split_seed, table.y, config.stratify)
+    table = read_table(path, config, loss=loss)
+    stratify = config.stratify and table.task == "classification"
+    train_idx, test_idx = train_test_split(len(table.x), config.test_split, config.split_seed, table.y, stratify)
     label = {"label": table.label_name, "label_position": table.label_position,
              "header": config.header, "delimiter": config.delimiter}  # fmt: skip
     return Dataset(
         name=config.name, x_train=table.x[train_idx], y_train=table.y[train_idx], x_test=table.x[test_idx],
         y_test=table.y[test_idx], class_names=table.class_names, feature_names=table.feature_names,
-        source=str(path), label=label,
+        source=str(path), label=label, task=table.task, columns=table.columns, typed=table.typed,
+        impute=config.missing == "impute", notes=table.notes, ignored=table.ignored,
     )  # fmt: skip
 
 
-#: One loader per ``dataset.name``; each returns the raw train and test arrays.
-LOADERS: dict[str, Callable[[Any], Dataset]] = {
+#: One loader per ``dataset.name``; each returns the raw train and test arrays (the loss decides ``task: auto``).
+LOADERS: dict[str, Callable[[Any, str], Dataset]] = {
     "diabetes": _load_table,
     "csv": _load_table,
     "mnist": _load_images,
@@ -121,14 +136,15 @@ LOADERS: dict[str, Callable[[Any], Dataset]] = {
 }
 
 
-def load_dataset(config: Any, *, smoke: bool = False) -> Dataset:
+def load_dataset(config: Any, *, smoke: bool = False, loss: str = "categorical_crossentropy") -> Dataset:
     """Load the dataset a ``RunConfig.dataset`` section names and make its splits.
 
     Args:
         config: the ``dataset`` section of a RunConfig.
         smoke: keep a tiny subset (512 train, 256 test) for a seconds-long check.
+        loss: ``training.loss``; with ``dataset.task: auto`` a regression loss makes a regression.
     """
-    return make_splits(LOADERS[config.name](config), config, smoke=smoke)
+    return make_splits(LOADERS[config.name](config, loss), config, smoke=smoke)
 
 
 def make_splits(data: Dataset, config: Any, *, smoke: bool = False) -> Dataset:

@@ -43,8 +43,9 @@ def read_rows(path: str | Path, *, delimiter: str = ",", key: str = "dataset.pat
         raise DataError(f"{key} {path}: file not found. Check the path.")
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text file (cannot decode as UTF-8).") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start} is not "
+                        "UTF-8; another encoding such as Latin-1?). Save the file as UTF-8.") from None
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
     try:
         rows = [(reader.line_num, row) for row in reader if row and any(cell.strip() for cell in row)]
