@@ -151,7 +151,9 @@ def build_run_report(path: str | Path, *, evaluate: bool = True, notes: list[str
                              else _note(f"no {rd.CURVES}: the run is {status}.")))  # fmt: skip
 
     evaluation, samples = _evaluation_figures(run, info, status, evaluate, notes)
-    sections.append(_section("confusion-matrix", "Confusion matrix (test split)", evaluation))
+    regression = (info.get("signature") or {}).get("task") == "regression"
+    sections.append(_section("confusion-matrix", "Predictions against the truth (test split, regression)" if regression
+                             else "Confusion matrix (test split)", evaluation))
     sections.append(_section("samples", "Sample test images: true and predicted labels", samples))
     sections.append(_section("environment", "Environment", _environment(info, status)))
 
@@ -167,7 +169,8 @@ def _evaluation_figures(run: rd.RunDir, info: dict[str, Any], status: str, evalu
                         notes: list[str]) -> tuple[str, str]:
     """The confusion-matrix and sample-images sections' HTML; the run's model and data are loaded once for both."""
     files = rd.evaluation_files()
-    cm_png = run.file(files["confusion_png"])
+    regression = (info.get("signature") or {}).get("task") == "regression"
+    cm_png = run.file(files["regression_png" if regression else "confusion_png"])
     image_run = info.get("dataset") in ("mnist", "fashion_mnist")
     has_model = run.file(rd.MODEL).is_file()
     needs_evaluation = not cm_png.is_file() and evaluate and has_model
@@ -183,11 +186,13 @@ def _evaluation_figures(run: rd.RunDir, info: dict[str, Any], status: str, evalu
         written = write_evaluation(evaluate_run(run.path, trained=trained, dataset=dataset))
         notes.append(f"evaluated the test split: wrote {', '.join(p.name for p in written)} in {run.path}")
     if cm_png.is_file():
-        confusion = _img(cm_png.read_bytes(), "confusion matrix")
+        confusion = _img(cm_png.read_bytes(), "predicted against true, and residuals" if regression else "confusion matrix")
         evaluation = run.file(files["json"])
         if evaluation.is_file():
             result = rd.read_json(evaluation)
             parts = [f"{k} {v:.4f}" for k, v in (result.get("metrics") or {}).items() if isinstance(v, (int, float))]
+            if regression:
+                parts.append(f"in the units of '{result.get('target')}'")
             if isinstance(result.get("macro_f1"), (int, float)):
                 parts.append(f"macro F1 {result['macro_f1']:.4f}")
             confusion = f"<p>{_esc(', '.join(parts))} on {_esc(result.get('samples'))} test samples</p>" + confusion
@@ -198,6 +203,8 @@ def _evaluation_figures(run: rd.RunDir, info: dict[str, Any], status: str, evalu
 
     if not image_run:
         samples = _note(f"not image data ({info.get('dataset')}): no sample images.")
+        if regression:
+            samples = _note("a regression on a table: the figure above shows every test prediction.")
     elif not has_model:
         samples = _note(f"no sample predictions: the run has no {rd.MODEL}.")
     else:

@@ -257,7 +257,9 @@ class SweepConfig(Strict):
     grid: dict[str, Annotated[list[Any], Field(min_length=1)] | str] = Field(
         {}, description="dotted key -> list of values, or a range such as 'loguniform(1e-4, 1e-1)' (random mode)"
     )
-    metric: str = Field("val_accuracy", description="the compare column that ranks the trials")
+    metric: str | None = Field(
+        None, description="the compare column that ranks the trials; default val_accuracy, val_loss for a regression"
+    )
     random: Annotated[int, Field(ge=1)] | None = Field(None, description="sample this many trials instead of the full grid")
     seed: int = Field(0, description="seed of the random sampling")
 

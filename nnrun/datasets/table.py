@@ -123,7 +123,8 @@ def read_table(path: str | Path, config: Any, *, loss: str, key: str = "dataset.
                                                             for c in columns) or any(
         config.columns.get(c["name"]) in ("categorical", "binary") for c in columns)  # fmt: skip
     if typed:  # raw cells, None where missing: the encode_columns step parses and encodes them
-        x = frame[features].where(~missing[features], None).to_numpy(dtype=object)
+        x = np.array(frame[features].to_numpy(dtype=object), dtype=object)  # a writable copy
+        x[missing[features].to_numpy()] = None
     else:
         x = frame[features].to_numpy(dtype=np.float64).astype(np.float32)
     for column in columns:
@@ -165,12 +166,11 @@ def _missing_rows(path: Path, missing: Any, lines: np.ndarray, label: str, featu
         first = lines[missing[label].to_numpy()][0]
         raise DataError(f"{path}: the label column '{label}' has {int(missing[label].sum())} missing value(s), the "
                         f"first at row {first}. Fill them, or set dataset.missing: drop to leave those rows out.")
-    if strategy == "error":
-        for name in features:
-            if missing[name].any():
-                first = lines[missing[name].to_numpy()][0]
-                raise DataError(f"{path}: missing value at row {first}, column '{name}' ({int(missing[name].sum())} "
-                                "in that column). Set dataset.missing: drop or impute, or fix the file.")
+    if strategy == "error" and any_missing.any():
+        row = int(np.argmax(any_missing))  # the first row with a missing cell, and its first missing column
+        name = next(n for n in features if missing[n].iloc[row])
+        raise DataError(f"{path}: missing value at row {lines[row]}, column '{name}' ({int(missing[name].sum())} "
+                        "in that column). Set dataset.missing: drop or impute, or fix the file.")
     return np.ones(len(lines), dtype=bool)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nnrun import rundir as rd
-from nnrun.config import RunConfig, load_config
+from nnrun.config import RunConfig, load_config, validate_config
 from nnrun.errors import ConfigError, RunDirError, RunInterrupted
 from nnrun.sweep.executors import check_executor, default_threads, run_trials
 from nnrun.sweep.space import (
@@ -75,7 +75,7 @@ def start_sweep(
     section = config.sweep
     random_trials = random_trials if random_trials is not None else (section.random if section else None)
     seed = seed if seed is not None else (section.seed if section else 0)
-    metric = metric or (section.metric if section else "val_accuracy")
+    metric = metric or (section.metric if section else None) or default_metric(config)
     base = config.to_dict()
     base["sweep"] = None
     check_grid(grid, base)
@@ -103,6 +103,17 @@ def start_sweep(
     )  # fmt: skip
     write_state(sweep_dir, state)
     return sweep_dir, state
+
+
+def regression(config: RunConfig) -> bool:
+    from nnrun.datasets.table import resolve_task
+
+    return resolve_task(getattr(config.dataset, "task", "classification"), config.training.loss) == "regression"
+
+
+def default_metric(config: RunConfig) -> str:
+    """What ranks the trials when neither --metric nor sweep.metric says: val_accuracy, or val_loss for a regression."""
+    return "val_loss" if regression(config) else "val_accuracy"
 
 
 def check_metric(metric: str, configs: list[RunConfig]) -> str:
@@ -256,7 +267,7 @@ def resume_state(sweep_dir: str | Path) -> SweepState:
 def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
     """The compare table of the trials that have a run directory, sorted by the sweep's metric.
 
-    Columns: id, status, the varied keys, the metric, test accuracy/loss and duration. Invalid
+    Columns: name, status, the varied keys, the metric, test accuracy (R² for a regression) and duration. Invalid
     trials have no run directory; they appear in the notes.
     """
     from nnrun.compare import canonical, compare_runs
@@ -265,7 +276,8 @@ def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
     if not paths:
         return None
     keys = [canonical(k) for k in state.grid]
-    columns = list(dict.fromkeys(["name", "status", *keys, state.metric, "test_accuracy", "duration"]))
+    test = "test_r2" if state.base_config and regression(validate_config(state.base_config)) else "test_accuracy"
+    columns = list(dict.fromkeys(["name", "status", *keys, state.metric, test, "duration"]))
     comparison = compare_runs(paths, sort=state.metric, columns=[",".join(columns)])
     comparison.notes.extend(
         f"trial {t.index} ({params_text(t.params)}): invalid, skipped: {t.error}" for t in state.trials if t.status == "invalid"
