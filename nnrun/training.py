@@ -259,6 +259,8 @@ def train(
         f"{len(prepared.x_test)} test samples; {params:,} parameters; {config.training.epochs} epochs"
         + (" [yellow](smoke)[/]" if smoke else "")
     )
+    for note in prepared.dataset.notes:  # dropped rows, many categories: said once more where the run is logged
+        reporter.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     reporter.log_only(summary)
     return fit_run(run, prepared, reporter=reporter, now=now, epochs=1 if smoke else config.training.epochs)
 

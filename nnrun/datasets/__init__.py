@@ -26,7 +26,7 @@ from nnrun.datasets.csv import read_csv_table
 from nnrun.datasets.idx import CHECKSUMS, FASHION_CLASSES, IDX_FILES, idx_bytes, load_idx_dataset, read_idx
 from nnrun.datasets.splits import train_test_split, validation_split
 from nnrun.datasets.table import read_table, resolve_task
-from nnrun.errors import DataError
+from nnrun.errors import ConfigError, DataError
 
 __all__ = [
     "CHECKSUMS", "FASHION_CLASSES", "IDX_FILES", "IMAGE_DATASETS", "LOADERS", "Dataset", "idx_bytes",
@@ -115,8 +115,10 @@ def _load_images(config: Any, loss: str) -> Dataset:
 def _load_table(config: Any, loss: str) -> Dataset:
     path = BUILTIN_DIABETES if config.name == "diabetes" else Path(config.path)
     table = read_table(path, config, loss=loss)
-    stratify = config.stratify and table.task == "classification"
-    train_idx, test_idx = train_test_split(len(table.x), config.test_split, config.split_seed, table.y, stratify)
+    if config.stratify and table.task == "regression":
+        raise ConfigError("dataset.stratify keeps each class's share in both splits, but a regression has no classes; "
+                          "set dataset.stratify: false.")
+    train_idx, test_idx = train_test_split(len(table.x), config.test_split, config.split_seed, table.y, config.stratify)
     label = {"label": table.label_name, "label_position": table.label_position,
              "header": config.header, "delimiter": config.delimiter}  # fmt: skip
     return Dataset(
