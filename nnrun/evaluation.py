@@ -88,6 +88,7 @@ def read_data_path(path: str | Path, trained: TrainedRun, split: str) -> tuple[n
 
 def _labelled_rows(path: Path, trained: TrainedRun) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """``--data`` for a typed-CSV or regression run: columns by header name, the label required."""
+    from nnrun.datasets.csv import format_number, is_number
     from nnrun.datasets.table import MISSING, read_new_rows
 
     signature = trained.signature
@@ -103,27 +104,14 @@ def _labelled_rows(path: Path, trained: TrainedRun) -> tuple[np.ndarray, np.ndar
         try:
             return x, np.array([float(v) for v in labels], dtype=np.float32), ()
         except ValueError:
-            bad = next((v, line) for v, line in zip(labels, lines) if not _is_float(v))
+            bad = next((v, line) for v, line in zip(labels, lines) if not is_number(v))
             raise DataError(f"--data {path}: the label '{label}' must be a number, got {bad[0]!r} at row {bad[1]}.") from None
     names = trained.class_names
-    canonical = [_class_name(v) for v in labels]
+    canonical = [format_number(float(v)) if is_number(v) else v for v in labels]  # as training named the classes
     unknown = [v for v in canonical if v not in names]
     if unknown:
         raise DataError(f"--data {path}: label value {unknown[0]!r} is not one of the run's classes ({', '.join(names)}).")
     return x, np.array([names.index(v) for v in canonical], dtype=np.int64), names
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _class_name(value: str) -> str:
-    """A label cell as training named the class: numbers as ``1``, not ``1.0``."""
-    return (str(int(float(value))) if float(value).is_integer() else str(float(value))) if _is_float(value) else value
 
 
 def _idx_pair(path: Path, split: str) -> tuple[Path, Path]:

@@ -119,16 +119,19 @@ def write_csv(tmp_path: Path, text: str) -> Path:
 
 def test_csv_by_name_and_index(tmp_path):
     path = write_csv(tmp_path, "a,b,label\n1,2,0\n3,4,1\n5,6,1\n")
-    x, y, classes, features = read_csv_table(path, label="label")[:4]
+    table = read_csv_table(path, label="label")
+    x, y, classes, features = table.x, table.y, table.class_names, table.feature_names
     assert x.tolist() == [[1, 2], [3, 4], [5, 6]] and y.tolist() == [0, 1, 1]
     assert classes == ("0", "1") and features == ("a", "b")
-    x2, y2, *_ = read_csv_table(path, label=-1, features=["b"])
+    by_index = read_csv_table(path, label=-1, features=["b"])
+    x2, y2 = by_index.x, by_index.y
     assert x2.tolist() == [[2], [4], [6]] and y2.tolist() == [0, 1, 1]
 
 
 def test_csv_without_header_and_other_delimiter(tmp_path):
     path = write_csv(tmp_path, "1;2;yes\n3;4;no\n")
-    x, y, classes, _ = read_csv_table(path, label=2, header=False, delimiter=";")[:4]
+    table = read_csv_table(path, label=2, header=False, delimiter=";")
+    y, classes = table.y, table.class_names
     assert classes == ("no", "yes") and y.tolist() == [1, 0]
 
 

@@ -22,10 +22,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from nnrun.datasets.csv import read_csv_table
 from nnrun.datasets.idx import CHECKSUMS, FASHION_CLASSES, IDX_FILES, idx_bytes, load_idx_dataset, read_idx
 from nnrun.datasets.splits import train_test_split, validation_split
-from nnrun.datasets.table import read_table, resolve_task
+from nnrun.datasets.table import read_csv_table, read_table, resolve_task
 from nnrun.errors import ConfigError, DataError
 
 __all__ = [

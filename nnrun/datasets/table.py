@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from nnrun.datasets.csv import column_index, read_rows
+from nnrun.datasets.csv import column_index, format_number, is_number, read_rows
 from nnrun.errors import ConfigError, DataError, did_you_mean
 
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
@@ -236,7 +236,7 @@ def _label(path: Path, cells: Any, lines: np.ndarray, label: str, task: str, dec
                             f"{len(fractional)} of them not whole numbers), but training.loss {loss!r} is a "
                             "classification loss. For regression set training.loss: mse and one output unit; if "
                             "these are classes, set dataset.task: classification.")
-        class_names = tuple(_format_number(v) for v in distinct)
+        class_names = tuple(format_number(v) for v in distinct)
         y = np.searchsorted(distinct, values)
     else:
         distinct = np.unique(cells.to_numpy(dtype=str))
@@ -246,10 +246,6 @@ def _label(path: Path, cells: Any, lines: np.ndarray, label: str, task: str, dec
         raise DataError(f"{path}: the label column '{label}' has a single class ({class_names[0]}); "
                         "classification needs at least two. Check dataset.label.")
     return y.astype(np.int64), class_names
-
-
-def _format_number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def column_summary(columns: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
@@ -289,3 +285,24 @@ def read_new_rows(path: str | Path, signature: dict[str, Any], *, key: str = "in
                   for _, row in body], dtype=object)
     labels = [row[header.index(label)].strip() for _, row in body] if label in header else None
     return x.reshape(len(body), len(features)), labels, [line for line, _ in body]
+
+
+def read_csv_table(path: str | Path, *, label: str | int, features: list[str | int] | None = None, header: bool = True,
+                   delimiter: str = ",", key: str = "dataset.path") -> Table:
+    """A numeric CSV as the tutorials read it: float32 features and class labels, every feature a number.
+
+    Raises:
+        DataError: as ``read_table``, and for a feature cell that is not a number (naming its row and column).
+    """
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(label=label, features=features, header=header, delimiter=delimiter, task="classification",
+                             columns={}, missing="error", max_categories=1_000_000)
+    table = read_table(path, config, loss="categorical_crossentropy", key=key)
+    for j, column in enumerate(table.columns):
+        cells = table.x[:, j]
+        bad = next((i for i, cell in enumerate(cells) if not is_number(cell)), None) if table.typed else None
+        if bad is not None:
+            raise DataError(f"{Path(path).expanduser()}: non-numeric cell {cells[bad]!r} in column '{column['name']}' "
+                            f"(data row {bad + 1}). Every feature cell must be a number; fix or drop that row.")
+    return table
