@@ -437,6 +437,29 @@ def report(
     guarded(debug, run)
 
 
+@app.command()
+def export(
+    run_dir: RunDirArg,
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="saved_model|onnx|litert|keras", help="The artefact's format.")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="PATH", help="Where to write it (saved_model: a folder, in TF Serving's layout).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing PATH.")] = False,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Reload the artefact in its own runtime and compare it with nnrun predict on 256 test samples.")] = True,
+    debug: Debug = False,
+) -> None:
+    """Export a run's model with its preprocessing inside: raw inputs in, probabilities or values out."""
+
+    def run() -> None:
+        from nnrun.export import export_run
+
+        result = export_run(run_dir, fmt, output, force=force, check=check)
+        checked = (f"; matches nnrun predict on {result.checked_samples} test samples (largest difference "
+                   f"{result.max_difference:.1e})" if result.checked_samples else "; not checked (--no-check)")
+        make_console().print(f"wrote [cyan]{result.path}[/] and [cyan]{result.description}[/]{checked}", soft_wrap=True)
+        typer.echo(str(result.path))
+
+    guarded(debug, run)
+
+
 def main() -> None:
     app()
 

@@ -9,6 +9,7 @@ nothing; the second needs a trained run and is marked slow.
 from __future__ import annotations
 
 import gzip
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -308,6 +309,13 @@ def set_validation_none(run: Path) -> None:
     (run / rd.CONFIG).write_text((run / rd.CONFIG).read_text().replace("validation: 0.2", "validation: none"))
 
 
+def crash(run: Path) -> None:
+    """What kill -9 during training leaves: status running, a dead pid, no final model."""
+    info = json.loads((run / rd.RUN).read_text())
+    (run / rd.RUN).write_text(json.dumps({**info, "status": "running", "pid": 2**22 + 12345}))
+    (run / rd.MODEL).unlink()
+
+
 def tiny_idx_folder(tmp: Path) -> Path:
     write(tmp / "x-images.idx", idx_bytes(zeros((3, 10, 10))))
     write(tmp / "x-labels.idx", idx_bytes(zeros(3)))
@@ -361,6 +369,26 @@ RUN_CASES = [
             ["array of shape (4,) cannot be converted to samples of shape (28, 28)"]),
     RunCase("predict-csv-width", "fashion_run", predict_input(lambda d: write(d / "pixels.csv", "1,2,3\n")),
             ["wrong number of features: 3 columns, but the run trained on 784"]),
+    # ---- export
+    RunCase("export-unknown-format", "diabetes_run", lambda run, tmp: ["export", str(run), "-f", "pmml", "-o", str(tmp / "m")],
+            ["--format must be one of saved_model, onnx, litert, keras, got 'pmml'"]),
+    RunCase("export-read-only-folder", "diabetes_run",
+            lambda run, tmp: ["export", str(run), "-f", "keras", "-o", "/proc/self/model.keras"],
+            ["cannot write in /proc/self", "choose another --output"]),
+    RunCase("export-missing-folder", "diabetes_run",
+            lambda run, tmp: ["export", str(run), "-f", "onnx", "-o", str(tmp / "nowhere" / "m.onnx")],
+            ["does not exist; create it first"]),
+    RunCase("export-no-model", "diabetes_run",
+            lambda run, tmp: ((run / rd.MODEL).unlink(), ["export", str(run), "-f", "onnx", "-o", str(tmp / "m.onnx")])[1],
+            ["no model.keras (run status: completed)"]),
+    RunCase("export-crashed-run", "diabetes_run",
+            lambda run, tmp: (crash(run), ["export", str(run), "-f", "keras", "-o", str(tmp / "m.keras")])[1],
+            ["no model.keras (run status: crashed)", "checkpoints/last.keras"]),
+    RunCase("export-existing-output", "diabetes_run",
+            lambda run, tmp: ["export", str(run), "-f", "onnx", "-o", str(write(tmp / "m.onnx", "mine"))],
+            ["m.onnx already exists; pass --force"]),
+    RunCase("export-wrong-suffix", "diabetes_run", lambda run, tmp: ["export", str(run), "-f", "litert", "-o", str(tmp / "m.bin")],
+            ["a litert file is named *.tflite", "m.tflite"]),
     RunCase("predict-bad-top-k", "fashion_run", lambda run, tmp: ["predict", str(run), str(write(tmp / "x.csv", "1\n")), "--top-k", "0"],
             ["--top-k must be at least 1, got 0"]),
 ]
@@ -380,6 +408,7 @@ def test_bad_input_on_a_run(case: RunCase, request, tmp_path: Path):
     assert_one_line_error(result, case.code, case.expected)
     assert not (run / rd.EVALUATION).exists()
     assert {p.name for p in run.iterdir()} <= before  # nothing written, half or whole, beside the run's files
+    assert not [p.name for p in inputs.iterdir() if p.name.startswith(".")]  # no export staging left behind
 
 
 def test_the_catalogue_is_large_enough():

@@ -1,0 +1,294 @@
+"""Export: a trained run as one artefact that takes raw inputs and applies the run's preprocessing inside.
+
+The run's fitted ``preprocessing.json`` becomes Keras layers in front of its model (``scale``
+a ``Rescaling``, ``standardize`` a ``Rescaling`` by the training std around the training mean,
+``flatten`` / ``reshape`` / ``add_channel_axis`` a ``Reshape``), so the artefact takes what
+the dataset gives (uint8 pixels, or the CSV's feature columns as float32) and returns class
+probabilities (``[1 - p, p]`` for one sigmoid output) or the regression target. Keras's own
+``Model.export`` does the format work:
+
+- ``saved_model``: TensorFlow SavedModel in TF Serving's layout, ``OUT/1/saved_model.pb``;
+- ``onnx``: through tf2onnx; ``litert``: a ``.tflite`` file (both: ``pip install 'nnrun[export]'``);
+- ``keras``: a ``.keras`` file of the whole model.
+
+Beside it, ``nnrun-export.json`` (saved_model) or ``OUT.json`` says what goes in and what comes
+out. ``check`` reloads the artefact in its own runtime (``tf.saved_model.load``, onnxruntime,
+the LiteRT interpreter, Keras) and compares it with the run's own predictions on up to 256 test
+samples. Everything is written beside the target first and moved into place only after the check:
+a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnrun import __version__
+from nnrun.errors import ConfigError, DataError, NnrunError, first_line
+
+FORMATS = ("saved_model", "onnx", "litert", "keras")
+SUFFIXES = {"onnx": ".onnx", "litert": ".tflite", "keras": ".keras"}
+KERAS_FORMATS = {"saved_model": "tf_saved_model", "onnx": "onnx", "litert": "litert"}
+#: Largest difference from ``nnrun predict`` that ``check`` accepts. Every format here computes in
+#: float32 (LiteRT without quantization), so one tolerance serves all; measured differences are ~1e-7.
+TOLERANCE = 1e-4
+CHECK_SAMPLES = 256
+INSTALL_HINT = "pip install 'nnrun[export]' (or: pip install tf2onnx onnx onnxruntime ai-edge-litert)"
+SERVING_VERSION = "1"
+DESCRIPTION = "nnrun-export.json"
+
+
+@dataclass
+class Exported:
+    path: Path  # the artefact (a SavedModel folder's base, or a file)
+    description: Path  # the JSON beside it
+    checked_samples: int
+    max_difference: float | None
+
+
+def export_run(run_path: str | Path, fmt: str, output: str | Path, *, force: bool = False,
+               check: bool = True) -> Exported:
+    """Export a run to ``output`` in ``fmt``.
+
+    Raises:
+        ConfigError: an unknown format, an output that exists without ``force``, a folder that cannot be written.
+        RunDirError: not a completed run with a model.
+        NnrunError: the format cannot express the model, a converter is missing, or the check fails.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
+    output = Path(output).expanduser()
+    if fmt in SUFFIXES and output.suffix != SUFFIXES[fmt]:
+        raise ConfigError(f"--output {output}: a {fmt} file is named *{SUFFIXES[fmt]}; e.g. --output "
+                          f"{output.with_suffix(SUFFIXES[fmt]).name}.")
+    description = output / DESCRIPTION if fmt == "saved_model" else output.with_name(output.name + ".json")
+    _check_output(output, description, force)
+    _check_converter(fmt)
+
+    from nnrun.trained import load_trained
+
+    trained = load_trained(run_path)
+    if trained.typed:
+        raise ConfigError(f"{trained.run.path} trained on a typed CSV (text columns, missing cells): its encode_columns "
+                          "step has no Keras layer here yet, so it cannot be exported with its preprocessing. "
+                          "Export a run on numeric data, or use nnrun predict.")
+    model = build_serving_model(trained)
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as tmp:
+        staged = Path(tmp) / (SERVING_VERSION if fmt == "saved_model" else output.name)
+        _write(model, fmt, staged)
+        samples, difference = _check(trained, fmt, staged) if check else (0, None)
+        staged_description = Path(tmp) / description.name
+        staged_description.write_text(json.dumps(describe(trained, model, fmt, difference, samples), indent=2) + "\n")
+        _move_into_place(fmt, staged, staged_description, output, description, force)
+    return Exported(output, description, samples, difference)
+
+
+def _check_output(output: Path, description: Path, force: bool) -> None:
+    if (output.exists() or description.exists()) and not force:
+        existing = output if output.exists() else description
+        raise ConfigError(f"{existing} already exists; pass --force to replace it, or choose another --output.")
+    parent = output.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--output {output}: the folder {parent} does not exist; create it first.")
+    try:  # create something, rather than ask os.access: root passes every permission check it asks
+        os.rmdir(tempfile.mkdtemp(prefix=".nnrun-export-probe.", dir=parent))
+    except OSError as exc:
+        raise ConfigError(f"--output {output}: cannot write in {parent} ({exc.strerror}); choose another --output.") from None
+
+
+def _check_converter(fmt: str) -> None:
+    import importlib.util
+
+    needed = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ("ai_edge_litert",)}.get(fmt, ())
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"--format {fmt} needs {', '.join(missing)}, which is not installed: {INSTALL_HINT}.")
+
+
+# ------------------------------------------------------------------ the model with its preprocessing
+
+
+def preprocessing_layers(pipeline: Any, sample_shape: tuple[int, ...]) -> list[Any]:
+    """The fitted feature steps of ``pipeline`` as Keras layers (label steps such as one_hot are left out)."""
+    from nnrun.tf import import_keras
+
+    keras = import_keras()
+    layers: list[Any] = []
+    shape = tuple(sample_shape)
+    for step in pipeline.steps:
+        if step.on_labels:
+            continue
+        if step.type == "flatten":
+            shape = (int(np.prod(shape)),)
+            layers.append(keras.layers.Reshape(shape, name="flatten"))
+        elif step.type == "reshape":
+            target = list(step.target_shape)
+            if -1 in target:
+                known = int(np.prod([d for d in target if d != -1]))
+                target[target.index(-1)] = int(np.prod(shape)) // known
+            shape = tuple(target)
+            layers.append(keras.layers.Reshape(shape, name="reshape"))
+        elif step.type == "add_channel_axis":
+            shape = (*shape, 1)
+            layers.append(keras.layers.Reshape(shape, name="add_channel_axis"))
+        elif step.type == "scale":
+            layers.append(keras.layers.Rescaling(step.factor, name="scale"))
+        elif step.type == "standardize":  # (x - mean) / std as x * (1/std) + (-mean/std): constants every format keeps
+            mean, std = _standardization(step, shape)
+            layers.append(keras.layers.Rescaling(scale=(1.0 / std).tolist(), offset=(-mean / std).tolist(),
+                                                 name="standardize"))
+        elif step.type == "cast" and step.dtype == "float32":
+            continue  # the artefact casts its input to float32 first
+        else:
+            raise NnrunError(f"the preprocessing step '{step.type}' has no Keras layer for export.")
+    return layers
+
+
+def _standardization(step: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std for every input column; columns the step leaves alone get 0 and 1."""
+    if step.columns_ is None:
+        return np.asarray(step.mean_, dtype=np.float64), np.asarray(step.std_, dtype=np.float64)
+    mean, std = np.zeros(shape[-1]), np.ones(shape[-1])
+    mean[step.columns_], std[step.columns_] = step.mean_, step.std_
+    return mean, std
+
+
+def build_serving_model(trained: Any) -> Any:
+    """raw input -> cast to float32 -> preprocessing layers -> the run's model -> probabilities or values."""
+    from nnrun.tf import import_keras
+
+    keras = import_keras()
+    signature = trained.signature
+    name = "image" if trained.image else "features"
+    raw = keras.Input(tuple(signature["sample_shape"]), dtype=signature["sample_dtype"], name=name)
+    x = keras.ops.cast(raw, "float32")
+    for layer in preprocessing_layers(trained.pipeline, tuple(signature["sample_shape"])):
+        x = layer(x)
+    out = trained.model(x)
+    if not trained.regression and out.shape[-1] == 1:  # one sigmoid output -> [1 - p, p], as nnrun predict shows it
+        out = keras.layers.Concatenate(name="class_probabilities")([1.0 - out, out])
+    model = keras.Model(raw, out, name="serving")
+    model(np.zeros((1, *signature["sample_shape"]), dtype=signature["sample_dtype"]))  # the converters want it called
+    return model
+
+
+def describe(trained: Any, model: Any, fmt: str, difference: float | None, samples: int) -> dict[str, Any]:
+    """What goes in and what comes out, for whoever loads the artefact."""
+    signature = trained.signature
+    inputs = [{"name": t.name.split(":")[0], "dtype": str(t.dtype), "shape": [None, *signature["sample_shape"]]}
+              for t in model.inputs]
+    if trained.image:
+        meaning = "raw pixels as the dataset gives them, 0-255"
+    else:
+        meaning = f"the CSV's feature columns, in this order: {', '.join(signature['feature_names'])}"
+    outputs = (
+        {"meaning": f"the predicted {signature.get('label')}", "shape": [None, 1], "target": signature.get("label")}
+        if trained.regression
+        else {"meaning": "class probabilities", "shape": [None, len(trained.class_names)],
+              "class_names": list(trained.class_names)}
+    )  # fmt: skip
+    return {
+        "format": fmt,
+        "inputs": [{**i, "meaning": meaning} for i in inputs],
+        "outputs": outputs,
+        "preprocessing": [s.type for s in trained.pipeline.steps if not s.on_labels],
+        "run": trained.run.id,
+        "nnrun_version": __version__,
+        "check": {"samples": samples, "max_abs_difference": difference, "tolerance": TOLERANCE} if samples else None,
+    }
+
+
+# ------------------------------------------------------------------ writing and checking
+
+
+def _write(model: Any, fmt: str, path: Path) -> None:
+    try:
+        if fmt == "keras":
+            model.save(path)
+        else:
+            model.export(str(path), format=KERAS_FORMATS[fmt], verbose=False)
+    except Exception as exc:  # noqa: BLE001 (converters raise anything: the layer and format go in the message)
+        layers = ", ".join(f"{layer.name} ({type(layer).__name__})" for layer in model.layers)
+        raise NnrunError(f"--format {fmt} cannot express this model ({type(exc).__name__}: {first_line(exc)}); its layers: "
+                         f"{layers}. Try --format saved_model or keras.") from None
+
+
+def _check(trained: Any, fmt: str, path: Path) -> tuple[int, float]:
+    """Reload ``path`` in its own runtime; the largest difference from the run's own predictions on test samples."""
+    from nnrun.metrics import class_probabilities
+    from nnrun.trained import load_run_dataset
+
+    try:
+        data = load_run_dataset(trained)
+    except DataError as exc:
+        raise DataError(f"--check compares the export with the run on its test samples, but: {exc} "
+                        "Make the data available, or pass --no-check.") from None
+    x_raw = np.asarray(data.x_test[:CHECK_SAMPLES]).astype(trained.signature["sample_dtype"])
+    x, _ = trained.pipeline.transform(x_raw)
+    expected = trained.model.predict(x, verbose=0)
+    if not trained.regression:
+        expected = class_probabilities(expected)
+    try:
+        got = np.asarray(_run_artefact(fmt, path, x_raw), dtype=np.float64).reshape(expected.shape)
+    except Exception as exc:  # noqa: BLE001 (each runtime raises its own errors)
+        raise NnrunError(f"--check: the {fmt} export does not run in its own runtime ({type(exc).__name__}: "
+                         f"{first_line(exc)}); nothing was written.") from None
+    difference = float(np.abs(got - expected).max())
+    if not difference <= TOLERANCE:
+        raise NnrunError(f"--check: the {fmt} export differs from nnrun predict by {difference:.3g} on {len(x_raw)} "
+                         f"test samples (tolerance {TOLERANCE}); nothing was written.")
+    return len(x_raw), difference
+
+
+def _run_artefact(fmt: str, path: Path, x: np.ndarray) -> np.ndarray:
+    if fmt == "saved_model":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path))  # kept in a name: its variables die with it
+        return loaded.serve(x).numpy()
+    if fmt == "keras":
+        from nnrun.tf import import_keras
+
+        return import_keras().models.load_model(path).predict(x, verbose=0)
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    tensor = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(tensor["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(tensor["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def _move_into_place(fmt: str, staged: Path, staged_description: Path, output: Path, description: Path,
+                     force: bool) -> None:
+    if fmt == "saved_model":
+        folder = staged.parent / "serving"
+        folder.mkdir()
+        os.replace(staged, folder / SERVING_VERSION)
+        os.replace(staged_description, folder / DESCRIPTION)
+        if force and output.exists():
+            shutil.rmtree(output) if output.is_dir() else output.unlink()
+        os.replace(folder, output)
+        return
+    if force:
+        for old in (output, description):
+            if old.is_dir():
+                shutil.rmtree(old)
+            elif old.exists():
+                old.unlink()
+    os.replace(staged, output)
+    os.replace(staged_description, description)

@@ -1,0 +1,118 @@
+"""nnrun export: each format reloaded in its own runtime gives nnrun predict's answers from raw inputs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from nnrun.cli import app
+
+from conftest import ROOT, train_config
+
+pytestmark = pytest.mark.slow  # every test exports a trained run
+runner = CliRunner()
+TRAINING_FIXTURES = {"standardized_run"}
+
+
+@pytest.fixture(scope="module")
+def standardized_run(tmp_path_factory) -> Path:
+    """The diabetes MLP with standardize and one sigmoid output (a binary task on CSV columns)."""
+    runs = tmp_path_factory.mktemp("standardized")
+    return train_config(ROOT / "configs" / "diabetes_standardized.yaml", runs, ["training.epochs=3"]).run_dir
+
+
+def nnrun_predict(run: Path, inputs: np.ndarray, tmp_path: Path) -> np.ndarray:
+    """``nnrun predict`` on raw samples saved as .npy: every class's probability, in class order."""
+    np.save(tmp_path / "inputs.npy", inputs)
+    result = runner.invoke(app, ["predict", str(run), str(tmp_path / "inputs.npy"), "--output", "-"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    return np.array([[float(v) for v in row[4:]] for row in rows[1:]])
+
+
+def run_artefact(fmt: str, path: Path, x: np.ndarray) -> np.ndarray:
+    """The artefact in its own runtime, with none of nnrun's code."""
+    if fmt == "saved_model":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(path / "1"))
+        return loaded.serve(x).numpy()
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+    if fmt == "litert":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(path))
+        tensor = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(tensor["index"], x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(tensor["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    import keras
+
+    return keras.models.load_model(path).predict(x, verbose=0)
+
+
+OUTPUTS = {"saved_model": "model", "onnx": "model.onnx", "litert": "model.tflite", "keras": "model.keras"}
+
+
+def raw_test_samples(run: Path, count: int) -> np.ndarray:
+    from nnrun.trained import load_run_dataset, load_trained
+
+    trained = load_trained(run, model=False)
+    return np.asarray(load_run_dataset(trained).x_test[:count]).astype(trained.signature["sample_dtype"])
+
+
+@pytest.mark.parametrize("fmt", list(OUTPUTS))
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "csv"])
+def test_every_format_takes_raw_inputs_and_answers_like_nnrun_predict(kind, fmt, request, tmp_path):
+    run = request.getfixturevalue({"mlp": "mnist_run", "cnn": "fashion_run", "csv": "standardized_run"}[kind])
+    out = tmp_path / OUTPUTS[fmt]
+    result = runner.invoke(app, ["export", str(run), "--format", fmt, "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out) and "matches nnrun predict on" in result.stderr
+
+    description = json.loads((out / "nnrun-export.json" if fmt == "saved_model" else Path(f"{out}.json")).read_text())
+    assert description["run"] == run.name and description["format"] == fmt
+    assert description["check"]["max_abs_difference"] <= 1e-4
+    x = raw_test_samples(run, 32)
+    assert description["inputs"][0]["dtype"] == str(x.dtype) and description["inputs"][0]["shape"] == [None, *x.shape[1:]]
+    expected = nnrun_predict(run, x, tmp_path)
+    assert description["outputs"]["shape"] == [None, expected.shape[1]]
+    got = np.asarray(run_artefact(fmt, out, x), dtype=np.float64)
+    np.testing.assert_allclose(got, expected, atol=1e-4)  # the CSV holds 6 decimals
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_an_image_export_takes_uint8_pixels_and_class_names_come_along(mnist_run, tmp_path):
+    out = tmp_path / "digits.onnx"
+    assert runner.invoke(app, ["export", str(mnist_run), "-f", "onnx", "-o", str(out)]).exit_code == 0
+    description = json.loads(Path(f"{out}.json").read_text())
+    assert description["inputs"][0]["name"] == "image" and description["inputs"][0]["dtype"] == "uint8"
+    assert description["outputs"]["class_names"] == [str(d) for d in range(10)]
+    assert description["preprocessing"] == ["flatten", "scale"]
+
+
+def test_force_replaces_and_no_check_skips_the_comparison(standardized_run, tmp_path):
+    out = tmp_path / "model.keras"
+    assert runner.invoke(app, ["export", str(standardized_run), "-f", "keras", "-o", str(out), "--no-check"]).exit_code == 0
+    assert json.loads(Path(f"{out}.json").read_text())["check"] is None
+    again = runner.invoke(app, ["export", str(standardized_run), "-f", "keras", "-o", str(out), "--force"])
+    assert again.exit_code == 0 and json.loads(Path(f"{out}.json").read_text())["check"]["samples"] == 192
+
+
+def test_a_typed_csv_run_is_refused_before_anything_is_written(tmp_path):
+    run = train_config(ROOT / "configs" / "penguins_species.yaml", tmp_path / "runs", ["training.epochs=1"]).run_dir
+    result = runner.invoke(app, ["export", str(run), "-f", "saved_model", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and result.stderr.startswith("Error: ") and "typed CSV" in result.stderr
+    assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
