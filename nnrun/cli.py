@@ -134,40 +134,11 @@ def check(
     """Validate a config without training: schema, data, model and their fit. Exit 0 if all holds, 2 if not."""
 
     def run() -> None:
-        from rich.syntax import Syntax
-        from rich.table import Table
+        from nnrun.check import check_config
 
         console = make_console()
-        cfg = _load(config, sets)
-        console.print(f"[green]✓[/] {config}: schema valid")
-        console.print(Syntax(cfg.to_yaml(), "yaml", theme="ansi_dark", background_color="default"))
-
-        from nnrun.datasets.table import column_summary
-        from nnrun.training import model_summary, prepare
-
-        prepared = prepare(cfg)
-        data = prepared.dataset
-        if data.columns:
-            columns = Table(title=f"columns (label '{data.label.get('label')}': {data.task})",
-                            header_style="bold", title_justify="left")
-            for heading in ("column", "type", "distinct", "missing"):
-                columns.add_column(heading, justify="left" if heading in ("column", "type") else "right")
-            for row in column_summary(data.columns):
-                columns.add_row(*row)
-            console.print(columns)
-        for note in data.notes:
-            console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
-        table = Table(title="data shapes after each preprocessing step", header_style="bold")
-        for column in ("step", "x (train)", "y (train)"):
-            table.add_column(column)
-        for step, x_shape, y_shape in prepared.shapes:
-            table.add_row(step, str(x_shape), str(y_shape))
-        console.print(table)
-        console.print(model_summary(prepared.model), markup=False)
-        console.print(
-            f"[green]✓[/] {config}: data, model, loss, metrics and callbacks fit together "
-            f"(steps_per_execution {prepared.steps_per_execution})"
-        )
+        for item in check_config(_load(config, sets), config):
+            console.print(item, soft_wrap=isinstance(item, str))
 
     guarded(debug, run)
 
