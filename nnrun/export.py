@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -36,8 +37,9 @@ from nnrun.errors import ConfigError, DataError, NnrunError, first_line
 FORMATS = ("saved_model", "onnx", "litert", "keras")
 SUFFIXES = {"onnx": ".onnx", "litert": ".tflite", "keras": ".keras"}
 KERAS_FORMATS = {"saved_model": "tf_saved_model", "onnx": "onnx", "litert": "litert"}
-#: Largest difference from ``nnrun predict`` that ``check`` accepts. Every format here computes in
-#: float32 (LiteRT without quantization), so one tolerance serves all; measured differences are ~1e-7.
+#: Largest difference from ``nnrun predict`` that ``check`` accepts: absolute for probabilities, relative to
+#: the value (when above 1) for a regression. Every format here computes in float32 (LiteRT without
+#: quantization), so one tolerance serves all; measured differences are ~1e-7.
 TOLERANCE = 1e-4
 CHECK_SAMPLES = 256
 INSTALL_HINT = "pip install 'nnrun[export]' (or: pip install tf2onnx onnx onnxruntime ai-edge-litert)"
@@ -75,10 +77,11 @@ def export_run(run_path: str | Path, fmt: str, output: str | Path, *, force: boo
     from nnrun.trained import load_trained
 
     trained = load_trained(run_path)
-    if trained.typed:
-        raise ConfigError(f"{trained.run.path} trained on a typed CSV (text columns, missing cells): its encode_columns "
-                          "step has no Keras layer here yet, so it cannot be exported with its preprocessing. "
-                          "Export a run on numeric data, or use nnrun predict.")
+    text = [c["name"] for c in trained.signature.get("columns", []) if c["type"] != "numeric"]
+    if text and fmt in ("onnx", "litert"):
+        raise ConfigError(f"--format {fmt} takes no text inputs, but column '{text[0]}' of this typed CSV run is "
+                          f"text ({len(text)} such columns); export --format saved_model or keras, which look the "
+                          "words up inside the model.")
     model = build_serving_model(trained)
     with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as tmp:
         staged = Path(tmp) / (SERVING_VERSION if fmt == "saved_model" else output.name)
@@ -123,7 +126,7 @@ def preprocessing_layers(pipeline: Any, sample_shape: tuple[int, ...]) -> list[A
     layers: list[Any] = []
     shape = tuple(sample_shape)
     for step in pipeline.steps:
-        if step.on_labels:
+        if step.on_labels or step.type == "encode_columns":  # encode_columns: the typed inputs, see typed_inputs
             continue
         if step.type == "flatten":
             shape = (int(np.prod(shape)),)
@@ -166,28 +169,81 @@ def build_serving_model(trained: Any) -> Any:
 
     keras = import_keras()
     signature = trained.signature
-    name = "image" if trained.image else "features"
-    raw = keras.Input(tuple(signature["sample_shape"]), dtype=signature["sample_dtype"], name=name)
-    x = keras.ops.cast(raw, "float32")
-    for layer in preprocessing_layers(trained.pipeline, tuple(signature["sample_shape"])):
+    if trained.typed:
+        raw, x = typed_inputs(trained.pipeline.steps[0])
+        shape = (int(x.shape[-1]),)
+    else:
+        name = "image" if trained.image else "features"
+        raw = keras.Input(tuple(signature["sample_shape"]), dtype=signature["sample_dtype"], name=name)
+        x, shape = keras.ops.cast(raw, "float32"), tuple(signature["sample_shape"])
+    for layer in preprocessing_layers(trained.pipeline, shape):
         x = layer(x)
     out = trained.model(x)
     if not trained.regression and out.shape[-1] == 1:  # one sigmoid output -> [1 - p, p], as nnrun predict shows it
         out = keras.layers.Concatenate(name="class_probabilities")([1.0 - out, out])
     model = keras.Model(raw, out, name="serving")
-    model(np.zeros((1, *signature["sample_shape"]), dtype=signature["sample_dtype"]))  # the converters want it called
+    if not trained.typed:
+        model(np.zeros((1, *signature["sample_shape"]), dtype=signature["sample_dtype"]))  # the converters want it called
     return model
+
+
+def input_name(column: str) -> str:
+    """A column's name as a TensorFlow input name (letters, digits, ``_``, ``.``, ``-``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", column) or "column"
+
+
+def typed_inputs(encoder: Any) -> tuple[dict[str, Any], Any]:
+    """One input per column of a typed CSV, encoded as ``encode_columns`` does, inside the model.
+
+    Numeric columns are float32 ``(n, 1)`` with NaN for a missing cell (the training median when the
+    run imputes). Text columns are strings ``(n, 1)``: a ``StringLookup`` over the training values and
+    the missing-cell spellings, then a fixed matrix that puts each value in its one-hot slot, unseen
+    values in the out-of-vocabulary slot and missing cells in the most frequent value's slot.
+    """
+    from nnrun.datasets.table import MISSING
+    from nnrun.tf import import_keras
+
+    keras = import_keras()
+    inputs, blocks = {}, []
+    for column, values, fill in zip(encoder.columns, encoder.values_, encoder.fill_):
+        name = input_name(column["name"])
+        if column["type"] == "numeric":
+            inputs[name] = keras.Input((1,), dtype="float32", name=name)
+            blocks.append(keras.ops.where(keras.ops.isnan(inputs[name]), float(fill), inputs[name])
+                          if encoder.impute else inputs[name])
+            continue
+        inputs[name] = keras.Input((1,), dtype="string", name=name)
+        spellings = sorted({v for t in MISSING if t for v in (t, t.upper(), t.capitalize())} - set(values))
+        lookup = keras.layers.StringLookup(vocabulary=[*values, *spellings], num_oov_indices=1, output_mode="one_hot",
+                                           name=f"{name}_lookup")
+        categorical = column["type"] == "categorical"
+        width = len(values) + 1 if categorical else 1
+        matrix = np.zeros((1 + len(values) + len(spellings), width), dtype=np.float32)
+        fill_at = values.index(fill)
+        for i in range(len(values)):
+            matrix[1 + i, i if categorical else 0] = 1.0 if categorical else float(i)
+        for k in range(len(spellings)):  # a missing cell: the training split's most frequent value
+            matrix[1 + len(values) + k, fill_at if categorical else 0] = 1.0 if categorical else float(fill_at)
+        matrix[0, len(values) if categorical else 0] = 1.0 if categorical else float(fill_at)  # unseen value
+        slots = keras.layers.Dense(width, use_bias=False, trainable=False, name=f"{name}_slots")
+        blocks.append(slots(lookup(inputs[name])))
+        slots.set_weights([matrix])
+    return inputs, keras.layers.Concatenate(name="encode_columns")(blocks) if len(blocks) > 1 else blocks[0]
 
 
 def describe(trained: Any, model: Any, fmt: str, difference: float | None, samples: int) -> dict[str, Any]:
     """What goes in and what comes out, for whoever loads the artefact."""
     signature = trained.signature
-    inputs = [{"name": t.name.split(":")[0], "dtype": str(t.dtype), "shape": [None, *signature["sample_shape"]]}
-              for t in model.inputs]
-    if trained.image:
-        meaning = "raw pixels as the dataset gives them, 0-255"
+    if trained.typed:
+        inputs = [{"name": input_name(c["name"]), "column": c["name"], "shape": [None, 1],
+                   "dtype": "float32" if c["type"] == "numeric" else "string",
+                   "meaning": f"the column's cells ({c['type']}); a missing cell: "
+                              + ("NaN" if c["type"] == "numeric" else "'NA'")} for c in signature["columns"]]
     else:
-        meaning = f"the CSV's feature columns, in this order: {', '.join(signature['feature_names'])}"
+        meaning = ("raw pixels as the dataset gives them, 0-255" if trained.image
+                   else f"the CSV's feature columns, in this order: {', '.join(signature['feature_names'])}")
+        inputs = [{"name": t.name.split(":")[0], "dtype": str(t.dtype), "shape": [None, *signature["sample_shape"]],
+                   "meaning": meaning} for t in model.inputs]
     outputs = (
         {"meaning": f"the predicted {signature.get('label')}", "shape": [None, 1], "target": signature.get("label")}
         if trained.regression
@@ -196,7 +252,7 @@ def describe(trained: Any, model: Any, fmt: str, difference: float | None, sampl
     )  # fmt: skip
     return {
         "format": fmt,
-        "inputs": [{**i, "meaning": meaning} for i in inputs],
+        "inputs": inputs,
         "outputs": outputs,
         "preprocessing": [s.type for s in trained.pipeline.steps if not s.on_labels],
         "run": trained.run.id,
@@ -230,33 +286,52 @@ def _check(trained: Any, fmt: str, path: Path) -> tuple[int, float]:
     except DataError as exc:
         raise DataError(f"--check compares the export with the run on its test samples, but: {exc} "
                         "Make the data available, or pass --no-check.") from None
-    x_raw = np.asarray(data.x_test[:CHECK_SAMPLES]).astype(trained.signature["sample_dtype"])
+    x_raw = np.asarray(data.x_test[:CHECK_SAMPLES])
+    if not trained.typed:
+        x_raw = x_raw.astype(trained.signature["sample_dtype"])
     x, _ = trained.pipeline.transform(x_raw)
     expected = trained.model.predict(x, verbose=0)
     if not trained.regression:
         expected = class_probabilities(expected)
     try:
-        got = np.asarray(_run_artefact(fmt, path, x_raw), dtype=np.float64).reshape(expected.shape)
+        got = np.asarray(_run_artefact(fmt, path, artefact_inputs(trained, x_raw)), dtype=np.float64)
+        got = got.reshape(expected.shape)
     except Exception as exc:  # noqa: BLE001 (each runtime raises its own errors)
         raise NnrunError(f"--check: the {fmt} export does not run in its own runtime ({type(exc).__name__}: "
                          f"{first_line(exc)}); nothing was written.") from None
-    difference = float(np.abs(got - expected).max())
+    # probabilities: absolute; a regression's values (grams, dollars): relative to their size, at least 1
+    difference = float((np.abs(got - expected) / np.maximum(1.0, np.abs(expected))).max())
     if not difference <= TOLERANCE:
         raise NnrunError(f"--check: the {fmt} export differs from nnrun predict by {difference:.3g} on {len(x_raw)} "
                          f"test samples (tolerance {TOLERANCE}); nothing was written.")
     return len(x_raw), difference
 
 
-def _run_artefact(fmt: str, path: Path, x: np.ndarray) -> np.ndarray:
-    if fmt == "saved_model":
+def artefact_inputs(trained: Any, x_raw: np.ndarray) -> Any:
+    """Raw samples as the artefact takes them: the array itself, or a typed CSV's columns one by one."""
+    if not trained.typed:
+        return x_raw
+    out = {}
+    for j, column in enumerate(trained.signature["columns"]):
+        cells = x_raw[:, j]
+        if column["type"] == "numeric":
+            out[input_name(column["name"])] = np.array([[np.nan if c is None else float(c)] for c in cells], np.float32)
+        else:
+            out[input_name(column["name"])] = np.array([["NA" if c is None else str(c)] for c in cells])
+    return out
+
+
+def _run_artefact(fmt: str, path: Path, x: Any) -> np.ndarray:
+    if fmt in ("saved_model", "keras"):
         import tensorflow as tf
 
-        loaded = tf.saved_model.load(str(path))  # kept in a name: its variables die with it
-        return loaded.serve(x).numpy()
-    if fmt == "keras":
-        from nnrun.tf import import_keras
+        tensors = {k: tf.constant(v) for k, v in x.items()} if isinstance(x, dict) else tf.constant(x)
+        if fmt == "keras":
+            from nnrun.tf import import_keras
 
-        return import_keras().models.load_model(path).predict(x, verbose=0)
+            return np.asarray(import_keras().models.load_model(path)(tensors))
+        loaded = tf.saved_model.load(str(path))  # kept in a name: its variables die with it
+        return loaded.serve(tensors).numpy()
     if fmt == "onnx":
         import onnxruntime
 
