@@ -109,6 +109,10 @@ def prepare(config: RunConfig, *, smoke: bool = False, dataset: Dataset | None =
     keras = import_keras()
     keras.utils.set_random_seed(config.run.seed)
     data = dataset or load_dataset(config.dataset, smoke=smoke, loss=config.training.loss)
+    if config.dataset.validation == "test" and any(c.kwargs().get("restore_best_weights") for c in config.training.callbacks):
+        data.notes.append("the test split is also the validation data and a callback keeps the best epoch on it "
+                          "(restore_best_weights), so the test figures are chosen on the test set. Hold out part of "
+                          "train instead: dataset.validation: 0.1.")
     pipeline = Pipeline.from_config(config.preprocessing)
     if data.typed:  # a typed CSV's raw cells become numbers first, with state learned on the training split
         pipeline.steps.insert(0, EncodeColumns(data.columns, impute=data.impute))

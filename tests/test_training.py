@@ -145,3 +145,19 @@ def test_image_run_with_validation_split(fashion_run):
     assert len(history) == 1 and "val_accuracy" in history[0]
     info = json.loads((fashion_run / rd.RUN).read_text())
     assert info["dataset"] == "fashion_mnist" and info["model"]["layers"] == "C64k2-MP2-F-D10"
+
+
+def test_choosing_the_epoch_on_the_test_set_is_warned(data_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from nnrun.cli import app
+
+    config = yaml.safe_load((ROOT / "configs" / "mnist_dense32.yaml").read_text())
+    config["dataset"].update(validation="test", limit=300)
+    config["training"]["callbacks"] = [{"type": "EarlyStopping", "monitor": "val_loss", "restore_best_weights": True}]
+    (tmp_path / "chosen.yaml").write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(app, ["check", str(tmp_path / "chosen.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "the test figures are chosen on the test set" in result.stderr and "dataset.validation: 0.1" in result.stderr
+    shipped = load_config(ROOT / "configs" / "mnist_mlp_earlystop.yaml")
+    assert shipped.dataset.validation == 0.1  # the shipped example holds out part of train
