@@ -31,9 +31,22 @@ def check_config(config: Any, path: Path) -> list[Any]:
     out.append(_table("data shapes after each preprocessing step", ("step", "x (train)", "y (train)"),
                       [(step, str(x), str(y)) for step, x, y in prepared.shapes]))
     out.append(Text(model_summary(prepared.model)))
+    out.append(precision_line(config, prepared.model))
     out.append(f"[green]✓[/] {path}: data, model, loss, metrics and callbacks fit together "
                f"(steps_per_execution {prepared.steps_per_execution})")
     return out
+
+
+def precision_line(config: Any, model: Any) -> str:
+    """The precision in use, whether this CPU computes bfloat16 natively, and a suggestion where it pays."""
+    from nnrun.distribution import cpu_bfloat16, gpu_count
+
+    found = cpu_bfloat16()
+    line = (f"precision: {config.training.precision} (Keras policy {model.dtype_policy.name}); this CPU "
+            + (f"has {found}" if found else "has no bfloat16 instructions (no AMX or AVX512-BF16)"))
+    if config.training.precision == "float32" and (found or gpu_count()):
+        line += "; training.precision: bfloat16 may train faster here (check accuracy: it rounds more)"
+    return line
 
 
 def columns_table(data: Any) -> Any:

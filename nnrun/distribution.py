@@ -31,6 +31,7 @@ from nnrun.config import RunConfig
 from nnrun.errors import ConfigError
 
 MIXED_POLICY = "mixed_float16"
+BFLOAT16_POLICY = "mixed_bfloat16"
 
 MULTI_WORKER_ERROR = (
     "distribution.strategy: 'multi_worker' is not supported: tf.distribute.MultiWorkerMirroredStrategy fails in "
@@ -123,17 +124,42 @@ def create_strategy(config: RunConfig) -> Any:
 
 
 def precision_policy(config: RunConfig, gpus: int | None = None) -> str | None:
-    """``mixed_float16`` when the config asks for it and a GPU is there; None otherwise (with a warning on CPU)."""
-    if not config.training.mixed_precision:
+    """The Keras dtype policy for ``training.precision`` (None: float32).
+
+    ``bfloat16`` runs anywhere. ``float16`` needs a GPU: asked for by name on a CPU it is an error;
+    the older ``mixed_precision: true`` only warns there and keeps float32, as it always did.
+    """
+    precision = config.training.precision
+    if precision == "bfloat16":
+        return BFLOAT16_POLICY
+    if precision == "float32" and not config.training.mixed_precision:
         return None
     gpus = gpu_count() if gpus is None else gpus
     if gpus == 0:
+        if precision == "float16":
+            raise ConfigError("training.precision float16 needs a GPU (float16 math is emulated, slowly, on CPUs) and "
+                              f"none was found; use precision: bfloat16 on this CPU{bfloat16_hint()}, or float32.")
         _warn(
             "training.mixed_precision: no GPU found; mixed_float16 only pays off on GPUs (float16 math is emulated, "
             "slowly, on CPUs), so this run keeps float32."
         )
         return None
     return MIXED_POLICY
+
+
+def cpu_bfloat16() -> str | None:
+    """The CPU's bfloat16 instructions (``AMX-BF16``, ``AVX512-BF16``), or None where it has neither."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
+    except OSError:
+        return None
+    found = [name for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16")) if flag in flags]
+    return ", ".join(found) or None
+
+
+def bfloat16_hint() -> str:
+    found = cpu_bfloat16()
+    return f" (it has {found})" if found else " (it has no AMX or AVX512-BF16: bfloat16 is emulated there, and slower)"
 
 
 def float32_outputs(layers: list[Any]) -> list[dict[str, Any]]:

@@ -160,7 +160,8 @@ def label_scaling_layers(config: RunConfig, data: Dataset, y_train: np.ndarray) 
     if not data.regression or getattr(config.dataset, "label_scaling", "none") != "standardize":
         return []
     y = np.asarray(y_train, dtype=np.float64)
-    return [{"type": "Rescaling", "scale": float(y.std() or 1.0), "offset": float(y.mean()), "name": "label_scaling"}]
+    return [{"type": "Rescaling", "scale": float(y.std() or 1.0), "offset": float(y.mean()), "name": "label_scaling",
+             "dtype": "float32"}]  # in float32 whatever the precision: bfloat16 keeps ~3 digits of grams
 
 
 def _shapes(pipeline: Pipeline, data: Dataset, n: int) -> list[tuple[str, tuple, tuple]]:
@@ -246,6 +247,7 @@ def train(
                 "model": {"params": params, "layers": layer_summary(config.model.layers)},
                 "steps_per_execution": prepared.steps_per_execution,
                 "jit_compile": bool(model.jit_compile),
+                "precision": model.dtype_policy.name,
                 "epochs_target": 1 if smoke else config.training.epochs,
                 "config": config.to_dict(),  # = config.yaml, for readers of many runs (compare)
                 "signature": input_signature(prepared),

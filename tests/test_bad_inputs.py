@@ -218,6 +218,9 @@ CASES = [
     Case("resume-missing", ["run directory", "not found"], args=["--resume", "{tmp}/nope"], base=""),
     Case("check-unknown-layer", ["did you mean 'Dense'"], command="check", mutate=set_layer(0, type="dense")),
     Case("check-bad-set", ["did you mean 'epochs'"], command="check", args=["--set", "training.epoch=1"]),
+    Case("float16-without-a-gpu", ["training.precision float16 needs a GPU", "precision: bfloat16"],
+         args=["--set", "training.precision=float16"]),
+    Case("precision-choice", ["training.precision", "'float32', 'bfloat16' or 'float16'"], args=["--set", "training.precision=fp8"]),
 ]
 
 

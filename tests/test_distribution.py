@@ -155,6 +155,39 @@ def test_mixed_precision_with_a_gpu_uses_float16_and_keeps_float32_outputs(tmp_p
     assert np.isfinite(result.metrics["test"]["loss"]) and result.metrics["test"]["accuracy"] > 0.5
 
 
+@pytest.mark.slow
+def test_bfloat16_trains_on_the_cpu_with_float32_outputs(tmp_path):
+    import numpy as np
+
+    from nnrun.console import Reporter, make_console
+    from nnrun.tf import import_keras
+    from nnrun.training import train
+
+    keras = import_keras()
+    sets = ["training.precision=bfloat16", "training.epochs=15", "training.batch_size=32", "preprocessing=[standardize]",
+            f"run.runs_dir={tmp_path}"]
+    result = train(load_config(DIABETES, sets), reporter=Reporter(make_console(quiet=True)), argv=["test"])
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored for the next model in this process
+    assert json.loads((result.run_dir / "run.json").read_text())["precision"] == "mixed_bfloat16"
+    model = keras.models.load_model(result.run_dir / "model.keras")
+    assert [layer.dtype_policy.name for layer in model.layers] == ["mixed_bfloat16", "mixed_bfloat16", "float32"]
+    assert model.layers[0].compute_dtype == "bfloat16" and model.layers[0].kernel.dtype == "float32"
+    assert model(np.zeros((2, 8), "float32")).dtype == "float32"
+    assert np.isfinite(result.metrics["test"]["loss"]) and result.metrics["test"]["accuracy"] > 0.6
+
+
+def test_check_names_the_precision_and_the_cpus_bfloat16_support():
+    from typer.testing import CliRunner
+
+    from nnrun.cli import app
+    from nnrun.distribution import cpu_bfloat16
+
+    result = CliRunner().invoke(app, ["check", str(DIABETES), "--set", "training.precision=bfloat16"])
+    assert result.exit_code == 0, result.output
+    expected = f"has {cpu_bfloat16()}" if cpu_bfloat16() else "has no bfloat16 instructions"
+    assert "precision: bfloat16 (Keras policy mixed_bfloat16); this CPU " + expected in result.stderr
+
+
 # ------------------------------------------------------------ TensorBoard
 
 

@@ -212,8 +212,12 @@ class TrainingConfig(Strict):
     )
     verbose: Annotated[int, Field(ge=0, le=2)] = 1
     tensorboard: bool = Field(False, description="write TensorBoard logs into the run directory's tensorboard/ folder")
+    precision: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="float32; bfloat16 (Keras's mixed_bfloat16, any device: fast where the CPU has AMX or "
+        "AVX512-BF16, and on GPUs); float16 (mixed_float16, GPU only). The last layer stays float32"
+    )
     mixed_precision: bool = Field(
-        False, description="Keras's mixed_float16 policy on GPU (the last layer stays float32); on CPU a warning, float32"
+        False, description="older spelling of precision: float16 (on CPU: a warning, and float32)"
     )
 
 
