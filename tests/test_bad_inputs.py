@@ -217,6 +217,11 @@ CASES = [
     Case("resume-missing", ["run directory", "not found"], args=["--resume", "{tmp}/nope"], base=""),
     Case("check-unknown-layer", ["did you mean 'Dense'"], command="check", mutate=set_layer(0, type="dense")),
     Case("check-bad-set", ["did you mean 'epochs'"], command="check", args=["--set", "training.epoch=1"]),
+    # ---- nnrun mlflow sync (an unreachable server is a run case below; more in test_mlflow.py)
+    Case("mlflow-sync-not-a-run", ["is not an nnrun run directory or sweep (no run.json or sweep.json in it or below)"],
+         command="mlflow", args=["sync", "{tmp}"], base=""),
+    Case("mlflow-sync-missing-path", ["nope: not found", "Pass a run directory, a sweep folder"], command="mlflow",
+         args=["sync", "{tmp}/nope"], base=""),
 ]
 
 
@@ -308,6 +313,18 @@ def set_validation_none(run: Path) -> None:
     (run / rd.CONFIG).write_text((run / rd.CONFIG).read_text().replace("validation: 0.2", "validation: none"))
 
 
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def mlflow_sync(run: Path, tmp: Path, uri: str | None = None) -> list[str]:
+    return ["mlflow", "sync", str(run), "--tracking-uri", uri or f"sqlite:///{tmp / 'mlflow.db'}"]
+
+
 def tiny_idx_folder(tmp: Path) -> Path:
     write(tmp / "x-images.idx", idx_bytes(zeros((3, 10, 10))))
     write(tmp / "x-labels.idx", idx_bytes(zeros(3)))
@@ -363,6 +380,11 @@ RUN_CASES = [
             ["wrong number of features: 3 columns, but the run trained on 784"]),
     RunCase("predict-bad-top-k", "fashion_run", lambda run, tmp: ["predict", str(run), str(write(tmp / "x.csv", "1\n")), "--top-k", "0"],
             ["--top-k must be at least 1, got 0"]),
+    # ---- mlflow sync on a run: fails before MLflow is reached, within seconds
+    RunCase("mlflow-sync-unreachable", "diabetes_run", lambda run, tmp: mlflow_sync(run, tmp, f"http://127.0.0.1:{closed_port()}"),
+            ["MLflow tracking server http://127.0.0.1:", "is unreachable (connection refused)"], code=1),
+    RunCase("mlflow-sync-corrupt-run-json", "diabetes_run", lambda run, tmp: ((run / rd.RUN).write_text("{"), mlflow_sync(run, tmp))[1],
+            ["run.json: corrupt JSON"]),
 ]
 
 

@@ -76,7 +76,7 @@ def sync(paths: list[str | Path], *, tracking_uri: str | None = None, experiment
     with http_limits():
         try:
             client = MlflowClient(tracking_uri=uri)
-            experiment_id = _experiment_id(client, experiment)
+            experiment_id = _experiment_id(client, experiment, local_artifact_root(uri))
         except MlflowException as exc:
             raise ConfigError(f"--tracking-uri {uri}: {first_line(exc)}") from None
         writer = _Writer(client, experiment_id)
@@ -110,10 +110,19 @@ def render_sync(result: SyncResult) -> list[str]:
     return lines
 
 
-def _experiment_id(client: Any, name: str) -> str:
+def local_artifact_root(tracking_uri: str) -> str | None:
+    """For a sqlite store, ``mlruns/`` beside the database file (MLflow would use ``./mlruns`` wherever the
+    first sync happened to run); None for a server, which decides itself."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix) or tracking_uri == f"{prefix}:memory:":
+        return None
+    return (Path(tracking_uri[len(prefix):]).expanduser().absolute().parent / "mlruns").as_uri()
+
+
+def _experiment_id(client: Any, name: str, artifact_location: str | None) -> str:
     found = client.get_experiment_by_name(name)
     if found is None:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=artifact_location)
     if found.lifecycle_stage == "deleted":
         raise ConfigError(f"MLflow experiment '{name}' is deleted; restore it (mlflow experiments restore "
                           f"--experiment-id {found.experiment_id}) or pass --experiment with another name.")
