@@ -27,7 +27,7 @@ from nnrun import rundir as rd
 from nnrun.cli import app
 from nnrun.config import load_config
 from nnrun.sweep.state import SweepState, Trial, write_state
-from nnrun.tracking.mapping import run_params
+from nnrun.tracking.mapping import run_metrics, run_params
 from nnrun.tracking.targets import PROBE_TIMEOUT_S, find_targets
 
 from conftest import ROOT
@@ -189,6 +189,19 @@ def test_params_mlflow_refuses_are_renamed_or_cut_with_a_note():
     assert params == {"dataset.columns.body mass _g_": "numeric", "run.name": "x" * 500}
     assert "'dataset.columns.body mass (g)' is named 'dataset.columns.body mass _g_'" in notes[0]
     assert "700 characters long; cut to MLflow's limit of 500" in notes[1]
+
+
+def test_metrics_are_on_the_runs_own_clock_and_regression_test_values_are_kept():
+    info = {"started": "2026-11-23T10:00:00", "finished": "2026-11-23T10:00:07"}
+    history = [{"epoch": 1, "loss": 4.0, "time_s": 0.5}, {"epoch": 2, "loss": 2.0, "time_s": 1.25}]
+    test = {"loss": 1.5, "mae": 0.9, "rmse": 1.2, "r2": 0.83}
+    start = int(datetime(2026, 11, 23, 10, 0, 0).timestamp() * 1000)
+    assert run_metrics(info, history, {"test": test, "epochs_run": 2}) == [
+        ("loss", 4.0, start + 500, 1), ("time_s", 0.5, start + 500, 1),
+        ("loss", 2.0, start + 1750, 2), ("time_s", 1.25, start + 1750, 2),
+        ("test_loss", 1.5, start + 7000, 2), ("test_mae", 0.9, start + 7000, 2),
+        ("test_rmse", 1.2, start + 7000, 2), ("test_r2", 0.83, start + 7000, 2),
+    ]  # fmt: skip
 
 
 def test_a_runs_folder_gives_its_runs_and_sweeps_once_and_notes_the_rest(tmp_path):
