@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,ray,tensorboard,export]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,ray,tensorboard,export,mlflow]'
 	touch $@
 
 demo: install

@@ -431,6 +431,11 @@ def export(
     guarded(debug, run)
 
 
+from nnrun.tracking.command import build_app as build_mlflow_app  # here, not at the top: it needs guarded and Debug
+
+app.add_typer(build_mlflow_app(guarded, Debug), name="mlflow")
+
+
 def main() -> None:
     app()
 

@@ -221,6 +221,11 @@ CASES = [
     Case("float16-without-a-gpu", ["training.precision float16 needs a GPU", "precision: bfloat16"],
          args=["--set", "training.precision=float16"]),
     Case("precision-choice", ["training.precision", "'float32', 'bfloat16' or 'float16'"], args=["--set", "training.precision=fp8"]),
+    # ---- nnrun mlflow sync (an unreachable server is a run case below; more in test_mlflow.py)
+    Case("mlflow-sync-not-a-run", ["is not an nnrun run directory or sweep (no run.json or sweep.json in it or below)"],
+         command="mlflow", args=["sync", "{tmp}"], base=""),
+    Case("mlflow-sync-missing-path", ["nope: not found", "Pass a run directory, a sweep folder"], command="mlflow",
+         args=["sync", "{tmp}/nope"], base=""),
 ]
 
 
@@ -317,6 +322,16 @@ def crash(run: Path) -> None:
     info = json.loads((run / rd.RUN).read_text())
     (run / rd.RUN).write_text(json.dumps({**info, "status": "running", "pid": 2**22 + 12345}))
     (run / rd.MODEL).unlink()
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def mlflow_sync(run: Path, tmp: Path, uri: str | None = None) -> list[str]:
+    return ["mlflow", "sync", str(run), "--tracking-uri", uri or f"sqlite:///{tmp / 'mlflow.db'}"]
 
 
 def tiny_idx_folder(tmp: Path) -> Path:
@@ -394,6 +409,11 @@ RUN_CASES = [
             ["a litert file is named *.tflite", "m.tflite"]),
     RunCase("predict-bad-top-k", "fashion_run", lambda run, tmp: ["predict", str(run), str(write(tmp / "x.csv", "1\n")), "--top-k", "0"],
             ["--top-k must be at least 1, got 0"]),
+    # ---- mlflow sync on a run: fails before MLflow is reached, within seconds
+    RunCase("mlflow-sync-unreachable", "diabetes_run", lambda run, tmp: mlflow_sync(run, tmp, f"http://127.0.0.1:{closed_port()}"),
+            ["MLflow tracking server http://127.0.0.1:", "is unreachable (connection refused)"], code=1),
+    RunCase("mlflow-sync-corrupt-run-json", "diabetes_run", lambda run, tmp: ((run / rd.RUN).write_text("{"), mlflow_sync(run, tmp))[1],
+            ["run.json: corrupt JSON"]),
 ]
 
 

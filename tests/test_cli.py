@@ -21,19 +21,21 @@ runner = CliRunner()
 DIABETES = str(ROOT / "configs" / "diabetes_mlp.yaml")
 
 
-def test_help_does_not_import_tensorflow():
+def test_help_does_not_import_tensorflow_or_mlflow():
     code = (
         "import sys\n"
         "from nnrun.cli import app\n"
         "try:\n    app(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported by --help'\n"
-        "for cmd in ('train', 'check'):\n"
-        "    try:\n        app([cmd, '--help'])\n    except SystemExit:\n        pass\n"
+        "assert 'mlflow' not in sys.modules, 'mlflow imported by --help'\n"
+        "for cmd in (['train'], ['check'], ['mlflow'], ['mlflow', 'sync']):\n"
+        "    try:\n        app([*cmd, '--help'])\n    except SystemExit:\n        pass\n"
         "assert 'tensorflow' not in sys.modules, 'TF imported by a command --help'\n"
+        "assert 'mlflow' not in sys.modules, 'mlflow imported by a command --help'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "train" in result.stdout
+    assert "train" in result.stdout and "--tracking-uri" in result.stdout
 
 
 def test_python_dash_m_works():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import os
@@ -366,7 +367,7 @@ def test_wide_tables_are_cut_to_the_terminal_width():
 
 @pytest.mark.slow
 def test_compare_list_show_and_help_never_import_tensorflow(runs, diabetes_run, tmp_path):
-    """Each command runs in a fresh interpreter; the check must see TensorFlow when a command does load it."""
+    """Each command runs in a fresh interpreter; the check must see TensorFlow (or MLflow) when a command does load it."""
     harness = (
         "import sys\n"
         "from nnrun.cli import app\n"
@@ -374,7 +375,7 @@ def test_compare_list_show_and_help_never_import_tensorflow(runs, diabetes_run, 
         "    app(sys.argv[1:], standalone_mode=False)\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'pandas'))\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'pandas', 'mlflow'))\n"
         "print('HEAVY=' + ','.join(heavy[:3]), file=sys.stderr)\n"
     )
 
@@ -385,7 +386,7 @@ def test_compare_list_show_and_help_never_import_tensorflow(runs, diabetes_run, 
         return done.stderr.rsplit("HEAVY=", 1)[1].strip(), done.stdout + done.stderr
 
     for args in (["compare", runs], ["compare", runs, "--only-changed", "--format", "json"], ["list", runs],
-                 ["show", diabetes_run], ["--help"], ["compare", "--help"]):  # fmt: skip
+                 ["show", diabetes_run], ["--help"], ["compare", "--help"], ["mlflow", "sync", "--help"]):  # fmt: skip
         heavy, output = heavy_modules(*args)
         assert heavy == "", f"{args} imported {heavy}"
         assert args[-1] == "--help" or "20250101-100000-base" in output or "completed" in output
@@ -394,6 +395,9 @@ def test_compare_list_show_and_help_never_import_tensorflow(runs, diabetes_run, 
     private = Path(shutil.copytree(diabetes_run, tmp_path / "evaluated" / diabetes_run.name))
     heavy, _ = heavy_modules("evaluate", private, "--json")
     assert "tensorflow" in heavy or "keras" in heavy
+    if importlib.util.find_spec("mlflow"):  # and mlflow sync loads MLflow
+        heavy, _ = heavy_modules("mlflow", "sync", private, "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
+        assert "mlflow" in heavy
 
 
 def test_config_comes_from_run_json_and_from_config_yaml_for_older_runs(tmp_path):
