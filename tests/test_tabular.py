@@ -228,6 +228,10 @@ def test_species_saved_and_reloaded_gives_the_same_predictions_and_metrics(speci
     np.testing.assert_allclose(probabilities, in_process, atol=1e-6)
     evaluation = runner.invoke(app, ["evaluate", str(species_run), "--json"])
     assert json.loads(evaluation.stdout)["reproduces_training"]["within_tolerance"] is True
+    table = runner.invoke(app, ["compare", str(species_run.parent), "--format", "csv"])
+    assert table.exit_code == 0 and "test_accuracy" in table.stdout.splitlines()[0]
+    report = runner.invoke(app, ["report", str(species_run)])
+    assert report.exit_code == 0 and "Confusion matrix" in (species_run / "report.html").read_text()
 
 
 @pytest.mark.slow
