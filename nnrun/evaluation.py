@@ -93,6 +93,13 @@ def _labelled_rows(path: Path, trained: TrainedRun) -> tuple[np.ndarray, np.ndar
 
     signature = trained.signature
     x, labels, lines = read_new_rows(path, signature, key="--data")
+    if not trained.typed:  # a plain numeric run: the cells must be numbers, as in training
+        from nnrun.datasets.csv import numeric_cells
+
+        rows = [(line, [c or "" for c in row]) for line, row in zip(lines, x.tolist())]
+        names = [f"'{n}'" for n in signature["feature_names"]]
+        x = numeric_cells(rows, list(range(x.shape[1])), names, f"--data {path}",
+                          "Every feature must be a number.").astype(np.float32)
     label = signature.get("label")
     if labels is None:
         raise DataError(f"--data {path}: no label column '{label}'; evaluate needs the true values. "
@@ -107,7 +114,8 @@ def _labelled_rows(path: Path, trained: TrainedRun) -> tuple[np.ndarray, np.ndar
             bad = next((v, line) for v, line in zip(labels, lines) if not is_number(v))
             raise DataError(f"--data {path}: the label '{label}' must be a number, got {bad[0]!r} at row {bad[1]}.") from None
     names = trained.class_names
-    canonical = [format_number(float(v)) if is_number(v) else v for v in labels]  # as training named the classes
+    numeric = all(is_number(n) for n in names)  # numeric classes were named 1, not 1.0; text classes as they are
+    canonical = [format_number(float(v)) if numeric and is_number(v) else v for v in labels]
     unknown = [v for v in canonical if v not in names]
     if unknown:
         raise DataError(f"--data {path}: label value {unknown[0]!r} is not one of the run's classes ({', '.join(names)}).")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,8 +79,8 @@ def export_run(run_path: str | Path, fmt: str, output: str | Path, *, force: boo
     text = [c["name"] for c in trained.signature.get("columns", []) if c["type"] != "numeric"]
     if text and fmt in ("onnx", "litert"):
         raise ConfigError(f"--format {fmt} takes no text inputs, but column '{text[0]}' of this typed CSV run is "
-                          f"text ({len(text)} such columns); export --format saved_model or keras, which look the "
-                          "words up inside the model.")
+                          f"read as text ({len(text)} such columns: categorical or binary); export --format saved_model "
+                          "or keras, which look the words up inside the model.")
     model = build_serving_model(trained)
     with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as tmp:
         staged = Path(tmp) / (SERVING_VERSION if fmt == "saved_model" else output.name)
@@ -187,9 +186,30 @@ def build_serving_model(trained: Any) -> Any:
     return model
 
 
-def input_name(column: str) -> str:
-    """A column's name as a TensorFlow input name (letters, digits, ``_``, ``.``, ``-``)."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", column) or "column"
+def missing_spellings() -> set[str]:
+    """Every spelling of a missing cell that training accepts (``NA``, ``nA``, ``NaN``, ``null``, ``?``, ``""``...).
+
+    Training lower-cases a cell before comparing it with ``MISSING``; a lookup table cannot, so it lists
+    every upper/lower-case form of each (short) word.
+    """
+    from itertools import product
+
+    from nnrun.datasets.table import MISSING
+
+    return {"".join(chars) for word in MISSING for chars in product(*({c.lower(), c.upper()} for c in word))}
+
+
+def input_names(columns: list[str]) -> dict[str, str]:
+    """Each column's name as a TensorFlow input name (letters, digits, ``_``, ``.``, ``-``), unique: ``_2`` if taken."""
+    out: dict[str, str] = {}
+    for column in columns:
+        name = base = re.sub(r"[^A-Za-z0-9_.-]", "_", column) or "column"
+        n = 1
+        while name in out.values():
+            n += 1
+            name = f"{base}_{n}"
+        out[column] = name
+    return out
 
 
 def typed_inputs(encoder: Any) -> tuple[dict[str, Any], Any]:
@@ -200,20 +220,20 @@ def typed_inputs(encoder: Any) -> tuple[dict[str, Any], Any]:
     the missing-cell spellings, then a fixed matrix that puts each value in its one-hot slot, unseen
     values in the out-of-vocabulary slot and missing cells in the most frequent value's slot.
     """
-    from nnrun.datasets.table import MISSING
     from nnrun.tf import import_keras
 
     keras = import_keras()
     inputs, blocks = {}, []
+    names = input_names([c["name"] for c in encoder.columns])
     for column, values, fill in zip(encoder.columns, encoder.values_, encoder.fill_):
-        name = input_name(column["name"])
+        name = names[column["name"]]
         if column["type"] == "numeric":
             inputs[name] = keras.Input((1,), dtype="float32", name=name)
-            blocks.append(keras.ops.where(keras.ops.isnan(inputs[name]), float(fill), inputs[name])
-                          if encoder.impute else inputs[name])
+            # NaN: the training median, also where the run did not impute (nnrun predict would refuse the row)
+            blocks.append(keras.ops.where(keras.ops.isnan(inputs[name]), float(fill), inputs[name]))
             continue
         inputs[name] = keras.Input((1,), dtype="string", name=name)
-        spellings = sorted({v for t in MISSING if t for v in (t, t.upper(), t.capitalize())} - set(values))
+        spellings = sorted(missing_spellings() - set(values))
         lookup = keras.layers.StringLookup(vocabulary=[*values, *spellings], num_oov_indices=1, output_mode="one_hot",
                                            name=f"{name}_lookup")
         categorical = column["type"] == "categorical"
@@ -235,7 +255,8 @@ def describe(trained: Any, model: Any, fmt: str, difference: float | None, sampl
     """What goes in and what comes out, for whoever loads the artefact."""
     signature = trained.signature
     if trained.typed:
-        inputs = [{"name": input_name(c["name"]), "column": c["name"], "shape": [None, 1],
+        names = input_names([c["name"] for c in signature["columns"]])
+        inputs = [{"name": names[c["name"]], "column": c["name"], "shape": [None, 1],
                    "dtype": "float32" if c["type"] == "numeric" else "string",
                    "meaning": f"the column's cells ({c['type']}); a missing cell: "
                               + ("NaN" if c["type"] == "numeric" else "'NA'")} for c in signature["columns"]]
@@ -312,12 +333,13 @@ def artefact_inputs(trained: Any, x_raw: np.ndarray) -> Any:
     if not trained.typed:
         return x_raw
     out = {}
+    names = input_names([c["name"] for c in trained.signature["columns"]])
     for j, column in enumerate(trained.signature["columns"]):
-        cells = x_raw[:, j]
+        cells, name = x_raw[:, j], names[column["name"]]
         if column["type"] == "numeric":
-            out[input_name(column["name"])] = np.array([[np.nan if c is None else float(c)] for c in cells], np.float32)
+            out[name] = np.array([[np.nan if c is None else float(c)] for c in cells], np.float32)
         else:
-            out[input_name(column["name"])] = np.array([["NA" if c is None else str(c)] for c in cells])
+            out[name] = np.array([["" if c is None else str(c)] for c in cells])  # "" as pandas writes a missing cell
     return out
 
 
@@ -350,20 +372,17 @@ def _run_artefact(fmt: str, path: Path, x: Any) -> np.ndarray:
 
 def _move_into_place(fmt: str, staged: Path, staged_description: Path, output: Path, description: Path,
                      force: bool) -> None:
+    """Renames only: an old output (``--force``) is first moved into the staging folder, deleted with it."""
+    scratch = staged.parent
     if fmt == "saved_model":
-        folder = staged.parent / "serving"
+        folder = scratch / "serving"
         folder.mkdir()
         os.replace(staged, folder / SERVING_VERSION)
         os.replace(staged_description, folder / DESCRIPTION)
-        if force and output.exists():
-            shutil.rmtree(output) if output.is_dir() else output.unlink()
-        os.replace(folder, output)
-        return
-    if force:
-        for old in (output, description):
-            if old.is_dir():
-                shutil.rmtree(old)
-            elif old.exists():
-                old.unlink()
-    os.replace(staged, output)
-    os.replace(staged_description, description)
+        moves = [(folder, output)]
+    else:
+        moves = [(staged, output), (staged_description, description)]
+    for new, target in moves:
+        if force and (target.exists() or target.is_symlink()):
+            os.replace(target, scratch / f"replaced-{target.name}")
+        os.replace(new, target)

@@ -97,7 +97,7 @@ def load_model(run: rd.RunDir, info: dict[str, Any]) -> Any:
 def read_signature(trained: TrainedRun) -> dict[str, Any]:
     """The run's input signature: ``run.json``'s, else rebuilt for a run written before it was recorded."""
     signature = trained.info.get("signature")
-    if isinstance(signature, dict) and signature.get("class_names"):
+    if isinstance(signature, dict) and "sample_shape" in signature:  # a regression's class_names is [] on purpose
         return signature
     from nnrun.datasets import IMAGE_DATASETS, image_class_names
 

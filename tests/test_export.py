@@ -138,12 +138,22 @@ def test_a_typed_csv_run_exports_with_text_columns_looked_up_inside(species_run,
     (tmp_path / "new.csv").write_text(header + "".join(",".join("NA" if c is None else c for c in r) + "\n" for r in rows))
     cli = runner.invoke(app, ["predict", str(species_run), str(tmp_path / "new.csv"), "-o", "-"])
     expected = np.array([[float(v) for v in row[4:]] for row in list(csv.reader(io.StringIO(cli.stdout)))[1:]])
-    feed = {"island": [["Torgersen"], ["Atlantis"], ["Dream"], ["Biscoe"]], "sex": [["male"], ["female"], ["NA"], ["NA"]]}
+    # missing cells spelled as pandas writes them ("") and in any case ("nA"), as training reads them
+    feed = {"island": [["Torgersen"], ["Atlantis"], ["Dream"], ["Biscoe"]], "sex": [["male"], ["female"], [""], ["nA"]]}
     numbers = np.array([[np.nan if c is None else float(c) for c in r[1:5]] for r in rows], dtype=np.float32)
     for j, name in enumerate(["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]):
         feed[name] = numbers[:, j : j + 1]
     # an unseen island ('Atlantis') and missing cells: the artefact encodes them as nnrun predict does
     np.testing.assert_allclose(run_artefact(fmt, out, {k: np.asarray(v) for k, v in feed.items()}), expected, atol=1e-4)
+
+
+def test_force_replaces_an_output_of_the_other_kind(standardized_run, tmp_path):
+    out = tmp_path / "model"
+    out.write_text("a file where the SavedModel folder goes")
+    result = runner.invoke(app, ["export", str(standardized_run), "-f", "saved_model", "-o", str(out), "--force"])
+    assert result.exit_code == 0, result.output
+    assert (out / "1" / "saved_model.pb").is_file() and (out / "nnrun-export.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # nothing staged or replaced is left
 
 
 def test_onnx_and_litert_refuse_text_columns_before_anything_is_written(species_run, tmp_path):

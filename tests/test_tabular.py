@@ -54,7 +54,7 @@ def test_every_column_type_is_inferred_or_declared(tmp_path):
                        loss="categorical_crossentropy")
     types = {c["name"]: (c["type"], c["distinct"], c["missing"]) for c in table.columns}
     assert types == {"age": ("numeric", 5, 0), "plan": ("categorical", 3, 0), "smoker": ("binary", 2, 0),
-                     "flag": ("binary", 2, 0), "region_code": ("categorical", 3, 0)}
+                     "flag": ("numeric", 2, 0), "region_code": ("categorical", 3, 0)}  # numbers stay numbers
     assert table.feature_names == ("age", "plan", "smoker", "flag", "region_code") and table.ignored == ("note",)
     assert table.typed and table.x.dtype == object and table.x[0].tolist() == ["31", "basic", "yes", "0", "12"]
     assert table.task == "classification" and table.class_names == ("bronze", "gold", "silver")  # sorted strings
@@ -99,6 +99,14 @@ def test_imputation_and_vocabularies_come_from_the_training_rows_only():
         encoder.transform(np.array([["1", "red", "x"]], dtype=object))
     with pytest.raises(DataError, match="column 'n': missing value"):
         EncodeColumns(columns, impute=False).fit(train).transform(test)
+
+
+def test_whole_numbers_written_as_floats_are_the_same_category_and_empty_training_columns_are_named():
+    encoder = EncodeColumns([{"name": "code", "type": "categorical"}]).fit(np.array([["12"], ["7"], ["12"]], dtype=object))
+    assert encoder.transform(np.array([["12.0"], ["7"], ["007"]], dtype=object)).tolist() == [
+        [1, 0, 0], [0, 1, 0], [0, 0, 1]]  # 12.0 is 12 (pandas writes it so after a NaN); 007 is another code
+    with pytest.raises(DataError, match="column 'code': every cell of the training split is missing"):
+        EncodeColumns([{"name": "code", "type": "categorical"}], impute=True).fit(np.array([[None], [None]], dtype=object))
 
 
 def test_standardize_after_encoding_leaves_one_hot_columns_alone():
@@ -264,3 +272,48 @@ def test_regression_end_to_end_in_grams(mass_run, tmp_path):
     assert "test_r2" in header and "test_mae" in header and "test_accuracy" not in header
     report = runner.invoke(app, ["report", str(mass_run)])
     assert report.exit_code == 0 and "Predictions against the truth" in (mass_run / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_a_numeric_regression_run_predicts_and_evaluates_with_its_csv_gone(tmp_path):
+    """A regression's signature has no class names; it is still the run's own (no training CSV needed)."""
+    rows = [f"{i % 7},{(i * 3) % 11},{i % 5},{2.5 * (i % 7) + (i * 3) % 11 + 0.1 * (i % 5)}" for i in range(120)]
+    data = tmp_path / "data" / "numbers.csv"
+    data.parent.mkdir()
+    data.write_text("a,b,note,y\n" + "\n".join(rows) + "\n")
+    config = {"dataset": {"name": "csv", "path": str(data), "label": "y", "columns": {"note": "ignore"}},
+              "preprocessing": ["standardize"],
+              "model": {"layers": [{"type": "Dense", "units": 8, "activation": "relu"}, {"type": "Dense", "units": 1}]},
+              "training": {"loss": "mse", "metrics": ["mae"], "epochs": 3, "batch_size": 16}}
+    import yaml
+
+    (tmp_path / "numbers.yaml").write_text(yaml.safe_dump(config))
+    run = train_config(tmp_path / "numbers.yaml", tmp_path / "runs").run_dir
+    labelled = tmp_path / "labelled.csv"
+    labelled.write_text("note,b,a,y\n1,3,2,8.0\n2,5,4,15.2\n")
+    (tmp_path / "new.csv").write_text("b,a\n3,2\n5,4\n")
+    data.unlink()
+    result = runner.invoke(app, ["predict", str(run), str(tmp_path / "new.csv"), "-o", "-"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "input,predicted y" and len(result.stdout.splitlines()) == 3
+    evaluation = runner.invoke(app, ["evaluate", str(run), "--data", str(labelled), "--json"])
+    assert evaluation.exit_code == 0, evaluation.output
+    assert json.loads(evaluation.stdout)["samples"] == 2 and "r2" in json.loads(evaluation.stdout)["metrics"]
+
+
+def test_new_rows_are_matched_by_name_duplicates_refused_and_header_less_runs_read_by_position(tmp_path):
+    from nnrun.datasets.table import read_new_rows
+
+    signature = {"feature_names": ["a", "b"], "label": "y", "ignored_columns": ["note"], "delimiter": ","}
+    (tmp_path / "in.csv").write_text("note,b,y,a\nx,2,1,1\nz,4,0,NA\n")
+    x, labels, lines = read_new_rows(tmp_path / "in.csv", signature)
+    assert x.tolist() == [["1", "2"], [None, "4"]] and labels == ["1", "0"] and lines == [2, 3]
+    (tmp_path / "dup.csv").write_text("a,b,a\n1,2,3\n")
+    with pytest.raises(DataError, match="names column 'a' twice"):
+        read_new_rows(tmp_path / "dup.csv", signature)
+    (tmp_path / "in.tsv").write_text("b\ta\n2\t1\n")
+    assert read_new_rows(tmp_path / "in.tsv", signature)[0].tolist() == [["1", "2"]]
+    positional = {"feature_names": ["0", "2"], "label": "1", "ignored_columns": [], "header": False, "delimiter": ";"}
+    (tmp_path / "plain.csv").write_text("5;yes;7\n6;no;8\n")
+    x, labels, _ = read_new_rows(tmp_path / "plain.csv", positional)
+    assert x.tolist() == [["5", "7"], ["6", "8"]] and labels == ["yes", "no"]

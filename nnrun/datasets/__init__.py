@@ -92,8 +92,9 @@ class Dataset:
             "feature_names": list(self.feature_names),
             "class_names": list(self.class_names),
             "task": self.task,
-            **({"columns": [{k: c[k] for k in ("name", "type", "values") if k in c} for c in self.columns],
-                "ignored_columns": list(self.ignored)} if self.typed else {}),
+            **({"columns": [{k: c[k] for k in ("name", "type", "values") if k in c} for c in self.columns]}
+               if self.typed else {}),
+            **({"ignored_columns": list(self.ignored)} if self.kind == "tabular" else {}),
             **self.label,
         }
 

@@ -3,8 +3,8 @@
 ``read_table`` reads the file through ``datasets.csv.read_rows`` (the one CSV reader) into
 a pandas DataFrame of strings and decides, column by column, before anything trains:
 
-- the type: ``numeric`` (every present cell a finite number), ``binary`` (two distinct
-  values), ``categorical`` (text), or ``ignore``; ``dataset.columns`` overrides the guess;
+- the type: ``numeric`` (every present cell a finite number), ``binary`` (text with two
+  distinct values), ``categorical`` (other text), or ``ignore``; ``dataset.columns`` overrides the guess;
 - what missing cells (empty, ``NA``, ``NaN``, ``null``, ``?``) become: an error, a dropped
   row, or a value imputed later from the training split (``dataset.missing``);
 - the label: sorted class names for classification, numbers for regression.
@@ -17,6 +17,7 @@ into numbers. Every problem is one line naming the file and the column.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,11 @@ MANY_CATEGORIES = 50
 #: A numeric label with more distinct non-integer values than this looks continuous.
 CONTINUOUS_LABEL = 20
 OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe", ",": "comma"}
+
+
+def category(cell: Any) -> str:
+    """A cell as a category: its text, with a whole number written as a float (``12.0``) read as ``12``."""
+    return re.sub(r"^(-?\d+)\.0+$", r"\1", str(cell).strip())
 
 
 def resolve_task(task: str, loss: str) -> str:
@@ -194,15 +200,15 @@ def _column(path: Path, cells: Any, missing: Any, lines: np.ndarray, name: str, 
     if kind == "binary" and distinct != 2:
         raise DataError(f"{path}: column '{name}' is binary (dataset.columns) but has {distinct} distinct values; "
                         "declare it categorical.")
-    if kind is None:
-        kind = "binary" if distinct == 2 else "numeric" if all_numbers else "categorical"
+    if kind is None:  # numbers stay numbers (a 0/1 flag too); text with two values is binary
+        kind = "numeric" if all_numbers else "binary" if distinct == 2 else "categorical"
     if kind == "categorical" and distinct > config.max_categories:
         raise DataError(f"{path}: column '{name}' has {distinct:,} distinct values in {len(cells):,} rows, more than "
                         f"dataset.max_categories ({config.max_categories}): an identifier? Set "
                         f"dataset.columns.{name}: ignore, or raise max_categories.")
     column = {"name": name, "type": kind, "distinct": distinct, "missing": int(missing.sum()), "numbers": all_numbers}
     if kind == "binary":  # both values are part of the schema, even where the training split sees only one
-        column["values"] = sorted(str(v) for v in present.unique())
+        column["values"] = sorted({category(v) for v in present.unique()})
     return column
 
 
@@ -262,9 +268,17 @@ def read_new_rows(path: str | Path, signature: dict[str, Any], *, key: str = "in
     Raises:
         DataError: a feature column is missing, a column is unknown to the run, or a row is ragged.
     """
-    path, rows = read_rows(path, delimiter=signature.get("delimiter", ","), key=key)
-    header = [c.strip() for c in rows[0][1]]
+    delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else signature.get("delimiter", ",")
+    path, rows = read_rows(path, delimiter=delimiter, key=key)
     features, label = list(signature["feature_names"]), signature.get("label")
+    if signature.get("header", True):
+        header, body = [c.strip() for c in rows[0][1]], rows[1:]
+    else:  # the run's file had no header: columns by position, every column of that file in its order
+        width = len(features) + 1 + len(signature.get("ignored_columns", []))
+        header, body = [str(i) for i in range(width)], rows
+    duplicates = sorted({h for h in header if header.count(h) > 1})
+    if duplicates:
+        raise DataError(f"{key} {path}: the header names column '{duplicates[0]}' twice; every column needs its own name.")
     absent = [f for f in features if f not in header]
     if absent:
         raise DataError(f"{key} {path}: no column '{absent[0]}'; the run needs the columns {', '.join(features)} "
@@ -274,7 +288,6 @@ def read_new_rows(path: str | Path, signature: dict[str, Any], *, key: str = "in
     if unknown:
         raise DataError(f"{key} {path}: unknown column '{unknown[0]}'{did_you_mean(unknown[0], features)} The run "
                         f"knows {', '.join(features)} and the label '{label}'. Remove it or rename it.")
-    body = rows[1:]
     if not body:
         raise DataError(f"{key} {path}: a header but no rows of data.")
     for line, row in body:

@@ -41,10 +41,17 @@ class EncodeColumns(Step):
         for j, column in enumerate(self.columns):
             cells = [c for c in x[:, j] if not _is_missing(c)]
             if column["type"] == "numeric":
+                if not cells:
+                    raise DataError(f"column '{column['name']}': every cell of the training split is missing, so "
+                                    f"there is no median to fill with. Set dataset.columns.{column['name']}: ignore.")
                 self.values_.append([])
                 self.fill_.append(float(np.median(self._numbers(cells, column["name"]))))
             else:
-                texts = [str(c) for c in cells]
+                texts = [category(c) for c in cells]
+                if not texts:
+                    raise DataError(f"column '{column['name']}': every cell of the training split is missing, so there "
+                                    "is nothing to learn its values from. Set dataset.columns."
+                                    f"{column['name']}: ignore.")
                 distinct, counts = np.unique(texts, return_counts=True)
                 self.values_.append(column.get("values") or [str(v) for v in distinct])
                 self.fill_.append(str(distinct[np.argmax(counts)]) if len(distinct) else self.values_[-1][0])
@@ -68,7 +75,7 @@ class EncodeColumns(Step):
                 blocks.append(self._numbers(cells, name).reshape(-1, 1))
                 continue
             index = {v: i for i, v in enumerate(self.values_[j])}
-            codes = np.array([index.get(str(c), -1) for c in cells])
+            codes = np.array([index.get(category(c), -1) for c in cells])
             if column["type"] == "binary":
                 if (codes < 0).any():
                     bad = cells[int(np.argmax(codes < 0))]
@@ -108,6 +115,12 @@ class EncodeColumns(Step):
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.values_, self.fill_ = state["values_"], state["fill_"]
+
+
+def category(cell: Any) -> str:
+    from nnrun.datasets.table import category
+
+    return category(cell)
 
 
 def _is_missing(cell: Any) -> bool:
