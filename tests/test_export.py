@@ -15,7 +15,7 @@ from nnrun.cli import app
 
 from conftest import ROOT, train_config
 
-pytestmark = pytest.mark.slow  # every test exports a trained run
+pytestmark = pytest.mark.slow  # the tests export trained runs (the last one, about names, runs with them)
 runner = CliRunner()
 TRAINING_FIXTURES = {"standardized_run"}  # species_run is added below
 
@@ -161,3 +161,14 @@ def test_onnx_and_litert_refuse_text_columns_before_anything_is_written(species_
         result = runner.invoke(app, ["export", str(species_run), "-f", fmt, "-o", str(tmp_path / name)])
         assert result.exit_code == 2 and f"--format {fmt} takes no text inputs, but column 'island'" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("columns, expected", [
+    (["Mass (g)", "Mass [g]", "age"], ["Mass__g_", "Mass__g__2", "age"]),
+    (["a b", "a_b", "a-b"], ["a_b", "a_b_2", "a-b"]),
+    (["", "é"], ["column", "_"]),
+])
+def test_column_names_become_unique_tensorflow_input_names(columns, expected):
+    from nnrun.export import input_names
+
+    assert list(input_names(columns).values()) == expected
