@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from nnrun.datasets.csv import is_number
+from nnrun.datasets.table import MISSING, category
 from nnrun.errors import DataError
 from nnrun.preprocessing.steps import Step
 
@@ -102,8 +104,6 @@ class EncodeColumns(Step):
 
     @staticmethod
     def _numbers(cells: list[Any], name: str) -> np.ndarray:
-        from nnrun.datasets.csv import is_number
-
         try:
             return np.array([float(c) for c in cells], dtype=np.float64)
         except (TypeError, ValueError):
@@ -117,13 +117,5 @@ class EncodeColumns(Step):
         self.values_, self.fill_ = state["values_"], state["fill_"]
 
 
-def category(cell: Any) -> str:
-    from nnrun.datasets.table import category
-
-    return category(cell)
-
-
 def _is_missing(cell: Any) -> bool:
-    from nnrun.datasets.table import MISSING
-
     return cell is None or (isinstance(cell, float) and np.isnan(cell)) or str(cell).strip().lower() in MISSING
