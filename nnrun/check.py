@@ -23,7 +23,7 @@ def check_config(config: Any, path: Path) -> list[Any]:
     out: list[Any] = [f"[green]✓[/] {path}: schema valid",
                       Syntax(config.to_yaml(), "yaml", theme="ansi_dark", background_color="default")]
 
-    prepared = prepare(config)
+    prepared = prepare(config, probe=False)  # the XLA probe trains: check shows its cached timings only
     data = prepared.dataset
     if data.columns:
         out.append(columns_table(data))
@@ -32,6 +32,7 @@ def check_config(config: Any, path: Path) -> list[Any]:
                       [(step, str(x), str(y)) for step, x, y in prepared.shapes]))
     out.append(Text(model_summary(prepared.model)))
     out.append(precision_line(config, prepared.model))
+    out.append(prepared.jit.describe())
     out.append(f"[green]✓[/] {path}: data, model, loss, metrics and callbacks fit together "
                f"(steps_per_execution {prepared.steps_per_execution})")
     return out
