@@ -307,6 +307,7 @@ def fit_run(
     try:
         callbacks += create_callbacks(config.training.callbacks)
         callbacks += tensorboard_callback(run.path, config)
+        fit_started = time.perf_counter()
         with stop_on_signals(stop, reporter):
             model.fit(
                 prepared.x_train, prepared.y_train,
@@ -317,6 +318,7 @@ def fit_run(
                 validation_batch_size=EVAL_BATCH_SIZE,
                 callbacks=callbacks, verbose=0,
             )  # fmt: skip
+        fit_s = round(time.perf_counter() - fit_started, 3)  # the whole fit() call, as bench/ times plain Keras
         rows = callbacks[0].rows
         if stop.requested and len(rows) < epochs:  # a stop during the last epoch still completes the run
             raise RunInterrupted(
@@ -336,7 +338,7 @@ def fit_run(
 
         plot_curves(rows, run.file(rd.CURVES), title=config.run.name)
         run.write_metrics(metrics)
-        info = run.finish("completed", now=now(), epochs_run=len(rows))
+        info = run.finish("completed", now=now(), epochs_run=len(rows), fit_s=fit_s)
         _print_result(reporter, run, metrics, info["duration_s"])
         return TrainResult(run.path, "completed", metrics, time.perf_counter() - t0)
     except RunInterrupted as exc:
