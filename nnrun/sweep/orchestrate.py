@@ -38,6 +38,7 @@ from nnrun.sweep.space import (
 from nnrun.sweep.state import SweepState, Trial, create_sweep_dir, read_state, write_state
 from nnrun.sweep.study import (
     RETRY_OF,
+    Heartbeat,
     StudyRef,
     ask,
     check_choices,
@@ -228,7 +229,9 @@ def work(
     running: dict[int, TrialSpec] = {}
     waited = False
     started = time.perf_counter()
+    beat = Heartbeat(study._storage, lambda: [spec.trial_id for spec in list(running.values())], ref.heartbeat_s)
     try:
+        beat.__enter__()
         while True:
             while len(running) < runner.slots and (trial := ask(study, ref, state.budget)) is not None:
                 spec = _spec(study, trial, state, ref, grid, echo)
@@ -258,6 +261,7 @@ def work(
             f"sweep stopped; finished trials are kept in {sweep_dir}. Continue with: nnrun sweep --resume {sweep_dir}"
         ) from None
     finally:
+        beat.__exit__()
         runner.close()
     refresh(sweep_dir, state, study, finished=(None, now(), time.perf_counter() - started))
     return SweepResult(sweep_dir, state, sweep_comparison(sweep_dir, state))
@@ -300,7 +304,7 @@ def _tell(study: Any, result: dict[str, Any], state: SweepState, echo: Callable[
     if status == "completed" and len(values) < len(result.get("values") or [None]):
         status, result["error"] = "failed", f"no {state.metric} in the trial's run directories"
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, result["number"])
-    for key in ("status", "error", "run_dirs", "values", "duration_s", "host"):
+    for key in ("status", "error", "run_dirs", "values", "duration_s", "host", "pid"):
         study._storage.set_trial_user_attr(trial_id, key, result.get(key))
     if len(values) > 1:
         study._storage.set_trial_user_attr(trial_id, "std", statistics.stdev(values))

@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from nnrun import rundir as rd
 from nnrun.errors import ConfigError, first_line
@@ -148,7 +148,10 @@ def ask(study: Any, ref: StudyRef, budget: int) -> Any | None:
         waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
         if not waiting and len(originals(study)) >= budget:
             return None
-        return study.ask()
+        trial = study.ask()
+        # Beat at once: a retry carries its first attempt's last (stale) beat.
+        study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, time.time())
+        return trial
 
 
 def running_count(study: Any) -> int:
@@ -167,36 +170,44 @@ def fail_stale(study: Any, heartbeat_s: float) -> None:
         if now - last <= 2 * heartbeat_s + 1:
             continue
         try:
+            study._storage.set_trial_user_attr(trial._trial_id, "error", "its worker stopped (no heartbeat); retried")
             study._storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # it finished meanwhile
-        study._storage.set_trial_user_attr(trial._trial_id, "error", "its worker stopped (no heartbeat); retried")
         retry_queue(study, study._storage.get_trial(trial._trial_id))
 
 
 def retry_queue(study: Any, trial: Any) -> None:
     """Queue ``trial`` again with its values and user attributes (its run directories), at most MAX_RETRIES times."""
+    import warnings
+
+    import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.8: a line on the console every retry
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
 
 
 class Heartbeat:
-    """A thread that stamps a running trial in the study every ``interval`` seconds."""
+    """A thread in the worker that stamps each of its running trials in the study every ``interval`` seconds.
 
-    def __init__(self, storage: Any, trial_id: int, interval: float) -> None:
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+    The worker beats, not the trial's process: a trial waiting for a pool or Ray worker to start is alive too,
+    and a worker killed with ``kill -9`` stops beating for all of its trials at once.
+    """
+
+    def __init__(self, storage: Any, trial_ids: Callable[[], list[int]], interval: float) -> None:
+        self.storage, self.trial_ids, self.interval = storage, trial_ids, interval
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True, name="nnrun-heartbeat")
 
     def _beat(self) -> None:
-        while True:
-            try:
-                self.storage.set_trial_system_attr(self.trial_id, HEARTBEAT, time.time())
-            except Exception:  # noqa: BLE001 - the trial was failed by another worker, or the storage hiccupped
-                return
-            if self.stop.wait(self.interval):
-                return
+        while not self.stop.wait(self.interval):
+            for trial_id in self.trial_ids():
+                try:
+                    self.storage.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
+                except Exception:  # noqa: BLE001 - it finished meanwhile, or the storage hiccupped: beat again later
+                    pass
 
     def __enter__(self) -> Heartbeat:
         self.thread.start()

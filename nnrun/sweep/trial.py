@@ -26,7 +26,7 @@ from typing import Any
 from nnrun import rundir as rd
 from nnrun.config import validate_config
 from nnrun.errors import ConfigError, DataError, NnrunError, RunDirError, RunInterrupted, first_line
-from nnrun.sweep.study import Heartbeat, StudyRef, open_study
+from nnrun.sweep.study import StudyRef, open_study
 
 
 @dataclass
@@ -102,33 +102,35 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
 
     def outcome(status: str, error: str | None = None) -> dict[str, Any]:
         return {"index": spec.index, "number": spec.number, "status": status, "error": error, "run_dirs": run_dirs,
-                "values": values, "duration_s": round(time.perf_counter() - started, 3), "host": socket.gethostname()}
+                "values": values, "duration_s": round(time.perf_counter() - started, 3), "host": socket.gethostname(),
+                "pid": os.getpid()}
 
     def judge(epoch: int, value: float) -> bool:
         trial.report(value, epoch)
         return trial.should_prune()
 
-    with Heartbeat(study._storage, spec.trial_id, spec.study.heartbeat_s):
-        for seed_index, config in enumerate(spec.configs):
-            prune = spec.monitor is not None and seed_index == 0 and spec.study.prune != "none"
-            try:
-                run, status = _train_one(spec, config, judge if prune else None)
-            except (ConfigError, DataError) as exc:
+    for seed_index, config in enumerate(spec.configs):
+        prune = spec.monitor is not None and seed_index == 0 and spec.study.prune != "none"
+        try:
+            run, status = _train_one(spec, config, judge if prune else None)
+        except BaseException as exc:  # noqa: BLE001 - one trial's error must not end the sweep
+            left = _runs_named(Path(spec.study.sweep_dir), config["run"]["name"])
+            run_dirs.extend(p.name for p in left[-1:] if p.name not in run_dirs)
+            if isinstance(exc, (ConfigError, DataError)) and not left:
                 return outcome("invalid" if not run_dirs else "failed", str(exc))
-            except RunInterrupted as exc:
-                return outcome("interrupted", str(exc))
-            except KeyboardInterrupt:
-                return outcome("interrupted", "KeyboardInterrupt")
-            except NnrunError as exc:
+            if isinstance(exc, (RunInterrupted, KeyboardInterrupt)):
+                return outcome("interrupted", str(exc) or type(exc).__name__)
+            if isinstance(exc, NnrunError):
                 return outcome("failed", str(exc))
-            except Exception as exc:  # noqa: BLE001 - a bug or library error in one trial must not end the sweep
-                return outcome("failed", f"{type(exc).__name__}: {first_line(exc) if str(exc).strip() else ''}")
-            run_dirs.append(run.name)
-            if status == "pruned":
-                last = study._storage.get_trial(spec.trial_id).intermediate_values
-                values.append(last[max(last)] if last else float("nan"))
-                return outcome("pruned")
-            values.append(run_value(run, spec.metric))
+            if not isinstance(exc, Exception):
+                raise
+            return outcome("failed", f"{type(exc).__name__}: {first_line(exc) if str(exc).strip() else ''}")
+        run_dirs.append(run.name)
+        if status == "pruned":
+            last = study._storage.get_trial(spec.trial_id).intermediate_values
+            values.append(last[max(last)] if last else float("nan"))
+            return outcome("pruned")
+        values.append(run_value(run, spec.metric))
     return outcome("completed")
 
 
