@@ -333,7 +333,7 @@ def test_median_pruning_stops_a_clearly_worse_trial_after_an_epoch(tmp_path):
     rates = [0.01, 0.005, 1e-5]  # the last barely moves from its initial loss
     path, state = start_sweep(SWEEP_CONFIG, sets=["training.epochs=3"], search="grid",
                               grid_options=["model.layers.0.units=12", "training.batch_size=64",
-                                            "training.optimizer.learning_rate=" + ",".join(map(str, rates))],
+                                            "training.optimizer.learning_rate=0.01,0.005,0.00001"],
                               prune="median", metric="val_loss", runs_dir=tmp_path)  # fmt: skip
     study = open_study(study_ref(path, state))
     for rate in rates:  # Optuna's own queue fixes the order: two good trials first, then the poor one
