@@ -23,7 +23,7 @@ from typing import Any
 
 from nnrun.config import RunConfig, load_config, validate_config
 from nnrun.errors import ConfigError, RunInterrupted
-from nnrun.sweep.executors import check_executor, create_executor
+from nnrun.sweep.executors import check_executor, create_executor, default_threads
 from nnrun.sweep.space import (
     check_grid,
     collect_grid,
@@ -224,8 +224,10 @@ def work(
     ref = study_ref(sweep_dir, state, parallel=jobs > 1 or executor == "ray")
     study = open_study(ref)
     grid = space(state)
-    runner = create_executor(executor, jobs=jobs, address=address, gpus_per_trial=gpus_per_trial, ray_cpus=ray_cpus)
+    runner = create_executor(executor, address=address, gpus_per_trial=gpus_per_trial, ray_cpus=ray_cpus)
     state.executor, state.jobs = executor, jobs
+    helpers = [_join_process(sweep_dir, default_threads(jobs)) for _ in range(jobs - 1)]
+    runner.threads = default_threads(jobs) if jobs > 1 else None
     running: dict[int, TrialSpec] = {}
     waited = False
     started = time.perf_counter()
@@ -263,8 +265,27 @@ def work(
     finally:
         beat.__exit__()
         runner.close()
+        for helper, log in helpers:
+            if helper.wait():
+                log.seek(0)
+                echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: "
+                     f"{(log.read().strip().splitlines() or [''])[-1]}")
+            log.close()
     refresh(sweep_dir, state, study, finished=(None, now(), time.perf_counter() - started))
     return SweepResult(sweep_dir, state, sweep_comparison(sweep_dir, state))
+
+
+def _join_process(sweep_dir: Path, threads: int) -> tuple[Any, Any]:
+    """One more worker for ``--jobs``: ``nnrun sweep --join`` in a process of its own, with its share of threads."""
+    import subprocess
+    import sys
+    import tempfile
+
+    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "TF_NUM_INTEROP_THREADS": "1" if threads == 1 else "2"}  # fmt: skip
+    log = tempfile.TemporaryFile("w+")  # its own table and lines: kept for an error, not shown twice
+    return subprocess.Popen([sys.executable, "-m", "nnrun", "sweep", "--join", str(sweep_dir)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=log, text=True), log  # fmt: skip
 
 
 def _spec(study: Any, trial: Any, state: SweepState, ref: StudyRef, grid: dict[str, Any],
