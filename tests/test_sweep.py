@@ -111,6 +111,20 @@ def test_grid_search_takes_every_combination_once_and_stops_at_the_budget(tmp_pa
     assert len(random_drawn) == 5
 
 
+def test_an_rdb_storage_holds_the_study_instead_of_the_journal(tmp_path):
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    path, state = start_sweep(SWEEP_CONFIG, storage=url, runs_dir=tmp_path / "runs")
+    ref = study_ref(path, state)
+    study = open_study(ref)
+    trial = ask(study, ref, state.budget)
+    study.tell(trial, 0.75)
+    assert not (path / "study.journal").exists() and read_state(path).storage == url
+    again = optuna.load_study(study_name=state.study_name, storage=url)  # what optuna-dashboard URL opens
+    assert [t.value for t in again.trials] == [0.75] and again.user_attrs["nnrun.metric"] == "best_val_accuracy"
+
+
 def test_a_trial_whose_heartbeat_stopped_is_failed_and_queued_again(tmp_path):
     import optuna
 
