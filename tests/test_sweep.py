@@ -15,6 +15,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -123,6 +124,34 @@ def test_an_rdb_storage_holds_the_study_instead_of_the_journal(tmp_path):
     assert not (path / "study.journal").exists() and read_state(path).storage == url
     again = optuna.load_study(study_name=state.study_name, storage=url)  # what optuna-dashboard URL opens
     assert [t.value for t in again.trials] == [0.75] and again.user_attrs["nnrun.metric"] == "best_val_accuracy"
+
+
+@pytest.mark.parametrize("prune", ["median", "hyperband"])
+def test_the_pruners_stop_the_worse_trials_from_reported_epochs(tmp_path, prune):
+    """Each trial reports one value per epoch, as the pruning callback does; the poorer half must be stopped early."""
+    path, state = start_sweep(SWEEP_CONFIG, sets=["training.epochs=9"], grid_options=[LR], search="random", trials=12,
+                              prune=prune, seed=0, runs_dir=tmp_path)  # fmt: skip
+    ref = study_ref(path, state)
+    study = open_study(ref)
+    stopped = {}
+    while (trial := ask(study, ref, state.budget)) is not None:
+        quality = suggest(trial, collect_grid(load_config(SWEEP_CONFIG), [LR]))["training.optimizer.learning_rate"]
+        for epoch in range(1, 10):
+            trial.report(quality * epoch, epoch)  # higher is better (val_accuracy): a higher rate, a better trial
+            if trial.should_prune():
+                break
+        stopped[quality] = epoch
+        study.tell(trial, state=optuna_state("PRUNED") if epoch < 9 else None, values=None if epoch < 9 else quality)
+    ranked = sorted(stopped)  # worst first
+    assert any(epoch < 9 for epoch in stopped.values())
+    assert stopped[ranked[-1]] == 9  # the best trial ran every epoch
+    assert statistics.fmean(stopped[q] for q in ranked[:6]) < statistics.fmean(stopped[q] for q in ranked[6:])
+
+
+def optuna_state(name: str):
+    import optuna
+
+    return getattr(optuna.trial.TrialState, name)
 
 
 def test_a_trial_whose_heartbeat_stopped_is_failed_and_queued_again(tmp_path):
