@@ -37,7 +37,7 @@ def add_command(app: typer.Typer, guarded: Guard, debug_option: Any, sets_option
         metric: Annotated[Optional[str], typer.Option("--metric", help="Compare column that ranks the trials (default: sweep.metric, val_accuracy).")] = None,
         storage: Annotated[Optional[str], typer.Option("--storage", metavar="URL", help="Keep the study in this database (SQLAlchemy URL) instead of the sweep folder's journal file.")] = None,
         heartbeat: Annotated[float, typer.Option("--heartbeat", metavar="SECONDS", help="A trial's heartbeat; after 2x this without one its worker counts as dead.")] = 10.0,
-        jobs: Annotated[int, typer.Option("--jobs", "-j", help="Trials in parallel processes, each with an equal share of the CPU threads.")] = 1,
+        jobs: Annotated[int, typer.Option("--jobs", "-j", help="Workers on this machine: N - 1 more `--join` processes, each with an equal share of the CPU threads.")] = 1,
         executor: Annotated[str, typer.Option("--executor", metavar="local|ray", help="local: this machine; ray: a Ray instance or cluster (pip install 'nnrun\\[ray]').")] = "local",
         address: Annotated[Optional[str], typer.Option("--address", metavar="HOST:PORT", help="With --executor ray: the cluster's head (default: start a local Ray instance).")] = None,
         gpus_per_trial: Annotated[float, typer.Option("--gpus-per-trial", help="With --executor ray: GPUs Ray reserves for each trial.")] = 0,
