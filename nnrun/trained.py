@@ -87,7 +87,10 @@ def load_model(run: rd.RunDir, info: dict[str, Any]) -> Any:
         )
     from nnrun.tf import import_keras
 
+    from nnrun.backbones import register
+
     keras = import_keras()
+    register()  # nnrun's own layers (a backbone's preprocess_input)
     try:
         return keras.models.load_model(path)
     except Exception as exc:  # noqa: BLE001 (Keras raises ValueError, OSError, zipfile errors...)

@@ -36,6 +36,7 @@ from nnrun.datasets import Dataset, load_dataset
 from nnrun.distribution import tensorboard_callback
 from nnrun.errors import NnrunError, RunDirError, RunInterrupted, first_line
 from nnrun.keras_names import check_loss, check_metrics, create_callbacks, create_optimizer
+from nnrun.backbones import register as register_layers
 from nnrun.models import build_model, check_compatibility, layer_summary
 from nnrun.preprocessing import EncodeColumns, Pipeline
 
@@ -130,7 +131,7 @@ def prepare(config: RunConfig, *, smoke: bool = False, dataset: Dataset | None =
     with model_scope(config) as layers:
         # Build on the preprocessed shape; names are checked before any layer is made.
         model = build_model(layers + label_scaling_layers(config, data, y_train), x_train.shape[1:],
-                            name=config.run.name or "model")
+                            name=config.run.name or "model", input_scale=input_scale(config))
         check_compatibility(model, y_train, data.num_classes, config, pipeline.label_encoding, x_val is not None,
                             task=data.task)
         optimizer = create_optimizer(config.training.optimizer)
@@ -149,6 +150,15 @@ def prepare(config: RunConfig, *, smoke: bool = False, dataset: Dataset | None =
             jit_compile=resolve_jit_compile(config),
         )
     return Prepared(config, data, pipeline, model, x_train, y_train, x_test, y_test, x_val, y_val, spe, shapes)
+
+
+def input_scale(config: RunConfig) -> float:
+    """The product of the config's ``scale`` factors: a pretrained backbone's ``preprocess_input`` undoes it."""
+    factor = 1.0
+    for step in config.preprocessing:
+        if step.type == "scale":
+            factor *= step.factor
+    return factor
 
 
 def label_scaling_layers(config: RunConfig, data: Dataset, y_train: np.ndarray) -> list[dict[str, Any]]:
@@ -409,6 +419,7 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
     x_val = y_val = None
     if data.x_val is not None:
         x_val, y_val = pipeline.transform(data.x_val, data.y_val)
+    register_layers()
     model = keras.models.load_model(run.file(rd.LAST_CHECKPOINT))
     restore_seed_generator_states(model, state.get("seed_generators"))
     prepared = Prepared(config, data, pipeline, model, x_train, y_train, x_test, y_test, x_val, y_val,

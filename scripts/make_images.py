@@ -63,12 +63,15 @@ def draw_shape(shape: str, size: tuple[int, int], rng: np.random.RandomState) ->
     return image
 
 
+SHAPES = ("circle", "square", "triangle")
+
+
 def write_shapes(out: Path, per_class: int = 40, *, seed: int = 0, sizes: tuple[int, int] = (24, 96),
-                 formats: tuple[str, ...] = ("png", "jpg", "bmp", "gif")) -> int:
+                 formats: tuple[str, ...] = ("png", "jpg", "bmp", "gif"), shapes: tuple[str, ...] = SHAPES) -> int:
     """Write ``per_class`` pictures of each shape, of random sizes and the given formats; return the count."""
     rng = np.random.RandomState(seed)
     count = 0
-    for shape in ("circle", "square", "triangle"):
+    for shape in shapes:
         (out / shape).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             size = (int(rng.randint(*sizes)), int(rng.randint(*sizes)))

@@ -277,7 +277,7 @@ class Decoded:
 
 def decode_images(paths: list[str], settings: dict[str, Any], *, batch_size: int = 256) -> Decoded:
     """Decode, resize and convert image files in parallel; files that fail are skipped and named."""
-    from nnrun.tf import import_keras
+    from nnrun.tf import import_keras, quiet_stderr
 
     import_keras()
     import tensorflow as tf
@@ -291,20 +291,21 @@ def decode_images(paths: list[str], settings: dict[str, Any], *, batch_size: int
     kept = np.zeros(len(paths), dtype=bool)
     status = np.zeros(len(paths), dtype=np.int64)
     native = np.zeros((len(paths), 3), dtype=np.int64)
-    for index, pixels, code, shape in dataset.as_numpy_iterator():
-        images[index] = pixels
-        kept[index] = True
-        status[index] = code
-        native[index] = shape
-    too_large = kept & (status == 1)
-    kept &= status == 0
-    skipped = [f"{paths[i]}: {_why_not_decoded(tf, paths[i])}" for i in np.flatnonzero(~kept & ~too_large)]
+    with quiet_stderr():
+        for index, pixels, code, shape in dataset.as_numpy_iterator():
+            images[index] = pixels
+            kept[index] = True
+            status[index] = code
+            native[index] = shape
+        too_large = kept & (status == 1)
+        kept &= status == 0
+        skipped = [f"{paths[i]}: {_why_not_decoded(tf, paths[i])}" for i in np.flatnonzero(~kept & ~too_large)]
     skipped += [f"{paths[i]}: larger than {MAX_PIXELS // 1_000_000} megapixels" for i in np.flatnonzero(too_large)]
     notes = []
     if skipped:
         shown = "; ".join(skipped[:NAMED_SKIPS])
         more = f"; and {len(skipped) - NAMED_SKIPS} more" if len(skipped) > NAMED_SKIPS else ""
-        notes.append(f"skipped {len(skipped)} file(s) that are not decodable images: {shown}{more}")
+        notes.append(f"skipped {len(skipped)} file(s): {shown}{more}")
     channel_counts = native[kept, 2]
     other = int(np.sum(channel_counts < 3)) if depth == 3 else int(np.sum(channel_counts >= 3))
     if other:
@@ -326,7 +327,8 @@ def _why_not_decoded(tf: Any, path: str) -> str:
         tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
     except Exception as exc:  # noqa: BLE001 - TensorFlow's errors carry the decoder's reason
         message = str(getattr(exc, "message", exc)).strip().splitlines()[-1]
-        return message.split("}} ")[-1].rstrip(". ") or type(exc).__name__
+        message = message.split("}} ")[-1].split(" [Op:")[0].strip().rstrip(".")
+        return f"not a decodable image ({message})" if message else "not a decodable image"
     return "cannot be decoded"
 
 
