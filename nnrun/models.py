@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from nnrun.backbones import backbone_names, build_backbone
 from nnrun.config import RunConfig
 from nnrun.errors import ConfigError, did_you_mean, first_line
-from nnrun.backbones import backbone_names, build_backbone
 from nnrun.keras_names import layer_names, metric_names, resolve_layer
 
 

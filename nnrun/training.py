@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from nnrun import rundir as rd
+from nnrun.backbones import register as register_layers
 from nnrun.callbacks import StopFlag, make_run_callbacks, restore_seed_generator_states, stop_on_signals
 from nnrun.config import RunConfig
 from nnrun.console import Reporter
@@ -36,7 +37,6 @@ from nnrun.datasets import Dataset, load_dataset
 from nnrun.distribution import tensorboard_callback
 from nnrun.errors import NnrunError, RunDirError, RunInterrupted, first_line
 from nnrun.keras_names import check_loss, check_metrics, create_callbacks, create_optimizer
-from nnrun.backbones import register as register_layers
 from nnrun.models import build_model, check_compatibility, layer_summary
 from nnrun.preprocessing import EncodeColumns, Pipeline
 
