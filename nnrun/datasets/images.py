@@ -145,8 +145,7 @@ def _walk(folder: Path, skipped: list[str]) -> tuple[list[str], int]:
         except OSError as exc:
             skipped.append(f"{current}: {(exc.strerror or str(exc)).lower()}")
             continue
-        if (info.st_dev, info.st_ino) in seen:
-            skipped.append(f"{current}: a folder link that loops back to {current.resolve()}")
+        if (info.st_dev, info.st_ino) in seen:  # two links to one folder: its images count once
             continue
         seen.add((info.st_dev, info.st_ino))
         try:
@@ -159,7 +158,12 @@ def _walk(folder: Path, skipped: list[str]) -> tuple[list[str], int]:
                 continue
             try:
                 if entry.is_dir():
-                    stack.append(Path(entry.path))
+                    target = os.path.realpath(entry.path)
+                    here = os.path.realpath(current)
+                    if entry.is_symlink() and (here == target or here.startswith(target + os.sep)):
+                        skipped.append(f"{entry.path}: a folder link that loops back to {target}")
+                    else:
+                        stack.append(Path(entry.path))
                     continue
                 is_image = entry.name.lower().endswith(IMAGE_EXTENSIONS)
                 if is_image and entry.is_file():
@@ -300,7 +304,8 @@ def decode_images(paths: list[str], settings: dict[str, Any], *, batch_size: int
         too_large = kept & (status == 1)
         kept &= status == 0
         skipped = [f"{paths[i]}: {_why_not_decoded(tf, paths[i])}" for i in np.flatnonzero(~kept & ~too_large)]
-    skipped += [f"{paths[i]}: larger than {MAX_PIXELS // 1_000_000} megapixels" for i in np.flatnonzero(too_large)]
+    skipped += [f"{paths[i]}: {native[i, 1]}x{native[i, 0]} pixels, more than the {MAX_PIXELS // 1_000_000} megapixels "
+                "nnrun decodes; shrink it" for i in np.flatnonzero(too_large)]
     notes = []
     if skipped:
         shown = "; ".join(skipped[:NAMED_SKIPS])
@@ -339,20 +344,17 @@ def _loader(tf: Any, size: tuple[int, int], depth: int, crop: bool, interpolatio
     keras = import_keras()
     png = tf.constant(b"\x89PNG\r\n\x1a\n")
 
-    def header_pixels(contents):
+    def header_size(contents):
         # PNG keeps width and height at bytes 16-23; JPEG's come from its SOF marker; others are decoded to know.
         def png_size():
-            raw = tf.io.decode_raw(tf.strings.substr(contents, 16, 8), tf.uint8)
-            raw = tf.cast(raw, tf.int64)
-            w = raw[0] * 2**24 + raw[1] * 2**16 + raw[2] * 2**8 + raw[3]
-            h = raw[4] * 2**24 + raw[5] * 2**16 + raw[6] * 2**8 + raw[7]
-            return h * w
+            raw = tf.cast(tf.io.decode_raw(tf.strings.substr(contents, 16, 8), tf.uint8), tf.int64)
+            width = raw[0] * 2**24 + raw[1] * 2**16 + raw[2] * 2**8 + raw[3]
+            return tf.stack([raw[4] * 2**24 + raw[5] * 2**16 + raw[6] * 2**8 + raw[7], width])
 
         is_png = tf.logical_and(tf.strings.length(contents) >= 24, tf.equal(tf.strings.substr(contents, 0, 8), png))
-        is_jpeg = tf.io.is_jpeg(contents)
         return tf.case([(is_png, png_size),
-                        (is_jpeg, lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(contents)[:2], tf.int64)))],
-                       default=lambda: tf.constant(0, tf.int64))
+                        (tf.io.is_jpeg(contents), lambda: tf.cast(tf.image.extract_jpeg_shape(contents)[:2], tf.int64))],
+                       default=lambda: tf.zeros([2], tf.int64))
 
     def convert(image):
         native = tf.shape(image)[-1]
@@ -366,7 +368,8 @@ def _loader(tf: Any, size: tuple[int, int], depth: int, crop: bool, interpolatio
 
     def load(index, path):
         contents = tf.io.read_file(path)
-        too_large = header_pixels(contents) > MAX_PIXELS
+        header = header_size(contents)
+        too_large = header[0] * header[1] > MAX_PIXELS
 
         def decode():
             image = tf.io.decode_image(contents, channels=0, expand_animations=False)
@@ -381,7 +384,7 @@ def _loader(tf: Any, size: tuple[int, int], depth: int, crop: bool, interpolatio
             return pixels, tf.constant(0, tf.int64), shape
 
         def skip():
-            return tf.zeros((*size, depth), tf.uint8), tf.constant(1, tf.int64), tf.constant([0, 0, 0], tf.int64)
+            return tf.zeros((*size, depth), tf.uint8), tf.constant(1, tf.int64), tf.concat([header, [0]], 0)
 
         pixels, status, shape = tf.cond(too_large, skip, decode)
         pixels.set_shape((*size, depth))
