@@ -66,7 +66,7 @@ def draw_shape(shape: str, size: tuple[int, int], rng: np.random.RandomState) ->
 SHAPES = ("circle", "square", "triangle")
 
 
-def write_shapes(out: Path, per_class: int = 40, *, seed: int = 0, sizes: tuple[int, int] = (24, 96),
+def write_shapes(out: Path, per_class: int = 60, *, seed: int = 0, sizes: tuple[int, int] = (24, 96),
                  formats: tuple[str, ...] = ("png", "jpg", "bmp", "gif"), shapes: tuple[str, ...] = SHAPES) -> int:
     """Write ``per_class`` pictures of each shape, of random sizes and the given formats; return the count."""
     rng = np.random.RandomState(seed)
