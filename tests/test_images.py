@@ -164,6 +164,14 @@ def test_evaluate_names_the_folders_and_draws_the_misclassified(shapes_run):
 
 
 @pytest.mark.slow
+def test_report_shows_sample_images_with_predictions(shapes_run):
+    from nnrun.report import build_run_report
+
+    page = build_run_report(shapes_run, evaluate=False)
+    assert 'alt="sample test images"' in page and "not image data" not in page
+
+
+@pytest.mark.slow
 def test_a_keras_applications_backbone_trains_and_reloads(tmp_path):
     """weights: null trains one epoch; a weights file adds the family's preprocess_input, and the run reloads."""
     from nnrun.predict import predict_run
