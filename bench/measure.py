@@ -103,8 +103,12 @@ def machine() -> dict[str, str]:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "?"
+    peak, peak_note = fp32_peak()
     return {
         "cpu": cpu,
+        "flags": " ".join(sorted(cpu_flags() & SHOWN_FLAGS)) or "none of interest",
+        "fp32_peak_gflops": f"{peak:.0f}",
+        "fp32_peak_note": peak_note,
         "cores": str(os.cpu_count()),
         "memory": memory,
         "python": platform.python_version(),
@@ -113,8 +117,50 @@ def machine() -> dict[str, str]:
     }
 
 
+#: The CPU flags that decide how fast float32 and bfloat16 training can be.
+SHOWN_FLAGS = {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}
+
+
+def _cpuinfo_field(name: str) -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":")[0].strip() == name:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def cpu_flags() -> set[str]:
+    return set(_cpuinfo_field("flags").split())
+
+
+def fp32_peak() -> tuple[float, str]:
+    """Nominal float32 peak GFLOP/s of this machine's cores, and how it was reckoned.
+
+    cores x clock (/proc/cpuinfo's cpu MHz) x FMA lanes x FMA units x 2. AVX-512: 16 lanes; two FMA units on
+    Intel Xeons and AMD Zen 5 (family 26), one 512-bit pass per cycle on Zen 4 (family 25). AVX2: 8 lanes, two
+    units. A nominal figure: turbo clocks are higher, and a VM's vCPUs may share physical cores.
+    """
+    flags, cores = cpu_flags(), os.cpu_count() or 1
+    try:
+        ghz = float(_cpuinfo_field("cpu MHz")) / 1000
+    except ValueError:
+        ghz = 0.0
+    vendor, family = _cpuinfo_field("vendor_id"), _cpuinfo_field("cpu family")
+    if "avx512f" in flags:
+        lanes, units = 16, 1 if vendor == "AuthenticAMD" and family == "25" else 2
+    elif "avx2" in flags and "fma" in flags:
+        lanes, units = 8, 2
+    else:
+        lanes, units = 4, 1
+    flops = lanes * units * 2
+    return cores * ghz * flops, f"{cores} cores x {ghz:.2f} GHz x {lanes} fp32 lanes x {units} FMA unit(s) x 2"
+
+
 def machine_line(info: dict[str, str]) -> str:
     return (
-        f"{info['cpu']}, {info['cores']} cores, {info['memory']} RAM; Python {info['python']}, "
+        f"{info['cpu']} (flags: {info.get('flags', '?')}; nominal fp32 peak {info.get('fp32_peak_gflops', '?')} GFLOP/s = "
+        f"{info.get('fp32_peak_note', '?')}), {info['cores']} cores, {info['memory']} RAM; Python {info['python']}, "
         f"TensorFlow {info['tensorflow']}, Keras {info['keras']}, NumPy {info['numpy']}; load average at start {info['load']}"
     )

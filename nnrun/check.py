@@ -26,7 +26,7 @@ def check_config(config: Any, path: Path) -> list[Any]:
     images = config.dataset.name == "images"
     if images:  # counted by listing; only a sample (as --smoke takes) is decoded to check the model
         out.extend(image_overview(config))
-    prepared = prepare(config, smoke=images)
+    prepared = prepare(config, smoke=images, probe=False)  # the XLA probe trains: check shows its cached timings only
     data = prepared.dataset
     if data.columns:
         out.append(columns_table(data))
@@ -35,6 +35,7 @@ def check_config(config: Any, path: Path) -> list[Any]:
                       [(step, str(x), str(y)) for step, x, y in prepared.shapes]))
     out.append(Text(model_summary(prepared.model)))
     out.append(precision_line(config, prepared.model))
+    out.append(prepared.jit.describe())
     out.append(f"[green]✓[/] {path}: data, model, loss, metrics and callbacks fit together "
                f"(steps_per_execution {prepared.steps_per_execution})")
     return out

@@ -18,6 +18,7 @@ import typer
 from nnrun import rundir
 from nnrun.console import make_console
 from nnrun.errors import ExitCode, NnrunError, first_line
+from nnrun.tf import exit_fast
 
 app = typer.Typer(
     name="nnrun",
@@ -437,7 +438,11 @@ app.add_typer(build_mlflow_app(guarded, Debug), name="mlflow")
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as exc:  # a finished train/evaluate/predict ends without TensorFlow's ~1 s teardown
+        exit_fast(exc.code, sys.argv[1] if len(sys.argv) > 1 else None)
+        raise
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
   ``distribution.devices`` listed. ``training.batch_size`` stays the global
   batch: each of N replicas gets ``batch_size / N`` samples per step, and the
   gradients are averaged over the whole batch, as on one device. Under a
-  strategy, 'auto' means ``steps_per_execution: 1`` (``jit_compile`` is off by default)
+  strategy, 'auto' means ``steps_per_execution: 1`` and ``jit_compile: auto`` means off
   (``MIRRORED_LIMITS``); larger values are rejected.
 - ``multi_worker`` is rejected: ``MultiWorkerMirroredStrategy`` fails inside
   Keras 3's ``fit`` (see ``MULTI_WORKER_ERROR``). For many machines, run many
@@ -62,7 +62,7 @@ def check_distribution(config: RunConfig) -> None:
         if jit is True:
             raise ConfigError(
                 f"training.jit_compile is true but distribution.strategy is mirrored: {MIRRORED_LIMITS}. "
-                "Set it to false (the default)."
+                "Set it to false or auto (the default, off under a strategy)."
             )
     if section.devices and section.strategy != "mirrored":
         raise ConfigError(

@@ -149,6 +149,22 @@ class _AtomicPath:
 # ----------------------------------------------------------- creating runs
 
 
+def check_runs_dir(runs_dir: str | Path) -> None:
+    """Pre-flight: the runs folder exists as a writable folder, or can be made; nothing is created.
+
+    Raises:
+        RunDirError: a file is in the way, or the nearest existing folder is not writable.
+    """
+    path = Path(runs_dir).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise RunDirError(f"runs folder {runs_dir}: cannot create it ({existing} is a file). "
+                          "Pass --runs-dir to choose another.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirError(f"runs folder {runs_dir}: cannot create it ({existing} is not writable). "
+                          "Pass --runs-dir to choose another.")
+
+
 def create_run_dir(runs_dir: str | Path, name: str, now: datetime, *, prefix: str = "") -> Path:
     """Create ``runs_dir/<prefix><YYYYMMDD-HHMMSS>-<name>``, adding ``-2``, ``-3``... on collision.
 

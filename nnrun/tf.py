@@ -63,3 +63,32 @@ def _restore_fd(fd: int, saved) -> None:
         return
     os.dup2(saved, fd)
     os.close(saved)
+
+
+#: Commands whose process may end without TensorFlow's interpreter teardown (see ``exit_fast``).
+FAST_EXIT_COMMANDS = frozenset({"train", "evaluate", "predict", "check", "show"})
+
+
+def exit_fast(code: object, command: str | None) -> None:
+    """End a finished ``train`` / ``evaluate`` / ``predict`` process without TensorFlow's teardown.
+
+    After the last line, a process that imported TensorFlow spends about a second (measured: 4.0 s for
+    ``python -c "import keras"``, 3.0 s with ``os._exit``, AMD EPYC) destroying TensorFlow's thread pools and
+    objects. Every file nnrun writes is closed and renamed into place before this, so the process can
+    simply stop: standard output and logging are flushed, then ``os._exit``. Only for the commands in
+    FAST_EXIT_COMMANDS (no MLflow, Ray or export atexit hooks there), only where TensorFlow was imported,
+    and never with ``NNRUN_FULL_EXIT=1`` (for tools that rely on atexit, such as coverage).
+    Returns (and the normal exit follows) in every other case.
+    """
+    if (command not in FAST_EXIT_COMMANDS or "tensorflow" not in sys.modules or os.environ.get("NNRUN_FULL_EXIT")
+            or not (code is None or isinstance(code, int))):
+        return
+    import logging
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    logging.shutdown()
+    os._exit(code or 0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ class Prepared:
     y_val: np.ndarray | None
     steps_per_execution: int
     shapes: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+    jit: Any = None  # nnrun.xla.JitChoice; None for a resumed run (its checkpoint keeps the setting)
 
     @property
     def validation_data(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -75,31 +77,13 @@ class Prepared:
 # ------------------------------------------------------------------ prepare
 
 
-#: Layers that XLA speeds up on CPU (measured: diabetes_mlp -30%, mnist_dense512 -20% per epoch);
-#: with Conv2D it made fashion_cnn 2x slower, so 'auto' leaves it off there.
-def resolve_jit_compile(config: RunConfig) -> bool:
-    """``training.jit_compile``: XLA only when asked for; 'auto' (older configs' default) means off.
-
-    Measured here (2 CPU cores, TF 2.21, ``bench/levers.py`` and single A/B
-    runs): XLA made no shipped config faster as a whole run. mnist_mlp took
-    58.5 s with it and 54.6 s without; the Dense-only MNIST/Fashion models were
-    between 13% faster and 14% slower per epoch and paid ~1 s of compile;
-    Conv2D was 2x slower; only diabetes_mlp gained (about 3.7 s of 24 s) but
-    XLA's compiler added ~110 MB to a 680 MB process, past issue 5's 1.2x
-    memory budget. Without XLA the arithmetic is also the tutorials', so test
-    accuracy matches theirs exactly. On a GPU the balance may differ; nothing
-    was measured there.
-    """
-    return config.training.jit_compile is True
-
-
 def auto_steps_per_execution(n_train: int, batch_size: int) -> int:
     """Batches per call into the compiled graph: about AUTO_SAMPLES_PER_EXECUTION samples, at most an epoch."""
     steps_per_epoch = max(1, math.ceil(n_train / batch_size))
     return max(1, min(steps_per_epoch, AUTO_SAMPLES_PER_EXECUTION // batch_size))
 
 
-def prepare(config: RunConfig, *, smoke: bool = False, dataset: Dataset | None = None) -> Prepared:
+def prepare(config: RunConfig, *, smoke: bool = False, dataset: Dataset | None = None, probe: bool = True) -> Prepared:
     """Load data, fit preprocessing, build and compile the model; write nothing.
 
     Raises:
@@ -127,29 +111,38 @@ def prepare(config: RunConfig, *, smoke: bool = False, dataset: Dataset | None =
 
     from nnrun.distribution import model_scope
 
-    # Variables are made inside the tf.distribute strategy's scope and dtype policy (nnrun.distribution).
-    with model_scope(config) as layers:
-        # Build on the preprocessed shape; names are checked before any layer is made.
-        model = build_model(layers + label_scaling_layers(config, data, y_train), x_train.shape[1:],
-                            name=config.run.name or "model", input_scale=input_scale(config))
-        check_compatibility(model, y_train, data.num_classes, config, pipeline.label_encoding, x_val is not None,
-                            task=data.task)
-        optimizer = create_optimizer(config.training.optimizer)
-        check_loss(config.training.loss)
-        check_metrics(config.training.metrics)
-        create_callbacks(config.training.callbacks)  # checked now; fresh instances are made for fit
+    spe = config.training.steps_per_execution
+    if spe == "auto":  # one step per call under a strategy (nnrun.distribution.MIRRORED_LIMITS)
+        spe = 1 if config.distribution.strategy != "none" else auto_steps_per_execution(len(x_train), config.training.batch_size)
+    extra_layers = label_scaling_layers(config, data, y_train)
 
-        spe = config.training.steps_per_execution
-        if spe == "auto":  # one step per call under a strategy (nnrun.distribution.MIRRORED_LIMITS)
-            spe = 1 if config.distribution.strategy != "none" else auto_steps_per_execution(len(x_train), config.training.batch_size)
-        model.compile(
-            optimizer=optimizer,
-            loss=config.training.loss,
-            metrics=list(config.training.metrics),
-            steps_per_execution=spe,
-            jit_compile=resolve_jit_compile(config),
-        )
-    return Prepared(config, data, pipeline, model, x_train, y_train, x_test, y_test, x_val, y_val, spe, shapes)
+    def build(jit: bool) -> Any:
+        # Variables are made inside the tf.distribute strategy's scope and dtype policy (nnrun.distribution).
+        with model_scope(config) as layers:
+            # Build on the preprocessed shape; names are checked before any layer is made.
+            model = build_model(layers + extra_layers, x_train.shape[1:], name=config.run.name or "model",
+                                input_scale=input_scale(config))
+            check_compatibility(model, y_train, data.num_classes, config, pipeline.label_encoding, x_val is not None,
+                                task=data.task)
+            optimizer = create_optimizer(config.training.optimizer)
+            check_loss(config.training.loss)
+            check_metrics(config.training.metrics)
+            create_callbacks(config.training.callbacks)  # checked now; fresh instances are made for fit
+            model.compile(optimizer=optimizer, loss=config.training.loss, metrics=list(config.training.metrics),
+                          steps_per_execution=spe, jit_compile=jit)
+        return model
+
+    from nnrun import xla
+
+    rng = random.getstate(), np.random.get_state()
+    jit = xla.choose(config, x_train, y_train, spe, build, smoke=smoke, probe=probe)
+    if jit.probed:  # start the real model from the seed exactly as it would have without the probe's models
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(config.run.seed)
+        random.setstate(rng[0])
+        np.random.set_state(rng[1])
+    model = build(jit.enabled)
+    return Prepared(config, data, pipeline, model, x_train, y_train, x_test, y_test, x_val, y_val, spe, shapes, jit)
 
 
 def input_scale(config: RunConfig) -> float:
@@ -243,6 +236,7 @@ def train(
         NnrunError: a failure during training (run.json says ``failed``).
     """
     started = now()
+    rd.check_runs_dir(config.run.runs_dir)  # before the data, the model and any XLA probe
     prepared = prepared or prepare(config, smoke=smoke)
     model = prepared.model
     params = int(model.count_params())
@@ -257,6 +251,7 @@ def train(
                 "model": {"params": params, "layers": layer_summary(config.model.layers)},
                 "steps_per_execution": prepared.steps_per_execution,
                 "jit_compile": bool(model.jit_compile),
+                "jit_probe": prepared.jit.as_json() if prepared.jit else None,  # nnrun.xla: the decision and timings
                 "precision": model.dtype_policy.name,
                 "epochs_target": 1 if smoke else config.training.epochs,
                 "config": config.to_dict(),  # = config.yaml, for readers of many runs (compare)
@@ -275,6 +270,8 @@ def train(
         f"{len(prepared.x_test)} test samples; {params:,} parameters; {config.training.epochs} epochs"
         + (" [yellow](smoke)[/]" if smoke else "")
     )
+    if prepared.jit and prepared.jit.setting == "auto":
+        reporter.print(prepared.jit.describe(), soft_wrap=True)
     for note in prepared.dataset.notes:  # dropped rows, many categories: said once more where the run is logged
         reporter.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     reporter.log_only(summary)
@@ -321,6 +318,7 @@ def fit_run(
     try:
         callbacks += create_callbacks(config.training.callbacks)
         callbacks += tensorboard_callback(run.path, config)
+        fit_started = time.perf_counter()
         with stop_on_signals(stop, reporter):
             model.fit(
                 prepared.x_train, prepared.y_train,
@@ -331,6 +329,7 @@ def fit_run(
                 validation_batch_size=EVAL_BATCH_SIZE,
                 callbacks=callbacks, verbose=0,
             )  # fmt: skip
+        fit_s = round(time.perf_counter() - fit_started, 3)  # the whole fit() call, as bench/ times plain Keras
         rows = callbacks[0].rows
         if stop.requested and len(rows) < epochs:  # a stop during the last epoch still completes the run
             raise RunInterrupted(
@@ -350,7 +349,7 @@ def fit_run(
 
         plot_curves(rows, run.file(rd.CURVES), title=config.run.name)
         run.write_metrics(metrics)
-        info = run.finish("completed", now=now(), epochs_run=len(rows))
+        info = run.finish("completed", now=now(), epochs_run=len(rows), fit_s=fit_s)
         _print_result(reporter, run, metrics, info["duration_s"])
         return TrainResult(run.path, "completed", metrics, time.perf_counter() - t0)
     except RunInterrupted as exc:

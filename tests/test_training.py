@@ -121,18 +121,6 @@ def test_jit_compile_gives_the_same_history(tmp_path):
             assert float(r1[key]) == pytest.approx(float(r2[key]), rel=1e-4), key
 
 
-def test_jit_compile_is_off_unless_asked_for():
-    from nnrun.training import resolve_jit_compile
-
-    def resolved(name: str, *sets: str) -> bool:
-        return resolve_jit_compile(load_config(ROOT / "configs" / f"{name}.yaml", list(sets)))
-
-    shipped = [path.stem for path in (ROOT / "configs").glob("*.yaml")]
-    assert len(shipped) >= 8 and not any(resolved(name) for name in shipped)
-    assert resolved("mnist_mlp", "training.jit_compile=auto") is False  # older configs' default
-    assert resolved("mnist_dense512", "training.jit_compile=true") is True
-
-
 def test_preflight_failure_leaves_no_run_directory(tmp_path):
     with pytest.raises(ConfigError, match=r"the last layer gives 7 outputs but the dataset has 10 classes; set model.layers\[1\].units to 10"):
         train_config(ROOT / "configs" / "mnist_dense32.yaml", tmp_path / "runs", ["model.layers.1.units=7", "dataset.limit=100"])

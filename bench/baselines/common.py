@@ -54,6 +54,16 @@ def epochs(default: int) -> int:
     return int(os.environ.get("BENCH_EPOCHS", default))
 
 
+def verbose(written: int | str = "auto") -> int | str:
+    """``verbose`` as the tutorial wrote it, or ``BENCH_VERBOSE`` (the runner's ``verbose=0`` side sets 0).
+
+    The tutorials keep Keras's progress bar, which costs real time per step; the ``verbose=0`` script is the
+    fastest honest plain script, and the one nnrun's speed targets are measured against.
+    """
+    value = os.environ.get("BENCH_VERBOSE")
+    return int(value) if value not in (None, "") else written
+
+
 def epoch_timer():
     """A callback that records each epoch's seconds (epoch hooks only: no per-batch work)."""
     import keras

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras.layers import Dense
 
-from common import data_dir, epoch_timer, epochs, report
+from common import data_dir, epoch_timer, epochs, report, verbose
 
 keras.utils.set_random_seed(42)
 
@@ -37,9 +37,9 @@ model.compile(loss="binary_crossentropy", optimizer="adam", metrics=["accuracy"]
 
 timer = epoch_timer()
 start = time.perf_counter()
-model.fit(X_train, y_train, epochs=epochs(150), batch_size=1, callbacks=[timer])
+model.fit(X_train, y_train, epochs=epochs(150), batch_size=1, callbacks=[timer], verbose=verbose())
 train_seconds = time.perf_counter() - start
 
-_, accuracy = model.evaluate(X_test, y_test)
+_, accuracy = model.evaluate(X_test, y_test, verbose=verbose())
 print("Accuracy: %.2f" % (accuracy * 100))
 report(accuracy, train_seconds, timer, model)

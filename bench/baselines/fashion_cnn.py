@@ -10,7 +10,7 @@ import time
 import keras
 from keras.layers import Conv2D, Dense, Flatten, MaxPooling2D
 
-from common import epoch_timer, epochs, load_data, report
+from common import epoch_timer, epochs, load_data, report, verbose
 
 keras.utils.set_random_seed(42)
 
@@ -35,7 +35,7 @@ model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accur
 
 timer = epoch_timer()
 start = time.perf_counter()
-model.fit(x_train, y_train, batch_size=32, epochs=epochs(10), validation_split=0.1, callbacks=[timer])
+model.fit(x_train, y_train, batch_size=32, epochs=epochs(10), validation_split=0.1, callbacks=[timer], verbose=verbose())
 train_seconds = time.perf_counter() - start
 
 score = model.evaluate(x_test, y_test, verbose=0)

@@ -10,7 +10,7 @@ import time
 import keras
 from keras.layers import Dense
 
-from common import epoch_timer, epochs, load_data, report
+from common import epoch_timer, epochs, load_data, report, verbose
 
 keras.utils.set_random_seed(42)
 
@@ -32,9 +32,9 @@ model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accura
 
 timer = epoch_timer()
 start = time.perf_counter()
-model.fit(x_train, y_train, epochs=epochs(10), batch_size=32, validation_split=0.1, callbacks=[timer])
+model.fit(x_train, y_train, epochs=epochs(10), batch_size=32, validation_split=0.1, callbacks=[timer], verbose=verbose())
 train_seconds = time.perf_counter() - start
 
-test_loss, test_acc = model.evaluate(x_test, y_test)
+test_loss, test_acc = model.evaluate(x_test, y_test, verbose=verbose())
 print("Test accuracy:", test_acc)
 report(test_acc, train_seconds, timer, model)

@@ -4,7 +4,7 @@ Conv2D 32 (3x3, relu), Conv2D 64 (3x3, relu), MaxPooling2D 2, Dropout .25, Flatt
 Dense 128 relu, Dropout .5, Dense 10 softmax; Adam, 12 epochs, batch 128, the last 10%
 of the training images for validation. ``BENCH_PRECISION=bfloat16`` runs it under
 Keras's ``mixed_bfloat16`` policy with a float32 output layer, as nnrun's
-``training.precision: bfloat16`` does; ``BENCH_VERBOSE`` sets fit's verbose (default 1).
+``training.precision: bfloat16`` does; ``BENCH_VERBOSE`` sets verbose (common.verbose).
 """
 
 import os
@@ -13,7 +13,7 @@ import time
 import keras
 from keras.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 
-from common import epoch_timer, epochs, load_data, report
+from common import epoch_timer, epochs, load_data, report, verbose
 
 keras.utils.set_random_seed(42)
 if os.environ.get("BENCH_PRECISION") == "bfloat16":
@@ -41,7 +41,7 @@ model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accur
 timer = epoch_timer()
 start = time.perf_counter()
 model.fit(x_train, y_train, batch_size=128, epochs=epochs(12), validation_split=0.1, callbacks=[timer],
-          verbose=int(os.environ.get("BENCH_VERBOSE", 1)))
+          verbose=verbose())
 train_seconds = time.perf_counter() - start
 
 score = model.evaluate(x_test, y_test, verbose=0)

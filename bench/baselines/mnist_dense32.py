@@ -9,7 +9,7 @@ import time
 import keras
 from keras import layers
 
-from common import epoch_timer, epochs, load_data, report
+from common import epoch_timer, epochs, load_data, report, verbose
 
 keras.utils.set_random_seed(42)
 
@@ -33,9 +33,9 @@ test_labels = keras.utils.to_categorical(test_labels)
 timer = epoch_timer()
 start = time.perf_counter()
 network.fit(train_images, train_labels, epochs=epochs(5), batch_size=128,
-            validation_data=(test_images, test_labels), callbacks=[timer])
+            validation_data=(test_images, test_labels), callbacks=[timer], verbose=verbose())
 train_seconds = time.perf_counter() - start
 
-test_loss, test_acc = network.evaluate(test_images, test_labels)
+test_loss, test_acc = network.evaluate(test_images, test_labels, verbose=verbose())
 print("test_acc:", test_acc)
 report(test_acc, train_seconds, timer, network)

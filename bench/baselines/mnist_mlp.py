@@ -10,7 +10,7 @@ import keras
 from keras.layers import Dense, Dropout
 from keras.optimizers import RMSprop
 
-from common import epoch_timer, epochs, load_data, report
+from common import epoch_timer, epochs, load_data, report, verbose
 
 keras.utils.set_random_seed(42)
 
@@ -43,7 +43,7 @@ model.compile(loss="categorical_crossentropy", optimizer=RMSprop(), metrics=["ac
 
 timer = epoch_timer()
 start = time.perf_counter()
-history = model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs(20), verbose=1,
+history = model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs(20), verbose=verbose(1),
                     validation_data=(x_test, y_test), callbacks=[timer])
 train_seconds = time.perf_counter() - start
 score = model.evaluate(x_test, y_test, verbose=0)

@@ -24,7 +24,7 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from common import epoch_timer, epochs, report
+from common import epoch_timer, epochs, report, verbose
 
 keras.utils.set_random_seed(42)
 
@@ -59,10 +59,10 @@ model.compile(loss="mse", optimizer="adam", metrics=["mae"])
 
 timer = epoch_timer()
 start = time.perf_counter()
-model.fit(X_train, y_train_scaled, epochs=epochs(100), batch_size=16, validation_split=0.2, callbacks=[timer])
+model.fit(X_train, y_train_scaled, epochs=epochs(100), batch_size=16, validation_split=0.2, callbacks=[timer], verbose=verbose())
 train_seconds = time.perf_counter() - start
 
-model.evaluate(X_test, y_test_scaled)
+model.evaluate(X_test, y_test_scaled, verbose=verbose())
 predicted = model.predict(X_test).ravel() * y_std + y_mean
 r2 = r2_score(y_test, predicted)
 mae = np.mean(np.abs(y_test - predicted))

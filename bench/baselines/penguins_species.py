@@ -22,7 +22,7 @@ from keras.layers import Dense
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from common import epoch_timer, epochs, report
+from common import epoch_timer, epochs, report, verbose
 
 keras.utils.set_random_seed(42)
 
@@ -67,9 +67,9 @@ model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accur
 
 timer = epoch_timer()
 start = time.perf_counter()
-model.fit(X_train, y_train, epochs=epochs(40), batch_size=16, validation_split=0.2, callbacks=[timer])
+model.fit(X_train, y_train, epochs=epochs(40), batch_size=16, validation_split=0.2, callbacks=[timer], verbose=verbose())
 train_seconds = time.perf_counter() - start
 
-_, accuracy = model.evaluate(X_test, y_test)
+_, accuracy = model.evaluate(X_test, y_test, verbose=verbose())
 print("Accuracy: %.2f" % (accuracy * 100))
 report(accuracy, train_seconds, timer, model)

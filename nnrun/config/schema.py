@@ -225,8 +225,8 @@ class TrainingConfig(Strict):
     )
     steps_per_execution: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     jit_compile: bool | Literal["auto"] = Field(
-        False, description="XLA (Keras's jit_compile). Off by default: on these CPUs it made no shipped config "
-        "faster as a whole run, 2x slower on Conv2D, and ~110 MB more memory. 'auto' (older configs) means off"
+        "auto", description="XLA (Keras's jit_compile). 'auto': measured on this machine before a run of more than "
+        "~20 s (a few steps each way, cached in ~/.cache/nnrun), and kept where faster; true / false force it"
     )
     verbose: Annotated[int, Field(ge=0, le=2)] = 1
     tensorboard: bool = Field(False, description="write TensorBoard logs into the run directory's tensorboard/ folder")
