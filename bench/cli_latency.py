@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import BENCH, NNRUN, PYTHON, ROOT, child_env, fmt_spread, run_child, spread  # noqa: E402
 
 TARGET_S = 0.5
-HEAVY = ("tensorflow", "keras", "jax", "torch")
+HEAVY = ("tensorflow", "keras", "jax", "torch", "optuna")
 
 
 def schema_error_config(folder: Path) -> Path:

@@ -89,6 +89,33 @@ def make_run_callbacks(run: rd.RunDir, config: RunConfig, *, validation: bool, r
 CHECKPOINT_INTERVAL_S = 10.0
 
 
+def make_pruning_callback(monitor: str, judge: Any) -> Any:
+    """A callback that reports ``logs[monitor]`` after every epoch to ``judge(epoch, value) -> bool``.
+
+    ``judge`` (a sweep's pruner) says whether to stop; the callback then ends ``fit`` after this
+    epoch, which is already saved, and records why in ``reason``. A monitor missing from the
+    logs raises instead of doing nothing: a pruner that never hears a value never prunes.
+    """
+
+    class Pruning(_callback_base()):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reason: str | None = None
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = logs or {}
+            if monitor not in logs:
+                from nnrun.errors import ConfigError
+
+                raise ConfigError(f"the sweep metric {monitor} is not in the epoch's logs ({', '.join(sorted(logs))}); "
+                                  "rank by one of those with --metric.")
+            if judge(epoch + 1, float(logs[monitor])):
+                self.reason = f"pruned after epoch {epoch + 1}: {monitor} {float(logs[monitor]):.4f}"
+                self.model.stop_training = True
+
+    return Pruning()
+
+
 # Exact resume. The data order needs nothing from us: with a global seed, Keras
 # shuffles numpy inputs in an order fixed by that seed (the same order every
 # epoch, as in the plain-Keras script), and resume sets the same seed. The

@@ -226,6 +226,7 @@ def compare(
     ] = None,
     fmt: Format = "table",
     output: Output = None,
+    group_by: Annotated[Optional[list[str]], typer.Option("--group-by", metavar="KEY[,KEY]", help="One row per distinct value of the keys: run count, mean ± std of each number (e.g. seeds).")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE.png", help="Overlay every listed run's validation curve.")] = None,
     metric: Annotated[Optional[str], typer.Option("--metric", help="The history.csv column to plot (default val_accuracy, else val_loss).")] = None,
     debug: Debug = False,
@@ -235,7 +236,7 @@ def compare(
     def run() -> None:
         comparison = _show_runs(
             paths, fmt, output, sort=sort, descending=None if ascending is None else not ascending,
-            filters=filters or [], only_changed=only_changed, columns=columns or [],
+            filters=filters or [], only_changed=only_changed, columns=columns or [], group_by=group_by or None,
         )  # fmt: skip
         if plot is not None:
 
@@ -310,67 +311,6 @@ def predict(
 
 
 @app.command()
-def sweep(
-    config: Annotated[Optional[Path], typer.Argument(help="The YAML config to vary (its sweep: section, if any, holds a grid).", show_default=False)] = None,
-    grid: Annotated[
-        Optional[list[str]],
-        typer.Option("--grid", "-g", metavar="KEY=V1,V2", help="Values to try for a key; repeatable, e.g. --grid model.layers.0.units=32,64 "
-                     "--grid training.optimizer.learning_rate='loguniform(1e-4,1e-1)' (ranges need --random)."),
-    ] = None,
-    sets: Sets = None,
-    random_trials: Annotated[Optional[int], typer.Option("--random", metavar="N", help="Sample N trials instead of the full grid.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the --random sampling (default: sweep.seed, 0).")] = None,
-    metric: Annotated[Optional[str], typer.Option("--metric", help="Compare column that ranks the trials (default: sweep.metric, val_accuracy).")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Trials in parallel processes, each with an equal share of the CPU threads.")] = 1,
-    executor: Annotated[str, typer.Option("--executor", metavar="local|ray", help="local: this machine; ray: a Ray instance or cluster (pip install 'nnrun\\[ray]').")] = "local",
-    address: Annotated[Optional[str], typer.Option("--address", metavar="HOST:PORT", help="With --executor ray: the cluster's head (default: start a local Ray instance).")] = None,
-    gpus_per_trial: Annotated[float, typer.Option("--gpus-per-trial", help="With --executor ray: GPUs Ray reserves for each trial.")] = 0,
-    resume: Annotated[Optional[Path], typer.Option("--resume", metavar="SWEEP_DIR", help="Continue a sweep: skip completed trials, rerun failed or interrupted ones.")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", "-n", help="Sweep name (default: the config's run.name or file name).")] = None,
-    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Folder for the sweep directory (default: run.runs_dir, 'runs').")] = None,
-    smoke: Annotated[bool, typer.Option("--smoke", help="Seconds-long trials: 512 training samples, 1 epoch each.")] = False,
-    debug: Debug = False,
-) -> None:
-    """Train a config many times over a grid of values; each trial is a run directory under runs/sweep-.../, ranked in one table."""
-
-    def run() -> None:
-
-        from nnrun.errors import ConfigError
-        from nnrun.sweep import execute, resume_state, start_sweep
-
-        console = make_console()
-        if (config is None) == (resume is None):
-            raise ConfigError("give exactly one of CONFIG or --resume SWEEP_DIR, e.g. nnrun sweep configs/diabetes_sweep.yaml.")
-        if resume is not None:
-            if grid or sets or random_trials is not None or seed is not None or metric or name or runs_dir or smoke:
-                raise ConfigError("--resume continues a sweep exactly as it was set up; drop --grid, --set, --random, --seed, "
-                                  "--metric, --name, --runs-dir and --smoke.")
-            state = resume_state(resume)
-            path = resume
-            console.print(f"[bold]nnrun[/] resuming sweep [cyan]{path}[/]")
-        else:
-            path, state = start_sweep(config, sets=list(sets or []), grid_options=list(grid or []), random_trials=random_trials,
-                                      seed=seed, metric=metric, runs_dir=runs_dir, name=name, smoke=smoke, argv=sys.argv)
-            console.print(f"[bold]nnrun[/] sweep [cyan]{path}[/]: {len(state.trials)} trials ({state.mode}"
-                          + (f", seed {state.seed}" if state.mode == "random" else "") + f"), ranked by {state.metric}", soft_wrap=True)
-        result = execute(path, state, executor=executor, jobs=jobs, address=address, gpus_per_trial=gpus_per_trial,
-                         echo=lambda line: console.print(line, soft_wrap=True))
-        if result.comparison is not None:
-            from nnrun.compare import render_text
-
-            console.print(render_text(result.comparison), soft_wrap=True)  # full column names: the varied keys are the point
-            for note in result.comparison.notes:
-                console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
-        counts = ", ".join(f"{n} {s}" for s, n in result.state.to_dict()["counts"].items())
-        console.print(f"sweep {result.state.status}: {counts}; {result.path / rundir.SWEEP}", soft_wrap=True)
-        typer.echo(str(result.path))
-        if result.state.status != "completed":
-            raise typer.Exit(1)
-
-    guarded(debug, run)
-
-
-@app.command()
 def report(
     paths: Annotated[Optional[list[Path]], typer.Argument(help="A run directory; with --compare, runs folders or run directories (default: runs/).", show_default=False)] = None,
     compare_runs: Annotated[bool, typer.Option("--compare", help="One page for a set of runs: the compare table and overlaid curves.")] = False,
@@ -432,8 +372,10 @@ def export(
     guarded(debug, run)
 
 
+from nnrun.sweep.command import add_command as add_sweep_command  # noqa: E402 - here: it needs guarded and Debug
 from nnrun.tracking.command import build_app as build_mlflow_app  # here, not at the top: it needs guarded and Debug
 
+add_sweep_command(app, guarded, Debug, Sets)
 app.add_typer(build_mlflow_app(guarded, Debug), name="mlflow")
 
 

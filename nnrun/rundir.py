@@ -17,7 +17,8 @@ Layout of ``runs/<YYYYMMDD-HHMMSS>-<name>/`` (a contract other commands read):
     confusion_matrix.csv / .png, misclassified.png   ``nnrun evaluate``'s figures (same suffixes)
     report.html         ``nnrun report``'s page
 
-A sweep folder ``runs/sweep-<YYYYMMDD-HHMMSS>-<name>/`` holds ``sweep.json`` and one run directory per trial.
+A sweep folder ``runs/sweep-<YYYYMMDD-HHMMSS>-<name>/`` holds ``sweep.json``, the Optuna study ``study.journal``
+(with its ``study.lock``) and one run directory per trial (per seed, with ``--repeats``).
 
 Every file is written atomically (temp file, then rename), so a reader never
 sees half a JSON. This module never imports TensorFlow.
@@ -59,6 +60,8 @@ TENSORBOARD = "tensorboard"
 REPORT = "report.html"
 SWEEP = "sweep.json"
 SWEEP_PREFIX = "sweep-"
+STUDY = "study.journal"  # the sweep's Optuna study (journal file storage)
+STUDY_LOCK = "study.lock"  # held by a sweep worker while it asks the study for a trial
 
 
 def evaluation_files(suffix: str = "") -> dict[str, str]:
@@ -71,7 +74,8 @@ def evaluation_files(suffix: str = "") -> dict[str, str]:
         "regression_png": f"predictions{suffix}.png",  # regression: predicted against true, and residuals
     }
 
-STATUSES = ("running", "completed", "failed", "interrupted", "crashed")
+#: ``pruned``: a sweep's pruner stopped the run after an epoch (history and checkpoint kept, no test metrics).
+STATUSES = ("running", "completed", "pruned", "failed", "interrupted", "crashed")
 
 
 # ------------------------------------------------------------ atomic writes

@@ -227,8 +227,9 @@ def train(
     smoke: bool = False,
     config_path: str | None = None,
     prepared: Prepared | None = None,
+    pruning: Any = None,
 ) -> TrainResult:
-    """Train one config into a new run directory and return where it went.
+    """Train one config into a new run directory and return where it went (``pruning``: see ``fit_run``).
 
     Raises:
         ConfigError / DataError: before the run directory exists.
@@ -275,7 +276,8 @@ def train(
     for note in prepared.dataset.notes:  # dropped rows, many categories: said once more where the run is logged
         reporter.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     reporter.log_only(summary)
-    return fit_run(run, prepared, reporter=reporter, now=now, epochs=1 if smoke else config.training.epochs)
+    return fit_run(run, prepared, reporter=reporter, now=now, epochs=1 if smoke else config.training.epochs,
+                   pruning=pruning)
 
 
 def input_signature(prepared: Prepared) -> dict[str, Any]:
@@ -304,8 +306,13 @@ def fit_run(
     now: Callable[[], datetime] = datetime.now,
     epochs: int,
     history: list[dict] | None = None,
+    pruning: Any = None,
 ) -> TrainResult:
-    """Fit into an existing run directory (from epoch ``len(history)``), evaluate and finish it."""
+    """Fit into an existing run directory (from epoch ``len(history)``), evaluate and finish it.
+
+    ``pruning``: a sweep's callback (``callbacks.make_pruning_callback``); when it stops the fit,
+    the run ends ``pruned`` after that epoch, without the test evaluation or the final model.
+    """
     forbid = os.environ.get("NNRUN_FORBID_TRAINING")
     if forbid:  # the test suite's fast layer: training there is a mistake, reported through this file
         Path(forbid).write_text(f"fit of {run.path}\n")
@@ -317,7 +324,7 @@ def fit_run(
     callbacks = make_run_callbacks(run, config, validation=validation, reporter=reporter, stop=stop, history=history)
     try:
         callbacks += create_callbacks(config.training.callbacks)
-        callbacks += tensorboard_callback(run.path, config)
+        callbacks += tensorboard_callback(run.path, config) + ([pruning] if pruning is not None else [])
         fit_started = time.perf_counter()
         with stop_on_signals(stop, reporter):
             model.fit(
@@ -336,6 +343,10 @@ def fit_run(
                 f"{stop.signal}: stopped after {len(rows)} completed epoch(s); history and checkpoint kept in "
                 f"{run.path}. Continue with: nnrun train --resume {run.path}"
             )
+        if pruning is not None and pruning.reason:
+            run.finish("pruned", now=now(), error=pruning.reason, epochs_run=len(rows))
+            reporter.print(f"[magenta]{pruning.reason}[/]; run directory: [cyan]{run.path}[/]", soft_wrap=True)
+            return TrainResult(run.path, "pruned", {}, time.perf_counter() - t0)
         test = evaluate_arrays(model, prepared.x_test, prepared.y_test)
         if prepared.dataset.regression:  # MAE, RMSE and R² of the test split, in the label's units
             from nnrun.metrics import regression_report
@@ -376,7 +387,7 @@ def fit_run(
 
 
 def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
-           now: Callable[[], datetime] = datetime.now) -> TrainResult:
+           now: Callable[[], datetime] = datetime.now, pruning: Any = None) -> TrainResult:
     """Continue an interrupted or crashed run from its last completed epoch, in the same directory.
 
     The model and optimizer state come from ``checkpoints/last.keras``, the
@@ -428,7 +439,7 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
     run.update_run(status="running", pid=os.getpid(), error=None, resumed=resumes)
     reporter.attach_log(run.file(rd.LOG))
     reporter.print(f"[bold]nnrun[/] resuming [cyan]{run.path}[/] at epoch {done + 1}/{epochs}")
-    return fit_run(run, prepared, reporter=reporter, now=now, epochs=epochs, history=rows)
+    return fit_run(run, prepared, reporter=reporter, now=now, epochs=epochs, history=rows, pruning=pruning)
 
 
 def _print_result(reporter: Reporter, run: rd.RunDir, metrics: dict, duration: float) -> None:

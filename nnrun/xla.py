@@ -12,7 +12,7 @@ keeps the faster:
    the run's estimated training time. Under ``PROBE_MIN_TRAIN_S`` the run stays
    without XLA: its compile (about a second) could not pay.
 2. With XLA: a compiling pass (its extra time is XLA's compile cost), then timed
-   passes, alternated with more passes without XLA.
+   passes; a close call gets a second round of both, alternated.
 3. XLA is kept when it is at least ``MIN_GAIN`` faster per step and the time it
    saves over the run's steps exceeds its compile cost.
 
@@ -47,10 +47,9 @@ import numpy as np
 #: Runs estimated to train for less than this many seconds are not probed.
 PROBE_MIN_TRAIN_S = float(os.environ.get("NNRUN_XLA_PROBE_MIN_S", 20.0))
 #: XLA must be at least this much faster per step.
-MIN_GAIN = 0.05
-#: Timed passes per side; each pass is PROBE_EXECUTIONS calls into the compiled graph.
-PROBE_PASSES = 4
-PROBE_EXECUTIONS = 2
+MIN_GAIN = 0.10
+#: Seconds one timed probe pass should take (it is at most one call into the compiled graph).
+PASS_S = 0.3
 CACHE_FILE = "xla-probe.json"
 
 
@@ -151,24 +150,44 @@ def _estimate_s(plain_ms: float, total_steps: int) -> float:
 
 def measure(plain: Any, build: Callable[[bool], Any], x: np.ndarray, y: np.ndarray, batch: int, spe: int,
             total_steps: int) -> dict[str, float | None]:
-    """Time training steps of fresh models without and with XLA, alternately. Returns ms per step."""
-    n = min(len(x), spe * batch * PROBE_EXECUTIONS)
-    x, y = x[:n], y[:n]
-    steps = math.ceil(n / batch)
-    first = _passes(plain, x, y, batch, PROBE_PASSES)
-    plain_times = first[1:]  # the first pass traces the graph
-    plain_ms = statistics.median(plain_times) / steps * 1000
+    """Time training steps of fresh models without and with XLA. Returns ms per step.
+
+    A pass is one ``fit`` epoch over a slice of full batches, at most one call into the compiled graph
+    (``spe`` steps). Without XLA: a tracing pass, a short pass that sizes the timed ones to about
+    PASS_S seconds, and 3 timed passes. With XLA: a compiling pass and two 2-step passes, compared with
+    2-step passes without XLA; a clear loser (Conv2D under XLA on some CPUs: 4-7x slower) stops there.
+    Otherwise 3 timed passes like the others, and a close call (within 20%) a second, alternated round.
+    """
+    def head(steps: int) -> tuple[np.ndarray, np.ndarray, int]:
+        n = min(len(x) // batch, steps) * batch or len(x)  # full batches: a partial one would recompile XLA
+        return x[:n], y[:n], math.ceil(n / batch)
+
+    def per_step(times: list[float], steps: int) -> float:
+        return statistics.median(times) / steps
+
+    xs, ys, small = head(min(spe, 8))
+    xt, yt, tiny = head(2)
+    _passes(plain, xs, ys, batch, 1)  # traces the graph
+    step_s = min(_passes(plain, xs, ys, batch, 2)) / small
+    xf, yf, steps = head(max(small, min(spe, math.ceil(PASS_S / max(step_s, 1e-6)))))
+    plain_times = _passes(plain, xf, yf, batch, 3)
+    plain_ms = per_step(plain_times, steps) * 1000
     if _estimate_s(plain_ms, total_steps) < PROBE_MIN_TRAIN_S:
         return {"plain_ms": round(plain_ms, 4), "xla_ms": None, "xla_compile_s": None}
+    plain_tiny = _passes(plain, xt, yt, batch, 2)
     xla = build(True)
-    xla_first = _passes(xla, x, y, batch, PROBE_PASSES)
-    xla_times = xla_first[1:]
-    compile_s = max(0.0, xla_first[0] - statistics.median(xla_times))
-    plain_times += _passes(plain, x, y, batch, PROBE_PASSES)  # the second round alternates the sides again
-    xla_times += _passes(xla, x, y, batch, PROBE_PASSES)
-    return {"plain_ms": round(statistics.median(plain_times) / steps * 1000, 4),
-            "xla_ms": round(statistics.median(xla_times) / steps * 1000, 4),
-            "xla_compile_s": round(compile_s, 3)}
+    first = _passes(xla, xt, yt, batch, 1)  # compiles
+    xla_tiny = _passes(xla, xt, yt, batch, 2)
+    compile_s = max(0.0, first[0] - min(xla_tiny))
+    if min(xla_tiny) > 1.25 * min(plain_tiny):  # clearly slower: no need to time it longer
+        return {"plain_ms": round(plain_ms, 4), "xla_ms": round(min(xla_tiny) / min(plain_tiny) * plain_ms, 4),
+                "xla_compile_s": round(compile_s, 3)}
+    xla_times = _passes(xla, xf, yf, batch, 3)
+    if 0.8 < per_step(xla_times, steps) / per_step(plain_times, steps) < 1.2:  # close: alternate once more
+        plain_times += _passes(plain, xf, yf, batch, 3)
+        xla_times += _passes(xla, xf, yf, batch, 3)
+    return {"plain_ms": round(per_step(plain_times, steps) * 1000, 4),
+            "xla_ms": round(per_step(xla_times, steps) * 1000, 4), "xla_compile_s": round(compile_s, 3)}
 
 
 def _passes(model: Any, x: np.ndarray, y: np.ndarray, batch: int, passes: int) -> list[float]:

@@ -253,6 +253,25 @@ CASES = [
     Case("float16-without-a-gpu", ["training.precision float16 needs a GPU", "precision: bfloat16"],
          args=["--set", "training.precision=float16"]),
     Case("precision-choice", ["training.precision", "'float32', 'bfloat16' or 'float16'"], args=["--set", "training.precision=fp8"]),
+    # ---- nnrun sweep: checked before the sweep folder exists
+    Case("sweep-bad-search", ["--search must be one of grid, random, tpe, got 'bayes'"], base="diabetes_sweep",
+         command="sweep", args=["--search", "bayes"]),
+    Case("sweep-bad-prune", ["--prune must be one of none, median, hyperband, got 'always'"], base="diabetes_sweep",
+         command="sweep", args=["--prune", "always"]),
+    Case("sweep-prune-monitor-not-logged", ["--prune median watches val_auc after every epoch", "log only loss, accuracy"],
+         base="diabetes_sweep", command="sweep", args=["--prune", "median", "--metric", "validation.auc"]),
+    Case("sweep-prune-end-only-metric", ["--prune hyperband needs a metric logged after every epoch", "--metric test_accuracy"],
+         base="diabetes_sweep", command="sweep", args=["--prune", "hyperband", "--metric", "test_accuracy"]),
+    Case("sweep-tpe-without-trials", ["--search tpe needs --trials N"], base="diabetes_sweep", command="sweep",
+         args=["--search", "tpe"]),
+    Case("sweep-grid-with-a-range", ["loguniform(0.0001, 0.1) is a range, which --search grid cannot enumerate", "--search tpe"],
+         base="diabetes_sweep", command="sweep", args=["--grid", "training.optimizer.learning_rate=loguniform(1e-4,1e-1)"]),
+    Case("sweep-repeats-zero", ["--repeats must be >= 1, got 0"], base="diabetes_sweep", command="sweep", args=["--repeats", "0"]),
+    Case("sweep-bad-storage", ["--storage nosuchdb://x: cannot open it", "sqlite:////"], base="diabetes_sweep", command="sweep",
+         args=["--storage", "nosuchdb://x"]),
+    Case("sweep-join-not-a-sweep", ["is not a sweep directory (no sweep.json)"], base="", command="sweep", args=["--join", "{tmp}"]),
+    Case("sweep-join-with-set-up", ["--join works on a sweep exactly as it was set up; drop --grid"], base="", command="sweep",
+         args=["--join", "{tmp}", "--trials", "3"]),
     # ---- nnrun mlflow sync (an unreachable server is a run case below; more in test_mlflow.py)
     # ---- image folders: wrong before anything trains
     image_case("images-nonexistent-path", lambda f: None, [
@@ -318,7 +337,7 @@ def test_bad_input(case: Case, tmp_path: Path, monkeypatch):
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         args.append(str(path))
     args += [a.replace("{tmp}", str(tmp_path)) for a in case.args]
-    if case.command == "train" and "--runs-dir" not in args and "--resume" not in args:
+    if case.command in ("train", "sweep") and not {"--runs-dir", "--resume", "--join"} & set(args):
         args += ["--runs-dir", str(runs)]
 
     result = runner.invoke(app, args)

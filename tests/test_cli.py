@@ -28,10 +28,12 @@ def test_help_does_not_import_tensorflow_or_mlflow():
         "try:\n    app(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported by --help'\n"
         "assert 'mlflow' not in sys.modules, 'mlflow imported by --help'\n"
-        "for cmd in (['train'], ['check'], ['mlflow'], ['mlflow', 'sync']):\n"
+        "for cmd in (['train'], ['check'], ['sweep'], ['mlflow'], ['mlflow', 'sync']):\n"
         "    try:\n        app([*cmd, '--help'])\n    except SystemExit:\n        pass\n"
         "assert 'tensorflow' not in sys.modules, 'TF imported by a command --help'\n"
         "assert 'mlflow' not in sys.modules, 'mlflow imported by a command --help'\n"
+        "try:\n    app(['compare', 'no-such-runs-folder'])\nexcept SystemExit:\n    pass\n"
+        "assert 'optuna' not in sys.modules, 'optuna imported by --help or compare'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

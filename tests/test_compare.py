@@ -440,3 +440,29 @@ def test_a_thousand_runs_in_well_under_a_second(tmp_path):
     elapsed = time.perf_counter() - started
     assert len(comparison.records) == 1000
     assert elapsed < 2.0, f"{elapsed:.2f}s for 1,000 runs"  # ~0.3 s here; generous for a loaded CI machine
+
+
+def test_group_by_gives_each_groups_run_count_and_mean_and_std_by_hand(tmp_path):
+    folder = tmp_path / "runs"
+    accuracies = {64: [0.70, 0.74, 0.78], 512: [0.80, 0.84]}
+    day = 0
+    for units, values in accuracies.items():
+        for value in values:
+            day += 1
+            config = json.loads(json.dumps(BASE_CONFIG))
+            config["model"]["layers"][0]["units"] = units
+            make_run(folder, f"202501{day:02d}-100000-seed{day}", config=config, test={"accuracy": value, "loss": 1 - value})
+    config["model"]["layers"][0]["units"] = 512
+    make_run(folder, "20250120-100000-pruned", config=config, status="pruned")
+    rows = as_json(folder, "--group-by", "model.layers.0.units", "--sort", "test_accuracy")
+    assert [r["model.layers[0].units"] for r in rows] == [512, 64]  # ranked by the mean, best first
+    wide, narrow = rows
+    assert narrow["runs"] == 3 and narrow["status"] == "completed"
+    assert narrow["test_accuracy"]["mean"] == pytest.approx(0.74) and narrow["test_accuracy"]["std"] == pytest.approx(0.04)
+    # The pruned run counts as a run of its group but has no test accuracy: the mean is over the two that do.
+    assert wide["runs"] == 3 and wide["status"] == "2 completed, 1 pruned"
+    assert wide["test_accuracy"] == {"mean": pytest.approx(0.82), "std": pytest.approx(0.02 * 2 ** 0.5), "n": 2}
+    table = invoke("compare", folder, "--group-by", "model.layers.0.units")
+    assert "0.7400 ± 0.0400" in table.output and "mean ± standard deviation" in table.output
+    result = invoke("compare", folder, "--group-by", "model.layers.0.unit")
+    assert result.exit_code == 2 and "--group-by 'model.layers.0.unit': no run has the key" in result.output

@@ -1,8 +1,11 @@
-"""Sweeps: grid and random expansion (no TensorFlow), then real small sweeps on the diabetes data.
+"""Sweeps on Optuna: the space and the study without TensorFlow, then real small sweeps on the diabetes data.
 
-The real sweeps train the 2 x 2 grid of configs/diabetes_sweep.yaml for 2 epochs:
-sequentially in this process, in 2 worker processes, on a local Ray instance,
-and interrupted then resumed. Each must reach the same numbers at the same seeds.
+The fast part drives the real Optuna study (journal file in a temp folder) with made-up
+objective values: TPE's draws at a fixed seed, the grid's coverage, the budget, a stale
+trial queued again. The slow part trains: the 2 x 2 grid of configs/diabetes_sweep.yaml
+for 2 epochs, sequentially, in 2 worker processes and interrupted then resumed (the same
+numbers at the same seeds); median pruning; two ``--join`` worker processes; a worker
+killed with ``kill -9``; ``--repeats``; and a TPE sweep on a local Ray instance.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ import json
 import math
 import os
 import signal
+import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,8 +27,10 @@ from typer.testing import CliRunner
 from nnrun.cli import app
 from nnrun.config import load_config
 from nnrun.errors import ConfigError, RunInterrupted
-from nnrun.sweep import execute, read_state, resume_state, start_sweep
-from nnrun.sweep.space import Range, collect_grid, expand_grid, parse_grid_option, sample_grid
+from nnrun.sweep import read_state, start_sweep, work
+from nnrun.sweep.orchestrate import study_ref
+from nnrun.sweep.space import Range, collect_grid, parse_grid_option, suggest
+from nnrun.sweep.study import HEARTBEAT, RETRY_OF, ask, fail_stale, open_study
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP_CONFIG = ROOT / "configs" / "diabetes_sweep.yaml"
@@ -64,24 +73,105 @@ def test_grid_option_errors_say_what_and_how(text, expected):
         parse_grid_option(text)
 
 
-def test_expand_grid_is_the_full_product_first_key_slowest():
-    combos = expand_grid({"a": [1, 2], "b": ["x", "y", "z"]})
-    assert len(combos) == 6
-    assert combos[:3] == [{"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 1, "b": "z"}]
-    with pytest.raises(ConfigError, match="only random mode can sample; pass --random N"):
-        expand_grid({"a": [1], "lr": Range("loguniform", 1e-4, 1e-1)})
+def drive(tmp_path, *grid, search="tpe", trials=None, seed=0, objective=None):
+    """Ask and tell the sweep's real study (journal file) with made-up values instead of training."""
+    import optuna
+
+    path, state = start_sweep(SWEEP_CONFIG, grid_options=list(grid), search=search, trials=trials, seed=seed,
+                              runs_dir=tmp_path)  # fmt: skip
+    ref = study_ref(path, state)
+    study = open_study(ref)
+    space = collect_grid(load_config(SWEEP_CONFIG), list(grid))
+    drawn = []
+    while (trial := ask(study, ref, state.budget)) is not None:
+        params = suggest(trial, space)
+        drawn.append(params)
+        study.tell(trial, (objective or (lambda p: -abs(math.log10(p["training.optimizer.learning_rate"]) + 2.5)))(params))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials())
+    return drawn, study
 
 
-def test_random_sampling_is_fixed_by_the_seed_and_stays_in_range():
-    grid = {"lr": Range("loguniform", 1e-4, 1e-1), "units": [32, 64, 512, 784], "rate": Range("uniform", 0.0, 0.5)}
-    first = sample_grid(grid, 20, seed=7)
-    assert first == sample_grid(grid, 20, seed=7)
-    assert first != sample_grid(grid, 20, seed=8)
-    assert all(1e-4 <= t["lr"] <= 1e-1 and t["units"] in grid["units"] and 0 <= t["rate"] <= 0.5 for t in first)
-    # loguniform spreads over the decades: some draws below 1e-3 and some above 1e-2.
-    assert any(t["lr"] < 1e-3 for t in first) and any(t["lr"] > 1e-2 for t in first)
-    # An all-list grid of 4 gives at most 4 distinct trials.
-    assert len(sample_grid({"a": [1, 2], "b": [3, 4]}, 10, seed=0)) == 4
+LR = "training.optimizer.learning_rate=loguniform(1e-4, 1e-1)"
+
+
+def test_tpe_with_a_fixed_seed_draws_the_same_trials_twice(tmp_path):
+    first, _ = drive(tmp_path / "a", LR, trials=14, seed=3)
+    again, _ = drive(tmp_path / "b", LR, trials=14, seed=3)
+    other, _ = drive(tmp_path / "c", LR, trials=14, seed=4)
+    assert len(first) == 14 and first == again and first != other
+    assert all(1e-4 <= t["training.optimizer.learning_rate"] <= 1e-1 and t["model.layers.0.units"] in (12, 64) for t in first)
+
+
+def test_grid_search_takes_every_combination_once_and_stops_at_the_budget(tmp_path):
+    drawn, study = drive(tmp_path, "training.batch_size=16,32,64", "preprocessing.0=standardize,[]", search="grid",
+                         objective=lambda p: 0.5)
+    combos = {(t["model.layers.0.units"], t["training.batch_size"], json.dumps(t["preprocessing.0"])) for t in drawn}
+    assert len(drawn) == len(combos) == 12  # 2 units x 3 batch sizes x 2 (a list value goes through Optuna as JSON)
+    assert {t["preprocessing.0"] for t in drawn if isinstance(t["preprocessing.0"], str)} == {"standardize"}
+    random_drawn, _ = drive(tmp_path / "r", LR, search="random", trials=5, seed=1)
+    assert len(random_drawn) == 5
+
+
+def test_an_rdb_storage_holds_the_study_instead_of_the_journal(tmp_path):
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    path, state = start_sweep(SWEEP_CONFIG, storage=url, runs_dir=tmp_path / "runs")
+    ref = study_ref(path, state)
+    study = open_study(ref)
+    trial = ask(study, ref, state.budget)
+    study.tell(trial, 0.75)
+    assert not (path / "study.journal").exists() and read_state(path).storage == url
+    again = optuna.load_study(study_name=state.study_name, storage=url)  # what optuna-dashboard URL opens
+    assert [t.value for t in again.trials] == [0.75] and again.user_attrs["nnrun.metric"] == "best_val_accuracy"
+
+
+@pytest.mark.parametrize("prune", ["median", "hyperband"])
+def test_the_pruners_stop_the_worse_trials_from_reported_epochs(tmp_path, prune):
+    """Each trial reports one value per epoch, as the pruning callback does; the poorer half must be stopped early."""
+    path, state = start_sweep(SWEEP_CONFIG, sets=["training.epochs=9"], grid_options=[LR], search="random", trials=12,
+                              prune=prune, seed=0, runs_dir=tmp_path)  # fmt: skip
+    ref = study_ref(path, state)
+    study = open_study(ref)
+    stopped = {}
+    while (trial := ask(study, ref, state.budget)) is not None:
+        quality = suggest(trial, collect_grid(load_config(SWEEP_CONFIG), [LR]))["training.optimizer.learning_rate"]
+        for epoch in range(1, 10):
+            trial.report(quality * epoch, epoch)  # higher is better (val_accuracy): a higher rate, a better trial
+            if trial.should_prune():
+                break
+        stopped[quality] = epoch
+        study.tell(trial, state=optuna_state("PRUNED") if epoch < 9 else None, values=None if epoch < 9 else quality)
+    ranked = sorted(stopped)  # worst first
+    assert any(epoch < 9 for epoch in stopped.values())
+    assert stopped[ranked[-1]] == 9  # the best trial ran every epoch
+    assert statistics.fmean(stopped[q] for q in ranked[:6]) < statistics.fmean(stopped[q] for q in ranked[6:])
+
+
+def optuna_state(name: str):
+    import optuna
+
+    return getattr(optuna.trial.TrialState, name)
+
+
+def test_a_trial_whose_heartbeat_stopped_is_failed_and_queued_again(tmp_path):
+    import optuna
+
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path, heartbeat_s=1)
+    ref = study_ref(path, state)
+    study = open_study(ref)
+    lost = ask(study, ref, state.budget)
+    params = suggest(lost, collect_grid(load_config(SWEEP_CONFIG)))
+    study._storage.set_trial_system_attr(lost._trial_id, HEARTBEAT, time.time())
+    fail_stale(study, 1)
+    assert study.trials[0].state == optuna.trial.TrialState.RUNNING  # beating: left alone
+    study._storage.set_trial_system_attr(lost._trial_id, HEARTBEAT, time.time() - 10)
+    again = ask(study, ref, state.budget)  # fails the stale trial and takes its retry first
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    assert again.number == 1 and study._storage.get_trial_system_attrs(again._trial_id)[RETRY_OF] == 0
+    assert suggest(again, collect_grid(load_config(SWEEP_CONFIG))) == params
+    # The retry is the same trial: the budget (the 4 grid points) still has 3 new trials.
+    assert [ask(study, ref, state.budget) is not None for _ in range(4)] == [True, True, True, False]
 
 
 def test_cli_grid_replaces_the_config_section_key():
@@ -109,15 +199,16 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_schema_invalid_trials_are_marked_before_training(tmp_path):
-    path, _ = start_sweep(SWEEP_CONFIG, grid_options=["training.epochs=0,2"], runs_dir=tmp_path)
+def test_start_writes_the_set_up_and_an_empty_study(tmp_path):
+    path, state = start_sweep(SWEEP_CONFIG, grid_options=["training.epochs=1,2"], runs_dir=tmp_path)
     saved = json.loads((path / "sweep.json").read_text())
-    assert [t["status"] for t in saved["trials"]].count("invalid") == 4  # epochs=0 with each of 2 units x 2 batch sizes
-    statuses = {t["params"]["training.epochs"]: (t["status"], t["error"]) for t in saved["trials"]}
-    assert statuses[0][0] == "invalid" and "training.epochs" in statuses[0][1] and "greater than or equal to 1" in statuses[0][1]
-    assert statuses[2][0] == "pending"
-    assert saved["mode"] == "grid" and saved["metric"] == "best_val_accuracy"
-    assert path.name.startswith("sweep-") and path.name.endswith("-diabetes_sweep")
+    assert saved["mode"] == "grid" and saved["metric"] == "best_val_accuracy" and saved["budget"] == 8
+    assert saved["direction"] == "maximize" and saved["prune"] == "none" and saved["trials"] == []
+    assert (path / "study.journal").is_file() and path.name.startswith("sweep-") and path.name.endswith("-diabetes_sweep")
+    assert open_study(study_ref(path, state)).user_attrs["nnrun.budget"] == 8
+    with pytest.raises(ConfigError, match="--search tpe needs --trials N"):
+        start_sweep(SWEEP_CONFIG, search="tpe", runs_dir=tmp_path / "other")
+    assert not (tmp_path / "other").exists()
 
 
 # ------------------------------------------------------------ real sweeps
@@ -222,29 +313,9 @@ def test_invalid_combination_is_reported_and_skipped(tmp_path):
 
 
 @pytest.mark.slow
-def test_random_mode_with_a_fixed_seed(tmp_path):
-    grid = ["training.optimizer.learning_rate=loguniform(1e-4, 1e-1)", "model.layers.0.units=8,16,32"]
-    args = ["sweep", str(SWEEP_CONFIG), "--set", "training.epochs=1", "--random", "2", "--seed", "3",
-            "--runs-dir", str(tmp_path)] + [a for g in grid for a in ("--grid", g)]  # fmt: skip
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    sweep_dir = Path(result.stdout.strip().splitlines()[-1])
-    state = read_state(sweep_dir)
-    assert state.mode == "random" and state.seed == 3
-    config = load_config(SWEEP_CONFIG)
-    expected = sample_grid(collect_grid(config, grid), 2, seed=3)
-    assert [t.params for t in state.trials] == expected
-    for trial in state.trials:
-        run_config = (sweep_dir / trial.run_dir / "config.yaml").read_text()
-        assert f"learning_rate: {trial.params['training.optimizer.learning_rate']}" in run_config
-        assert 1e-4 <= trial.params["training.optimizer.learning_rate"] <= 1e-1
-        assert trial.status == "completed"
-
-
-@pytest.mark.slow
 def test_parallel_jobs_give_the_same_results_as_sequential(grid_sweep, tmp_path):
     path, state = start_sweep(SWEEP_CONFIG, sets=TWO_EPOCHS, grid_options=["training.batch_size=16,64"], runs_dir=tmp_path)
-    result = execute(path, state, jobs=2)
+    result = work(path, state, jobs=2)
     assert result.state.status == "completed"
     assert result.state.history[-1]["jobs"] == 2
     assert_same_results(trial_results(path), trial_results(grid_sweep[0]))
@@ -275,10 +346,10 @@ def test_resume_after_an_interrupted_trial(grid_sweep, tmp_path, monkeypatch):
     monkeypatch.setattr(training, "make_run_callbacks", interrupting)
     path, state = start_sweep(SWEEP_CONFIG, sets=TWO_EPOCHS, grid_options=["training.batch_size=16,64"], runs_dir=tmp_path)
     with pytest.raises(RunInterrupted, match="nnrun sweep --resume"):
-        execute(path, state)
+        work(path, state)
     stopped = read_state(path)
     assert stopped.status == "interrupted"
-    assert [t.status for t in stopped.trials] == ["completed", "interrupted", "pending", "pending"]
+    assert [t.status for t in stopped.trials] == ["completed", "interrupted"]  # the other two never started
     first_run = json.loads((path / stopped.trials[0].run_dir / "run.json").read_text())
     monkeypatch.setattr(training, "make_run_callbacks", original)
 
@@ -289,6 +360,7 @@ def test_resume_after_an_interrupted_trial(grid_sweep, tmp_path, monkeypatch):
     assert "resuming" in result.output
     # Trial 1 was not trained again; trial 2 continued in the same run directory from epoch 2.
     assert json.loads((path / resumed.trials[0].run_dir / "run.json").read_text()) == first_run
+    assert "trial 2/4 training" in result.output and "(attempt 2)" in result.output
     assert resumed.trials[0].attempts == 1 and resumed.trials[1].attempts == 2
     assert resumed.trials[1].run_dir == stopped.trials[1].run_dir
     second_run = json.loads((path / resumed.trials[1].run_dir / "run.json").read_text())
@@ -296,22 +368,129 @@ def test_resume_after_an_interrupted_trial(grid_sweep, tmp_path, monkeypatch):
     # ...and every trial ends exactly where the uninterrupted sweep did.
     assert_same_results(trial_results(path), trial_results(grid_sweep[0]), tolerance=1e-6)
     assert len(resumed.history) == 2 and resumed.history[0]["status"] == "interrupted"
+    assert resumed.best["trial"] in (1, 2, 3, 4) and "nnrun train" in resumed.best["retrain"]
 
 
 @pytest.mark.slow
-def test_resume_reruns_a_failed_trial_in_a_new_run_directory(grid_sweep, tmp_path):
-    path, state = start_sweep(SWEEP_CONFIG, sets=["training.epochs=1"], grid_options=["model.layers.0.units=12",
-                              "training.batch_size=16,64"], runs_dir=tmp_path)  # fmt: skip
-    execute(path, state)
-    saved = json.loads((path / "sweep.json").read_text())
-    saved["trials"][1]["status"] = "failed"
-    (path / "sweep.json").write_text(json.dumps(saved))
-    old_dir = saved["trials"][1]["run_dir"]
-    result = execute(path, resume_state(path))
-    first, second = result.state.trials
-    assert first.attempts == 1 and second.attempts == 2
-    assert second.status == "completed" and second.run_dir != old_dir and second.previous_run_dirs == [old_dir]
-    assert (path / second.run_dir / "model.keras").is_file()
+def test_median_pruning_stops_a_clearly_worse_trial_after_an_epoch(tmp_path):
+    rates = [0.01, 0.005, 1e-5]  # the last barely moves from its initial loss
+    path, state = start_sweep(SWEEP_CONFIG, sets=["training.epochs=3"], search="grid",
+                              grid_options=["model.layers.0.units=12", "training.batch_size=64",
+                                            "training.optimizer.learning_rate=0.01,0.005,0.00001"],
+                              prune="median", metric="val_loss", runs_dir=tmp_path)  # fmt: skip
+    study = open_study(study_ref(path, state))
+    for rate in rates:  # Optuna's own queue fixes the order: two good trials first, then the poor one
+        study.enqueue_trial({"model.layers.0.units": 12, "training.batch_size": 64, "training.optimizer.learning_rate": rate})
+    result = work(path, state)
+    assert state.monitor == "val_loss" and result.state.status == "completed"
+    by_rate = {t.params["training.optimizer.learning_rate"]: t for t in result.state.trials}
+    assert [by_rate[r].status for r in rates] == ["completed", "completed", "pruned"]
+    pruned = path / by_rate[1e-5].run_dir
+    run = json.loads((pruned / "run.json").read_text())
+    assert run["status"] == "pruned" and run["epochs_run"] < 3 and "pruned after epoch" in run["error"]
+    assert (pruned / "checkpoints" / "last.keras").is_file() and not (pruned / "model.keras").exists()
+    # The pruner heard val_loss after every epoch, from the run's own history.
+    history = list(csv.DictReader(open(pruned / "history.csv")))
+    assert len(history) == run["epochs_run"]
+    assert study.trials[2].intermediate_values == {i + 1: float(r["val_loss"]) for i, r in enumerate(history)}
+    # compare and show say pruned too.
+    listed = CliRunner().invoke(app, ["compare", str(path), "--format", "csv", "--columns", "id,status"])
+    assert f"{pruned.name},pruned" in listed.stdout
+    assert "pruned" in CliRunner().invoke(app, ["show", str(pruned)]).output
+
+
+def nnrun(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "nnrun", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=ROOT)  # fmt: skip
+
+
+def wait_for(check, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not check():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def the_sweep(runs: Path) -> Path:
+    wait_for(lambda: any((p / "sweep.json").exists() for p in runs.glob("sweep-*")))
+    return next(runs.glob("sweep-*"))
+
+
+@pytest.mark.slow
+def test_two_join_workers_share_the_budget_with_no_duplicate_and_no_lost_trial(tmp_path):
+    first = nnrun("sweep", str(SWEEP_CONFIG), "--set", "training.epochs=2", "--grid", "model.layers.0.units=4,8,12,16",
+                  "--runs-dir", str(tmp_path))  # the config's 2 batch sizes: 8 trials
+    sweep_dir = the_sweep(tmp_path)
+    second = nnrun("sweep", "--join", str(sweep_dir))
+    outputs = [p.communicate(timeout=300) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outputs
+    study = open_study(study_ref(sweep_dir, read_state(sweep_dir)))
+    trials = study.get_trials()
+    assert len(trials) == 8 and all(t.state.name == "COMPLETE" for t in trials)
+    combos = {tuple(sorted(t.params.items())) for t in trials}
+    assert len(combos) == 8  # the whole 4 x 2 grid, each point once
+    assert len({t.user_attrs["pid"] for t in trials}) == 2  # both processes trained
+    run_dirs = [d for t in trials for d in t.user_attrs["run_dirs"]]
+    assert len(set(run_dirs)) == 8 and sorted(run_dirs) == sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    state = read_state(sweep_dir)
+    assert state.status == "completed" and [t.status for t in state.trials] == ["completed"] * 8
+    assert "joining sweep" in outputs[1][1]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_loses_only_that_trial_which_resumes_from_its_checkpoint(tmp_path):
+    worker = nnrun("sweep", str(SWEEP_CONFIG), "--set", "training.epochs=40", "--grid", "model.layers.0.units=12",
+                   "--grid", "training.batch_size=16,32,64", "--heartbeat", "1", "--runs-dir", str(tmp_path))
+    sweep_dir = the_sweep(tmp_path)
+
+    def second_trial_has_a_checkpoint() -> bool:
+        trials = read_state(sweep_dir).trials
+        runs = sorted(p for p in sweep_dir.glob("*-t0*") if (p / "checkpoints" / "last.json").is_file())
+        return len(trials) >= 2 and len(runs) >= 2 and json.loads((runs[-1] / "run.json").read_text())["status"] == "running"
+
+    wait_for(second_trial_has_a_checkpoint)
+    worker.send_signal(signal.SIGKILL)
+    worker.communicate()
+    killed = sorted(p for p in sweep_dir.glob("*-t0*"))[-1]
+    assert json.loads((killed / "run.json").read_text())["status"] == "running"  # what kill -9 leaves
+
+    result = CliRunner().invoke(app, ["sweep", "--join", str(sweep_dir)])
+    assert result.exit_code == 0, result.output
+    state = read_state(sweep_dir)
+    assert state.status == "completed" and [t.status for t in state.trials] == ["completed"] * 3
+    second = state.trials[1]
+    assert second.attempts == 2 and second.run_dir == killed.name  # the same run directory, continued
+    run = json.loads((killed / "run.json").read_text())
+    assert run["status"] == "completed" and run["resumed"][0]["from_epoch"] >= 1 and run["epochs_run"] == 40
+    study = open_study(study_ref(sweep_dir, state))
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert len(failed) == 1 and "no heartbeat" in failed[0].user_attrs["error"]
+
+
+@pytest.mark.slow
+def test_repeats_rank_by_the_mean_over_seeds(tmp_path):
+    result = CliRunner().invoke(app, ["sweep", str(SWEEP_CONFIG), "--set", "training.epochs=2", "--grid", "training.batch_size=64",
+                                      "--repeats", "3", "--runs-dir", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    sweep_dir = Path(result.stdout.strip().splitlines()[-1])
+    state = read_state(sweep_dir)
+    assert len(state.trials) == 2 and all(len(t.run_dirs) == 3 for t in state.trials)
+    for trial in state.trials:
+        best = []
+        for seed, run_dir in zip((42, 43, 44), trial.run_dirs):
+            assert json.loads((sweep_dir / run_dir / "run.json").read_text())["seed"] == seed
+            best.append(max(float(r["val_accuracy"]) for r in csv.DictReader(open(sweep_dir / run_dir / "history.csv"))))
+        mean = sum(best) / 3
+        std = math.sqrt(sum((b - mean) ** 2 for b in best) / 2)  # by hand: the sample standard deviation
+        assert math.isclose(trial.value, mean, abs_tol=1e-9) and math.isclose(trial.std, std, abs_tol=1e-9)
+        assert f"{mean:.4f} ± {std:.4f}" in result.output
+    assert state.best["value"] == max(t.value for t in state.trials)
+    grouped = CliRunner().invoke(app, ["compare", str(sweep_dir), "--group-by", "model.layers.0.units", "--format", "json"])
+    rows = {r["model.layers[0].units"]: r for r in json.loads(grouped.stdout)}
+    for trial in state.trials:
+        cell = rows[trial.params["model.layers.0.units"]]
+        assert cell["runs"] == 3 and math.isclose(cell["best_val_accuracy"]["mean"], trial.value, abs_tol=1e-9)
 
 
 def test_resume_refuses_a_folder_that_is_not_a_sweep(tmp_path):
@@ -320,20 +499,28 @@ def test_resume_refuses_a_folder_that_is_not_a_sweep(tmp_path):
     assert "is not a sweep directory (no sweep.json)" in result.output
     result = CliRunner().invoke(app, ["sweep", "--resume", str(tmp_path), "--grid", "a=1"])
     assert result.exit_code == 2 and "drop --grid" in result.output
+    result = CliRunner().invoke(app, ["sweep", "--join", str(tmp_path)])
+    assert result.exit_code == 2 and "is not a sweep directory (no sweep.json)" in result.output
 
 
 # ------------------------------------------------------------------ Ray
 
 
 @pytest.mark.slow
-def test_ray_executor_matches_the_local_executor(grid_sweep, tmp_path):
+def test_ray_executor_runs_a_tpe_sweep_with_pruning(tmp_path):
     pytest.importorskip("ray", reason="Ray is optional: pip install 'nnrun[ray]'")
-    path, state = start_sweep(SWEEP_CONFIG, sets=TWO_EPOCHS, grid_options=["training.batch_size=16,64"], runs_dir=tmp_path)
-    result = execute(path, state, executor="ray", ray_cpus=2)
+    path, state = start_sweep(SWEEP_CONFIG, sets=TWO_EPOCHS, grid_options=[LR, "training.batch_size=64"], search="tpe",
+                              trials=3, prune="median", seed=5, runs_dir=tmp_path)  # fmt: skip
+    result = work(path, state, executor="ray", ray_cpus=2)
     assert result.state.status == "completed" and result.state.executor == "ray"
-    assert_same_results(trial_results(path), trial_results(grid_sweep[0]))
-    # Each trial ran in a Ray worker process, not in this one.
-    assert all(r["run"]["pid"] != os.getpid() for r in trial_results(path).values())
+    assert len(result.state.trials) == 3 and all(t.status in ("completed", "pruned") for t in result.state.trials)
+    study = open_study(study_ref(path, state))
+    # Asked of the study and told back: every trial has its metric per epoch and a value; each ran in a Ray worker.
+    assert all(t.intermediate_values and t.value is not None for t in study.trials)
+    assert all(t.user_attrs["pid"] != os.getpid() for t in study.trials)
+    for trial in result.state.trials:
+        run = json.loads((path / trial.run_dir / "run.json").read_text())
+        assert run["config"]["training"]["optimizer"]["learning_rate"] == trial.params["training.optimizer.learning_rate"]
 
 
 def test_ray_missing_gives_an_install_hint(monkeypatch, tmp_path):
@@ -350,4 +537,4 @@ def test_ray_missing_gives_an_install_hint(monkeypatch, tmp_path):
     path, state = start_sweep(SWEEP_CONFIG, sets=["training.epochs=1"], grid_options=["model.layers.0.units=12",
                               "training.batch_size=16"], runs_dir=tmp_path)  # fmt: skip
     with pytest.raises(ConfigError, match=r"pip install 'nnrun\[ray\]'"):
-        execute(path, state, executor="ray")
+        work(path, state, executor="ray")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,14 +226,66 @@ def _for_tasks(columns: list[str], records: list[Any]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+class MeanStd(float):
+    """A group's mean (the float itself, so it sorts and compares as one), with ``std`` (n - 1) and ``n``."""
+
+    def __new__(cls, values: list[float]) -> MeanStd:
+        mean = super().__new__(cls, statistics.fmean(values))
+        mean.std, mean.n = (statistics.stdev(values) if len(values) > 1 else None), len(values)
+        return mean
+
+    def __str__(self) -> str:
+        return f"{float(self)!r}" + (f" ± {self.std!r}" if self.std is not None else "")
+
+
+GROUPED_COLUMNS = ("status", "epochs", "best_val_accuracy", "best_val_loss", "test_accuracy", "test_loss", "duration")
+
+
+def group_records(records: list[RunRecord], keys: list[str], columns: list[str]) -> list[RunRecord]:
+    """One row per distinct value of ``keys``: ``runs``, the statuses, and each column's mean ± std.
+
+    A column whose values are all numbers becomes a ``MeanStd``; one with a single distinct value keeps
+    it; any other is left empty. Unreadable runs stay out of the groups.
+    """
+    groups: dict[tuple[str, ...], list[RunRecord]] = {}
+    for record in records:
+        if record.readable:
+            groups.setdefault(tuple(text_of(_value(record, k)) for k in keys), []).append(record)
+    rows = []
+    for label, members in groups.items():
+        counts: dict[str, int] = {}
+        for member in members:
+            counts[member.status] = counts.get(member.status, 0) + 1
+        status = next(iter(counts)) if len(counts) == 1 else ", ".join(f"{n} {s}" for s, n in counts.items())
+        fields: dict[str, Any] = {k: _value(members[0], k) for k in keys} | {"runs": len(members), "status": status}
+        for column in columns:
+            if column in fields:
+                continue
+            present = [v for v in (_value(m, column) for m in members) if not _absent(v)]
+            numbers = [number(v) for v in present]
+            if present and None not in numbers and column not in ("started", "id"):
+                fields[column] = MeanStd(numbers)
+            elif len({text_of(v) for v in present}) == 1:
+                fields[column] = present[0]
+        rows.append(RunRecord(Path(" ".join(label)), status, fields=fields))
+    return rows
+
+
+def _value(record: RunRecord, key: str) -> Any:
+    value = lookup(record, key)
+    return None if value is _MISSING else value
+
+
 def compare_runs(paths: list[str | Path], *, sort: str | None = None, descending: bool | None = None,
                  filters: list[str] = (), only_changed: bool = False, columns: list[str] = (),
-                 default_columns: tuple[str, ...] = DEFAULT_COLUMNS) -> Comparison:
+                 default_columns: tuple[str, ...] = DEFAULT_COLUMNS, group_by: list[str] | None = None) -> Comparison:
     """Read, filter and sort the runs under ``paths`` and choose the columns.
 
     Args:
         columns: keys to show (comma-separated items allowed); items all starting
             with ``+`` are added to the defaults.
+        group_by: keys (comma-separated items allowed) whose values make a group: one row per
+            group with the number of runs and mean ± std of every numeric column.
 
     Raises:
         RunDirError: a path does not exist.
@@ -241,6 +294,8 @@ def compare_runs(paths: list[str | Path], *, sort: str | None = None, descending
     records = load_records(paths)
     chosen_filters = [parse_filter(f, records) for f in filters]
     shown = [r for r in records if all(f.matches(r) for f in chosen_filters)]
+    if group_by:
+        return _grouped(records, shown, group_by, sort, descending, columns)
     if sort:
         shown = sort_records(shown, check_key(sort, records, "--sort"), descending)
     else:  # run ids start with their start time: chronological, unreadable folders last
@@ -263,3 +318,20 @@ def compare_runs(paths: list[str | Path], *, sort: str | None = None, descending
             notes.append(f"{record.path}: unreadable: {record.error}.")
         notes.extend(f"{record.path.name}: {problem}." for problem in record.problems)
     return Comparison(chosen, shown, len(records), notes)
+
+
+def _grouped(records: list[RunRecord], shown: list[RunRecord], group_by: list[str], sort: str | None,
+             descending: bool | None, columns: list[str]) -> Comparison:
+    keys = [check_key(k, records, "--group-by") for item in group_by for k in item.split(",") if k.strip()]
+    if only := [c.strip() for item in columns for c in item.split(",") if c.strip()]:
+        chosen = [check_key(c.lstrip("+"), records, "--columns") for c in only]
+        chosen = list(GROUPED_COLUMNS) + chosen if all(c.startswith("+") for c in only) else chosen
+    else:
+        chosen = _for_tasks(list(GROUPED_COLUMNS), shown)
+    chosen = list(dict.fromkeys(keys + ["runs"] + [c for c in chosen if c not in keys]))
+    rows = group_records(shown, keys, chosen)
+    if sort:
+        rows = sort_records(rows, check_key(sort, records, "--sort"), descending)
+    notes = [f"{r.path}: unreadable: {r.error}." for r in shown if not r.readable]
+    notes.append("grouped: numbers are the mean ± standard deviation (n - 1) of each group's runs.")
+    return Comparison(chosen, rows, len(records), notes)

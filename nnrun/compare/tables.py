@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from nnrun import rundir as rd
-from nnrun.compare.query import HIGHER_IS_BETTER, Comparison, number, text_of
+from nnrun.compare.query import HIGHER_IS_BETTER, Comparison, MeanStd, number, text_of
 from nnrun.errors import ConfigError
 
-STATUS_STYLES = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan",
+STATUS_STYLES = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan", "pruned": "magenta",
                  "crashed": "bold red", "unreadable": "dim red"}  # fmt: skip
 _SHRINKABLE = ("id", "name", "layers", "error", "path", "dataset")
 _MIN_WIDTH = 8
@@ -51,6 +51,8 @@ def display(column: str, value: Any) -> str:
     """A value as the table shows it (``-`` for none)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
+    if isinstance(value, MeanStd):
+        return display(column, float(value)) + (f" ± {display(column, value.std)}" if value.std is not None else "")
     if isinstance(value, bool):
         return str(value).lower()
     if column == "duration" and isinstance(value, (int, float)):
@@ -149,6 +151,8 @@ def to_json(comparison: Comparison) -> str:
 
 
 def _json_value(value: Any) -> Any:
+    if isinstance(value, MeanStd):
+        return {"mean": float(value), "std": value.std, "n": value.n}
     if isinstance(value, float) and math.isnan(value):
         return None
     return list(value) if isinstance(value, tuple) else value

@@ -274,16 +274,20 @@ class DistributionConfig(Strict):
 
 
 class SweepConfig(Strict):
-    """``nnrun sweep``: config keys to vary. ``nnrun train`` ignores this section."""
+    """``nnrun sweep``: config keys to vary, and how to search them. ``nnrun train`` ignores this section."""
 
     grid: dict[str, Annotated[list[Any], Field(min_length=1)] | str] = Field(
-        {}, description="dotted key -> list of values, or a range such as 'loguniform(1e-4, 1e-1)' (random mode)"
+        {}, description="dotted key -> list of values, or a range such as 'loguniform(1e-4, 1e-1)' (random and tpe)"
     )
     metric: str | None = Field(
         None, description="the compare column that ranks the trials; default val_accuracy, val_loss for a regression"
     )
-    random: Annotated[int, Field(ge=1)] | None = Field(None, description="sample this many trials instead of the full grid")
-    seed: int = Field(0, description="seed of the random sampling")
+    search: Literal["grid", "random", "tpe"] | None = Field(None, description="Optuna's sampler; default grid")
+    trials: Annotated[int, Field(ge=1)] | None = Field(None, description="how many trials (default: the whole grid)")
+    prune: Literal["none", "median", "hyperband"] | None = Field(None, description="stop poor trials early")
+    repeats: Annotated[int, Field(ge=1)] = Field(1, description="train each trial at this many seeds")
+    random: Annotated[int, Field(ge=1)] | None = Field(None, description="older spelling of search: random, trials: N")
+    seed: int = Field(0, description="seed of the sampler")
 
 
 class RunConfig(Strict):

@@ -1,17 +1,19 @@
-"""Start, execute and resume a sweep, keeping ``sweep.json`` current; then rank the trials.
+"""Start a sweep, work on its study (first worker, ``--join``, ``--resume``), and rank the trials.
 
-``start_sweep`` builds the trials from the search space and checks every
-trial's schema at once: a trial that fails is ``invalid`` (its one-line error
-goes into ``sweep.json``) and the sweep goes on without it. ``execute`` hands
-the other trials to an executor and records each start and result;
-``resume_state`` reads a stopped sweep back for ``--resume``. The result is a
-compare table of the trials, sorted by the sweep's metric.
+``start_sweep`` checks the space, the metric and the pruner's monitor, creates the sweep folder,
+the study and ``sweep.json``; nothing is created when a check fails. ``work`` is one worker:
+it asks the study for trials until the budget is spent, hands them to an executor, tells the
+study each result and rewrites ``sweep.json``. The result is a compare table of the trials
+(mean ± std over the seeds with ``--repeats``), sorted by the sweep's metric.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import shlex
 import socket
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,24 +21,37 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from nnrun import rundir as rd
 from nnrun.config import RunConfig, load_config, validate_config
-from nnrun.errors import ConfigError, RunDirError, RunInterrupted
-from nnrun.sweep.executors import check_executor, default_threads, run_trials
+from nnrun.errors import ConfigError, RunInterrupted
+from nnrun.sweep.executors import check_executor, create_executor, default_threads
 from nnrun.sweep.space import (
     check_grid,
     collect_grid,
-    expand_grid,
+    grid_size,
+    grid_space,
     grid_to_json,
     params_text,
-    sample_grid,
+    parse_range,
+    suggest,
     trial_config,
 )
-from nnrun.sweep.state import DONE, SweepState, Trial, create_sweep_dir, read_state, write_state
+from nnrun.sweep.state import SweepState, Trial, create_sweep_dir, read_state, write_state
+from nnrun.sweep.study import (
+    RETRY_OF,
+    Heartbeat,
+    StudyRef,
+    ask,
+    check_choices,
+    locked,
+    open_study,
+    retry_queue,
+    running_count,
+)
 from nnrun.sweep.trial import TrialSpec
 
 #: Compare columns and metrics.json sections that hold validation results.
 _VALIDATION_METRICS = ("best_val_", "validation.", "best_validation.")
+_STATES = {"RUNNING": "running", "WAITING": "pending", "COMPLETE": "completed", "PRUNED": "pruned"}
 
 
 @dataclass
@@ -51,56 +66,74 @@ def start_sweep(
     *,
     sets: list[str] = (),
     grid_options: list[str] = (),
-    random_trials: int | None = None,
+    search: str | None = None,
+    trials: int | None = None,
+    prune: str | None = None,
+    repeats: int | None = None,
     seed: int | None = None,
     metric: str | None = None,
+    storage: str | None = None,
+    heartbeat_s: float = 10.0,
     runs_dir: str | Path | None = None,
     name: str | None = None,
     smoke: bool = False,
     argv: list[str] = (),
     now: Callable[[], datetime] = datetime.now,
 ) -> tuple[Path, SweepState]:
-    """Expand the grid, check every trial's schema, and create the sweep directory with ``sweep.json``.
+    """Check the space, metric and pruner, then create the sweep folder, its study and ``sweep.json``.
 
     Raises:
-        ConfigError: a bad config, grid key, value, range or metric (nothing is created).
+        ConfigError: a bad config, grid key, value, range, search, pruner or metric (nothing is created).
     """
-    overrides = list(sets)
-    if name is not None:
-        overrides.append(f"run.name={name}")
-    if runs_dir is not None:
-        overrides.append(f"run.runs_dir={runs_dir}")
+    overrides = list(sets) + ([f"run.name={name}"] if name is not None else [])
+    overrides += [f"run.runs_dir={runs_dir}"] if runs_dir is not None else []
     config = load_config(config_path, overrides)
     grid = collect_grid(config, list(grid_options))
     section = config.sweep
-    random_trials = random_trials if random_trials is not None else (section.random if section else None)
+    search = search or (section.search if section else None) or ("random" if section and section.random else "grid")
+    prune = prune or (section.prune if section else None) or "none"
+    repeats = repeats if repeats is not None else (section.repeats if section else 1)
     seed = seed if seed is not None else (section.seed if section else 0)
+    check_choices(search, prune)
+    if repeats < 1:
+        raise ConfigError(f"--repeats must be >= 1, got {repeats}.")
+    if heartbeat_s <= 0:
+        raise ConfigError(f"--heartbeat must be > 0 seconds, got {heartbeat_s:g}.")
+    budget = trials if trials is not None else (section.trials or section.random if section else None)
+    size = grid_size(grid)
+    if search == "grid":
+        grid_space(grid)  # refuses ranges
+        budget = min(budget or size, size)
+    elif budget is None:
+        raise ConfigError(f"--search {search} needs --trials N (how many trials to run), e.g. --trials 20.")
+    if budget < 1:
+        raise ConfigError(f"--trials must be >= 1, got {budget}.")
     metric = metric or (section.metric if section else None) or default_metric(config)
     base = config.to_dict()
     base["sweep"] = None
     check_grid(grid, base)
-    if random_trials is not None:
-        if random_trials < 1:
-            raise ConfigError(f"--random must be >= 1, got {random_trials}.")
-        combos, mode = sample_grid(grid, random_trials, seed), "random"
-    else:
-        combos, mode = expand_grid(grid), "grid"
-    width = max(2, len(str(len(combos))))
-    trials = [Trial(i + 1, f"{config.run.name}-t{i + 1:0{width}d}", params) for i, params in enumerate(combos)]
-    configs = {}
-    for trial in trials:
-        try:
-            configs[trial.index] = trial_config(base, trial.params, name=trial.name, runs_dir=".")
-        except ConfigError as exc:
-            trial.status, trial.error = "invalid", str(exc)
-    metric = check_metric(metric, list(configs.values()))
+    metric = check_metric(metric, [config])
+    monitor = check_monitor(metric, prune, config)
+    from nnrun.compare.query import default_descending
+
     started = now()
-    sweep_dir = create_sweep_dir(config.run.runs_dir, config.run.name, started)
+    sweep_dir = create_sweep_dir(config.run.runs_dir, config.run.name, started).resolve()
     state = SweepState(
-        id=sweep_dir.name, name=config.run.name, mode=mode, grid=grid_to_json(grid), metric=metric, base_config=base,
-        trials=trials, config_file=str(config_path), random=random_trials, seed=seed if mode == "random" else None,
-        smoke=smoke, started=started.isoformat(timespec="seconds"), argv=list(argv),
+        id=sweep_dir.name, name=config.run.name, mode=search, grid=grid_to_json(grid), metric=metric, base_config=base,
+        trials=[], config_file=str(config_path), random=budget if search == "random" else None, seed=seed, smoke=smoke,
+        started=started.isoformat(timespec="seconds"), argv=list(argv), budget=budget, prune=prune, monitor=monitor,
+        direction="maximize" if default_descending(metric) else "minimize", repeats=repeats, storage=storage,
+        study_name=sweep_dir.name, heartbeat_s=heartbeat_s,
     )  # fmt: skip
+    try:
+        study = open_study(study_ref(sweep_dir, state), create=True)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(sweep_dir, ignore_errors=True)  # a sweep folder without its study is no sweep
+        raise
+    for key in ("metric", "mode", "prune", "budget", "repeats"):
+        study.set_user_attr(f"nnrun.{key}", getattr(state, key))
     write_state(sweep_dir, state)
     return sweep_dir, state
 
@@ -135,8 +168,38 @@ def check_metric(metric: str, configs: list[RunConfig]) -> str:
     return key
 
 
-def execute(
-    sweep_dir: Path,
+def check_monitor(metric: str, prune: str, config: RunConfig) -> str | None:
+    """The epoch's log key that the pruner hears for ``metric``; ConfigError if training never logs it."""
+    from nnrun.keras_names import metric_names
+
+    head, _, rest = metric.partition(".")
+    key = {"best_val_accuracy": "val_accuracy", "best_val_loss": "val_loss"}.get(metric) or (
+        f"val_{rest}" if head in ("validation", "best_validation") else rest if head == "train" else None)
+    if prune == "none":
+        return None
+    if key is None:
+        raise ConfigError(f"--prune {prune} needs a metric logged after every epoch, such as val_accuracy or "
+                          f"val_loss; --metric {metric} is measured once, at the end. Pass --metric val_accuracy.")
+    logged = metric_names(config, config.dataset.validation != "none")
+    if key not in logged:
+        raise ConfigError(f"--metric {metric}: --prune {prune} watches {key} after every epoch, but the trials log "
+                          f"only {', '.join(logged)}. Add it to training.metrics, or rank by one of those.")
+    return key
+
+
+def study_ref(sweep_dir: Path, state: SweepState, *, parallel: bool = False) -> StudyRef:
+    epochs = 1 if state.smoke else int(state.base_config["training"]["epochs"])
+    return StudyRef(str(sweep_dir), state.storage, state.study_name or state.id, state.mode, state.prune,
+                    state.seed or 0, state.grid, epochs, state.direction, state.heartbeat_s, parallel)
+
+
+def space(state: SweepState) -> dict[str, Any]:
+    """The space back from ``sweep.json``: lists as they are, ranges parsed from their text."""
+    return {k: parse_range(v, k) if isinstance(v, str) else v for k, v in state.grid.items()}
+
+
+def work(
+    sweep_dir: str | Path,
     state: SweepState,
     *,
     executor: str = "local",
@@ -147,7 +210,10 @@ def execute(
     echo: Callable[[str], None] = lambda line: None,
     now: Callable[[], datetime] = datetime.now,
 ) -> SweepResult:
-    """Train every trial that is not done yet, keeping ``sweep.json`` current after each one.
+    """One worker: ask the study for trials until the budget is spent, train them, tell their results.
+
+    When the budget is spent but other workers still run trials, it waits for them, and takes
+    over any trial whose worker stopped beating.
 
     Raises:
         ConfigError: an unknown executor, or Ray missing.
@@ -155,130 +221,215 @@ def execute(
     """
     check_executor(executor, jobs=jobs, address=address, gpus_per_trial=gpus_per_trial)
     sweep_dir = Path(sweep_dir).resolve()
-    state.status, state.executor, state.jobs = "running", executor, jobs
-    state.host, state.pid, state.finished = socket.gethostname(), os.getpid(), None
-    threads = default_threads(jobs) if executor == "local" and jobs > 1 else None
-    specs = [_spec(sweep_dir, state, trial, threads) for trial in state.trials if trial.status not in DONE]
-    for trial in state.trials:
-        if trial.status == "invalid" and trial.attempts == 0:
-            echo(f"trial {trial.index} {params_text(trial.params)}: [yellow]invalid[/], skipped: {trial.error}")
-    write_state(sweep_dir, state)
-    total = len(state.trials)
-    by_index = {t.index: t for t in state.trials}
-
-    def on_start(spec: TrialSpec) -> None:
-        trial = by_index[spec.index]
-        if spec.resume_dir is None and trial.run_dir:
-            trial.previous_run_dirs.append(trial.run_dir)
-            trial.run_dir = None
-        trial.status, trial.error = "running", None
-        trial.attempts += 1
-        write_state(sweep_dir, state)
-        verb = "resuming" if spec.resume_dir else "training"
-        echo(f"trial {spec.index}/{total} {verb} {params_text(trial.params)}")
-
-    def on_result(result: dict[str, Any]) -> None:
-        trial = by_index[result["index"]]
-        trial.status, trial.error = result["status"], result.get("error")
-        if result.get("run_dir") and trial.run_dir and result["run_dir"] != trial.run_dir:
-            trial.previous_run_dirs.append(trial.run_dir)
-        trial.run_dir = result.get("run_dir") or trial.run_dir
-        trial.duration_s = result.get("duration_s")
-        write_state(sweep_dir, state)
-        style = {"completed": "green", "invalid": "yellow", "interrupted": "yellow"}.get(trial.status, "red")
-        where = f" -> {trial.run_dir}" if trial.run_dir else ""
-        detail = f": {trial.error}" if trial.error and trial.status != "completed" else ""
-        echo(f"trial {trial.index}/{total} [{style}]{trial.status}[/] in {trial.duration_s or 0:.1f}s{where}{detail}")
-
+    ref = study_ref(sweep_dir, state, parallel=jobs > 1 or executor == "ray")
+    study = open_study(ref)
+    grid = space(state)
+    runner = create_executor(executor, address=address, gpus_per_trial=gpus_per_trial, ray_cpus=ray_cpus)
+    state.executor, state.jobs = executor, jobs
+    helpers = [_join_process(sweep_dir, default_threads(jobs)) for _ in range(jobs - 1)]
+    runner.threads = default_threads(jobs) if jobs > 1 else None
+    running: dict[int, TrialSpec] = {}
+    waited = False
     started = time.perf_counter()
+    beat = Heartbeat(study._storage, lambda: [spec.trial_id for spec in list(running.values())], ref.heartbeat_s)
     try:
-        if not specs:
-            echo("every trial is already completed or invalid; nothing to train.")
-        else:
-            run_trials(specs, executor=executor, jobs=jobs, address=address, gpus_per_trial=gpus_per_trial,
-                       ray_cpus=ray_cpus, on_start=on_start, on_result=on_result)  # fmt: skip
+        beat.__enter__()
+        while True:
+            while len(running) < runner.slots and (trial := ask(study, ref, state.budget)) is not None:
+                spec = _spec(study, trial, state, ref, grid, echo)
+                if spec is not None:
+                    runner.submit(spec)
+                    running[spec.number] = spec
+                refresh(sweep_dir, state, study)
+            if not running:
+                if not running_count(study):
+                    break
+                if not waited:
+                    echo(f"waiting for {running_count(study)} trial(s) of other workers (or their heartbeat to stop)")
+                    waited = True
+                time.sleep(min(state.heartbeat_s, 5))
+                continue
+            for result in runner.wait():
+                running.pop(result["number"], None)
+                _tell(study, result, state, echo)
+                if result["status"] == "interrupted":
+                    raise KeyboardInterrupt
+            refresh(sweep_dir, state, study)
     except KeyboardInterrupt:
-        for trial in state.trials:
-            if trial.status == "running":
-                trial.status, trial.error = "interrupted", "the sweep was stopped"
-        _finish(sweep_dir, state, "interrupted", now, time.perf_counter() - started)
+        for result in runner.cancel():
+            _tell(study, result, state, echo)
+        refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
         raise RunInterrupted(
             f"sweep stopped; finished trials are kept in {sweep_dir}. Continue with: nnrun sweep --resume {sweep_dir}"
         ) from None
-    failed = [t for t in state.trials if t.status not in DONE]
-    _finish(sweep_dir, state, "completed" if not failed else "failed", now, time.perf_counter() - started)
+    finally:
+        beat.__exit__()
+        runner.close()
+        for helper, log in helpers:
+            if helper.wait():
+                log.seek(0)
+                echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: "
+                     f"{(log.read().strip().splitlines() or [''])[-1]}")
+            log.close()
+    refresh(sweep_dir, state, study, finished=(None, now(), time.perf_counter() - started))
     return SweepResult(sweep_dir, state, sweep_comparison(sweep_dir, state))
 
 
-def _finish(sweep_dir: Path, state: SweepState, status: str, now: Callable[[], datetime], wall_s: float) -> None:
-    state.status, state.finished = status, now().isoformat(timespec="seconds")
-    state.history.append({"finished": state.finished, "executor": state.executor, "jobs": state.jobs,
-                          "wall_s": round(wall_s, 3), "status": status})  # fmt: skip
-    write_state(sweep_dir, state)
+def _join_process(sweep_dir: Path, threads: int) -> tuple[Any, Any]:
+    """One more worker for ``--jobs``: ``nnrun sweep --join`` in a process of its own, with its share of threads."""
+    import subprocess
+    import sys
+    import tempfile
+
+    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "TF_NUM_INTEROP_THREADS": "1" if threads == 1 else "2"}  # fmt: skip
+    log = tempfile.TemporaryFile("w+")  # its own table and lines: kept for an error, not shown twice
+    return subprocess.Popen([sys.executable, "-m", "nnrun", "sweep", "--join", str(sweep_dir)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=log, text=True), log  # fmt: skip
 
 
-def _spec(sweep_dir: Path, state: SweepState, trial: Trial, threads: int | None) -> TrialSpec:
-    resume_dir = None
-    if trial.run_dir and trial.status in ("interrupted", "running", "failed"):
-        run = sweep_dir / trial.run_dir
-        if _resumable(run):
-            resume_dir = trial.run_dir
-    config = trial_config(state.base_config, trial.params, name=trial.name, runs_dir=str(sweep_dir))
-    return TrialSpec(
-        index=trial.index, name=trial.name, config=config.to_dict(), runs_dir=str(sweep_dir), argv=state.argv,
-        smoke=state.smoke, config_path=state.config_file, resume_dir=resume_dir, threads=threads, cwd=os.getcwd(),
-    )  # fmt: skip
+def _spec(study: Any, trial: Any, state: SweepState, ref: StudyRef, grid: dict[str, Any],
+          echo: Callable[[str], None]) -> TrialSpec | None:
+    """The trial's configs (one per seed); None, with the trial told failed, when they are invalid."""
+    import optuna
 
-
-def _resumable(run: Path) -> bool:
-    """An interrupted or crashed run with a checkpoint continues where it stopped; anything else trains afresh."""
+    system = study._storage.get_trial_system_attrs(trial._trial_id)
+    index = system.get(RETRY_OF, trial.number) + 1
+    name = f"{state.name}-t{index:0{max(2, len(str(state.budget)))}d}"
+    params = suggest(trial, grid)
+    trial.set_user_attr("params", params)
+    base_seed = int(state.base_config["run"]["seed"])
+    seeds = [base_seed + r for r in range(state.repeats)]
     try:
-        info = rd.read_json(run / rd.RUN)
-    except RunDirError:
-        return False
-    return rd.effective_status(info) in ("interrupted", "crashed") and (run / rd.LAST_CHECKPOINT).is_file()
+        configs = [trial_config(state.base_config, {**params, "run.seed": seed} if state.repeats > 1 else params,
+                                name=name if state.repeats == 1 else f"{name}-seed{seed}", runs_dir=ref.sweep_dir).to_dict()
+                   for seed in seeds]  # fmt: skip
+    except ConfigError as exc:
+        trial.set_user_attr("status", "invalid")
+        trial.set_user_attr("error", str(exc))
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        echo(f"trial {index} {params_text(params)}: [yellow]invalid[/], skipped: {exc}")
+        return None
+    retry = f" (attempt {len(system.get('retry_history', [])) + 1})" if RETRY_OF in system else ""
+    echo(f"trial {index}/{state.budget} training {params_text(params)}{retry}")
+    return TrialSpec(index=index, number=trial.number, trial_id=trial._trial_id, configs=configs, study=ref,
+                     metric=state.metric, monitor=state.monitor, argv=state.argv, smoke=state.smoke,
+                     config_path=state.config_file, cwd=os.getcwd())  # fmt: skip
 
 
-def resume_state(sweep_dir: str | Path) -> SweepState:
-    """Read a sweep for ``--resume``: completed trials whose run is really completed stay done.
+def _tell(study: Any, result: dict[str, Any], state: SweepState, echo: Callable[[str], None]) -> None:
+    import optuna
+
+    values = [v for v in result.get("values") or [] if not math.isnan(v)]
+    status = result["status"]
+    if status == "completed" and len(values) < len(result.get("values") or [None]):
+        status, result["error"] = "failed", f"no {state.metric} in the trial's run directories"
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, result["number"])
+    for key in ("status", "error", "run_dirs", "values", "duration_s", "host", "pid"):
+        study._storage.set_trial_user_attr(trial_id, key, result.get(key))
+    if len(values) > 1:
+        study._storage.set_trial_user_attr(trial_id, "std", statistics.stdev(values))
+    kind = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}
+    state_ = kind.get(status, optuna.trial.TrialState.FAIL)
+    value = statistics.fmean(values) if status == "completed" else None
+    study.tell(result["number"], value, state=state_, skip_if_finished=True)
+    style = {"completed": "green", "pruned": "magenta", "invalid": "yellow", "interrupted": "yellow"}.get(status, "red")
+    where = f" -> {', '.join(result['run_dirs'])}" if result.get("run_dirs") else ""
+    shown = f" {state.metric} {value:.4f}" if value is not None else ""
+    detail = f": {result['error']}" if result.get("error") and status != "completed" else ""
+    echo(f"trial {result['index']}/{state.budget} [{style}]{status}[/]{shown} in {result.get('duration_s') or 0:.1f}s"
+         f"{where}{detail}")
+
+
+def summarize(study: Any, state: SweepState) -> None:
+    """``state.trials`` and ``state.best`` from the study: one entry per trial, its retries folded in."""
+    trials: dict[int, Trial] = {}
+    for frozen in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        first = frozen.system_attrs.get(RETRY_OF, frozen.number)
+        attrs = frozen.user_attrs
+        trial = trials.setdefault(first, Trial(first + 1, f"{state.name}-t{first + 1:0{max(2, len(str(state.budget)))}d}",
+                                               attrs.get("params") or dict(frozen.params)))
+        status = _STATES.get(frozen.state.name) or attrs.get("status") or "failed"
+        dirs = list(attrs.get("run_dirs") or [])
+        trial.previous_run_dirs += [d for d in trial.run_dirs if d not in dirs and d not in trial.previous_run_dirs]
+        trial.status, trial.error = status, attrs.get("error") if status != "completed" else None
+        trial.run_dirs, trial.run_dir = dirs or trial.run_dirs, (dirs or trial.run_dirs or [None])[0]
+        trial.value, trial.std, trial.duration_s = frozen.value, attrs.get("std"), attrs.get("duration_s")
+        trial.attempts += frozen.state.name != "WAITING"
+    state.trials = list(trials.values())
+    done = [t for t in state.trials if t.status == "completed" and t.value is not None]
+    best = (max if state.direction == "maximize" else min)(done, key=lambda t: t.value) if done else None
+    state.best = None if best is None else {"trial": best.index, "value": best.value, "std": best.std,
+                                            "params": best.params, "retrain": retrain_command(state, best.params)}
+
+
+def refresh(sweep_dir: Path, state: SweepState, study: Any,
+            finished: tuple[str | None, datetime, float] | None = None) -> None:
+    """Rewrite ``sweep.json`` from the study (under the study lock: workers take turns)."""
+    with locked(sweep_dir):
+        history = read_state(sweep_dir).history
+        summarize(study, state)
+        state.host, state.pid = socket.gethostname(), os.getpid()
+        spent = len(state.trials) >= state.budget and not running_count(study)
+        state.status = "running" if not spent else ("completed" if all(t.status in ("completed", "pruned", "invalid")
+                                                                       for t in state.trials) else "failed")
+        state.history = history
+        if finished is not None:
+            status, at, wall_s = finished
+            state.status = status or state.status
+            state.finished = at.isoformat(timespec="seconds")
+            state.history.append({"finished": state.finished, "host": state.host, "pid": state.pid,
+                                  "executor": state.executor, "jobs": state.jobs, "wall_s": round(wall_s, 3),
+                                  "status": state.status})  # fmt: skip
+        write_state(sweep_dir, state)
+
+
+def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
+    """``nnrun train CONFIG --set ...``: the best values, trained on all the training data in a new run."""
+    import json
+
+    sets = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in params.items()]
+    if state.base_config["dataset"].get("validation") not in ("none", "test", None):
+        sets.append("dataset.validation=none")  # the validation part goes back into training
+    words = ["nnrun", "train", state.config_file or "CONFIG"] + [w for s in sets for w in ("--set", s)]
+    return " ".join(shlex.quote(w) for w in words + ["--name", f"{state.name}-best"])
+
+
+def resume_state(sweep_dir: str | Path, *, retry: bool) -> SweepState:
+    """Read a sweep for ``--join`` (``retry=False``) or ``--resume``, which also queues its failed and interrupted trials again.
 
     Raises:
-        RunDirError: not a sweep directory, or the sweep is still running.
+        RunDirError: not a sweep directory.
     """
-    sweep_dir = Path(sweep_dir)
+    import optuna
+
     state = read_state(sweep_dir)
-    if state.status == "running" and state.host == socket.gethostname() and rd.pid_alive(state.pid) \
-            and state.pid != os.getpid():
-        raise RunDirError(f"{sweep_dir} is still running (pid {state.pid}); stop it first.")
-    for trial in state.trials:
-        if trial.status == "completed":
-            run = sweep_dir / (trial.run_dir or "")
-            try:
-                ok = trial.run_dir is not None and rd.effective_status(rd.read_json(run / rd.RUN)) == "completed"
-            except RunDirError:
-                ok = False
-            if not ok:
-                trial.status, trial.error = "failed", f"its run directory {run} is missing or not completed"
-        elif trial.status == "running":
-            trial.status = "interrupted"
+    if retry:
+        study = open_study(study_ref(Path(sweep_dir).resolve(), state))
+        last = {t.system_attrs.get(RETRY_OF, t.number): t for t in sorted(study.get_trials(), key=lambda t: t.number)}
+        for frozen in last.values():
+            if frozen.state == optuna.trial.TrialState.FAIL and frozen.user_attrs.get("status") != "invalid":
+                retry_queue(study, frozen)
     return state
 
 
 def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
-    """The compare table of the trials that have a run directory, sorted by the sweep's metric.
+    """The compare table of the trials' runs, sorted by the sweep's metric; grouped by the varied keys with repeats.
 
     Columns: name, status, the varied keys, the metric, test accuracy (R² for a regression) and duration. Invalid
     trials have no run directory; they appear in the notes.
     """
     from nnrun.compare import canonical, compare_runs
 
-    paths = [sweep_dir / t.run_dir for t in state.trials if t.run_dir and (sweep_dir / t.run_dir).is_dir()]
+    paths = [sweep_dir / d for t in state.trials for d in t.run_dirs if (sweep_dir / d).is_dir()]
     if not paths:
         return None
     keys = [canonical(k) for k in state.grid]
     test = "test_r2" if state.base_config and regression(validate_config(state.base_config)) else "test_accuracy"
-    columns = list(dict.fromkeys(["name", "status", *keys, state.metric, test, "duration"]))
-    comparison = compare_runs(paths, sort=state.metric, columns=[",".join(columns)])
+    head = ["status", *keys] if state.repeats > 1 else ["name", "status", *keys]
+    columns = list(dict.fromkeys([*head, state.metric, test, "duration"]))
+    comparison = compare_runs(paths, sort=state.metric, columns=[",".join(columns)],
+                              group_by=keys if state.repeats > 1 else None)  # fmt: skip
     comparison.notes.extend(
         f"trial {t.index} ({params_text(t.params)}): invalid, skipped: {t.error}" for t in state.trials if t.status == "invalid"
     )

@@ -1,20 +1,18 @@
-"""The search space: which config keys a sweep varies, over which values, and the trials that come out.
+"""The search space: which config keys a sweep varies, and over which values.
 
-The grid comes from the config's ``sweep:`` section and ``--grid KEY=V1,V2``
-options (an option replaces the section's list for the same key). ``grid``
-mode trains every combination (``expand_grid``); ``random`` mode samples N of
-them with a seed (``sample_grid``), and also takes ranges:
-``loguniform(1e-4, 1e-1)``, ``uniform(0, 0.5)``, ``randint(8, 64)``.
+The space comes from the config's ``sweep:`` section and ``--grid KEY=V1,V2``
+options (an option replaces the section's list for the same key). A key takes
+a list of values or a range: ``loguniform(1e-4, 1e-1)``, ``uniform(0, 0.5)``,
+``randint(8, 64)``. ``suggest`` turns the space into Optuna ``suggest_*``
+calls, so every sampler (grid, random, TPE) draws from the same definition.
 
-Plain values in, plain values out: nothing here touches the disk.
+Plain values in, plain values out: nothing here touches the disk or imports Optuna.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
-import math
-import random
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -30,18 +28,11 @@ FIXED_KEYS = ("run.name", "run.runs_dir")
 
 @dataclass(frozen=True)
 class Range:
-    """A range to sample from in random mode: ``loguniform(1e-4, 1e-1)``."""
+    """A range to sample from (random and TPE search): ``loguniform(1e-4, 1e-1)``."""
 
     kind: str
     low: float
     high: float
-
-    def sample(self, rng: random.Random) -> float | int:
-        if self.kind == "loguniform":
-            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
-        if self.kind == "uniform":
-            return rng.uniform(self.low, self.high)
-        return rng.randint(int(self.low), int(self.high))
 
     def __str__(self) -> str:
         return f"{self.kind}({self.low:g}, {self.high:g})"
@@ -157,36 +148,47 @@ def check_grid(grid: dict[str, Axis], base: dict[str, Any]) -> None:
             raise ConfigError(str(exc).replace("--set ", "--grid ", 1)) from None
 
 
-def expand_grid(grid: dict[str, Axis]) -> list[dict[str, Any]]:
-    """Every combination, the first key varying slowest."""
+def grid_space(grid: dict[str, Axis]) -> dict[str, list[Any]]:
+    """The space as Optuna's GridSampler takes it (every value a choice); ConfigError for a range."""
     for key, axis in grid.items():
         if isinstance(axis, Range):
             raise ConfigError(
-                f"sweep key {key}: {axis} is a range, which only random mode can sample; "
-                f"pass --random N (with --seed), or give a list of values."
+                f"sweep key {key}: {axis} is a range, which --search grid cannot enumerate; "
+                f"pass --search random or --search tpe with --trials N, or give a list of values."
             )
-    keys = list(grid)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+    return {key: [_choice(v) for v in axis] for key, axis in grid.items()}
 
 
-def sample_grid(grid: dict[str, Axis], count: int, seed: int) -> list[dict[str, Any]]:
-    """``count`` trials drawn with ``random.Random(seed)``: lists by choice, ranges by their distribution.
+def grid_size(grid: dict[str, Axis]) -> int | None:
+    """The number of combinations, or None when a key is a range."""
+    size = 1
+    for axis in grid.values():
+        if isinstance(axis, Range):
+            return None
+        size *= len(axis)
+    return size
 
-    Repeats are drawn again (up to a limit), so a small all-list grid yields at most its size in trials.
+
+def suggest(trial: Any, grid: dict[str, Axis]) -> dict[str, Any]:
+    """One trial's values, asked of an ``optuna.Trial``: lists are categorical, ranges float or int.
+
+    Optuna's choices must be None, bool, int, float or str; other values (a list such as ``[28, 28]``)
+    are offered as their JSON text and given back as they were.
     """
-    rng = random.Random(seed)
-    trials: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    attempts = 0
-    while len(trials) < count and attempts < 100 * count:
-        attempts += 1
-        params = {k: (axis.sample(rng) if isinstance(axis, Range) else rng.choice(axis)) for k, axis in grid.items()}
-        signature = repr(sorted(params.items()))
-        if signature in seen:
-            continue
-        seen.add(signature)
-        trials.append(params)
-    return trials
+    params = {}
+    for key, axis in grid.items():
+        if isinstance(axis, Range) and axis.kind == "randint":
+            params[key] = trial.suggest_int(key, int(axis.low), int(axis.high))
+        elif isinstance(axis, Range):
+            params[key] = trial.suggest_float(key, axis.low, axis.high, log=axis.kind == "loguniform")
+        else:
+            choices = [_choice(v) for v in axis]
+            params[key] = axis[choices.index(trial.suggest_categorical(key, choices))]
+    return params
+
+
+def _choice(value: Any) -> Any:
+    return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
 
 
 def trial_config(base: dict[str, Any], params: dict[str, Any], *, name: str, runs_dir: str) -> RunConfig:

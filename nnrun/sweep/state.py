@@ -1,13 +1,15 @@
-"""The sweep's record: ``sweep.json``, what a sweep is and how far it got.
+"""The sweep's human-readable record: ``sweep.json``, what a sweep is and how far it got.
 
 Layout of ``runs/sweep-<YYYYMMDD-HHMMSS>-<name>/``::
 
-    sweep.json                        the grid, the base config, every trial's params, status and run directory
+    sweep.json                        the set-up (space, search, pruner, base config) and every trial's
+                                      params, status, value and run directories
+    study.journal, study.lock         the Optuna study (unless --storage puts it in a database)
     <YYYYMMDD-HHMMSS>-<name>-t01/     trial 1: a run directory like any other (``nnrun compare`` reads it)
-    <YYYYMMDD-HHMMSS>-<name>-t02/     ...
+    <YYYYMMDD-HHMMSS>-<name>-t01-seed43/   with --repeats: one run directory per seed
 
-Only the process that drives the sweep writes ``sweep.json``, after every
-change of a trial's status, so that a stopped sweep can be resumed from it.
+The study is the truth; every worker rewrites the trials of ``sweep.json`` from it after each
+change (``summarize``). The set-up is written once, when the sweep starts, and read by ``--join``.
 The file names come from ``nnrun.rundir``, like every run-directory name.
 """
 
@@ -21,9 +23,9 @@ from typing import Any
 from nnrun import rundir as rd
 from nnrun.errors import RunDirError
 
-#: Trial statuses. ``pending`` has not started; ``invalid`` failed the pre-flight check and never trains.
-TRIAL_STATUSES = ("pending", "running", "completed", "failed", "interrupted", "invalid")
-DONE = ("completed", "invalid")
+#: Trial statuses. ``pending``: queued again; ``invalid``: failed the pre-flight check and never trained.
+TRIAL_STATUSES = ("pending", "running", "completed", "pruned", "failed", "interrupted", "invalid")
+DONE = ("completed", "pruned", "invalid")
 
 
 @dataclass
@@ -37,6 +39,9 @@ class Trial:
     duration_s: float | None = None
     attempts: int = 0
     previous_run_dirs: list[str] = field(default_factory=list)
+    run_dirs: list[str] = field(default_factory=list)  # one per seed; run_dir is the first
+    value: float | None = None  # the sweep metric (the mean over the seeds)
+    std: float | None = None  # its standard deviation over the seeds (n - 1)
 
 
 @dataclass
@@ -45,7 +50,7 @@ class SweepState:
 
     id: str
     name: str
-    mode: str  # grid or random
+    mode: str  # the search: grid, random or tpe
     grid: dict[str, Any]
     metric: str
     base_config: dict[str, Any]
@@ -63,6 +68,15 @@ class SweepState:
     host: str = ""
     pid: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    budget: int = 0  # trials to run (first attempts; a retry is the same trial)
+    prune: str = "none"
+    monitor: str | None = None  # the epoch's log key the pruner hears
+    direction: str = "maximize"
+    repeats: int = 1
+    storage: str | None = None  # an RDB URL; None: study.journal here
+    study_name: str = ""
+    heartbeat_s: float = 10.0
+    best: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

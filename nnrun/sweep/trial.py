@@ -1,12 +1,14 @@
 """One trial, in whichever process runs it: this one, a pool worker or a Ray worker.
 
-``TrialSpec`` is everything that process needs (picklable). ``run_trial``
-checks the trial with ``training.prepare`` (data, model, loss), trains it, and
-returns a small result dict instead of raising, so one bad trial never ends the
-sweep. Every executor runs the same ``run_trial``; it lives apart from them so
-that the executors (``executors``, ``ray``) import it and nothing imports back.
+``TrialSpec`` is everything that process needs (picklable). ``run_trial`` trains the trial's
+run directories (one per seed with ``--repeats``), reports the sweep metric to the study after
+every epoch so that the pruner can stop it, stamps its heartbeat into the study, and returns a
+small result dict instead of raising, so one bad trial never ends the sweep.
 
-TensorFlow is imported only inside ``run_trial``, in the process that trains.
+A trial queued again (its worker died, or ``--resume``) finds its earlier run directories by
+name: a completed seed is kept, an interrupted or crashed one resumes from its checkpoint.
+
+TensorFlow and Optuna are imported only inside ``run_trial``, in the process that trains.
 """
 
 from __future__ import annotations
@@ -21,34 +23,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nnrun import rundir as rd
 from nnrun.config import validate_config
 from nnrun.errors import ConfigError, DataError, NnrunError, RunDirError, RunInterrupted, first_line
+from nnrun.sweep.study import StudyRef, open_study
 
 
 @dataclass
 class TrialSpec:
     """Everything a process (local or on a Ray node) needs to run one trial; picklable."""
 
-    index: int
-    name: str
-    config: dict[str, Any]
-    runs_dir: str  # absolute: the sweep directory
+    index: int  # the trial's number + 1 (a retry keeps its first attempt's)
+    number: int  # Optuna's number for this attempt
+    trial_id: int
+    configs: list[dict[str, Any]]  # one resolved config per seed, named and placed in the sweep folder
+    study: StudyRef
+    metric: str  # the compare column that ranks the trials
+    monitor: str | None  # the epoch's log key the pruner hears (None: no pruning)
     argv: list[str]
     smoke: bool = False
     config_path: str | None = None
-    resume_dir: str | None = None  # continue this interrupted run instead of starting a new one
     threads: int | None = None  # intra-op threads for TensorFlow; None: TensorFlow's default
     cwd: str | None = None  # the sweep's working folder, for relative dataset paths
 
 
-#: What every executor calls: before a trial starts, and with the dict ``run_trial`` returned.
-OnStart = Callable[[TrialSpec], None]
+#: What every executor calls with the dict ``run_trial`` returned.
 OnResult = Callable[[dict[str, Any]], None]
+_STUDIES: dict[tuple, Any] = {}
 
 
 def lost_result(spec: TrialSpec, status: str, error: str) -> dict[str, Any]:
     """The result of a trial whose process returned none: it died, or the sweep stopped it."""
-    return {"index": spec.index, "status": status, "error": error, "run_dir": None, "duration_s": None}
+    return {"index": spec.index, "number": spec.number, "status": status, "error": error, "run_dirs": [],
+            "values": [], "duration_s": None}
 
 
 def limit_threads(threads: int | None) -> None:
@@ -67,67 +74,116 @@ def limit_threads(threads: int | None) -> None:
             pass  # TensorFlow already started in this process: its pools keep their size
 
 
+def study_for(ref: StudyRef) -> Any:
+    """The study, opened once per process."""
+    key = (ref.sweep_dir, ref.storage, ref.name)
+    if key not in _STUDIES:
+        _STUDIES[key] = open_study(ref)
+    return _STUDIES[key]
+
+
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
-    """Pre-flight and train one trial; never raises for the trial's own errors.
+    """Train (or resume) each seed of one trial; never raises for the trial's own errors.
 
     Returns:
-        ``{"index", "status", "run_dir", "error", "duration_s", "host"}`` with status
-        completed, failed, interrupted or invalid.
+        ``{"index", "number", "status", "run_dirs", "values", "error", "duration_s", "host"}``, status
+        completed, pruned, failed, interrupted or invalid; ``values`` holds the sweep metric per run.
     """
     limit_threads(spec.threads)
     if spec.cwd and Path(spec.cwd).is_dir():
         os.chdir(spec.cwd)
+    import optuna
+
+    study = study_for(spec.study)
+    trial = optuna.Trial(study, spec.trial_id)
+    started = time.perf_counter()
+    run_dirs: list[str] = []
+    values: list[float] = []
+
+    def outcome(status: str, error: str | None = None) -> dict[str, Any]:
+        return {"index": spec.index, "number": spec.number, "status": status, "error": error, "run_dirs": run_dirs,
+                "values": values, "duration_s": round(time.perf_counter() - started, 3), "host": socket.gethostname(),
+                "pid": os.getpid()}
+
+    def judge(epoch: int, value: float) -> bool:
+        trial.report(value, epoch)
+        return trial.should_prune()
+
+    for seed_index, config in enumerate(spec.configs):
+        prune = spec.monitor is not None and seed_index == 0 and spec.study.prune != "none"
+        try:
+            run, status = _train_one(spec, config, judge if prune else None)
+        except BaseException as exc:  # noqa: BLE001 - one trial's error must not end the sweep
+            left = _runs_named(Path(spec.study.sweep_dir), config["run"]["name"])
+            run_dirs.extend(p.name for p in left[-1:] if p.name not in run_dirs)
+            if isinstance(exc, (ConfigError, DataError)) and not left:
+                return outcome("invalid" if not run_dirs else "failed", str(exc))
+            if isinstance(exc, (RunInterrupted, KeyboardInterrupt)):
+                return outcome("interrupted", str(exc) or type(exc).__name__)
+            if isinstance(exc, NnrunError):
+                return outcome("failed", str(exc))
+            if not isinstance(exc, Exception):
+                raise
+            return outcome("failed", f"{type(exc).__name__}: {first_line(exc) if str(exc).strip() else ''}")
+        run_dirs.append(run.name)
+        if status == "pruned":
+            last = study._storage.get_trial(spec.trial_id).intermediate_values
+            values.append(last[max(last)] if last else float("nan"))
+            return outcome("pruned")
+        values.append(run_value(run, spec.metric))
+    return outcome("completed")
+
+
+def _train_one(spec: TrialSpec, config_data: dict[str, Any], judge: Any) -> tuple[Path, str]:
+    """Train one seed of the trial, or keep or resume the run an earlier attempt left."""
     from nnrun import training
+    from nnrun.callbacks import make_pruning_callback
     from nnrun.console import Reporter, make_console
     from nnrun.tf import import_keras
 
-    import_keras().backend.clear_session()  # a fresh graph per trial: memory stays flat over a long sweep
-    started = time.perf_counter()
-    runs_dir = Path(spec.runs_dir)
-    before = _trial_dirs(runs_dir, spec.name)
-
-    def outcome(status: str, error: str | None = None, run_dir: Path | None = None) -> dict[str, Any]:
-        if run_dir is None:
-            new = sorted(_trial_dirs(runs_dir, spec.name) - before)
-            run_dir = Path(new[-1]) if new else None
-        return {
-            "index": spec.index, "status": status, "error": error,
-            "run_dir": run_dir.name if run_dir is not None else None,
-            "duration_s": round(time.perf_counter() - started, 3), "host": socket.gethostname(),
-        }  # fmt: skip
-
+    import_keras().backend.clear_session()  # a fresh graph per run: memory stays flat over a long sweep
+    runs_dir = Path(spec.study.sweep_dir)
+    name = config_data["run"]["name"]
+    pruning = make_pruning_callback(spec.monitor, judge) if judge else None
     reporter = Reporter(make_console(quiet=True))
-    try:
-        if spec.resume_dir:
+    earlier = _runs_named(runs_dir, name)
+    if earlier:
+        status = _status(earlier[-1])
+        if status in ("completed", "pruned"):
+            return earlier[-1], status
+        if status in ("interrupted", "crashed") and (earlier[-1] / rd.LAST_CHECKPOINT).is_file():
             try:
-                result = training.resume(runs_dir / spec.resume_dir, reporter=reporter, argv=spec.argv)
-                return outcome("completed", run_dir=result.run_dir)
-            except RunDirError:
-                # Not resumable after all (e.g. stopped after its last epoch, before the final files):
-                # train the trial again from the start, in a new run directory.
+                result = training.resume(earlier[-1], reporter=reporter, argv=spec.argv, pruning=pruning)
+                return result.run_dir, result.status
+            except RunDirError:  # not resumable after all: train it again, in a new run directory
                 reporter = Reporter(make_console(quiet=True))
-        try:
-            config = validate_config(spec.config, source=f"trial {spec.name}")
-            prepared = training.prepare(config, smoke=spec.smoke)
-        except (ConfigError, DataError) as exc:
-            return outcome("invalid", str(exc))
-        result = training.train(config, reporter=reporter, argv=spec.argv, smoke=spec.smoke,
-                                config_path=spec.config_path, prepared=prepared)  # fmt: skip
-        return outcome("completed", run_dir=result.run_dir)
-    except RunInterrupted as exc:
-        return outcome("interrupted", str(exc))
-    except KeyboardInterrupt:
-        return outcome("interrupted", "KeyboardInterrupt")
-    except NnrunError as exc:
-        return outcome("failed", str(exc))
-    except Exception as exc:  # noqa: BLE001 - a bug or library error in one trial must not end the sweep
-        detail = first_line(exc) if str(exc).strip() else ""
-        return outcome("failed", f"{type(exc).__name__}: {detail}")
+    config = validate_config(config_data, source=f"trial {name}")
+    prepared = training.prepare(config, smoke=spec.smoke)
+    result = training.train(config, reporter=reporter, argv=spec.argv, smoke=spec.smoke,
+                            config_path=spec.config_path, prepared=prepared, pruning=pruning)  # fmt: skip
+    return result.run_dir, result.status
 
 
-def _trial_dirs(runs_dir: Path, name: str) -> set[str]:
+def run_value(run: Path, metric: str) -> float:
+    """The sweep metric of a finished run, read as ``nnrun compare`` reads it."""
+    from nnrun.compare import lookup
+    from nnrun.compare.records import read_record
+
+    value = lookup(read_record(run), metric)
+    return float(value) if isinstance(value, (int, float)) else float("nan")
+
+
+def _status(run: Path) -> str:
+    try:
+        return rd.effective_status(rd.read_json(run / rd.RUN))
+    except RunDirError:
+        return "unreadable"
+
+
+def _runs_named(runs_dir: Path, name: str) -> list[Path]:
+    """Run directories of this run name, oldest first."""
     pattern = re.compile(rf"^\d{{8}}-\d{{6}}-{re.escape(name)}(-\d+)?$")
     try:
-        return {str(p) for p in runs_dir.iterdir() if p.is_dir() and pattern.match(p.name)}
+        return sorted(p for p in runs_dir.iterdir() if p.is_dir() and pattern.match(p.name))
     except OSError:
-        return set()
+        return []

@@ -171,7 +171,7 @@ class _Writer:
         self.client.log_artifact(parent.info.run_id, str(sweep_dir / rd.SWEEP))
         synced = [Synced(sweep_dir, "sweep", parent.info.run_id, created, status)]
         for trial in state.trials:
-            for relative in [*trial.previous_run_dirs, trial.run_dir]:
+            for relative in [*trial.previous_run_dirs, *(trial.run_dirs or [trial.run_dir])]:
                 if not relative:
                     continue
                 try:

@@ -19,7 +19,7 @@ RUN_ID_TAG = "nnrun.run_id"
 SWEEP_ID_TAG = "nnrun.sweep_id"
 PARENT_TAG = "mlflow.parentRunId"
 #: nnrun status -> MLflow status. A crashed run (its process gone without a word) is KILLED, like an interrupted one.
-MLFLOW_STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED", "crashed": "KILLED",
+MLFLOW_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED", "crashed": "KILLED",
                  "running": "RUNNING"}
 #: The run directory's files uploaded as artefacts, when present (the test split's evaluation files included).
 ARTIFACTS = (rd.CONFIG, rd.RUN, rd.METRICS, rd.HISTORY, rd.SUMMARY, rd.PREPROCESSING, rd.LOG, rd.CURVES,
