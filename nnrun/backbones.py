@@ -142,6 +142,15 @@ def preprocess_layer() -> type:
     return BackbonePreprocess
 
 
+def input_scale(config: Any) -> float:
+    """The product of the config's ``scale`` factors, which ``BackbonePreprocess`` undoes."""
+    factor = 1.0
+    for step in config.preprocessing:
+        if step.type == "scale":
+            factor *= step.factor
+    return factor
+
+
 def register() -> None:
     """Make the layers of this module known to ``keras.models.load_model``."""
     preprocess_layer()

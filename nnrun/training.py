@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from nnrun import rundir as rd
+from nnrun.backbones import input_scale
 from nnrun.backbones import register as register_layers
 from nnrun.callbacks import StopFlag, make_run_callbacks, restore_seed_generator_states, stop_on_signals
 from nnrun.config import RunConfig
@@ -143,15 +144,6 @@ def prepare(config: RunConfig, *, smoke: bool = False, dataset: Dataset | None =
         np.random.set_state(rng[1])
     model = build(jit.enabled)
     return Prepared(config, data, pipeline, model, x_train, y_train, x_test, y_test, x_val, y_val, spe, shapes, jit)
-
-
-def input_scale(config: RunConfig) -> float:
-    """The product of the config's ``scale`` factors: a pretrained backbone's ``preprocess_input`` undoes it."""
-    factor = 1.0
-    for step in config.preprocessing:
-        if step.type == "scale":
-            factor *= step.factor
-    return factor
 
 
 def label_scaling_layers(config: RunConfig, data: Dataset, y_train: np.ndarray) -> list[dict[str, Any]]:
