@@ -366,8 +366,9 @@ def main() -> None:
     # folder is new, so the XLA probe's timings are not: the first nnrun run of a config pays the probe.
     cache = tempfile.mkdtemp(prefix="nnrun-bench-cache-")
     env = child_env(NNRUN_CACHE_DIR=cache)
-    run_child([PYTHON, "-c", "import tensorflow"], env=env)
-    if data_dir is not None:
+    if not args.merge:
+        run_child([PYTHON, "-c", "import tensorflow"], env=env)
+    if data_dir is not None and not args.merge:
         run_child([PYTHON, "-c", "from nnrun.datasets import load_idx_dataset as load; load('mnist'); "
                    "load('fashion_mnist')"], env=env)  # fmt: skip
 
