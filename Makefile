@@ -11,7 +11,7 @@ ifeq ($(origin NNRUN_DATA_DIR), undefined)
 endif
 SMOKE_RUNS ?= runs/smoke
 
-.PHONY: install demo test test-fast smoke bench lint clean
+.PHONY: install demo test test-fast smoke image-data bench lint clean
 
 install: $(VENV)/.installed
 
@@ -32,7 +32,13 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
-smoke: install
+# The image-folder examples read folders that scripts/make_images.py writes (data/ is git-ignored).
+image-data: install
+	$(BIN)/python scripts/make_images.py shapes
+	@if [ -n "$$NNRUN_DATA_DIR" ]; then $(BIN)/python scripts/make_images.py mnist; \
+	  else echo "NNRUN_DATA_DIR unset: configs/mnist_png.yaml has no MNIST to write out and will fail"; fi
+
+smoke: install image-data
 	@set -e; for config in configs/*.yaml; do \
 	  echo "== smoke: $$config"; \
 	  start=$$(date +%s); \

@@ -195,7 +195,10 @@ def _progress_callback(Callback: type, reporter: Reporter, config: RunConfig, st
                 self.progress.update(self.batch_task, completed=batch + 1, metrics=_format_logs(shown))
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            line = f"epoch {epoch + 1}/{epochs}  {_format_logs(logs or {})}  ({time.perf_counter() - self.epoch_start:.1f}s)"
+            seconds = time.perf_counter() - self.epoch_start
+            line = f"epoch {epoch + 1}/{epochs}  {_format_logs(logs or {})}  ({seconds:.1f}s)"
+            if config.dataset.name == "images" and self.params.get("steps"):  # the input pipeline's speed, as asked
+                line += f"  ~{self.params['steps'] * config.training.batch_size / max(seconds, 1e-9):,.0f} images/s"
             if self.progress:
                 self.progress.update(self.epoch_task, completed=epoch + 1, metrics=_format_logs(logs or {}))
                 self.progress.console.print(line, highlight=False)

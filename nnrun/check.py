@@ -23,7 +23,10 @@ def check_config(config: Any, path: Path) -> list[Any]:
     out: list[Any] = [f"[green]✓[/] {path}: schema valid",
                       Syntax(config.to_yaml(), "yaml", theme="ansi_dark", background_color="default")]
 
-    prepared = prepare(config, probe=False)  # the XLA probe trains: check shows its cached timings only
+    images = config.dataset.name == "images"
+    if images:  # counted by listing; only a sample (as --smoke takes) is decoded to check the model
+        out.extend(image_overview(config))
+    prepared = prepare(config, smoke=images, probe=False)  # the XLA probe trains: check shows its cached timings only
     data = prepared.dataset
     if data.columns:
         out.append(columns_table(data))
@@ -36,6 +39,33 @@ def check_config(config: Any, path: Path) -> list[Any]:
     out.append(f"[green]✓[/] {path}: data, model, loss, metrics and callbacks fit together "
                f"(steps_per_execution {prepared.steps_per_execution})")
     return out
+
+
+def image_overview(config: Any) -> list[Any]:
+    """An image folder's classes, files per class and split, image size and class imbalance, from listing alone."""
+    import numpy as np
+
+    from nnrun.datasets import LOADERS, make_splits
+
+    data = make_splits(LOADERS["images"](config.dataset, config.training.loss), config.dataset)
+    splits = [("train", data.y_train), ("validation", data.y_val), ("test", data.y_test)]
+    splits = [(name, y) for name, y in splits if y is not None and (name != "validation" or y is not data.y_test)]
+    counts = {name: np.bincount(y, minlength=data.num_classes) for name, y in splits}
+    rows = [(c, *(f"{counts[n][i]:,}" for n, _ in splits)) for i, c in enumerate(data.class_names)]
+    rows.append(("total", *(f"{len(y):,}" for _, y in splits)))
+    headings = ("class", *(n for n, _ in splits))
+    table = _table(f"{data.num_classes} classes in {data.source}", headings, rows, right=headings[1:])
+    train = counts["train"]
+    height, width = config.dataset.image_size
+    largest, smallest = int(np.argmax(train)), int(np.argmin(train))
+    ratio = train[largest] / max(train[smallest], 1)
+    line = (f"image size {height}x{width} {config.dataset.color_mode}"
+            f"{', centre-cropped to that shape' if config.dataset.crop_to_aspect_ratio else ''}; class imbalance "
+            f"(train): {ratio:.2f}x, largest '{data.class_names[largest]}' {train[largest]:,}, smallest "
+            f"'{data.class_names[smallest]}' {train[smallest]:,}")
+    if config.dataset.validation == "test":
+        line += "; validation: the test split"
+    return [table, line, "checking the model on a sample of the images (decoded: at most 512 train, 256 test)"]
 
 
 def precision_line(config: Any, model: Any) -> str:

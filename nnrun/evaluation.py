@@ -60,6 +60,12 @@ def read_data_path(path: str | Path, trained: TrainedRun, split: str) -> tuple[n
     path = Path(path).expanduser()
     signature = trained.signature
     names = trained.class_names
+    if "image_size" in signature:  # an image-folder run: a folder of class folders named like training's
+        from nnrun.datasets.images import decode_images, list_image_folder
+
+        files = list_image_folder(str(path), "--data", names)
+        decoded = decode_images(files.paths, signature)
+        return decoded.images, files.labels[decoded.kept], names
     if trained.image:
         images, labels = _idx_pair(path, split)
         x, y = read_idx(images), read_idx(labels).astype(np.int64)

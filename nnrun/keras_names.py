@@ -75,7 +75,8 @@ def resolve_layer(spec: dict[str, Any], index: int) -> tuple[type, dict[str, Any
     if name not in classes:
         raise ConfigError(
             f"{key}.type: keras.layers has no layer '{name}'{did_you_mean(name, classes)} "
-            "Use a keras.layers class name such as Dense, Dropout, Conv2D, MaxPooling2D or Flatten."
+            "Use a keras.layers class name such as Dense, Dropout, Conv2D, MaxPooling2D or Flatten, or a "
+            "keras.applications model such as MobileNetV2 or ResNet50."
         )
     cls = classes[name]
     check_arguments(cls, spec, key, extra=_LAYER_BASE_KWARGS)

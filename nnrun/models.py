@@ -15,17 +15,22 @@ from typing import Any
 
 import numpy as np
 
+from nnrun.backbones import backbone_names, build_backbone
 from nnrun.config import RunConfig
 from nnrun.errors import ConfigError, did_you_mean, first_line
-from nnrun.keras_names import metric_names, resolve_layer
+from nnrun.keras_names import layer_names, metric_names, resolve_layer
 
 
-def build_model(layers: list[Any], input_shape: tuple[int, ...], *, name: str = "model"):
+def build_model(layers: list[Any], input_shape: tuple[int, ...], *, name: str = "model", input_scale: float = 1.0):
     """Build and return a ``keras.Sequential`` for samples of ``input_shape``.
+
+    A ``keras.applications`` name (``MobileNetV2``, ``ResNet50``, ...) is a pretrained backbone
+    (``nnrun.backbones``); every other name is a ``keras.layers`` class.
 
     Args:
         layers: ``RunConfig.model.layers`` (pydantic items or plain dicts with ``type``).
         input_shape: the shape of one preprocessed sample, e.g. ``(784,)``.
+        input_scale: the product of the config's ``scale`` factors (a backbone's ``preprocess_input`` undoes it).
 
     Raises:
         ConfigError: an unknown layer or argument, a bad argument value, or a
@@ -38,6 +43,12 @@ def build_model(layers: list[Any], input_shape: tuple[int, ...], *, name: str = 
     model = keras.Sequential(name=name)
     model.add(keras.Input(shape=tuple(input_shape)))
     for index, spec in enumerate(specs):
+        if spec.get("type") not in layer_names() and spec.get("type") in backbone_names():
+            before = model.output_shape[1:] if model.layers else tuple(input_shape)
+            kwargs = {k: v for k, v in spec.items() if k != "type"}
+            for layer in build_backbone(spec["type"], kwargs, before, index, input_scale):
+                model.add(layer)
+            continue
         cls, kwargs = resolve_layer(spec, index)
         key = f"model.layers[{index}]"
         try:

@@ -72,7 +72,7 @@ def plot_confusion_matrix(cm: Any, class_names: list[str] | tuple[str, ...], pat
 
 
 def plot_image_grid(images: Any, titles: list[str], path: str | Path, *, title: str = "", columns: int = 5) -> None:
-    """A grid of grayscale images, each with its own caption (e.g. true and predicted label)."""
+    """A grid of images (grayscale or RGB, pixels 0-255), each with its own caption (e.g. true and predicted label)."""
     plt = _pyplot()
     count = len(images)
     columns = max(1, min(columns, count))
@@ -81,7 +81,8 @@ def plot_image_grid(images: Any, titles: list[str], path: str | Path, *, title: 
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < count:
-            ax.imshow(images[k], cmap="gray")
+            image = images[k][..., 0] if images[k].ndim == 3 and images[k].shape[-1] == 1 else images[k]
+            ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
             ax.set_title(titles[k], fontsize=8)
     _save(plt, fig, path, title)
 

@@ -10,6 +10,8 @@ is never read. Accepted inputs:
   picks the feature columns by name);
 - a ``.npy`` array of one sample or many;
 - PNG / JPEG images (image runs): grayscale, resized to the run's image size, pixels 0-255;
+- for a run trained on an image folder: image files of any size and format, and folders of them (searched
+  recursively), decoded and resized exactly as training did (``nnrun.datasets.images.decode_images``);
 - an IDX file of samples (``*-idx3-ubyte``, gzipped or raw).
 """
 
@@ -75,6 +77,7 @@ class SampleSpec:
     label_position: int | None = None
     delimiter: str = ","
     signature: dict | None = None  # a typed CSV run: rows are read by header name, strings kept
+    image_settings: dict | None = None  # an image-folder run: image_size, color_mode, crop_to_aspect_ratio, ...
 
 
 def read_inputs(paths: list[str | Path], spec: SampleSpec, *, invert: bool = False) -> Inputs:
@@ -85,6 +88,8 @@ def read_inputs(paths: list[str | Path], spec: SampleSpec, *, invert: bool = Fal
     """
     if not paths:
         raise ConfigError("no INPUT given; pass CSV, .npy, image or IDX files.")
+    if spec.image_settings is not None:
+        return read_image_inputs(paths, spec.image_settings)
     arrays, names, notes = [], [], []
     for raw in paths:
         path = Path(raw).expanduser()
@@ -119,6 +124,32 @@ def read_inputs(paths: list[str | Path], spec: SampleSpec, *, invert: bool = Fal
         arrays.append(np.asarray(x, dtype=np.float32))
         names.extend(labels)
     return Inputs(np.concatenate(arrays) if len(arrays) > 1 else arrays[0], names, notes)
+
+
+def read_image_inputs(paths: list[str | Path], settings: dict) -> Inputs:
+    """Image files and folders of them, decoded and resized as the run's training images were."""
+    from nnrun.datasets.images import IMAGE_EXTENSIONS, decode_images
+
+    files: list[str] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            if not found:
+                raise DataError(f"input {path}: a folder with no images ({', '.join(IMAGE_EXTENSIONS)}).")
+            files.extend(found)
+        elif path.is_file():
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"input {path}: this run trained on images; pass image files "
+                                f"({', '.join(IMAGE_EXTENSIONS)}) or folders of them.")
+            files.append(str(path))
+        else:
+            raise DataError(f"input {path}: file not found.")
+    decoded = decode_images(files, settings)
+    if not len(decoded.kept):
+        raise DataError(f"no input could be decoded as an image: {decoded.skipped[0]}")
+    names = [files[i] for i in decoded.kept]
+    return Inputs(decoded.images, names, decoded.notes)
 
 
 def _read_image(path: Path, spec: SampleSpec, invert: bool) -> np.ndarray:
@@ -239,6 +270,8 @@ def sample_spec(trained: Any) -> SampleSpec:
         shape=tuple(signature["sample_shape"]), image=trained.image, feature_names=tuple(signature["feature_names"]),
         label=signature.get("label"), label_position=signature.get("label_position"),
         delimiter=signature.get("delimiter", ","), signature=signature if trained.typed else None,
+        image_settings={k: signature[k] for k in ("image_size", "color_mode", "crop_to_aspect_ratio", "interpolation")}
+        if "image_size" in signature else None,
     )  # fmt: skip
 
 

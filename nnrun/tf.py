@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 
 
 def import_keras():
@@ -33,6 +34,16 @@ def import_keras():
     except ImportError:
         pass
     return keras
+
+
+@contextmanager
+def quiet_stderr():
+    """Hide file descriptor 2 for a moment: libjpeg prints "Input file read error" there for each bad file."""
+    saved = _silence_fd(2)
+    try:
+        yield
+    finally:
+        _restore_fd(2, saved)
 
 
 def _silence_fd(fd: int):

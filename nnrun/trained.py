@@ -85,9 +85,11 @@ def load_model(run: rd.RunDir, info: dict[str, Any]) -> Any:
         raise RunDirError(
             f"{run.path}: no {rd.MODEL} (run status: {status}); only a completed run has a final model.{hint}"
         )
+    from nnrun.backbones import register
     from nnrun.tf import import_keras
 
     keras = import_keras()
+    register()  # nnrun's own layers (a backbone's preprocess_input)
     try:
         return keras.models.load_model(path)
     except Exception as exc:  # noqa: BLE001 (Keras raises ValueError, OSError, zipfile errors...)

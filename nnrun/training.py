@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from nnrun import rundir as rd
+from nnrun.backbones import input_scale
+from nnrun.backbones import register as register_layers
 from nnrun.callbacks import StopFlag, make_run_callbacks, restore_seed_generator_states, stop_on_signals
 from nnrun.config import RunConfig
 from nnrun.console import Reporter
@@ -119,7 +121,8 @@ def prepare(config: RunConfig, *, smoke: bool = False, dataset: Dataset | None =
         # Variables are made inside the tf.distribute strategy's scope and dtype policy (nnrun.distribution).
         with model_scope(config) as layers:
             # Build on the preprocessed shape; names are checked before any layer is made.
-            model = build_model(layers + extra_layers, x_train.shape[1:], name=config.run.name or "model")
+            model = build_model(layers + extra_layers, x_train.shape[1:], name=config.run.name or "model",
+                                input_scale=input_scale(config))
             check_compatibility(model, y_train, data.num_classes, config, pipeline.label_encoding, x_val is not None,
                                 task=data.task)
             optimizer = create_optimizer(config.training.optimizer)
@@ -418,6 +421,7 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
     x_val = y_val = None
     if data.x_val is not None:
         x_val, y_val = pipeline.transform(data.x_val, data.y_val)
+    register_layers()
     model = keras.models.load_model(run.file(rd.LAST_CHECKPOINT))
     restore_seed_generator_states(model, state.get("seed_generators"))
     prepared = Prepared(config, data, pipeline, model, x_train, y_train, x_test, y_test, x_val, y_val,

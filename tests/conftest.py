@@ -141,3 +141,16 @@ def fashion_run(runs_root, data_dir) -> Path:
         ["training.epochs=1", "dataset.limit=1000", "run.name=tiny-fashion"],
     )
     return result.run_dir
+
+
+def make_image_folder(root: Path, *, shapes: tuple[str, ...] = ("circle", "square", "triangle"), per_class: int = 10,
+                      sizes: tuple[int, int] = (12, 24), formats: tuple[str, ...] = ("png", "jpg", "bmp", "gif"),
+                      seed: int = 0) -> Path:
+    """A tiny RGB image folder (one sub-folder per class, images of random sizes and formats), in milliseconds."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_images import write_shapes
+
+    write_shapes(root, per_class, seed=seed, sizes=sizes, formats=formats, shapes=shapes)
+    return root

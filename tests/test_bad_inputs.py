@@ -19,10 +19,11 @@ import yaml
 from typer.testing import CliRunner
 
 from nnrun import rundir as rd
+from nnrun.backbones import keras_cache_dir
 from nnrun.cli import app
 from nnrun.datasets import IDX_FILES, idx_bytes
 
-from conftest import ROOT
+from conftest import ROOT, make_image_folder
 
 runner = CliRunner()
 
@@ -83,6 +84,37 @@ def idx_case(id: str, breaker: Callable[[Path], None], expected: list[str], fake
         cfg["dataset"]["path"] = str(folder)
 
     return Case(id, expected, base="mnist_dense32", mutate=mutate, fake_checksums=fake_checksums)
+
+
+def image_case(id: str, breaker: Callable[[Path], object], expected: list[str], **dataset) -> Case:
+    """A tiny generated image folder (three shapes, 4 pictures each), broken by ``breaker``, in configs/mnist_png.yaml."""
+
+    backbone = dataset.pop("backbone", None)
+
+    def mutate(cfg: dict, tmp: Path) -> None:
+        folder = make_image_folder(tmp / "shapes", per_class=4)
+        breaker(folder)
+        settings = {k: v.replace("{shapes}", str(folder)) if isinstance(v, str) else v for k, v in dataset.items()}
+        cfg["dataset"] = {"name": "images", "path": str(folder), "image_size": [16, 16], **settings}
+        cfg["model"]["layers"][-1]["units"] = 3
+        if backbone:
+            cfg["preprocessing"] = ["one_hot"]
+            cfg["model"]["layers"] = [backbone, "GlobalAveragePooling2D", {"type": "Dense", "units": 3}]
+
+    return Case(id, expected, base="mnist_png", mutate=mutate)
+
+
+def empty_class(folder: Path) -> None:
+    for image in (folder / "square").iterdir():
+        image.unlink()
+    (folder / "square" / "readme.txt").write_text("no pictures")
+
+
+def one_class(folder: Path) -> None:
+    import shutil
+
+    for shape in ("square", "triangle"):
+        shutil.rmtree(folder / shape)
 
 
 def set_layer(index: int, **values):
@@ -241,6 +273,30 @@ CASES = [
     Case("sweep-join-with-set-up", ["--join works on a sweep exactly as it was set up; drop --grid"], base="", command="sweep",
          args=["--join", "{tmp}", "--trials", "3"]),
     # ---- nnrun mlflow sync (an unreachable server is a run case below; more in test_mlflow.py)
+    # ---- image folders: wrong before anything trains
+    image_case("images-nonexistent-path", lambda f: None, [
+        "dataset.path: folder 'no/such/folder' does not exist", "; expected a folder with one sub-folder of images "
+        "per class, e.g. no/such/folder/cats/*.jpg. Fix the path in the config."], path="no/such/folder"),
+    image_case("images-empty-class-folder", empty_class, [
+        "class folder '", "shapes/square' has no images (.jpg, .jpeg, .png, .bmp, .gif); add images to it or remove "
+        "the folder."]),
+    image_case("images-one-class-only", one_class, [
+        "shapes' has one class folder ('circle'); a classifier needs at least two. Add a sub-folder of images for "
+        "each other class."]),
+    image_case("images-no-class-folders", lambda f: None, [
+        "circle' has no sub-folders; expected one sub-folder of images per class", "It holds 4 image files directly, "
+        "but no class folders. Move the images into one folder per class."], path="{shapes}/circle"),
+    image_case("images-test-path-extra-class", lambda f: (f.parent / "test" / "hexagon").mkdir(parents=True), [
+        "dataset.test_path: class folder 'hexagon' is not one of the training folder's classes (circle, square, "
+        "triangle); rename or remove it."], test_path="{shapes}/../test"),
+    image_case("images-backbone-offline", lambda f: None, [
+        "model.layers[0] (MobileNetV2, weights: imagenet): mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5 "
+        f"is not in the Keras cache {keras_cache_dir()}/ and nnrun does not download; put the file there (from "
+        "https://storage.googleapis.com/", "or use weights: null."], image_size=[96, 96], color_mode="rgb",
+        backbone={"type": "MobileNetV2", "weights": "imagenet", "alpha": 0.35}),
+    image_case("images-backbone-weights-file-missing", lambda f: None, [
+        "model.layers[0].weights: file 'nope.weights.h5' not found; expected 'imagenet', null, or the path of a "
+        "weights file"], image_size=[32, 32], backbone={"type": "MobileNetV2", "weights": "nope.weights.h5"}),
     Case("mlflow-sync-not-a-run", ["is not an nnrun run directory or sweep (no run.json or sweep.json in it or below)"],
          command="mlflow", args=["sync", "{tmp}"], base=""),
     Case("mlflow-sync-missing-path", ["nope: not found", "Pass a run directory, a sweep folder"], command="mlflow",
@@ -290,6 +346,65 @@ def test_bad_input(case: Case, tmp_path: Path, monkeypatch):
     if case.command == "train":  # before the error, only the echoed --set values
         assert all(line.startswith("override ") for line in result.stderr.strip().splitlines()[:-1]), result.stderr
     assert not runs.exists() or not any(runs.iterdir()), list(runs.iterdir())  # no run directory at all
+
+
+# ------------------------------------------------------- image files that are skipped, or noted, not errors
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR chunk claiming ``width`` x ``height``: what a decompression bomb starts with."""
+    import struct
+    import zlib
+
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + b"\0" * 32
+
+
+def gray_png(path: Path, size: tuple[int, int]) -> Path:
+    from PIL import Image
+
+    Image.new("L", size, 128).save(path)
+    return path
+
+
+#: (id, what to do to the folder (returns the path named in the line), the line `nnrun check` prints with {path}).
+IMAGE_NOTES = [
+    ("corrupt-jpeg", lambda f: write(f / "circle" / "bad.jpg", (f / "circle" / "circle_001.jpg").read_bytes()[:300]),
+     "note: skipped 1 file(s): {path}: not a decodable image (jpeg::Uncompress failed. Invalid JPEG data or crop window)"),
+    ("zero-byte-file", lambda f: write(f / "circle" / "empty.png", b""),
+     "note: skipped 1 file(s): {path}: an empty file (0 bytes)"),
+    ("text-file-named-png", lambda f: write(f / "square" / "notes.png", "these are my notes\n"),
+     "note: skipped 1 file(s): {path}: not a decodable image (Unknown image file format. One of JPEG, JPEG XL, PNG, "
+     "GIF, BMP, WebP required)"),
+    ("very-large-image", lambda f: write(f / "square" / "huge.png", png_header(20000, 10000)),
+     "note: skipped 1 file(s): {path}: 20000x10000 pixels, more than the 100 megapixels nnrun decodes; shrink it"),
+    ("mixed-grayscale-and-rgb", lambda f: gray_png(f / "triangle" / "gray.png", (20, 20)),
+     "note: 1 grayscale image(s) converted to rgb (dataset.color_mode)"),
+    ("one-by-one-image", lambda f: gray_png(f / "triangle" / "dot.png", (1, 1)),
+     "note: 1 image(s) smaller than 4 pixels on a side were enlarged to 16x16, e.g. {path} (1x1)"),
+    ("symlink-loop", lambda f: ((f / "circle" / "loop").symlink_to(f), f / "circle" / "loop")[1],
+     "note: skipped 1 link(s) or folder(s) that cannot be read: {path}: a folder link that loops back to {folder}"),
+    ("non-image-file", lambda f: write(f / "circle" / "readme.txt", "hello"),
+     "note: ignored 1 file(s) without an image extension (.jpg, .jpeg, .png, .bmp, .gif)"),
+]
+
+
+@pytest.mark.parametrize("id, breaker, line", IMAGE_NOTES, ids=[c[0] for c in IMAGE_NOTES])
+def test_image_files_are_skipped_and_reported(id, breaker, line, tmp_path: Path):
+    """Exit 0 and the one line that names the file; everything else in the folder is still used."""
+    folder = make_image_folder(tmp_path / "shapes", per_class=4)
+    path = breaker(folder)
+    config = load("mnist_png")
+    config["dataset"] = {"name": "images", "path": str(folder), "image_size": [16, 16], "color_mode": "rgb"}
+    config["model"]["layers"][-1]["units"] = 3
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["check", str(tmp_path / "config.yaml")])
+    assert result.exit_code == 0, result.output
+    assert line.format(path=path, folder=folder) in result.stderr.splitlines(), result.stderr
+    assert "Traceback" not in result.output
+    total = [row for row in result.stderr.splitlines() if row.startswith("│ total")]
+    listed = 12 + (path is not None and path.suffix in (".png", ".jpg") and not path.is_dir())  # counted, not decoded
+    assert total and sum(int(cell) for cell in total[0].split("│")[2:4]) == listed, total
 
 
 # ------------------------------------------------------- commands on a trained run

@@ -122,8 +122,26 @@ class ImageDataset(_DatasetBase):
     path: str | None = Field(None, description="folder with the four IDX files (.gz or raw)")
 
 
+class ImageFolderDataset(_DatasetBase):
+    """Your own images: ``path/<class>/*.jpg|jpeg|png|bmp|gif``, the class names from the sub-folders."""
+
+    name: Literal["images"]
+    path: str = Field(description="folder with one sub-folder of images per class; relative: from the current "
+                      "folder, else under $NNRUN_DATA_DIR")
+    image_size: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=2, max_length=2)] = Field(
+        [128, 128], description="[height, width] every image is resized to"
+    )
+    color_mode: Literal["rgb", "grayscale"] = "rgb"
+    crop_to_aspect_ratio: bool = Field(False, description="crop the centre to image_size's proportions before resizing")
+    interpolation: Literal["bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5"] = "bilinear"
+    test: Annotated[float, Field(gt=0, lt=1)] = Field(0.2, description="fraction held out by split_seed, "
+                                                      "stratified per class (ignored with test_path)")
+    test_path: str | None = Field(None, description="a folder of class folders to test on instead of a held-out fraction")
+    split_seed: int = Field(87, description="shuffles the files before the test and validation splits")
+
+
 # typing.Union, not A | B: before Python 3.14 a | of classes is types.UnionType, which load._unwrap does not walk.
-DatasetConfig = Annotated[Union[DiabetesDataset, CsvDataset, ImageDataset], Field(discriminator="name")]  # noqa: UP007
+DatasetConfig = Annotated[Union[DiabetesDataset, CsvDataset, ImageDataset, ImageFolderDataset], Field(discriminator="name")]  # noqa: UP007
 
 # ------------------------------------------------------------ preprocessing
 
@@ -176,7 +194,7 @@ StepConfig = Annotated[
 ]
 
 
-DATASET_NAMES = ("diabetes", "csv", "mnist", "fashion_mnist")
+DATASET_NAMES = ("diabetes", "csv", "mnist", "fashion_mnist", "images")
 STEP_TYPES = ("flatten", "reshape", "scale", "standardize", "one_hot", "add_channel_axis", "cast")
 
 

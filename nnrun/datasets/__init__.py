@@ -6,7 +6,8 @@ A loader per dataset name (``LOADERS``) reads the raw samples; ``make_splits`` t
 - ``idx.py``: MNIST and Fashion-MNIST from their IDX files (search path, checksums, decoded cache);
 - ``csv.py``: the one CSV reader, for training tables and for rows to predict;
 - ``table.py``: typed CSV tables (column types, missing cells, string labels, regression);
-- ``splits.py``: train/test as scikit-learn draws it, validation as Keras takes it.
+- ``splits.py``: train/test as scikit-learn draws it, validation as Keras takes it;
+- ``images.py``: your own images, a folder of class folders, decoded once by ``tf.data``.
 
 ``Dataset.signature()`` describes one raw sample (shape, dtype, feature and class names, the
 label column); training stores it in ``run.json`` so that a run predicts without its data.
@@ -23,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from nnrun.datasets.idx import CHECKSUMS, FASHION_CLASSES, IDX_FILES, idx_bytes, load_idx_dataset, read_idx
+from nnrun.datasets.images import IMAGE_EXTENSIONS, decode_dataset, image_settings, load_image_files
 from nnrun.datasets.splits import train_test_split, validation_split
 from nnrun.datasets.table import read_csv_table, read_table, resolve_task
 from nnrun.errors import ConfigError, DataError
@@ -61,6 +63,8 @@ class Dataset:
     typed: bool = False
     impute: bool = False
     ignored: tuple[str, ...] = ()  # tabular: columns of the file the run does not use
+    #: an image folder: image_size, color_mode, crop_to_aspect_ratio, interpolation (predict resizes alike)
+    image: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -96,6 +100,7 @@ class Dataset:
                if self.typed else {}),
             **({"ignored_columns": list(self.ignored)} if self.kind == "tabular" else {}),
             **self.label,
+            **self.image,
         }
 
 
@@ -109,6 +114,18 @@ def _load_images(config: Any, loss: str) -> Dataset:
     return Dataset(
         name=config.name, x_train=x_train, y_train=y_train.astype(np.int64), x_test=x_test,
         y_test=y_test.astype(np.int64), class_names=image_class_names(config.name), kind="image", source=source,
+    )  # fmt: skip
+
+
+def _load_image_folder(config: Any, loss: str) -> Dataset:
+    """The file paths of an image folder, split by seed; ``load_dataset`` decodes them after ``make_splits``."""
+    files, x_train, y_train, x_test, y_test, skipped = load_image_files(config)
+    notes = [f"skipped {len(skipped)} link(s) or folder(s) that cannot be read: {'; '.join(skipped[:10])}"] if skipped else []
+    if files.ignored:
+        notes.append(f"ignored {files.ignored} file(s) without an image extension ({', '.join(IMAGE_EXTENSIONS)})")
+    return Dataset(
+        name=config.name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+        class_names=files.class_names, kind="image", source=str(files.root), notes=notes, image=image_settings(config),
     )  # fmt: skip
 
 
@@ -135,6 +152,7 @@ LOADERS: dict[str, Callable[[Any, str], Dataset]] = {
     "csv": _load_table,
     "mnist": _load_images,
     "fashion_mnist": _load_images,
+    "images": _load_image_folder,
 }
 
 
@@ -146,7 +164,8 @@ def load_dataset(config: Any, *, smoke: bool = False, loss: str = "categorical_c
         smoke: keep a tiny subset (512 train, 256 test) for a seconds-long check.
         loss: ``training.loss``; with ``dataset.task: auto`` a regression loss makes a regression.
     """
-    return make_splits(LOADERS[config.name](config, loss), config, smoke=smoke)
+    data = make_splits(LOADERS[config.name](config, loss), config, smoke=smoke)
+    return decode_dataset(data, data.image) if data.image else data
 
 
 def make_splits(data: Dataset, config: Any, *, smoke: bool = False) -> Dataset:

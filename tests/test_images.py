@@ -1,0 +1,197 @@
+"""Image folders: listing and splits, decoding, augmentation, keras.applications backbones, predict and evaluate.
+
+The folders are generated in milliseconds (``conftest.make_image_folder``: three shapes, 10 pictures each, 12-24
+pixels, PNG/JPEG/BMP/GIF). The trainings are real (TensorFlow, 1-2 epochs) and marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import make_image_folder, train_config
+
+TRAINING_FIXTURES = {"shapes_run"}
+
+
+def write_config(tmp: Path, folder: Path, layers: list, **dataset) -> Path:
+    config = {
+        "dataset": {"name": "images", "path": str(folder), "image_size": [16, 16], "validation": 0.2, **dataset},
+        "preprocessing": [{"type": "scale", "factor": "1/255"}, "one_hot"],
+        "model": {"layers": layers},
+        "training": {"epochs": 2, "batch_size": 8, "verbose": 0},
+    }
+    path = tmp / "images.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+SMALL_CNN = [{"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"}, {"type": "Flatten"},
+             {"type": "Dense", "units": 3, "activation": "softmax"}]
+
+
+# ------------------------------------------------------------ no training
+
+
+def test_listing_names_classes_from_folders_and_ignores_other_files(tmp_path):
+    from nnrun.datasets.images import list_image_folder
+
+    folder = make_image_folder(tmp_path / "shapes", per_class=4)
+    (folder / "circle" / "notes.txt").write_text("not an image")
+    (folder / "square" / "nested").mkdir()
+    (folder / "square" / "nested" / "deep.png").write_bytes((folder / "square" / "square_000.png").read_bytes())
+    files = list_image_folder(str(folder))
+    assert files.class_names == ("circle", "square", "triangle")
+    assert files.counts() == {"circle": 4, "square": 5, "triangle": 4}
+    assert files.ignored == 1
+    assert all(Path(p).parent.name in ("circle", "square", "triangle", "nested") for p in files.paths)
+
+
+def test_split_is_fixed_by_the_seed_and_keeps_every_class_in_test(tmp_path):
+    from nnrun.config import validate_config
+    from nnrun.datasets.images import load_image_files
+
+    folder = make_image_folder(tmp_path / "shapes", per_class=10)
+
+    def split(seed):
+        config = validate_config({"dataset": {"name": "images", "path": str(folder), "split_seed": seed, "test": 0.3},
+                                  "model": {"layers": ["Flatten"]}})
+        return load_image_files(config.dataset)
+
+    a, b, c = split(1), split(1), split(2)
+    assert list(a[1]) == list(b[1]) and list(a[3]) == list(b[3])
+    assert list(a[3]) != list(c[3])
+    assert len(a[3]) == 9 and sorted(np.bincount(a[4])) == [3, 3, 3]  # stratified: 30% of each class
+    assert not set(a[1]) & set(a[3])
+    assert len(set(a[2][:10])) > 1  # shuffled: the first training files are not all one class
+
+
+def test_decoding_resizes_converts_and_skips_bad_files(tmp_path):
+    from PIL import Image
+
+    from nnrun.datasets.images import decode_images
+
+    good = tmp_path / "gray.png"
+    Image.fromarray(np.full((40, 20), 200, dtype=np.uint8), mode="L").save(good)
+    rgb = tmp_path / "rgb.jpg"
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(rgb, quality=100)
+    broken = tmp_path / "broken.png"
+    broken.write_text("not a png")
+    settings = {"image_size": [10, 10], "color_mode": "rgb", "crop_to_aspect_ratio": False, "interpolation": "bilinear"}
+    decoded = decode_images([str(good), str(broken), str(rgb)], settings)
+    assert decoded.images.shape == (2, 10, 10, 3) and decoded.images.dtype == np.uint8
+    assert list(decoded.kept) == [0, 2]
+    assert (decoded.images[0] == 200).all()  # grayscale converted to rgb, values kept
+    assert decoded.images[1, ..., 0].min() > 240 and decoded.images[1, ..., 1].max() < 15
+    assert decoded.skipped == [f"{broken}: not a decodable image (Unknown image file format. One of JPEG, JPEG XL, "
+                               "PNG, GIF, BMP, WebP required)"]
+    assert any("1 grayscale image(s) converted to rgb" in n for n in decoded.notes)
+
+
+def test_offline_imagenet_weights_error_names_the_cache_path(tmp_path, monkeypatch):
+    from nnrun.errors import ConfigError
+    from nnrun.models import build_model
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    with pytest.raises(ConfigError) as info:
+        build_model([{"type": "MobileNetV2", "weights": "imagenet", "alpha": 0.35, "include_top": False}], (96, 96, 3))
+    message = str(info.value)
+    assert message.startswith("model.layers[0] (MobileNetV2, weights: imagenet): "
+                              "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5 is not in the Keras "
+                              f"cache {tmp_path / 'keras-home' / 'models'}/ and nnrun does not download")
+    assert "https://storage.googleapis.com/" in message and "\n" not in message
+
+
+# ------------------------------------------------------------ real training
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("shapes")
+    folder = make_image_folder(tmp / "shapes", per_class=10)
+    layers = [{"type": "RandomFlip", "mode": "horizontal"}, {"type": "RandomRotation", "factor": 0.1}, *SMALL_CNN]
+    config = write_config(tmp, folder, layers)
+    return train_config(config, tmp / "runs").run_dir
+
+
+@pytest.mark.slow
+def test_a_run_records_the_image_signature_and_predicts_files_and_folders(shapes_run, tmp_path):
+    from PIL import Image
+
+    from nnrun.predict import predict_run
+
+    signature = json.loads((shapes_run / "run.json").read_text())["signature"]
+    assert signature["class_names"] == ["circle", "square", "triangle"]
+    assert (signature["image_size"], signature["color_mode"], signature["sample_shape"]) == ([16, 16], "rgb", [16, 16, 3])
+    big = tmp_path / "big.webp.png"
+    Image.new("RGB", (300, 120), (0, 0, 255)).save(big)
+    folder = make_image_folder(tmp_path / "new", per_class=2, sizes=(40, 80))
+    first = predict_run(shapes_run, [big, folder])
+    second = predict_run(shapes_run, [big, folder])
+    assert len(first.names) == 7 and first.names[0] == str(big)
+    assert np.array_equal(first.probabilities, second.probabilities)  # augmentation is off at predict
+
+
+@pytest.mark.slow
+def test_augmentation_changes_training_batches_only(shapes_run):
+    from nnrun.trained import load_trained
+
+    model = load_trained(shapes_run).model
+    flip, rotate = model.layers[0], model.layers[1]
+    assert type(flip).__name__ == "RandomFlip" and type(rotate).__name__ == "RandomRotation"
+    batch = np.random.RandomState(0).uniform(0, 1, (8, 16, 16, 3)).astype("float32")
+    trained_batch = np.asarray(rotate(flip(batch, training=True), training=True))
+    assert not np.allclose(trained_batch, batch)
+    assert np.allclose(np.asarray(rotate(flip(batch, training=False), training=False)), batch)
+    assert np.array_equal(model.predict(batch, verbose=0), model.predict(batch, verbose=0))
+
+
+@pytest.mark.slow
+def test_evaluate_names_the_folders_and_draws_the_misclassified(shapes_run):
+    from nnrun.evaluation import evaluate_run, write_evaluation
+
+    evaluation = evaluate_run(shapes_run)
+    written = {p.name for p in write_evaluation(evaluation)}
+    assert evaluation.result["class_names"] == ["circle", "square", "triangle"]
+    assert (shapes_run / "confusion_matrix.csv").read_text().splitlines()[0] == "true\\predicted,circle,square,triangle"
+    assert evaluation.result["samples"] == 6
+    if evaluation.result["misclassified"]["count"]:
+        assert "misclassified.png" in written
+
+
+@pytest.mark.slow
+def test_report_shows_sample_images_with_predictions(shapes_run):
+    from nnrun.report import build_run_report
+
+    page = build_run_report(shapes_run, evaluate=False)
+    assert 'alt="sample test images"' in page and "not image data" not in page
+
+
+@pytest.mark.slow
+def test_a_keras_applications_backbone_trains_and_reloads(tmp_path):
+    """weights: null trains one epoch; a weights file adds the family's preprocess_input, and the run reloads."""
+    from nnrun.predict import predict_run
+    from nnrun.tf import import_keras
+
+    folder = make_image_folder(tmp_path / "shapes", per_class=6, sizes=(20, 40))
+    backbone = {"type": "MobileNetV2", "alpha": 0.35, "include_top": False}
+    head = [{"type": "GlobalAveragePooling2D"}, {"type": "Dense", "units": 3, "activation": "softmax"}]
+    config = write_config(tmp_path, folder, [{**backbone, "weights": None}, *head], image_size=[32, 32])
+    result = train_config(config, tmp_path / "runs", ["training.epochs=1"])
+    assert result.status == "completed" and result.metrics["epochs_run"] == 1
+    assert "mobilenetv2" in (result.run_dir / "summary.txt").read_text().lower()
+
+    weights = tmp_path / "mobilenet.weights.h5"
+    keras = import_keras()
+    keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None).save_weights(weights)
+    config = write_config(tmp_path, folder, [{**backbone, "weights": str(weights), "trainable": False}, *head],
+                          image_size=[32, 32])
+    frozen = train_config(config, tmp_path / "runs2", ["training.epochs=1"])
+    summary = (frozen.run_dir / "summary.txt").read_text()
+    assert "mobilenetv2_preprocess" in summary and "BackbonePreprocess" in summary
+    assert "Trainable params: 3,843" in summary  # trainable: false leaves the head only, 1280 * 3 + 3
+    assert len(predict_run(frozen.run_dir, [folder / "circle"]).names) == 6
