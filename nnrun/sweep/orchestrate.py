@@ -22,17 +22,8 @@ from nnrun import rundir as rd
 from nnrun.config import RunConfig, load_config, validate_config
 from nnrun.config.schema import SweepConfig
 from nnrun.errors import ConfigError, RunInterrupted
+from nnrun.sweep import space
 from nnrun.sweep.executors import check_executor, create_executor, default_threads
-from nnrun.sweep.space import (
-    check_grid,
-    collect_grid,
-    grid_from_json,
-    grid_space,
-    grid_to_json,
-    params_text,
-    suggest,
-    trial_config,
-)
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
 from nnrun.sweep.study import (
     RETRY_OF,
@@ -86,7 +77,7 @@ def start_sweep(
     overrides = list(sets or []) + ([f"run.name={name}"] if name is not None else [])
     overrides += [f"run.runs_dir={runs_dir}"] if runs_dir is not None else []
     config = load_config(config_path, overrides)
-    grid = collect_grid(config, list(grid_options or []))
+    grid = space.collect_grid(config, list(grid_options or []))
     section = config.sweep or SweepConfig()
     search = search or section.search or ("random" if section.random else "grid")
     prune = prune or section.prune or "none"
@@ -99,7 +90,7 @@ def start_sweep(
         raise ConfigError(f"--heartbeat must be > 0 seconds, got {heartbeat_s:g}.")
     budget = trials if trials is not None else section.trials or section.random
     if search == "grid":
-        size = math.prod(len(values) for values in grid_space(grid).values())  # grid_space refuses ranges
+        size = math.prod(len(values) for values in space.grid_space(grid).values())  # grid_space refuses ranges
         budget = min(budget or size, size)
     elif budget is None:
         raise ConfigError(f"--search {search} needs --trials N (how many trials to run), e.g. --trials 20.")
@@ -108,15 +99,15 @@ def start_sweep(
     metric = metric or section.metric or default_metric(config)
     base = config.to_dict()
     base["sweep"] = None
-    check_grid(grid, base)
-    metric = check_metric(metric, [config])
+    space.check_grid(grid, base)
+    metric = check_metric(metric, config)
     monitor = check_monitor(metric, prune, config)
     from nnrun.compare.query import default_descending
 
     started = now()
     sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
     state = SweepState(
-        id=sweep_dir.name, name=config.run.name, mode=search, grid=grid_to_json(grid), metric=metric, base_config=base,
+        id=sweep_dir.name, name=config.run.name, mode=search, grid=space.grid_to_json(grid), metric=metric, base_config=base,
         trials=[], config_file=str(config_path), random=budget if search == "random" else None, seed=seed, smoke=smoke,
         started=started.isoformat(timespec="seconds"), argv=list(argv), budget=budget, prune=prune, monitor=monitor,
         direction="maximize" if default_descending(metric) else "minimize", repeats=repeats, storage=storage,
@@ -146,7 +137,7 @@ def default_metric(config: RunConfig) -> str:
     return "val_loss" if regression(config) else "val_accuracy"
 
 
-def check_metric(metric: str, configs: list[RunConfig]) -> str:
+def check_metric(metric: str, config: RunConfig) -> str:
     """The compare column for ``metric``; ConfigError if it is not a metric or needs validation no trial has."""
     from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical
 
@@ -157,7 +148,7 @@ def check_metric(metric: str, configs: list[RunConfig]) -> str:
             f"--metric {metric!r}: not a metric the compare table has. Use one of {', '.join(numeric)}, "
             "or a metrics.json path such as test.accuracy, validation.loss or best_validation.auc."
         )
-    if key.startswith(_VALIDATION_METRICS) and configs and all(c.dataset.validation == "none" for c in configs):
+    if key.startswith(_VALIDATION_METRICS) and config.dataset.validation == "none":
         raise ConfigError(
             f"--metric {metric}: the trials have no validation data (dataset.validation is 'none'); "
             "add --set dataset.validation=0.2 (or 'test'), or rank by another metric, e.g. --metric test_accuracy."
@@ -215,7 +206,7 @@ def work(
     sweep_dir = Path(sweep_dir).resolve()
     ref = study_ref(sweep_dir, state, parallel=jobs > 1 or executor == "ray")
     study = open_study(ref)
-    grid = grid_from_json(state.grid)
+    grid = space.grid_from_json(state.grid)
     threads = default_threads(jobs) if jobs > 1 else None
     runner = create_executor(executor, address=address, gpus_per_trial=gpus_per_trial, ray_cpus=ray_cpus,
                              threads=threads)  # fmt: skip
@@ -286,22 +277,23 @@ def _spec(study: Any, trial: Any, state: SweepState, ref: StudyRef, grid: dict[s
     system = study._storage.get_trial_system_attrs(trial._trial_id)
     index = system.get(RETRY_OF, trial.number) + 1
     name = trial_name(state, index)
-    params = suggest(trial, grid)
+    params = space.suggest(trial, grid)
     trial.set_user_attr("params", params)
-    base_seed = int(state.base_config["run"]["seed"])
-    seeds = [base_seed + r for r in range(state.repeats)]
+    seeds = [int(state.base_config["run"]["seed"]) + r for r in range(state.repeats)]
     try:
-        configs = [trial_config(state.base_config, {**params, "run.seed": seed} if state.repeats > 1 else params,
-                                name=name if state.repeats == 1 else f"{name}-seed{seed}", runs_dir=ref.sweep_dir).to_dict()
-                   for seed in seeds]  # fmt: skip
+        configs = [
+            space.trial_config(state.base_config, {**params, "run.seed": seed} if state.repeats > 1 else params,
+                               name=name if state.repeats == 1 else f"{name}-seed{seed}", runs_dir=ref.sweep_dir).to_dict()
+            for seed in seeds
+        ]  # fmt: skip
     except ConfigError as exc:
         trial.set_user_attr("status", "invalid")
         trial.set_user_attr("error", str(exc))
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        echo(f"trial {index} {params_text(params)}: [yellow]invalid[/], skipped: {exc}")
+        echo(f"trial {index} {space.params_text(params)}: [yellow]invalid[/], skipped: {exc}")
         return None
     retry = f" (attempt {len(system.get('retry_history', [])) + 1})" if RETRY_OF in system else ""
-    echo(f"trial {index}/{state.budget} training {params_text(params)}{retry}")
+    echo(f"trial {index}/{state.budget} training {space.params_text(params)}{retry}")
     return TrialSpec(index=index, number=trial.number, trial_id=trial._trial_id, configs=configs, study=ref,
                      metric=state.metric, monitor=state.monitor, argv=state.argv, smoke=state.smoke,
                      config_path=state.config_file, cwd=os.getcwd())  # fmt: skip
@@ -365,9 +357,10 @@ def refresh(sweep_dir: Path, state: SweepState, study: Any,
         history = read_state(sweep_dir).history
         summarize(study, state)
         state.host, state.pid = socket.gethostname(), os.getpid()
-        spent = len(state.trials) >= state.budget and not running_count(study)
-        state.status = "running" if not spent else ("completed" if all(t.status in DONE for t in state.trials)
-                                                    else "failed")
+        if len(state.trials) >= state.budget and not running_count(study):
+            state.status = "completed" if all(t.status in DONE for t in state.trials) else "failed"
+        else:
+            state.status = "running"
         state.history = history
         if finished is not None:
             status, at, wall_s = finished
@@ -391,7 +384,7 @@ def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
 
 
 def resume_state(sweep_dir: str | Path, *, retry: bool) -> SweepState:
-    """Read a sweep for ``--join`` (``retry=False``) or ``--resume``, which also queues its failed and interrupted trials again.
+    """Read a sweep for ``--join``, or for ``--resume`` (``retry``): its failed and interrupted trials queued again.
 
     Raises:
         RunDirError: not a sweep directory.
@@ -426,6 +419,6 @@ def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
     comparison = compare_runs(paths, sort=state.metric, columns=[",".join(columns)],
                               group_by=keys if state.repeats > 1 else None)  # fmt: skip
     comparison.notes.extend(
-        f"trial {t.index} ({params_text(t.params)}): invalid, skipped: {t.error}" for t in state.trials if t.status == "invalid"
+        f"trial {t.index} ({space.params_text(t.params)}): invalid, skipped: {t.error}" for t in state.trials if t.status == "invalid"
     )
     return comparison

@@ -117,18 +117,10 @@ def open_study(ref: StudyRef, *, create: bool = False) -> Any:
 
 @contextmanager
 def locked(sweep_dir: str | Path) -> Iterator[None]:
-    """``study.lock`` in the sweep folder, held across processes (POSIX locks also work on NFS)."""
+    """``study.lock`` in the sweep folder, held across processes until the file closes (POSIX locks work on NFS)."""
     with open(Path(sweep_dir) / rd.STUDY_LOCK, "a") as handle:
         fcntl.lockf(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.lockf(handle, fcntl.LOCK_UN)
-
-
-def originals(study: Any) -> list[Any]:
-    """The trials that spend the budget: first attempts (a retry is the same trial again)."""
-    return [t for t in study.get_trials(deepcopy=False) if RETRY_OF not in t.system_attrs]
+        yield
 
 
 def ask(study: Any, ref: StudyRef, budget: int) -> Any | None:
@@ -138,7 +130,8 @@ def ask(study: Any, ref: StudyRef, budget: int) -> Any | None:
     with locked(ref.sweep_dir):
         fail_stale(study, ref.heartbeat_s)
         waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-        if not waiting and len(originals(study)) >= budget:
+        first_attempts = [t for t in study.get_trials(deepcopy=False) if RETRY_OF not in t.system_attrs]
+        if not waiting and len(first_attempts) >= budget:  # a retry is the same trial again
             return None
         trial = study.ask()
         # Beat at once: a retry carries its first attempt's last (stale) beat.

@@ -78,8 +78,11 @@ def study_for(ref: StudyRef) -> Any:
 
 
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
-    """Train (or resume) each seed of one trial; its status (completed, pruned, failed, interrupted or
-    invalid), run directories and sweep metric per run. Never raises for the trial's own errors."""
+    """Train (or resume) each seed of one trial; never raises for the trial's own errors.
+
+    Returns:
+        status (completed, pruned, failed, interrupted or invalid), run_dirs and values (the metric per run).
+    """
     limit_threads(spec.threads)
     if spec.cwd and Path(spec.cwd).is_dir():
         os.chdir(spec.cwd)
