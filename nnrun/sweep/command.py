@@ -1,8 +1,6 @@
-"""``nnrun sweep``: the Typer command that ``nnrun.cli`` adds to its app.
+"""``nnrun sweep``, which cli.py adds to its app (passing in its error guard and shared options).
 
-It lives beside the code it calls rather than in cli.py, which the layout test holds to its size. cli.py
-passes in its app, error guard and shared options, so nothing here imports cli.py. Importing this module
-loads only typer; the sweep code (and Optuna, and TensorFlow) load when the command runs.
+Importing this module loads only typer; the sweep code, Optuna and TensorFlow load when the command runs.
 """
 
 # No `from __future__ import annotations`: typer reads the options from annotations built at def time.
@@ -49,9 +47,9 @@ def add_command(app: typer.Typer, guarded: Guard, debug_option: Any, sets_option
         debug: debug_option = False,
     ) -> None:
         """Search a config's hyperparameters with Optuna: each trial a run directory under runs/sweep-.../, ranked in one table."""
-        given = dict(grid=grid, sets=sets, search=search, trials=trials, random_trials=random_trials, prune=prune,
-                     repeats=repeats, seed=seed, metric=metric, storage=storage, heartbeat=heartbeat if heartbeat != 10.0 else None, name=name,
-                     runs_dir=runs_dir, smoke=smoke)  # fmt: skip
+        given = dict(grid_options=grid, sets=sets, search=search, trials=trials, random_trials=random_trials, prune=prune,
+                     repeats=repeats, seed=seed, metric=metric, storage=storage, heartbeat_s=heartbeat if heartbeat != 10.0 else None,
+                     runs_dir=runs_dir, name=name, smoke=smoke)  # fmt: skip
         options = dict(executor=executor, jobs=jobs, address=address, gpus_per_trial=gpus_per_trial)
         guarded(debug, lambda: run_sweep(config, join, resume, given, options))
 
@@ -77,17 +75,13 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
         path = folder
         console.print(f"[bold]nnrun[/] {'joining' if join else 'resuming'} sweep [cyan]{path}[/]", soft_wrap=True)
     else:
-        random_trials = given["random_trials"]
-        if random_trials is not None and (given["search"] not in (None, "random") or given["trials"] is not None):
-            raise ConfigError("--random N is --search random --trials N; give one spelling, not both.")
-        path, state = start_sweep(
-            config, sets=list(given["sets"] or []), grid_options=list(given["grid"] or []),
-            search="random" if random_trials is not None else given["search"],
-            trials=random_trials if random_trials is not None else given["trials"], prune=given["prune"],
-            repeats=given["repeats"], seed=given["seed"], metric=given["metric"], storage=given["storage"],
-            heartbeat_s=given["heartbeat"] or 10.0, runs_dir=given["runs_dir"],
-            name=given["name"], smoke=given["smoke"], argv=sys.argv,
-        )  # fmt: skip
+        random_trials = given.pop("random_trials")
+        if random_trials is not None:
+            if given["search"] not in (None, "random") or given["trials"] is not None:
+                raise ConfigError("--random N is --search random --trials N; give one spelling, not both.")
+            given.update(search="random", trials=random_trials)
+        given["heartbeat_s"] = given["heartbeat_s"] or 10.0
+        path, state = start_sweep(config, **given, argv=sys.argv)
         console.print(
             f"[bold]nnrun[/] sweep [cyan]{path}[/]: {state.budget} trials ({state.mode}, seed {state.seed}"
             + (f", {state.prune} pruning" if state.prune != "none" else "")

@@ -1,9 +1,7 @@
-"""Executors: where a worker's trials run while it asks and tells the study.
+"""Where a worker's trials run: ``slots`` at once, ``submit(spec)``, ``wait()`` for finished results, ``cancel()``.
 
-Each has ``slots`` (trials at once), ``submit(spec)``, ``wait()`` (blocks until a trial has finished;
-its results) and ``cancel()``. ``local`` trains in this process; ``--jobs N`` adds N - 1 more workers
-(``nnrun sweep --join`` processes, see ``orchestrate.work``), each with its share of the CPU threads;
-``ray`` (``nnrun.sweep.ray``) sends each trial to a Ray cluster as a task.
+``InProcess`` trains in this process (``--jobs N`` adds N - 1 ``--join`` workers, see ``orchestrate.work``);
+``RayExecutor`` (``nnrun.sweep.ray``) sends each trial to a Ray cluster as a task.
 """
 
 from __future__ import annotations
@@ -32,10 +30,11 @@ def check_executor(executor: str, *, jobs: int, address: str | None, gpus_per_tr
         import_ray()  # the install hint, before the sweep is marked running
 
 
-def create_executor(executor: str, *, address: str | None, gpus_per_trial: float, ray_cpus: int | None) -> Any:
+def create_executor(executor: str, *, address: str | None, gpus_per_trial: float, ray_cpus: int | None,
+                    threads: int | None) -> Any:
     if executor == "ray":
         return RayExecutor(address=address, gpus_per_trial=gpus_per_trial, num_cpus=ray_cpus)
-    return InProcess()
+    return InProcess(threads)
 
 
 class InProcess:

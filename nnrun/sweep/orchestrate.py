@@ -1,10 +1,7 @@
 """Start a sweep, work on its study (first worker, ``--join``, ``--resume``), and rank the trials.
 
-``start_sweep`` checks the space, the metric and the pruner's monitor, creates the sweep folder,
-the study and ``sweep.json``; nothing is created when a check fails. ``work`` is one worker:
-it asks the study for trials until the budget is spent, hands them to an executor, tells the
-study each result and rewrites ``sweep.json``. The result is a compare table of the trials
-(mean ± std over the seeds with ``--repeats``), sorted by the sweep's metric.
+``work`` is one worker: it asks the study for trials until the budget is spent, hands them to an
+executor, tells the study each result and rewrites ``sweep.json``.
 """
 
 from __future__ import annotations
@@ -21,33 +18,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nnrun import rundir as rd
 from nnrun.config import RunConfig, load_config, validate_config
+from nnrun.config.schema import SweepConfig
 from nnrun.errors import ConfigError, RunInterrupted
+from nnrun.sweep import space
 from nnrun.sweep.executors import check_executor, create_executor, default_threads
-from nnrun.sweep.space import (
-    check_grid,
-    collect_grid,
-    grid_size,
-    grid_space,
-    grid_to_json,
-    params_text,
-    parse_range,
-    suggest,
-    trial_config,
-)
-from nnrun.sweep.state import SweepState, Trial, create_sweep_dir, read_state, write_state
+from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
 from nnrun.sweep.study import (
     RETRY_OF,
-    Heartbeat,
     StudyRef,
     ask,
     check_choices,
+    heartbeat,
     locked,
     open_study,
     retry_queue,
     running_count,
 )
-from nnrun.sweep.trial import TrialSpec
+from nnrun.sweep.trial import TrialSpec, thread_env
 
 #: Compare columns and metrics.json sections that hold validation results.
 _VALIDATION_METRICS = ("best_val_", "validation.", "best_validation.")
@@ -85,41 +74,40 @@ def start_sweep(
     Raises:
         ConfigError: a bad config, grid key, value, range, search, pruner or metric (nothing is created).
     """
-    overrides = list(sets) + ([f"run.name={name}"] if name is not None else [])
+    overrides = list(sets or []) + ([f"run.name={name}"] if name is not None else [])
     overrides += [f"run.runs_dir={runs_dir}"] if runs_dir is not None else []
     config = load_config(config_path, overrides)
-    grid = collect_grid(config, list(grid_options))
-    section = config.sweep
-    search = search or (section.search if section else None) or ("random" if section and section.random else "grid")
-    prune = prune or (section.prune if section else None) or "none"
-    repeats = repeats if repeats is not None else (section.repeats if section else 1)
-    seed = seed if seed is not None else (section.seed if section else 0)
+    grid = space.collect_grid(config, list(grid_options or []))
+    section = config.sweep or SweepConfig()
+    search = search or section.search or ("random" if section.random else "grid")
+    prune = prune or section.prune or "none"
+    repeats = repeats if repeats is not None else section.repeats
+    seed = seed if seed is not None else section.seed
     check_choices(search, prune)
     if repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {repeats}.")
     if heartbeat_s <= 0:
         raise ConfigError(f"--heartbeat must be > 0 seconds, got {heartbeat_s:g}.")
-    budget = trials if trials is not None else (section.trials or section.random if section else None)
-    size = grid_size(grid)
+    budget = trials if trials is not None else section.trials or section.random
     if search == "grid":
-        grid_space(grid)  # refuses ranges
+        size = math.prod(len(values) for values in space.grid_space(grid).values())  # grid_space refuses ranges
         budget = min(budget or size, size)
     elif budget is None:
         raise ConfigError(f"--search {search} needs --trials N (how many trials to run), e.g. --trials 20.")
     if budget < 1:
         raise ConfigError(f"--trials must be >= 1, got {budget}.")
-    metric = metric or (section.metric if section else None) or default_metric(config)
+    metric = metric or section.metric or default_metric(config)
     base = config.to_dict()
     base["sweep"] = None
-    check_grid(grid, base)
-    metric = check_metric(metric, [config])
+    space.check_grid(grid, base)
+    metric = check_metric(metric, config)
     monitor = check_monitor(metric, prune, config)
     from nnrun.compare.query import default_descending
 
     started = now()
-    sweep_dir = create_sweep_dir(config.run.runs_dir, config.run.name, started).resolve()
+    sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
     state = SweepState(
-        id=sweep_dir.name, name=config.run.name, mode=search, grid=grid_to_json(grid), metric=metric, base_config=base,
+        id=sweep_dir.name, name=config.run.name, mode=search, grid=space.grid_to_json(grid), metric=metric, base_config=base,
         trials=[], config_file=str(config_path), random=budget if search == "random" else None, seed=seed, smoke=smoke,
         started=started.isoformat(timespec="seconds"), argv=list(argv), budget=budget, prune=prune, monitor=monitor,
         direction="maximize" if default_descending(metric) else "minimize", repeats=repeats, storage=storage,
@@ -149,7 +137,7 @@ def default_metric(config: RunConfig) -> str:
     return "val_loss" if regression(config) else "val_accuracy"
 
 
-def check_metric(metric: str, configs: list[RunConfig]) -> str:
+def check_metric(metric: str, config: RunConfig) -> str:
     """The compare column for ``metric``; ConfigError if it is not a metric or needs validation no trial has."""
     from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical
 
@@ -160,7 +148,7 @@ def check_metric(metric: str, configs: list[RunConfig]) -> str:
             f"--metric {metric!r}: not a metric the compare table has. Use one of {', '.join(numeric)}, "
             "or a metrics.json path such as test.accuracy, validation.loss or best_validation.auc."
         )
-    if key.startswith(_VALIDATION_METRICS) and configs and all(c.dataset.validation == "none" for c in configs):
+    if key.startswith(_VALIDATION_METRICS) and config.dataset.validation == "none":
         raise ConfigError(
             f"--metric {metric}: the trials have no validation data (dataset.validation is 'none'); "
             "add --set dataset.validation=0.2 (or 'test'), or rank by another metric, e.g. --metric test_accuracy."
@@ -193,11 +181,6 @@ def study_ref(sweep_dir: Path, state: SweepState, *, parallel: bool = False) -> 
                     state.seed or 0, state.grid, epochs, state.direction, state.heartbeat_s, parallel)
 
 
-def space(state: SweepState) -> dict[str, Any]:
-    """The space back from ``sweep.json``: lists as they are, ranges parsed from their text."""
-    return {k: parse_range(v, k) if isinstance(v, str) else v for k, v in state.grid.items()}
-
-
 def work(
     sweep_dir: str | Path,
     state: SweepState,
@@ -223,54 +206,53 @@ def work(
     sweep_dir = Path(sweep_dir).resolve()
     ref = study_ref(sweep_dir, state, parallel=jobs > 1 or executor == "ray")
     study = open_study(ref)
-    grid = space(state)
-    runner = create_executor(executor, address=address, gpus_per_trial=gpus_per_trial, ray_cpus=ray_cpus)
+    grid = space.grid_from_json(state.grid)
+    threads = default_threads(jobs) if jobs > 1 else None
+    runner = create_executor(executor, address=address, gpus_per_trial=gpus_per_trial, ray_cpus=ray_cpus,
+                             threads=threads)  # fmt: skip
     state.executor, state.jobs = executor, jobs
-    helpers = [_join_process(sweep_dir, default_threads(jobs)) for _ in range(jobs - 1)]
-    runner.threads = default_threads(jobs) if jobs > 1 else None
+    helpers = [_join_process(sweep_dir, threads) for _ in range(jobs - 1)]
     running: dict[int, TrialSpec] = {}
     waited = False
     started = time.perf_counter()
-    beat = Heartbeat(study._storage, lambda: [spec.trial_id for spec in list(running.values())], ref.heartbeat_s)
-    try:
-        beat.__enter__()
-        while True:
-            while len(running) < runner.slots and (trial := ask(study, ref, state.budget)) is not None:
-                spec = _spec(study, trial, state, ref, grid, echo)
-                if spec is not None:
-                    runner.submit(spec)
-                    running[spec.number] = spec
+    with heartbeat(study._storage, lambda: [spec.trial_id for spec in list(running.values())], ref.heartbeat_s):
+        try:
+            while True:
+                while len(running) < runner.slots and (trial := ask(study, ref, state.budget)) is not None:
+                    spec = _spec(study, trial, state, ref, grid, echo)
+                    if spec is not None:
+                        runner.submit(spec)
+                        running[spec.number] = spec
+                    refresh(sweep_dir, state, study)
+                if not running:
+                    if not running_count(study):
+                        break
+                    if not waited:
+                        echo(f"waiting for {running_count(study)} trial(s) of other workers (or their heartbeat to stop)")
+                        waited = True
+                    time.sleep(min(state.heartbeat_s, 5))
+                    continue
+                for result in runner.wait():
+                    running.pop(result["number"], None)
+                    _tell(study, result, state, echo)
+                    if result["status"] == "interrupted":
+                        raise KeyboardInterrupt
                 refresh(sweep_dir, state, study)
-            if not running:
-                if not running_count(study):
-                    break
-                if not waited:
-                    echo(f"waiting for {running_count(study)} trial(s) of other workers (or their heartbeat to stop)")
-                    waited = True
-                time.sleep(min(state.heartbeat_s, 5))
-                continue
-            for result in runner.wait():
-                running.pop(result["number"], None)
+        except KeyboardInterrupt:
+            for result in runner.cancel():
                 _tell(study, result, state, echo)
-                if result["status"] == "interrupted":
-                    raise KeyboardInterrupt
-            refresh(sweep_dir, state, study)
-    except KeyboardInterrupt:
-        for result in runner.cancel():
-            _tell(study, result, state, echo)
-        refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
-        raise RunInterrupted(
-            f"sweep stopped; finished trials are kept in {sweep_dir}. Continue with: nnrun sweep --resume {sweep_dir}"
-        ) from None
-    finally:
-        beat.__exit__()
-        runner.close()
-        for helper, log in helpers:
-            if helper.wait():
-                log.seek(0)
-                echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: "
-                     f"{(log.read().strip().splitlines() or [''])[-1]}")
-            log.close()
+            refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
+            raise RunInterrupted(
+                f"sweep stopped; finished trials are kept in {sweep_dir}. Continue with: nnrun sweep --resume {sweep_dir}"
+            ) from None
+        finally:
+            runner.close()
+            for helper, log in helpers:
+                if helper.wait():
+                    log.seek(0)
+                    echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: "
+                         f"{(log.read().strip().splitlines() or [''])[-1]}")
+                log.close()
     refresh(sweep_dir, state, study, finished=(None, now(), time.perf_counter() - started))
     return SweepResult(sweep_dir, state, sweep_comparison(sweep_dir, state))
 
@@ -281,11 +263,10 @@ def _join_process(sweep_dir: Path, threads: int) -> tuple[Any, Any]:
     import sys
     import tempfile
 
-    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
-           "TF_NUM_INTEROP_THREADS": "1" if threads == 1 else "2"}  # fmt: skip
     log = tempfile.TemporaryFile("w+")  # its own table and lines: kept for an error, not shown twice
-    return subprocess.Popen([sys.executable, "-m", "nnrun", "sweep", "--join", str(sweep_dir)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=log, text=True), log  # fmt: skip
+    return subprocess.Popen([sys.executable, "-m", "nnrun", "sweep", "--join", str(sweep_dir)],
+                            env={**os.environ, **thread_env(threads)}, stdout=subprocess.DEVNULL, stderr=log,
+                            text=True), log  # fmt: skip
 
 
 def _spec(study: Any, trial: Any, state: SweepState, ref: StudyRef, grid: dict[str, Any],
@@ -295,23 +276,24 @@ def _spec(study: Any, trial: Any, state: SweepState, ref: StudyRef, grid: dict[s
 
     system = study._storage.get_trial_system_attrs(trial._trial_id)
     index = system.get(RETRY_OF, trial.number) + 1
-    name = f"{state.name}-t{index:0{max(2, len(str(state.budget)))}d}"
-    params = suggest(trial, grid)
+    name = trial_name(state, index)
+    params = space.suggest(trial, grid)
     trial.set_user_attr("params", params)
-    base_seed = int(state.base_config["run"]["seed"])
-    seeds = [base_seed + r for r in range(state.repeats)]
+    seeds = [int(state.base_config["run"]["seed"]) + r for r in range(state.repeats)]
     try:
-        configs = [trial_config(state.base_config, {**params, "run.seed": seed} if state.repeats > 1 else params,
-                                name=name if state.repeats == 1 else f"{name}-seed{seed}", runs_dir=ref.sweep_dir).to_dict()
-                   for seed in seeds]  # fmt: skip
+        configs = [
+            space.trial_config(state.base_config, {**params, "run.seed": seed} if state.repeats > 1 else params,
+                               name=name if state.repeats == 1 else f"{name}-seed{seed}", runs_dir=ref.sweep_dir).to_dict()
+            for seed in seeds
+        ]  # fmt: skip
     except ConfigError as exc:
         trial.set_user_attr("status", "invalid")
         trial.set_user_attr("error", str(exc))
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        echo(f"trial {index} {params_text(params)}: [yellow]invalid[/], skipped: {exc}")
+        echo(f"trial {index} {space.params_text(params)}: [yellow]invalid[/], skipped: {exc}")
         return None
     retry = f" (attempt {len(system.get('retry_history', [])) + 1})" if RETRY_OF in system else ""
-    echo(f"trial {index}/{state.budget} training {params_text(params)}{retry}")
+    echo(f"trial {index}/{state.budget} training {space.params_text(params)}{retry}")
     return TrialSpec(index=index, number=trial.number, trial_id=trial._trial_id, configs=configs, study=ref,
                      metric=state.metric, monitor=state.monitor, argv=state.argv, smoke=state.smoke,
                      config_path=state.config_file, cwd=os.getcwd())  # fmt: skip
@@ -341,13 +323,18 @@ def _tell(study: Any, result: dict[str, Any], state: SweepState, echo: Callable[
          f"{where}{detail}")
 
 
+def trial_name(state: SweepState, index: int) -> str:
+    """``<name>-t07``: the trial's run name, numbered with as many digits as the budget needs (two at least)."""
+    return f"{state.name}-t{index:0{max(2, len(str(state.budget)))}d}"
+
+
 def summarize(study: Any, state: SweepState) -> None:
     """``state.trials`` and ``state.best`` from the study: one entry per trial, its retries folded in."""
     trials: dict[int, Trial] = {}
     for frozen in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         first = frozen.system_attrs.get(RETRY_OF, frozen.number)
         attrs = frozen.user_attrs
-        trial = trials.setdefault(first, Trial(first + 1, f"{state.name}-t{first + 1:0{max(2, len(str(state.budget)))}d}",
+        trial = trials.setdefault(first, Trial(first + 1, trial_name(state, first + 1),
                                                attrs.get("params") or dict(frozen.params)))
         status = _STATES.get(frozen.state.name) or attrs.get("status") or "failed"
         dirs = list(attrs.get("run_dirs") or [])
@@ -370,9 +357,10 @@ def refresh(sweep_dir: Path, state: SweepState, study: Any,
         history = read_state(sweep_dir).history
         summarize(study, state)
         state.host, state.pid = socket.gethostname(), os.getpid()
-        spent = len(state.trials) >= state.budget and not running_count(study)
-        state.status = "running" if not spent else ("completed" if all(t.status in ("completed", "pruned", "invalid")
-                                                                       for t in state.trials) else "failed")
+        if len(state.trials) >= state.budget and not running_count(study):
+            state.status = "completed" if all(t.status in DONE for t in state.trials) else "failed"
+        else:
+            state.status = "running"
         state.history = history
         if finished is not None:
             status, at, wall_s = finished
@@ -396,7 +384,7 @@ def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
 
 
 def resume_state(sweep_dir: str | Path, *, retry: bool) -> SweepState:
-    """Read a sweep for ``--join`` (``retry=False``) or ``--resume``, which also queues its failed and interrupted trials again.
+    """Read a sweep for ``--join``, or for ``--resume`` (``retry``): its failed and interrupted trials queued again.
 
     Raises:
         RunDirError: not a sweep directory.
@@ -431,6 +419,6 @@ def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
     comparison = compare_runs(paths, sort=state.metric, columns=[",".join(columns)],
                               group_by=keys if state.repeats > 1 else None)  # fmt: skip
     comparison.notes.extend(
-        f"trial {t.index} ({params_text(t.params)}): invalid, skipped: {t.error}" for t in state.trials if t.status == "invalid"
+        f"trial {t.index} ({space.params_text(t.params)}): invalid, skipped: {t.error}" for t in state.trials if t.status == "invalid"
     )
     return comparison

@@ -1,18 +1,7 @@
-"""The Ray executor: each sweep trial is a Ray task on a local Ray instance or a Ray cluster.
+"""The Ray executor: each trial a Ray task running ``run_trial`` on a local Ray instance or a cluster.
 
-Ray is an optional extra (``pip install 'nnrun[ray]'``), imported only when a
-sweep asks for it, inside the functions here. The worker asks the study for
-trials and tells it their results; each trial asks Ray for one CPU (or
-``gpus_per_trial`` GPUs) and runs ``nnrun.sweep.trial.run_trial``, the function
-the local executor runs, on whichever node Ray picks. The trial writes its run
-directory into the sweep folder and reports each epoch to the study there, so
-on a real cluster that folder (or the ``--storage`` database) must be reachable
-from every node, at the same path.
-
-Example:
-    ray start --head --port=6379                     # on the head node
-    ray start --address=HEAD_IP:6379                 # on every other node
-    nnrun sweep configs/diabetes_sweep.yaml --executor ray --address HEAD_IP:6379
+Ray is optional (``pip install 'nnrun[ray]'``) and imported only here, when a sweep asks for it. On a
+cluster, every node must reach the sweep folder (or the ``--storage`` database) at the same path.
 """
 
 from __future__ import annotations
@@ -40,16 +29,10 @@ def import_ray() -> Any:
 
 
 class RayExecutor:
-    """Each trial a Ray task; as many at once as the cluster has CPUs (or GPUs, with ``gpus_per_trial``).
+    """As many trials at once as the cluster has CPUs (or GPUs, with ``gpus_per_trial``).
 
-    Args:
-        address: a running cluster (``HEAD_IP:6379``, or ``auto``); None starts a local
-            Ray instance on loopback for this sweep only, stopped at ``close``.
-        gpus_per_trial: GPUs Ray reserves per trial (0: one CPU each).
-        num_cpus: CPUs of the local instance (None: all); ignored with ``address``.
-
-    Raises:
-        ConfigError: Ray is not installed, or the cluster cannot be reached.
+    ``address``: a running cluster (``HEAD_IP:6379``, ``auto``); None starts a local instance on
+    loopback (``num_cpus`` CPUs) for this sweep only. ConfigError when Ray is missing or unreachable.
     """
 
     def __init__(self, *, address: str | None, gpus_per_trial: float = 0, num_cpus: int | None = None) -> None:

@@ -1,11 +1,6 @@
-"""The search space: which config keys a sweep varies, and over which values.
+"""The search space: the config keys a sweep varies, each over a list of values or a range.
 
-The space comes from the config's ``sweep:`` section and ``--grid KEY=V1,V2``
-options (an option replaces the section's list for the same key). A key takes
-a list of values or a range: ``loguniform(1e-4, 1e-1)``, ``uniform(0, 0.5)``,
-``randint(8, 64)``. ``suggest`` turns the space into Optuna ``suggest_*``
-calls, so every sampler (grid, random, TPE) draws from the same definition.
-
+``suggest`` turns it into Optuna's ``suggest_*`` calls, so every sampler draws from the same definition.
 Plain values in, plain values out: nothing here touches the disk or imports Optuna.
 """
 
@@ -116,16 +111,10 @@ def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Axis]:
     grid: dict[str, Axis] = {}
     for key, value in (config.sweep.grid if config.sweep else {}).items():
         key = normalize_key(key)
-        if isinstance(value, str):
-            found = parse_range(value, key)
-            if found is None:
-                raise ConfigError(
-                    f"sweep.grid.{key}: expected a list of values or a range such as loguniform(1e-4, 1e-1), "
-                    f"got {value!r}."
-                )
-            grid[key] = found
-        else:
-            grid[key] = list(value)
+        grid[key] = parse_range(value, key) if isinstance(value, str) else list(value)
+        if grid[key] is None:
+            raise ConfigError(f"sweep.grid.{key}: expected a list of values or a range such as "
+                              f"loguniform(1e-4, 1e-1), got {value!r}.")  # fmt: skip
     for text in options:
         key, axis = parse_grid_option(text)
         grid[key] = axis
@@ -159,21 +148,10 @@ def grid_space(grid: dict[str, Axis]) -> dict[str, list[Any]]:
     return {key: [_choice(v) for v in axis] for key, axis in grid.items()}
 
 
-def grid_size(grid: dict[str, Axis]) -> int | None:
-    """The number of combinations, or None when a key is a range."""
-    size = 1
-    for axis in grid.values():
-        if isinstance(axis, Range):
-            return None
-        size *= len(axis)
-    return size
-
-
 def suggest(trial: Any, grid: dict[str, Axis]) -> dict[str, Any]:
     """One trial's values, asked of an ``optuna.Trial``: lists are categorical, ranges float or int.
 
-    Optuna's choices must be None, bool, int, float or str; other values (a list such as ``[28, 28]``)
-    are offered as their JSON text and given back as they were.
+    Choices other than None, bool, int, float or str (``[28, 28]``) are offered to Optuna as JSON text.
     """
     params = {}
     for key, axis in grid.items():
@@ -205,6 +183,11 @@ def trial_config(base: dict[str, Any], params: dict[str, Any], *, name: str, run
 def grid_to_json(grid: dict[str, Axis]) -> dict[str, Any]:
     """The grid as ``sweep.json`` stores it: lists as they are, ranges as their text."""
     return {k: (str(v) if isinstance(v, Range) else v) for k, v in grid.items()}
+
+
+def grid_from_json(grid: dict[str, Any]) -> dict[str, Axis]:
+    """The grid back from ``sweep.json``."""
+    return {k: parse_range(v, k) if isinstance(v, str) else v for k, v in grid.items()}
 
 
 def params_text(params: dict[str, Any]) -> str:

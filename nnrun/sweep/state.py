@@ -1,22 +1,11 @@
-"""The sweep's human-readable record: ``sweep.json``, what a sweep is and how far it got.
+"""``sweep.json``: the sweep's set-up, written when it starts, and every trial's params, status, value and runs.
 
-Layout of ``runs/sweep-<YYYYMMDD-HHMMSS>-<name>/``::
-
-    sweep.json                        the set-up (space, search, pruner, base config) and every trial's
-                                      params, status, value and run directories
-    study.journal, study.lock         the Optuna study (unless --storage puts it in a database)
-    <YYYYMMDD-HHMMSS>-<name>-t01/     trial 1: a run directory like any other (``nnrun compare`` reads it)
-    <YYYYMMDD-HHMMSS>-<name>-t01-seed43/   with --repeats: one run directory per seed
-
-The study is the truth; every worker rewrites the trials of ``sweep.json`` from it after each
-change (``summarize``). The set-up is written once, when the sweep starts, and read by ``--join``.
-The file names come from ``nnrun.rundir``, like every run-directory name.
+The study is the truth: every worker rewrites the trials from it after each change (``orchestrate.refresh``).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +94,3 @@ def read_state(sweep_dir: str | Path) -> SweepState:
         return SweepState.from_dict(rd.read_json(path))
     except (KeyError, TypeError) as exc:
         raise RunDirError(f"{path}: not a sweep file this nnrun can read ({exc}).") from None
-
-
-def create_sweep_dir(runs_dir: str | Path, name: str, now: datetime) -> Path:
-    """``runs_dir/sweep-<YYYYMMDD-HHMMSS>-<name>``, with ``-2``, ``-3``... on collision."""
-    return rd.create_run_dir(runs_dir, name, now, prefix=rd.SWEEP_PREFIX)

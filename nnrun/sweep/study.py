@@ -1,17 +1,9 @@
-"""The sweep's engine: an Optuna study, its storage, sampler and pruner, and the trial budget.
+"""The sweep's Optuna study: storage, sampler, pruner, the trial budget, heartbeats and retries.
 
-The study lives in the sweep folder as Optuna's journal file (``study.journal``), or in a database
-given with ``--storage URL``. Every worker (the process that started the sweep, each ``--join``,
-each ``--resume``) opens it with ``open_study`` and loops on ``ask`` and ``tell``:
-
-- ``ask`` holds ``study.lock`` in the sweep folder while it fails stale trials, counts the budget
-  and asks Optuna for the next trial, so that two workers never take the same trial or one too many.
-- A trial's process writes a heartbeat into the study (``heartbeat``). A trial whose heartbeat stops
-  (its worker was killed) is failed by the next ``ask`` of any worker and queued again, with its
-  values and run directories, by Optuna's ``RetryHeartbeatStaleTrialCallback``; the retry resumes
-  the run from its checkpoint.
-
-Optuna is imported only inside these functions: ``nnrun --help`` and ``nnrun compare`` never load it.
+Every worker asks the study for trials under ``study.lock`` (``ask``), so that two workers never take
+the same trial or one too many. A trial whose heartbeat stops (its worker was killed) is failed by the
+next ``ask`` and queued again by Optuna's ``RetryHeartbeatStaleTrialCallback``; the retry resumes its
+run from the checkpoint. Optuna is imported only inside these functions.
 """
 
 from __future__ import annotations
@@ -37,7 +29,7 @@ MAX_RETRIES = 3
 
 @dataclass(frozen=True)
 class StudyRef:
-    """What a process needs to open the study (picklable, for pool and Ray workers)."""
+    """What a process needs to open the study (picklable, for Ray workers)."""
 
     sweep_dir: str  # absolute
     storage: str | None  # an RDB URL, or None for the journal file in the sweep folder
@@ -125,18 +117,10 @@ def open_study(ref: StudyRef, *, create: bool = False) -> Any:
 
 @contextmanager
 def locked(sweep_dir: str | Path) -> Iterator[None]:
-    """``study.lock`` in the sweep folder, held across processes (POSIX locks also work on NFS)."""
+    """``study.lock`` in the sweep folder, held across processes until the file closes (POSIX locks work on NFS)."""
     with open(Path(sweep_dir) / rd.STUDY_LOCK, "a") as handle:
         fcntl.lockf(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.lockf(handle, fcntl.LOCK_UN)
-
-
-def originals(study: Any) -> list[Any]:
-    """The trials that spend the budget: first attempts (a retry is the same trial again)."""
-    return [t for t in study.get_trials(deepcopy=False) if RETRY_OF not in t.system_attrs]
+        yield
 
 
 def ask(study: Any, ref: StudyRef, budget: int) -> Any | None:
@@ -146,7 +130,8 @@ def ask(study: Any, ref: StudyRef, budget: int) -> Any | None:
     with locked(ref.sweep_dir):
         fail_stale(study, ref.heartbeat_s)
         waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-        if not waiting and len(originals(study)) >= budget:
+        first_attempts = [t for t in study.get_trials(deepcopy=False) if RETRY_OF not in t.system_attrs]
+        if not waiting and len(first_attempts) >= budget:  # a retry is the same trial again
             return None
         trial = study.ask()
         # Beat at once: a retry carries its first attempt's last (stale) beat.
@@ -189,30 +174,27 @@ def retry_queue(study: Any, trial: Any) -> None:
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
 
 
-class Heartbeat:
-    """A thread in the worker that stamps each of its running trials in the study every ``interval`` seconds.
+@contextmanager
+def heartbeat(storage: Any, trial_ids: Callable[[], list[int]], interval: float) -> Iterator[None]:
+    """Stamp the worker's running trials in the study every ``interval`` seconds, from a thread.
 
-    The worker beats, not the trial's process: a trial waiting for a pool or Ray worker to start is alive too,
-    and a worker killed with ``kill -9`` stops beating for all of its trials at once.
+    The worker beats, not the trial: a trial waiting for a Ray worker is alive too, and ``kill -9`` of
+    the worker stops the beats of all its trials at once.
     """
+    stop = threading.Event()
 
-    def __init__(self, storage: Any, trial_ids: Callable[[], list[int]], interval: float) -> None:
-        self.storage, self.trial_ids, self.interval = storage, trial_ids, interval
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True, name="nnrun-heartbeat")
-
-    def _beat(self) -> None:
-        while not self.stop.wait(self.interval):
-            for trial_id in self.trial_ids():
+    def beat() -> None:
+        while not stop.wait(interval):
+            for trial_id in trial_ids():
                 try:
-                    self.storage.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
+                    storage.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
                 except Exception:  # noqa: BLE001 - it finished meanwhile, or the storage hiccupped: beat again later
                     pass
 
-    def __enter__(self) -> Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
+    thread = threading.Thread(target=beat, daemon=True, name="nnrun-heartbeat")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)

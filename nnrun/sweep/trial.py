@@ -1,14 +1,8 @@
-"""One trial, in whichever process runs it: this one, a pool worker or a Ray worker.
+"""One trial, in whichever process runs it (this one, a ``--join`` worker or a Ray node).
 
-``TrialSpec`` is everything that process needs (picklable). ``run_trial`` trains the trial's
-run directories (one per seed with ``--repeats``), reports the sweep metric to the study after
-every epoch so that the pruner can stop it, stamps its heartbeat into the study, and returns a
-small result dict instead of raising, so one bad trial never ends the sweep.
-
-A trial queued again (its worker died, or ``--resume``) finds its earlier run directories by
-name: a completed seed is kept, an interrupted or crashed one resumes from its checkpoint.
-
-TensorFlow and Optuna are imported only inside ``run_trial``, in the process that trains.
+``run_trial`` trains each seed's run directory, reports the sweep metric to the pruner after every epoch,
+and returns a small result dict instead of raising: one bad trial never ends the sweep. A retried trial
+finds its earlier run directories by name: a completed seed is kept, an interrupted one resumes.
 """
 
 from __future__ import annotations
@@ -18,7 +12,6 @@ import re
 import socket
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,8 +40,6 @@ class TrialSpec:
     cwd: str | None = None  # the sweep's working folder, for relative dataset paths
 
 
-#: What every executor calls with the dict ``run_trial`` returned.
-OnResult = Callable[[dict[str, Any]], None]
 _STUDIES: dict[tuple, Any] = {}
 
 
@@ -58,13 +49,17 @@ def lost_result(spec: TrialSpec, status: str, error: str) -> dict[str, Any]:
             "values": [], "duration_s": None}
 
 
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment that caps TensorFlow's thread pools at ``threads``, read when it starts."""
+    return {"TF_NUM_INTRAOP_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+            "TF_NUM_INTEROP_THREADS": "1" if threads == 1 else "2"}  # fmt: skip
+
+
 def limit_threads(threads: int | None) -> None:
     """Cap TensorFlow's thread pools (before it starts; a no-op afterwards)."""
     if not threads:
         return
-    for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1" if threads == 1 else "2"
+    os.environ.update(thread_env(threads))
     if "tensorflow" in sys.modules:
         tf = sys.modules["tensorflow"]
         try:
@@ -86,8 +81,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """Train (or resume) each seed of one trial; never raises for the trial's own errors.
 
     Returns:
-        ``{"index", "number", "status", "run_dirs", "values", "error", "duration_s", "host"}``, status
-        completed, pruned, failed, interrupted or invalid; ``values`` holds the sweep metric per run.
+        status (completed, pruned, failed, interrupted or invalid), run_dirs and values (the metric per run).
     """
     limit_threads(spec.threads)
     if spec.cwd and Path(spec.cwd).is_dir():
