@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -128,9 +129,14 @@ def test_an_rdb_storage_holds_the_study_instead_of_the_journal(tmp_path):
 
 @pytest.mark.parametrize("prune", ["median", "hyperband"])
 def test_the_pruners_stop_the_worse_trials_from_reported_epochs(tmp_path, prune):
-    """Each trial reports one value per epoch, as the pruning callback does; the poorer half must be stopped early."""
+    """Each trial reports one value per epoch, as the pruning callback does; the poorer half must be stopped early.
+
+    The clock is fixed: Hyperband assigns trials to brackets by a hash of the study name, which is the timestamped
+    sweep folder's, so an unpinned clock made the result depend on the second the test ran.
+    """
     path, state = start_sweep(SWEEP_CONFIG, sets=["training.epochs=9"], grid_options=[LR], search="random", trials=12,
-                              prune=prune, seed=0, runs_dir=tmp_path)  # fmt: skip
+                              prune=prune, seed=0, runs_dir=tmp_path,
+                              now=lambda: datetime(2026, 11, 23, 10, 15, 0))  # fmt: skip
     ref = study_ref(path, state)
     study = open_study(ref)
     stopped = {}
