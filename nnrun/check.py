@@ -35,7 +35,9 @@ def check_config(config: Any, path: Path) -> list[Any]:
                       [(step, str(x), str(y)) for step, x, y in prepared.shapes]))
     out.append(Text(model_summary(prepared.model)))
     out.append(precision_line(config, prepared.model))
-    out.append(prepared.jit.describe())
+    out.append(prepared.jit.describe() if not (images and config.training.jit_compile == "auto") else
+               'XLA (jit_compile "auto"): decided when nnrun train starts (the probe times the decoded images; '
+               "check decodes a sample only)")
     out.append(f"[green]✓[/] {path}: data, model, loss, metrics and callbacks fit together "
                f"(steps_per_execution {prepared.steps_per_execution})")
     return out
