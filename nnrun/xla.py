@@ -51,6 +51,8 @@ MIN_GAIN = 0.10
 #: Seconds one timed probe pass should take (it is at most one call into the compiled graph).
 PASS_S = 0.3
 CACHE_FILE = "xla-probe.json"
+#: Part of the cache key: a changed way of measuring measures again.
+PROBE_VERSION = 2
 
 
 @dataclass
@@ -246,7 +248,7 @@ def cache_key(config: Any, input_shape: tuple, spe: int) -> str:
     training = config.to_dict()["training"]
     optimizer = training["optimizer"]
     parts = {
-        **cpu_identity(), "gpus": len(tf.config.list_physical_devices("GPU")),
+        "probe": PROBE_VERSION, **cpu_identity(), "gpus": len(tf.config.list_physical_devices("GPU")),
         "tensorflow": tf.__version__, "keras": keras.__version__,
         "layers": config.to_dict()["model"]["layers"], "input_shape": list(input_shape),
         "precision": [training.get("precision"), training.get("mixed_precision")],
