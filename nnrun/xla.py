@@ -113,6 +113,8 @@ def choose(config: Any, x: np.ndarray, y: np.ndarray, spe: int, build: Callable[
     total_steps = math.ceil(len(x) / batch) * config.training.epochs
     key = cache_key(config, x.shape[1:], spe)
     entry = read_cache().get(key)
+    if not isinstance(entry, dict) or not isinstance(entry.get("plain_ms"), (int, float)):
+        entry = None  # none, or damaged by hand: measured again
     if entry and (entry.get("xla_ms") is not None or _estimate_s(entry["plain_ms"], total_steps) < PROBE_MIN_TRAIN_S):
         choice = decide(setting, entry["plain_ms"], entry.get("xla_ms"), entry.get("xla_compile_s"), total_steps)
         choice.cached, choice.measured, choice.key = True, entry.get("measured"), key
@@ -260,11 +262,10 @@ def cache_key(config: Any, input_shape: tuple, spe: int) -> str:
 
 
 def cache_path() -> Path | None:
-    value = os.environ.get("NNRUN_CACHE_DIR")
-    if value == "off":
-        return None
-    base = Path(value).expanduser() if value else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nnrun"
-    return base / CACHE_FILE
+    from nnrun.datasets.idx import cache_home
+
+    home = cache_home()
+    return None if home is None else home / CACHE_FILE
 
 
 def read_cache() -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from nnrun import rundir as rd
@@ -53,6 +54,20 @@ def test_cache_key_follows_what_the_speed_depends_on(tmp_path, monkeypatch):
     assert xla.read_cache()[key] == {"plain_ms": 1.0}
     (tmp_path / xla.CACHE_FILE).write_text("{damaged")
     assert xla.read_cache() == {}  # measured again, never an error
+    monkeypatch.setenv("NNRUN_CACHE_DIR", "off")
+    assert xla.cache_path() is None
+    monkeypatch.delenv("NNRUN_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert xla.cache_path() == tmp_path / "xdg" / "nnrun" / xla.CACHE_FILE  # beside the datasets cache
+
+
+def test_an_entry_damaged_by_hand_is_measured_again_not_a_crash(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNRUN_CACHE_DIR", str(tmp_path))
+    config = load_config(DIABETES)
+    x = np.zeros((576, 8), dtype="float32")
+    xla.write_cache(xla.cache_key(config, x.shape[1:], 58), {"measured": "by hand"})  # no plain_ms
+    choice = xla.choose(config, x, None, 58, lambda jit: None, probe=False)
+    assert not choice.enabled and "not measured on this machine yet" in choice.reason
 
 
 def test_check_shows_the_decision_without_training(tmp_path, monkeypatch):

@@ -198,15 +198,25 @@ def load_idx_dataset(
 CACHE_ENV = "NNRUN_CACHE_DIR"
 
 
-def cache_root() -> Path | None:
-    """Where decoded datasets are cached; None when caching is off (NNRUN_CACHE_DIR=off)."""
+def cache_home() -> Path | None:
+    """nnrun's cache folder: ``$NNRUN_CACHE_DIR``, else ``$XDG_CACHE_HOME/nnrun`` or ``~/.cache/nnrun``; None for ``off``.
+
+    The decoded datasets and the XLA probe's timings (``nnrun.xla``) live here.
+    """
     value = os.environ.get(CACHE_ENV)
     if value == "off":
         return None
     if value:
         return Path(value).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "nnrun" / "datasets"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nnrun"
+
+
+def cache_root() -> Path | None:
+    """Where decoded datasets are cached: ``$NNRUN_CACHE_DIR`` itself, else ``~/.cache/nnrun/datasets``."""
+    home = cache_home()
+    if home is None or os.environ.get(CACHE_ENV):
+        return home
+    return home / "datasets"
 
 
 def _cache_dir(name: str, files: dict[str, Path]) -> Path | None:
