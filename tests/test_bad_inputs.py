@@ -264,7 +264,7 @@ CASES = [
          base="diabetes_sweep", command="sweep", args=["--prune", "hyperband", "--metric", "test_accuracy"]),
     Case("sweep-tpe-without-trials", ["--search tpe needs --trials N"], base="diabetes_sweep", command="sweep",
          args=["--search", "tpe"]),
-    Case("sweep-grid-with-a-range", ["loguniform(0.0001, 0.1) is a range, which --search grid cannot enumerate", "--search tpe"],
+    Case("sweep-grid-with-a-range", ["loguniform(1e-4,1e-1) is a range, which --search grid cannot enumerate", "--search tpe"],
          base="diabetes_sweep", command="sweep", args=["--grid", "training.optimizer.learning_rate=loguniform(1e-4,1e-1)"]),
     Case("sweep-repeats-zero", ["--repeats must be >= 1, got 0"], base="diabetes_sweep", command="sweep", args=["--repeats", "0"]),
     Case("sweep-bad-storage", ["--storage nosuchdb://x: cannot open it", "sqlite:////"], base="diabetes_sweep", command="sweep",

@@ -29,8 +29,7 @@ from nnrun.cli import app
 from nnrun.config import load_config
 from nnrun.errors import ConfigError, RunInterrupted
 from nnrun.sweep import read_state, start_sweep, work
-from nnrun.sweep.orchestrate import study_ref
-from nnrun.sweep.space import Range, collect_grid, parse_grid_option, suggest
+from nnrun.sweep.space import collect_grid, decode, distributions, parse_grid_option
 from nnrun.sweep.study import HEARTBEAT, RETRY_OF, ask, fail_stale, open_study
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,10 +50,14 @@ def test_grid_option_values_are_typed_yaml():
 
 
 def test_grid_option_ranges():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
     key, axis = parse_grid_option("training.optimizer.learning_rate=loguniform(1e-4, 1e-1)")
-    assert key == "training.optimizer.learning_rate"
-    assert axis == Range("loguniform", 1e-4, 1e-1)
-    assert parse_grid_option("model.layers.0.units=randint(8,64)")[1] == Range("randint", 8, 64)
+    assert (key, axis) == ("training.optimizer.learning_rate", "loguniform(1e-4, 1e-1)")  # as sweep.json shows it
+    grid = {key: axis, "model.layers.0.units": parse_grid_option("model.layers.0.units=randint(8,64)")[1],
+            "preprocessing.0.target_shape": [[28, 28], [784]]}
+    assert distributions(grid) == {key: FloatDistribution(1e-4, 1e-1, log=True), "model.layers.0.units": IntDistribution(8, 64),
+                                   "preprocessing.0.target_shape": CategoricalDistribution(["[28, 28]", "[784]"])}
 
 
 @pytest.mark.parametrize(
@@ -80,12 +83,10 @@ def drive(tmp_path, *grid, search="tpe", trials=None, seed=0, objective=None):
 
     path, state = start_sweep(SWEEP_CONFIG, grid_options=list(grid), search=search, trials=trials, seed=seed,
                               runs_dir=tmp_path)  # fmt: skip
-    ref = study_ref(path, state)
-    study = open_study(ref)
-    space = collect_grid(load_config(SWEEP_CONFIG), list(grid))
+    study = open_study(path, state)
     drawn = []
-    while (trial := ask(study, ref, state.budget)) is not None:
-        params = suggest(trial, space)
+    while (trial := ask(study, path, state)) is not None:
+        params = decode(trial, state.grid)
         drawn.append(params)
         study.tell(trial, (objective or (lambda p: -abs(math.log10(p["training.optimizer.learning_rate"]) + 2.5)))(params))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials())
@@ -118,12 +119,11 @@ def test_an_rdb_storage_holds_the_study_instead_of_the_journal(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     path, state = start_sweep(SWEEP_CONFIG, storage=url, runs_dir=tmp_path / "runs")
-    ref = study_ref(path, state)
-    study = open_study(ref)
-    trial = ask(study, ref, state.budget)
+    study = open_study(path, state)
+    trial = ask(study, path, state)
     study.tell(trial, 0.75)
     assert not (path / "study.journal").exists() and read_state(path).storage == url
-    again = optuna.load_study(study_name=state.study_name, storage=url)  # what optuna-dashboard URL opens
+    again = optuna.load_study(study_name=state.id, storage=url)  # what optuna-dashboard URL opens
     assert [t.value for t in again.trials] == [0.75] and again.user_attrs["nnrun.metric"] == "best_val_accuracy"
 
 
@@ -137,11 +137,10 @@ def test_the_pruners_stop_the_worse_trials_from_reported_epochs(tmp_path, prune)
     path, state = start_sweep(SWEEP_CONFIG, sets=["training.epochs=9"], grid_options=[LR], search="random", trials=12,
                               prune=prune, seed=0, runs_dir=tmp_path,
                               now=lambda: datetime(2026, 11, 23, 10, 15, 0))  # fmt: skip
-    ref = study_ref(path, state)
-    study = open_study(ref)
+    study = open_study(path, state)
     stopped = {}
-    while (trial := ask(study, ref, state.budget)) is not None:
-        quality = suggest(trial, collect_grid(load_config(SWEEP_CONFIG), [LR]))["training.optimizer.learning_rate"]
+    while (trial := ask(study, path, state)) is not None:
+        quality = trial.params["training.optimizer.learning_rate"]
         for epoch in range(1, 10):
             trial.report(quality * epoch, epoch)  # higher is better (val_accuracy): a higher rate, a better trial
             if trial.should_prune():
@@ -164,20 +163,19 @@ def test_a_trial_whose_heartbeat_stopped_is_failed_and_queued_again(tmp_path):
     import optuna
 
     path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path, heartbeat_s=1)
-    ref = study_ref(path, state)
-    study = open_study(ref)
-    lost = ask(study, ref, state.budget)
-    params = suggest(lost, collect_grid(load_config(SWEEP_CONFIG)))
+    study = open_study(path, state)
+    lost = ask(study, path, state)
+    params = decode(lost, state.grid)
     study._storage.set_trial_system_attr(lost._trial_id, HEARTBEAT, time.time())
     fail_stale(study, 1)
     assert study.trials[0].state == optuna.trial.TrialState.RUNNING  # beating: left alone
     study._storage.set_trial_system_attr(lost._trial_id, HEARTBEAT, time.time() - 10)
-    again = ask(study, ref, state.budget)  # fails the stale trial and takes its retry first
+    again = ask(study, path, state)  # fails the stale trial and takes its retry first
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
     assert again.number == 1 and study._storage.get_trial_system_attrs(again._trial_id)[RETRY_OF] == 0
-    assert suggest(again, collect_grid(load_config(SWEEP_CONFIG))) == params
+    assert decode(again, state.grid) == params
     # The retry is the same trial: the budget (the 4 grid points) still has 3 new trials.
-    assert [ask(study, ref, state.budget) is not None for _ in range(4)] == [True, True, True, False]
+    assert [ask(study, path, state) is not None for _ in range(4)] == [True, True, True, False]
 
 
 def test_cli_grid_replaces_the_config_section_key():
@@ -211,7 +209,7 @@ def test_start_writes_the_set_up_and_an_empty_study(tmp_path):
     assert saved["mode"] == "grid" and saved["metric"] == "best_val_accuracy" and saved["budget"] == 8
     assert saved["direction"] == "maximize" and saved["prune"] == "none" and saved["trials"] == []
     assert (path / "study.journal").is_file() and path.name.startswith("sweep-") and path.name.endswith("-diabetes_sweep")
-    assert open_study(study_ref(path, state)).user_attrs["nnrun.budget"] == 8
+    assert open_study(path, state).user_attrs["nnrun.budget"] == 8
     with pytest.raises(ConfigError, match="--search tpe needs --trials N"):
         start_sweep(SWEEP_CONFIG, search="tpe", runs_dir=tmp_path / "other")
     assert not (tmp_path / "other").exists()
@@ -384,7 +382,7 @@ def test_median_pruning_stops_a_clearly_worse_trial_after_an_epoch(tmp_path):
                               grid_options=["model.layers.0.units=12", "training.batch_size=64",
                                             "training.optimizer.learning_rate=0.01,0.005,0.00001"],
                               prune="median", metric="val_loss", runs_dir=tmp_path)  # fmt: skip
-    study = open_study(study_ref(path, state))
+    study = open_study(path, state)
     for rate in rates:  # Optuna's own queue fixes the order: two good trials first, then the poor one
         study.enqueue_trial({"model.layers.0.units": 12, "training.batch_size": 64, "training.optimizer.learning_rate": rate})
     result = work(path, state)
@@ -431,7 +429,7 @@ def test_two_join_workers_share_the_budget_with_no_duplicate_and_no_lost_trial(t
     second = nnrun("sweep", "--join", str(sweep_dir))
     outputs = [p.communicate(timeout=300) for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], outputs
-    study = open_study(study_ref(sweep_dir, read_state(sweep_dir)))
+    study = open_study(sweep_dir, read_state(sweep_dir))
     trials = study.get_trials()
     assert len(trials) == 8 and all(t.state.name == "COMPLETE" for t in trials)
     combos = {tuple(sorted(t.params.items())) for t in trials}
@@ -469,7 +467,7 @@ def test_a_worker_killed_mid_trial_loses_only_that_trial_which_resumes_from_its_
     assert second.attempts == 2 and second.run_dir == killed.name  # the same run directory, continued
     run = json.loads((killed / "run.json").read_text())
     assert run["status"] == "completed" and run["resumed"][0]["from_epoch"] >= 1 and run["epochs_run"] == 40
-    study = open_study(study_ref(sweep_dir, state))
+    study = open_study(sweep_dir, state)
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     assert len(failed) == 1 and "no heartbeat" in failed[0].user_attrs["error"]
 
@@ -520,7 +518,7 @@ def test_ray_executor_runs_a_tpe_sweep_with_pruning(tmp_path):
     result = work(path, state, executor="ray", ray_cpus=2)
     assert result.state.status == "completed" and result.state.executor == "ray"
     assert len(result.state.trials) == 3 and all(t.status in ("completed", "pruned") for t in result.state.trials)
-    study = open_study(study_ref(path, state))
+    study = open_study(path, state)
     # Asked of the study and told back: every trial has its metric per epoch and a value; each ran in a Ray worker.
     assert all(t.intermediate_values and t.value is not None for t in study.trials)
     assert all(t.user_attrs["pid"] != os.getpid() for t in study.trials)

@@ -1,8 +1,8 @@
 """Sweeps: one config trained many times over a search space, on Optuna; each trial an ordinary run directory.
 
-``command`` is the ``nnrun sweep`` command; ``orchestrate`` starts a sweep and runs a worker's loop over
-``space``, ``study``, ``state``, ``executors`` (and ``ray``) and ``trial``. Nothing here imports TensorFlow
-or Optuna at the top, and this file imports nothing, so that ``nnrun --help`` stays fast.
+``command`` is ``nnrun sweep``; ``orchestrate`` starts a sweep and runs a worker over ``space``, ``study``,
+``state``, ``trial`` (and ``ray``). Nothing here imports TensorFlow or Optuna at the top, and this file imports
+nothing, so that ``nnrun --help`` stays fast.
 """
 
 from typing import Any

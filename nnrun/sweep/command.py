@@ -47,7 +47,7 @@ def add_command(app: typer.Typer, guarded: Guard, debug_option: Any, sets_option
         debug: debug_option = False,
     ) -> None:
         """Search a config's hyperparameters with Optuna: each trial a run directory under runs/sweep-.../, ranked in one table."""
-        given = dict(grid_options=grid, sets=sets, search=search, trials=trials, random_trials=random_trials, prune=prune,
+        given = dict(grid_options=grid or [], sets=sets or [], search=search, trials=trials, random_trials=random_trials, prune=prune,
                      repeats=repeats, seed=seed, metric=metric, storage=storage, heartbeat_s=heartbeat if heartbeat != 10.0 else None,
                      runs_dir=runs_dir, name=name, smoke=smoke)  # fmt: skip
         options = dict(executor=executor, jobs=jobs, address=address, gpus_per_trial=gpus_per_trial)
@@ -68,10 +68,10 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
                           "e.g. nnrun sweep configs/diabetes_sweep.yaml.")
     folder = join or resume
     if folder is not None:
-        if any(v not in (None, False, []) for v in given.values()):
+        if any(v is not None and v is not False and v != [] for v in given.values()):  # 0 counts as given
             flag = "--join" if join else "--resume"
             raise ConfigError(f"{flag} works on a sweep exactly as it was set up; drop {', '.join(_SETUP)}.")
-        state = resume_state(folder, retry=resume is not None)
+        state = resume_state(folder, retry_failed=resume is not None)
         path = folder
         console.print(f"[bold]nnrun[/] {'joining' if join else 'resuming'} sweep [cyan]{path}[/]", soft_wrap=True)
     else:

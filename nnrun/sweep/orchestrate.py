@@ -1,7 +1,7 @@
 """Start a sweep, work on its study (first worker, ``--join``, ``--resume``), and rank the trials.
 
-``work`` is one worker: it asks the study for trials until the budget is spent, hands them to an
-executor, tells the study each result and rewrites ``sweep.json``.
+``work`` is one worker: it asks the study for trials until the budget is spent, runs them here or on Ray, tells
+the study each result and rewrites ``sweep.json``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import socket
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future
+from concurrent.futures import wait as wait_any
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,25 +23,13 @@ from typing import Any
 from nnrun import rundir as rd
 from nnrun.config import RunConfig, load_config, validate_config
 from nnrun.config.schema import SweepConfig
-from nnrun.errors import ConfigError, RunInterrupted
+from nnrun.errors import ConfigError, RunInterrupted, first_line
 from nnrun.sweep import space
-from nnrun.sweep.executors import check_executor, create_executor, default_threads
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
-from nnrun.sweep.study import (
-    RETRY_OF,
-    StudyRef,
-    ask,
-    check_choices,
-    heartbeat,
-    locked,
-    open_study,
-    retry_queue,
-    running_count,
-)
-from nnrun.sweep.trial import TrialSpec, thread_env
+from nnrun.sweep.study import PRUNERS, RETRY_OF, SEARCHES, ask, heartbeat, locked, open_study, retry, running_count
+from nnrun.sweep.trial import TrialSpec, lost_result, run_trial, thread_env
 
-#: Compare columns and metrics.json sections that hold validation results.
-_VALIDATION_METRICS = ("best_val_", "validation.", "best_validation.")
+_VALIDATION_METRICS = ("best_val_", "validation.", "best_validation.")  # compare columns of validation results
 _STATES = {"RUNNING": "running", "WAITING": "pending", "COMPLETE": "completed", "PRUNED": "pruned"}
 
 
@@ -74,47 +64,44 @@ def start_sweep(
     Raises:
         ConfigError: a bad config, grid key, value, range, search, pruner or metric (nothing is created).
     """
-    overrides = list(sets or []) + ([f"run.name={name}"] if name is not None else [])
-    overrides += [f"run.runs_dir={runs_dir}"] if runs_dir is not None else []
-    config = load_config(config_path, overrides)
-    grid = space.collect_grid(config, list(grid_options or []))
+    overrides = [*sets, *([f"run.name={name}"] if name is not None else [])]
+    config = load_config(config_path, overrides + ([f"run.runs_dir={runs_dir}"] if runs_dir is not None else []))
+    grid = space.collect_grid(config, list(grid_options))
     section = config.sweep or SweepConfig()
     search = search or section.search or ("random" if section.random else "grid")
     prune = prune or section.prune or "none"
-    repeats = repeats if repeats is not None else section.repeats
-    seed = seed if seed is not None else section.seed
-    check_choices(search, prune)
-    if repeats < 1:
-        raise ConfigError(f"--repeats must be >= 1, got {repeats}.")
-    if heartbeat_s <= 0:
-        raise ConfigError(f"--heartbeat must be > 0 seconds, got {heartbeat_s:g}.")
+    repeats = section.repeats if repeats is None else repeats
+    for flag, value, choices in (("--search", search, SEARCHES), ("--prune", prune, PRUNERS)):
+        if value not in choices:
+            raise ConfigError(f"{flag} must be one of {', '.join(choices)}, got {value!r}.")
+    if repeats < 1 or heartbeat_s <= 0:
+        raise ConfigError(f"--repeats must be >= 1, got {repeats}." if repeats < 1 else
+                          f"--heartbeat must be > 0 seconds, got {heartbeat_s:g}.")  # fmt: skip
     budget = trials if trials is not None else section.trials or section.random
     if search == "grid":
-        size = math.prod(len(values) for values in space.grid_space(grid).values())  # grid_space refuses ranges
+        size = math.prod(len(values) for values in space.grid_choices(grid).values())  # refuses ranges
         budget = min(budget or size, size)
     elif budget is None:
         raise ConfigError(f"--search {search} needs --trials N (how many trials to run), e.g. --trials 20.")
     if budget < 1:
         raise ConfigError(f"--trials must be >= 1, got {budget}.")
-    metric = metric or section.metric or default_metric(config)
-    base = config.to_dict()
-    base["sweep"] = None
+    base = {**config.to_dict(), "sweep": None}
     space.check_grid(grid, base)
-    metric = check_metric(metric, config)
+    metric = check_metric(metric or section.metric or default_metric(config), config)
     monitor = check_monitor(metric, prune, config)
     from nnrun.compare.query import default_descending
 
     started = now()
     sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
     state = SweepState(
-        id=sweep_dir.name, name=config.run.name, mode=search, grid=space.grid_to_json(grid), metric=metric, base_config=base,
-        trials=[], config_file=str(config_path), random=budget if search == "random" else None, seed=seed, smoke=smoke,
-        started=started.isoformat(timespec="seconds"), argv=list(argv), budget=budget, prune=prune, monitor=monitor,
-        direction="maximize" if default_descending(metric) else "minimize", repeats=repeats, storage=storage,
-        study_name=sweep_dir.name, heartbeat_s=heartbeat_s,
+        id=sweep_dir.name, name=config.run.name, mode=search, grid=grid, metric=metric, base_config=base,
+        config_file=str(config_path), budget=budget, seed=section.seed if seed is None else seed, prune=prune,
+        monitor=monitor, direction="maximize" if default_descending(metric) else "minimize",
+        repeats=repeats, smoke=smoke, storage=storage, heartbeat_s=heartbeat_s, argv=list(argv),
+        started=started.isoformat(timespec="seconds"),
     )  # fmt: skip
     try:
-        study = open_study(study_ref(sweep_dir, state), create=True)
+        study = open_study(sweep_dir, state, create=True)
     except BaseException:
         import shutil
 
@@ -144,15 +131,11 @@ def check_metric(metric: str, config: RunConfig) -> str:
     key = canonical(metric)
     numeric = [c for c in COLUMNS if any(w in c for w in ("accuracy", "loss"))]
     if key not in numeric and key.partition(".")[0] not in METRIC_SECTIONS:
-        raise ConfigError(
-            f"--metric {metric!r}: not a metric the compare table has. Use one of {', '.join(numeric)}, "
-            "or a metrics.json path such as test.accuracy, validation.loss or best_validation.auc."
-        )
+        raise ConfigError(f"--metric {metric!r}: not a metric the compare table has. Use one of {', '.join(numeric)}, "
+                          "or a metrics.json path such as test.accuracy, validation.loss or best_validation.auc.")
     if key.startswith(_VALIDATION_METRICS) and config.dataset.validation == "none":
-        raise ConfigError(
-            f"--metric {metric}: the trials have no validation data (dataset.validation is 'none'); "
-            "add --set dataset.validation=0.2 (or 'test'), or rank by another metric, e.g. --metric test_accuracy."
-        )
+        raise ConfigError(f"--metric {metric}: the trials have no validation data (dataset.validation is 'none'); add "
+                          "--set dataset.validation=0.2 (or 'test'), or rank by another metric, e.g. --metric test_accuracy.")
     return key
 
 
@@ -160,11 +143,11 @@ def check_monitor(metric: str, prune: str, config: RunConfig) -> str | None:
     """The epoch's log key that the pruner hears for ``metric``; ConfigError if training never logs it."""
     from nnrun.keras_names import metric_names
 
+    if prune == "none":
+        return None
     head, _, rest = metric.partition(".")
     key = {"best_val_accuracy": "val_accuracy", "best_val_loss": "val_loss"}.get(metric) or (
         f"val_{rest}" if head in ("validation", "best_validation") else rest if head == "train" else None)
-    if prune == "none":
-        return None
     if key is None:
         raise ConfigError(f"--prune {prune} needs a metric logged after every epoch, such as val_accuracy or "
                           f"val_loss; --metric {metric} is measured once, at the end. Pass --metric val_accuracy.")
@@ -173,12 +156,6 @@ def check_monitor(metric: str, prune: str, config: RunConfig) -> str | None:
         raise ConfigError(f"--metric {metric}: --prune {prune} watches {key} after every epoch, but the trials log "
                           f"only {', '.join(logged)}. Add it to training.metrics, or rank by one of those.")
     return key
-
-
-def study_ref(sweep_dir: Path, state: SweepState, *, parallel: bool = False) -> StudyRef:
-    epochs = 1 if state.smoke else int(state.base_config["training"]["epochs"])
-    return StudyRef(str(sweep_dir), state.storage, state.study_name or state.id, state.mode, state.prune,
-                    state.seed or 0, state.grid, epochs, state.direction, state.heartbeat_s, parallel)
 
 
 def work(
@@ -195,58 +172,68 @@ def work(
 ) -> SweepResult:
     """One worker: ask the study for trials until the budget is spent, train them, tell their results.
 
-    When the budget is spent but other workers still run trials, it waits for them, and takes
-    over any trial whose worker stopped beating.
+    When the budget is spent but other workers still run trials, it waits for them, and takes over any trial whose
+    worker stopped beating. ``jobs`` > 1 starts ``jobs - 1`` more workers (``nnrun sweep --join``) beside it.
 
     Raises:
-        ConfigError: an unknown executor, or Ray missing.
+        ConfigError: a bad executor option, or Ray missing or unreachable.
         RunInterrupted: Ctrl-C; finished trials are kept, ``--resume`` runs the rest.
     """
-    check_executor(executor, jobs=jobs, address=address, gpus_per_trial=gpus_per_trial)
+    if executor not in ("local", "ray") or jobs < 1 or (executor == "local" and (address or gpus_per_trial)):
+        raise ConfigError(f"--executor must be local or ray (got {executor!r}), --jobs >= 1 (got {jobs}); "
+                          "--address and --gpus-per-trial need --executor ray.")  # fmt: skip
+    if executor == "ray" and jobs > 1:
+        raise ConfigError("--jobs is for --executor local; Ray runs as many trials at once as its cluster has CPUs (or GPUs).")
     sweep_dir = Path(sweep_dir).resolve()
-    ref = study_ref(sweep_dir, state, parallel=jobs > 1 or executor == "ray")
-    study = open_study(ref)
-    grid = space.grid_from_json(state.grid)
-    threads = default_threads(jobs) if jobs > 1 else None
-    runner = create_executor(executor, address=address, gpus_per_trial=gpus_per_trial, ray_cpus=ray_cpus,
-                             threads=threads)  # fmt: skip
-    state.executor, state.jobs = executor, jobs
+    study = open_study(sweep_dir, state)
+    pool = None
+    if executor == "ray":
+        from nnrun.sweep.ray import RayPool
+
+        pool = RayPool(address=address, gpus_per_trial=gpus_per_trial, num_cpus=ray_cpus)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cpus // jobs) if jobs > 1 else None  # each worker an equal share of this machine's CPUs
     helpers = [_join_process(sweep_dir, threads) for _ in range(jobs - 1)]
-    running: dict[int, TrialSpec] = {}
-    waited = False
-    started = time.perf_counter()
-    with heartbeat(study._storage, lambda: [spec.trial_id for spec in list(running.values())], ref.heartbeat_s):
+    state.executor, state.jobs = executor, jobs
+    running: dict[Future, TrialSpec] = {}
+    started, waited = time.perf_counter(), False
+    with heartbeat(study._storage, lambda: [spec.trial_id for spec in list(running.values())], state.heartbeat_s):
         try:
             while True:
-                while len(running) < runner.slots and (trial := ask(study, ref, state.budget)) is not None:
-                    spec = _spec(study, trial, state, ref, grid, echo)
-                    if spec is not None:
-                        runner.submit(spec)
-                        running[spec.number] = spec
+                while len(running) < (pool.slots if pool else 1) and (trial := ask(study, sweep_dir, state)) is not None:
+                    if (spec := _spec(study, trial, state, sweep_dir, threads, echo)) is not None:
+                        running[pool.submit(spec) if pool else Future()] = spec
                     refresh(sweep_dir, state, study)
-                if not running:
-                    if not running_count(study):
+                if not running:  # the budget is spent: wait for the other workers' trials, or for their beats to stop
+                    if not (others := running_count(study)):
                         break
                     if not waited:
-                        echo(f"waiting for {running_count(study)} trial(s) of other workers (or their heartbeat to stop)")
-                        waited = True
+                        echo(f"waiting for {others} trial(s) of other workers (or their heartbeat to stop)")
+                    waited = True
                     time.sleep(min(state.heartbeat_s, 5))
                     continue
-                for result in runner.wait():
-                    running.pop(result["number"], None)
-                    _tell(study, result, state, echo)
+                if pool is None:  # a local trial runs here, now that sweep.json shows it running
+                    future, spec = next(iter(running.items()))
+                    future.set_result(run_trial(spec))
+                for future in wait_any(running, return_when=FIRST_COMPLETED).done:
+                    spec = running.pop(future)
+                    try:
+                        result = future.result()
+                    except Exception as exc:  # noqa: BLE001 - Ray: the worker died or the task could not run
+                        result = lost_result(spec, "failed", f"Ray task failed: {first_line(exc)}")
+                    _tell(study, spec, result, state, echo)
                     if result["status"] == "interrupted":
                         raise KeyboardInterrupt
                 refresh(sweep_dir, state, study)
         except KeyboardInterrupt:
-            for result in runner.cancel():
-                _tell(study, result, state, echo)
+            for spec in running.values():
+                _tell(study, spec, lost_result(spec, "interrupted", "the sweep was stopped"), state, echo)
             refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
-            raise RunInterrupted(
-                f"sweep stopped; finished trials are kept in {sweep_dir}. Continue with: nnrun sweep --resume {sweep_dir}"
-            ) from None
+            raise RunInterrupted(f"sweep stopped; finished trials are kept in {sweep_dir}. "
+                                 f"Continue with: nnrun sweep --resume {sweep_dir}") from None  # fmt: skip
         finally:
-            runner.close()
+            if pool:
+                pool.close()
             for helper, log in helpers:
                 if helper.wait():
                     log.seek(0)
@@ -269,58 +256,49 @@ def _join_process(sweep_dir: Path, threads: int) -> tuple[Any, Any]:
                             text=True), log  # fmt: skip
 
 
-def _spec(study: Any, trial: Any, state: SweepState, ref: StudyRef, grid: dict[str, Any],
+def _spec(study: Any, trial: Any, state: SweepState, sweep_dir: Path, threads: int | None,
           echo: Callable[[str], None]) -> TrialSpec | None:
     """The trial's configs (one per seed); None, with the trial told failed, when they are invalid."""
-    import optuna
-
     system = study._storage.get_trial_system_attrs(trial._trial_id)
     index = system.get(RETRY_OF, trial.number) + 1
-    name = trial_name(state, index)
-    params = space.suggest(trial, grid)
+    params = space.decode(trial, state.grid)
     trial.set_user_attr("params", params)
     seeds = [int(state.base_config["run"]["seed"]) + r for r in range(state.repeats)]
+    name = trial_name(state, index)
     try:
-        configs = [
-            space.trial_config(state.base_config, {**params, "run.seed": seed} if state.repeats > 1 else params,
-                               name=name if state.repeats == 1 else f"{name}-seed{seed}", runs_dir=ref.sweep_dir).to_dict()
-            for seed in seeds
-        ]  # fmt: skip
+        configs = [space.trial_config(state.base_config, {**params, "run.seed": seed} if state.repeats > 1 else params,
+                                      name=name if state.repeats == 1 else f"{name}-seed{seed}", runs_dir=str(sweep_dir))
+                   for seed in seeds]  # fmt: skip
     except ConfigError as exc:
-        trial.set_user_attr("status", "invalid")
-        trial.set_user_attr("error", str(exc))
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        echo(f"trial {index} {space.params_text(params)}: [yellow]invalid[/], skipped: {exc}")
+        spec = TrialSpec(index, trial.number, trial._trial_id, [], str(sweep_dir), state)
+        _tell(study, spec, lost_result(spec, "invalid", str(exc)), state, echo)
         return None
-    retry = f" (attempt {len(system.get('retry_history', [])) + 1})" if RETRY_OF in system else ""
-    echo(f"trial {index}/{state.budget} training {space.params_text(params)}{retry}")
-    return TrialSpec(index=index, number=trial.number, trial_id=trial._trial_id, configs=configs, study=ref,
-                     metric=state.metric, monitor=state.monitor, argv=state.argv, smoke=state.smoke,
-                     config_path=state.config_file, cwd=os.getcwd())  # fmt: skip
+    retry_note = f" (attempt {len(system.get('retry_history', [])) + 1})" if RETRY_OF in system else ""
+    echo(f"trial {index}/{state.budget} training {space.params_text(params)}{retry_note}")
+    return TrialSpec(index, trial.number, trial._trial_id, [c.to_dict() for c in configs], str(sweep_dir), state,
+                     threads, os.getcwd())  # fmt: skip
 
 
-def _tell(study: Any, result: dict[str, Any], state: SweepState, echo: Callable[[str], None]) -> None:
+def _tell(study: Any, spec: TrialSpec, result: dict[str, Any], state: SweepState, echo: Callable[[str], None]) -> None:
+    """Record a trial's result in the study (user attributes, then its value and state) and print its line."""
     import optuna
 
-    values = [v for v in result.get("values") or [] if not math.isnan(v)]
+    values = [v for v in result["values"] if not math.isnan(v)]
     status = result["status"]
-    if status == "completed" and len(values) < len(result.get("values") or [None]):
+    if status == "completed" and len(values) < len(result["values"]):
         status, result["error"] = "failed", f"no {state.metric} in the trial's run directories"
-    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, result["number"])
-    for key in ("status", "error", "run_dirs", "values", "duration_s", "host", "pid"):
-        study._storage.set_trial_user_attr(trial_id, key, result.get(key))
-    if len(values) > 1:
-        study._storage.set_trial_user_attr(trial_id, "std", statistics.stdev(values))
-    kind = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}
-    state_ = kind.get(status, optuna.trial.TrialState.FAIL)
+    attrs = {key: result.get(key) for key in ("error", "run_dirs", "values", "duration_s", "host", "pid")}
+    attrs.update(status=status, **({"std": statistics.stdev(values)} if len(values) > 1 else {}))
+    for key, attr in attrs.items():
+        study._storage.set_trial_user_attr(spec.trial_id, key, attr)
     value = statistics.fmean(values) if status == "completed" else None
-    study.tell(result["number"], value, state=state_, skip_if_finished=True)
+    told = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}
+    study.tell(spec.number, value, state=told.get(status, optuna.trial.TrialState.FAIL), skip_if_finished=True)
     style = {"completed": "green", "pruned": "magenta", "invalid": "yellow", "interrupted": "yellow"}.get(status, "red")
-    where = f" -> {', '.join(result['run_dirs'])}" if result.get("run_dirs") else ""
-    shown = f" {state.metric} {value:.4f}" if value is not None else ""
+    where = f" -> {', '.join(result['run_dirs'])}" if result["run_dirs"] else ""
     detail = f": {result['error']}" if result.get("error") and status != "completed" else ""
-    echo(f"trial {result['index']}/{state.budget} [{style}]{status}[/]{shown} in {result.get('duration_s') or 0:.1f}s"
-         f"{where}{detail}")
+    shown = f" {state.metric} {value:.4f}" if value is not None else ""
+    echo(f"trial {spec.index}/{state.budget} [{style}]{status}[/]{shown} in {result['duration_s'] or 0:.1f}s{where}{detail}")
 
 
 def trial_name(state: SweepState, index: int) -> str:
@@ -332,43 +310,38 @@ def summarize(study: Any, state: SweepState) -> None:
     """``state.trials`` and ``state.best`` from the study: one entry per trial, its retries folded in."""
     trials: dict[int, Trial] = {}
     for frozen in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        first = frozen.system_attrs.get(RETRY_OF, frozen.number)
-        attrs = frozen.user_attrs
-        trial = trials.setdefault(first, Trial(first + 1, trial_name(state, first + 1),
-                                               attrs.get("params") or dict(frozen.params)))
+        first, attrs = frozen.system_attrs.get(RETRY_OF, frozen.number), frozen.user_attrs
+        trial = trials.setdefault(first, Trial(first + 1, trial_name(state, first + 1), attrs.get("params") or {}))
         status = _STATES.get(frozen.state.name) or attrs.get("status") or "failed"
         dirs = list(attrs.get("run_dirs") or [])
         trial.previous_run_dirs += [d for d in trial.run_dirs if d not in dirs and d not in trial.previous_run_dirs]
         trial.status, trial.error = status, attrs.get("error") if status != "completed" else None
-        trial.run_dirs, trial.run_dir = dirs or trial.run_dirs, (dirs or trial.run_dirs or [None])[0]
+        trial.run_dirs = dirs or trial.run_dirs
+        trial.run_dir = (trial.run_dirs or [None])[0]
         trial.value, trial.std, trial.duration_s = frozen.value, attrs.get("std"), attrs.get("duration_s")
         trial.attempts += frozen.state.name != "WAITING"
     state.trials = list(trials.values())
     done = [t for t in state.trials if t.status == "completed" and t.value is not None]
     best = (max if state.direction == "maximize" else min)(done, key=lambda t: t.value) if done else None
-    state.best = None if best is None else {"trial": best.index, "value": best.value, "std": best.std,
-                                            "params": best.params, "retrain": retrain_command(state, best.params)}
+    state.best = best and {"trial": best.index, "value": best.value, "std": best.std, "params": best.params,
+                           "retrain": retrain_command(state, best.params)}  # fmt: skip
 
 
 def refresh(sweep_dir: Path, state: SweepState, study: Any,
             finished: tuple[str | None, datetime, float] | None = None) -> None:
     """Rewrite ``sweep.json`` from the study (under the study lock: workers take turns)."""
     with locked(sweep_dir):
-        history = read_state(sweep_dir).history
+        state.history = read_state(sweep_dir).history
         summarize(study, state)
         state.host, state.pid = socket.gethostname(), os.getpid()
+        state.status = "running"
         if len(state.trials) >= state.budget and not running_count(study):
             state.status = "completed" if all(t.status in DONE for t in state.trials) else "failed"
-        else:
-            state.status = "running"
-        state.history = history
         if finished is not None:
             status, at, wall_s = finished
-            state.status = status or state.status
-            state.finished = at.isoformat(timespec="seconds")
-            state.history.append({"finished": state.finished, "host": state.host, "pid": state.pid,
-                                  "executor": state.executor, "jobs": state.jobs, "wall_s": round(wall_s, 3),
-                                  "status": state.status})  # fmt: skip
+            state.status, state.finished = status or state.status, at.isoformat(timespec="seconds")
+            state.history.append({"finished": state.finished, "host": state.host, "pid": state.pid, "status": state.status,
+                                  "executor": state.executor, "jobs": state.jobs, "wall_s": round(wall_s, 3)})  # fmt: skip
         write_state(sweep_dir, state)
 
 
@@ -383,26 +356,24 @@ def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
     return " ".join(shlex.quote(w) for w in words + ["--name", f"{state.name}-best"])
 
 
-def resume_state(sweep_dir: str | Path, *, retry: bool) -> SweepState:
-    """Read a sweep for ``--join``, or for ``--resume`` (``retry``): its failed and interrupted trials queued again.
+def resume_state(sweep_dir: str | Path, *, retry_failed: bool) -> SweepState:
+    """Read a sweep for ``--join``; for ``--resume`` (``retry_failed``), queue its failed and interrupted trials again.
 
     Raises:
         RunDirError: not a sweep directory.
     """
-    import optuna
-
     state = read_state(sweep_dir)
-    if retry:
-        study = open_study(study_ref(Path(sweep_dir).resolve(), state))
+    if retry_failed:
+        study = open_study(Path(sweep_dir).resolve(), state)
         last = {t.system_attrs.get(RETRY_OF, t.number): t for t in sorted(study.get_trials(), key=lambda t: t.number)}
         for frozen in last.values():
-            if frozen.state == optuna.trial.TrialState.FAIL and frozen.user_attrs.get("status") != "invalid":
-                retry_queue(study, frozen)
+            if frozen.state.name == "FAIL" and frozen.user_attrs.get("status") != "invalid":
+                retry(study, frozen)
     return state
 
 
 def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
-    """The compare table of the trials' runs, sorted by the sweep's metric; grouped by the varied keys with repeats.
+    """The compare table of the trials' runs, sorted by the sweep's metric; one row per trial with repeats.
 
     Columns: name, status, the varied keys, the metric, test accuracy (R² for a regression) and duration. Invalid
     trials have no run directory; they appear in the notes.
@@ -413,12 +384,11 @@ def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
     if not paths:
         return None
     keys = [canonical(k) for k in state.grid]
-    test = "test_r2" if state.base_config and regression(validate_config(state.base_config)) else "test_accuracy"
-    head = ["status", *keys] if state.repeats > 1 else ["name", "status", *keys]
-    columns = list(dict.fromkeys([*head, state.metric, test, "duration"]))
+    test = "test_r2" if regression(validate_config(state.base_config)) else "test_accuracy"
+    columns = list(dict.fromkeys([*(["status"] if state.repeats > 1 else ["name", "status"]), *keys, state.metric,
+                                  test, "duration"]))  # fmt: skip
     comparison = compare_runs(paths, sort=state.metric, columns=[",".join(columns)],
                               group_by=keys if state.repeats > 1 else None)  # fmt: skip
-    comparison.notes.extend(
-        f"trial {t.index} ({space.params_text(t.params)}): invalid, skipped: {t.error}" for t in state.trials if t.status == "invalid"
-    )
+    comparison.notes.extend(f"trial {t.index} ({space.params_text(t.params)}): invalid, skipped: {t.error}"
+                            for t in state.trials if t.status == "invalid")  # fmt: skip
     return comparison

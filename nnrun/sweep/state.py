@@ -23,12 +23,12 @@ class Trial:
     name: str
     params: dict[str, Any]
     status: str = "pending"
-    run_dir: str | None = None  # relative to the sweep directory
+    run_dir: str | None = None  # the first seed's, relative to the sweep directory
     error: str | None = None
     duration_s: float | None = None
     attempts: int = 0
-    previous_run_dirs: list[str] = field(default_factory=list)
-    run_dirs: list[str] = field(default_factory=list)  # one per seed; run_dir is the first
+    previous_run_dirs: list[str] = field(default_factory=list)  # left by earlier attempts
+    run_dirs: list[str] = field(default_factory=list)  # one per seed
     value: float | None = None  # the sweep metric (the mean over the seeds)
     std: float | None = None  # its standard deviation over the seeds (n - 1)
 
@@ -37,34 +37,32 @@ class Trial:
 class SweepState:
     """What ``sweep.json`` holds."""
 
-    id: str
+    id: str  # the sweep folder's name, and the study's
     name: str
     mode: str  # the search: grid, random or tpe
-    grid: dict[str, Any]
+    grid: dict[str, Any]  # key -> list of values, or a range's text
     metric: str
     base_config: dict[str, Any]
-    trials: list[Trial]
+    trials: list[Trial] = field(default_factory=list)
     config_file: str | None = None
-    random: int | None = None
-    seed: int | None = None
+    budget: int = 0  # trials to run (first attempts: a retry is the same trial)
+    seed: int = 0
+    prune: str = "none"
+    monitor: str | None = None  # the epoch's log key the pruner hears
+    direction: str = "maximize"
+    repeats: int = 1
     smoke: bool = False
+    storage: str | None = None  # an RDB URL; None: study.journal here
+    heartbeat_s: float = 10.0
+    argv: list[str] = field(default_factory=list)
     status: str = "running"
     started: str = ""
     finished: str | None = None
     executor: str = "local"
     jobs: int = 1
-    argv: list[str] = field(default_factory=list)
     host: str = ""
     pid: int | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    budget: int = 0  # trials to run (first attempts; a retry is the same trial)
-    prune: str = "none"
-    monitor: str | None = None  # the epoch's log key the pruner hears
-    direction: str = "maximize"
-    repeats: int = 1
-    storage: str | None = None  # an RDB URL; None: study.journal here
-    study_name: str = ""
-    heartbeat_s: float = 10.0
+    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per worker that finished
     best: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,8 +1,8 @@
-"""One trial, in whichever process runs it (this one, a ``--join`` worker or a Ray node).
+"""One trial, in whichever process runs it (a worker, a ``--join`` worker or a Ray node).
 
-``run_trial`` trains each seed's run directory, reports the sweep metric to the pruner after every epoch,
-and returns a small result dict instead of raising: one bad trial never ends the sweep. A retried trial
-finds its earlier run directories by name: a completed seed is kept, an interrupted one resumes.
+``run_trial`` trains each seed's run directory, reports the sweep metric to the pruner after every epoch, and
+returns a small result dict instead of raising: one bad trial never ends the sweep. A retried trial finds its
+earlier run directories by name: a finished seed is kept, an interrupted one resumes from its checkpoint.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 from nnrun import rundir as rd
 from nnrun.config import validate_config
 from nnrun.errors import ConfigError, DataError, NnrunError, RunDirError, RunInterrupted, first_line
-from nnrun.sweep.study import StudyRef, open_study
+from nnrun.sweep.state import SweepState
+from nnrun.sweep.study import open_study
 
 
 @dataclass
@@ -30,23 +31,19 @@ class TrialSpec:
     number: int  # Optuna's number for this attempt
     trial_id: int
     configs: list[dict[str, Any]]  # one resolved config per seed, named and placed in the sweep folder
-    study: StudyRef
-    metric: str  # the compare column that ranks the trials
-    monitor: str | None  # the epoch's log key the pruner hears (None: no pruning)
-    argv: list[str]
-    smoke: bool = False
-    config_path: str | None = None
+    sweep_dir: str  # absolute
+    state: SweepState
     threads: int | None = None  # intra-op threads for TensorFlow; None: TensorFlow's default
-    cwd: str | None = None  # the sweep's working folder, for relative dataset paths
+    cwd: str = ""  # the sweep's working folder, for relative dataset paths
 
 
-_STUDIES: dict[tuple, Any] = {}
+_STUDIES: dict[str, Any] = {}  # opened once per process
 
 
-def lost_result(spec: TrialSpec, status: str, error: str) -> dict[str, Any]:
-    """The result of a trial whose process returned none: it died, or the sweep stopped it."""
+def lost_result(spec: TrialSpec, status: str, error: str | None = None) -> dict[str, Any]:
+    """The result of a trial whose process returned none (it died, or the sweep stopped it); run_trial's start."""
     return {"index": spec.index, "number": spec.number, "status": status, "error": error, "run_dirs": [],
-            "values": [], "duration_s": None}
+            "values": [], "duration_s": None}  # fmt: skip
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -56,25 +53,16 @@ def thread_env(threads: int) -> dict[str, str]:
 
 
 def limit_threads(threads: int | None) -> None:
-    """Cap TensorFlow's thread pools (before it starts; a no-op afterwards)."""
-    if not threads:
-        return
-    os.environ.update(thread_env(threads))
-    if "tensorflow" in sys.modules:
-        tf = sys.modules["tensorflow"]
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(int(os.environ["TF_NUM_INTEROP_THREADS"]))
-        except RuntimeError:
-            pass  # TensorFlow already started in this process: its pools keep their size
-
-
-def study_for(ref: StudyRef) -> Any:
-    """The study, opened once per process."""
-    key = (ref.sweep_dir, ref.storage, ref.name)
-    if key not in _STUDIES:
-        _STUDIES[key] = open_study(ref)
-    return _STUDIES[key]
+    """Cap TensorFlow's thread pools (before it starts; once it has, its pools keep their size)."""
+    if threads:
+        os.environ.update(thread_env(threads))
+        if "tensorflow" in sys.modules:
+            threading = sys.modules["tensorflow"].config.threading
+            try:
+                threading.set_intra_op_parallelism_threads(threads)
+                threading.set_inter_op_parallelism_threads(int(os.environ["TF_NUM_INTEROP_THREADS"]))
+            except RuntimeError:
+                pass
 
 
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
@@ -83,49 +71,45 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     Returns:
         status (completed, pruned, failed, interrupted or invalid), run_dirs and values (the metric per run).
     """
+    import optuna
+
     limit_threads(spec.threads)
     if spec.cwd and Path(spec.cwd).is_dir():
         os.chdir(spec.cwd)
-    import optuna
-
-    study = study_for(spec.study)
-    trial = optuna.Trial(study, spec.trial_id)
-    started = time.perf_counter()
-    run_dirs: list[str] = []
-    values: list[float] = []
-
-    def outcome(status: str, error: str | None = None) -> dict[str, Any]:
-        return {"index": spec.index, "number": spec.number, "status": status, "error": error, "run_dirs": run_dirs,
-                "values": values, "duration_s": round(time.perf_counter() - started, 3), "host": socket.gethostname(),
-                "pid": os.getpid()}
+    if spec.sweep_dir not in _STUDIES:
+        _STUDIES[spec.sweep_dir] = open_study(spec.sweep_dir, spec.state)
+    trial = optuna.Trial(_STUDIES[spec.sweep_dir], spec.trial_id)
+    started, reported = time.perf_counter(), []
+    result = {**lost_result(spec, "completed"), "host": socket.gethostname(), "pid": os.getpid()}
 
     def judge(epoch: int, value: float) -> bool:
         trial.report(value, epoch)
+        reported.append(value)
         return trial.should_prune()
 
     for seed_index, config in enumerate(spec.configs):
-        prune = spec.monitor is not None and seed_index == 0 and spec.study.prune != "none"
         try:
-            run, status = _train_one(spec, config, judge if prune else None)
+            run, status = _train_one(spec, config, judge if seed_index == 0 and spec.state.monitor else None)
         except BaseException as exc:  # noqa: BLE001 - one trial's error must not end the sweep
-            left = _runs_named(Path(spec.study.sweep_dir), config["run"]["name"])
-            run_dirs.extend(p.name for p in left[-1:] if p.name not in run_dirs)
-            if isinstance(exc, (ConfigError, DataError)) and not left:
-                return outcome("invalid" if not run_dirs else "failed", str(exc))
+            left = _runs_named(Path(spec.sweep_dir), config["run"]["name"])[-1:]
+            result["run_dirs"] += [p.name for p in left if p.name not in result["run_dirs"]]
             if isinstance(exc, (RunInterrupted, KeyboardInterrupt)):
-                return outcome("interrupted", str(exc) or type(exc).__name__)
-            if isinstance(exc, NnrunError):
-                return outcome("failed", str(exc))
-            if not isinstance(exc, Exception):
+                result["status"] = "interrupted"
+            elif not isinstance(exc, Exception):
                 raise
-            return outcome("failed", f"{type(exc).__name__}: {first_line(exc) if str(exc).strip() else ''}")
-        run_dirs.append(run.name)
+            else:  # a config or data error before any run directory: the trial never trained
+                invalid = isinstance(exc, (ConfigError, DataError)) and not result["run_dirs"]
+                result["status"] = "invalid" if invalid else "failed"
+            kind = type(exc).__name__
+            result["error"] = str(exc) if isinstance(exc, NnrunError) else kind + (f": {first_line(exc)}" if str(exc).strip() else "")
+            break
+        result["run_dirs"].append(run.name)
+        pruned_at = reported[-1] if reported else float("nan")  # an earlier attempt's pruned run reports nothing
+        result["values"].append(pruned_at if status == "pruned" else run_value(run, spec.state.metric))
+        result["status"] = status
         if status == "pruned":
-            last = study._storage.get_trial(spec.trial_id).intermediate_values
-            values.append(last[max(last)] if last else float("nan"))
-            return outcome("pruned")
-        values.append(run_value(run, spec.metric))
-    return outcome("completed")
+            break
+    return {**result, "duration_s": round(time.perf_counter() - started, 3)}
 
 
 def _train_one(spec: TrialSpec, config_data: dict[str, Any], judge: Any) -> tuple[Path, str]:
@@ -136,25 +120,24 @@ def _train_one(spec: TrialSpec, config_data: dict[str, Any], judge: Any) -> tupl
     from nnrun.tf import import_keras
 
     import_keras().backend.clear_session()  # a fresh graph per run: memory stays flat over a long sweep
-    runs_dir = Path(spec.study.sweep_dir)
     name = config_data["run"]["name"]
-    pruning = make_pruning_callback(spec.monitor, judge) if judge else None
-    reporter = Reporter(make_console(quiet=True))
-    earlier = _runs_named(runs_dir, name)
-    if earlier:
-        status = _status(earlier[-1])
-        if status in ("completed", "pruned"):
-            return earlier[-1], status
-        if status in ("interrupted", "crashed") and (earlier[-1] / rd.LAST_CHECKPOINT).is_file():
-            try:
-                result = training.resume(earlier[-1], reporter=reporter, argv=spec.argv, pruning=pruning)
-                return result.run_dir, result.status
-            except RunDirError:  # not resumable after all: train it again, in a new run directory
-                reporter = Reporter(make_console(quiet=True))
+    pruning = make_pruning_callback(spec.state.monitor, judge) if judge else None
+    earlier = _runs_named(Path(spec.sweep_dir), name)[-1:]
+    status = _status(earlier[0]) if earlier else None
+    if status in ("completed", "pruned"):
+        return earlier[0], status
+    if status in ("interrupted", "crashed") and (earlier[0] / rd.LAST_CHECKPOINT).is_file():
+        try:
+            result = training.resume(earlier[0], reporter=Reporter(make_console(quiet=True)), argv=spec.state.argv,
+                                     pruning=pruning)  # fmt: skip
+            return result.run_dir, result.status
+        except RunDirError:
+            pass  # not resumable after all: train it again, in a new run directory
     config = validate_config(config_data, source=f"trial {name}")
-    prepared = training.prepare(config, smoke=spec.smoke)
-    result = training.train(config, reporter=reporter, argv=spec.argv, smoke=spec.smoke,
-                            config_path=spec.config_path, prepared=prepared, pruning=pruning)  # fmt: skip
+    smoke = spec.state.smoke
+    result = training.train(config, reporter=Reporter(make_console(quiet=True)), argv=spec.state.argv, smoke=smoke,
+                            config_path=spec.state.config_file, prepared=training.prepare(config, smoke=smoke),
+                            pruning=pruning)  # fmt: skip
     return result.run_dir, result.status
 
 

@@ -110,7 +110,7 @@ def sweep_params(state: SweepState) -> dict[str, str]:
     """The sweep's set-up: mode, ranking metric, trial count, random seed, and every key's values."""
     params = {"sweep.mode": state.mode, "sweep.metric": state.metric, "sweep.trials": str(len(state.trials))}
     if state.mode == "random":
-        params.update({"sweep.random": str(state.random), "sweep.seed": str(state.seed)})
+        params.update({"sweep.random": str(state.budget), "sweep.seed": str(state.seed)})
     for key, values in (state.grid or {}).items():
         params[f"sweep.grid.{mlflow_name(key)}"] = cut(param_value(values), 500)
     return params
