@@ -162,7 +162,7 @@ def optuna_state(name: str):
 def test_a_trial_whose_heartbeat_stopped_is_failed_and_queued_again(tmp_path):
     import optuna
 
-    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path, heartbeat_s=1)
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path, heartbeat=1)
     study = open_study(path, state)
     lost = ask(study, path, state)
     params = decode(lost, state.grid)

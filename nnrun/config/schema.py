@@ -274,7 +274,7 @@ class DistributionConfig(Strict):
 
 
 class SweepConfig(Strict):
-    """``nnrun sweep``: config keys to vary, and how to search them. ``nnrun train`` ignores this section."""
+    """``nnrun sweep``: config keys to vary, and how to search them; its flags set these keys. ``nnrun train`` ignores it."""
 
     grid: dict[str, Annotated[list[Any], Field(min_length=1)] | str] = Field(
         {}, description="dotted key -> list of values, or a range such as 'loguniform(1e-4, 1e-1)' (random and tpe)"
@@ -288,6 +288,8 @@ class SweepConfig(Strict):
     repeats: Annotated[int, Field(ge=1)] = Field(1, description="train each trial at this many seeds")
     random: Annotated[int, Field(ge=1)] | None = Field(None, description="older spelling of search: random, trials: N")
     seed: int = Field(0, description="seed of the sampler")
+    storage: str | None = Field(None, description="an SQLAlchemy URL for the study; default study.journal in the sweep folder")
+    heartbeat: Annotated[float, Field(gt=0)] = Field(10.0, description="seconds between a worker's beats; 2x without one fails its trials")
 
 
 class RunConfig(Strict):

@@ -34,7 +34,7 @@ def add_command(app: typer.Typer, guarded: Guard, debug_option: Any, sets_option
         seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the sampler (default: sweep.seed, 0).")] = None,
         metric: Annotated[Optional[str], typer.Option("--metric", help="Compare column that ranks the trials (default: sweep.metric, val_accuracy).")] = None,
         storage: Annotated[Optional[str], typer.Option("--storage", metavar="URL", help="Keep the study in this database (SQLAlchemy URL) instead of the sweep folder's journal file.")] = None,
-        heartbeat: Annotated[float, typer.Option("--heartbeat", metavar="SECONDS", help="A trial's heartbeat; after 2x this without one its worker counts as dead.")] = 10.0,
+        heartbeat: Annotated[Optional[float], typer.Option("--heartbeat", metavar="SECONDS", help="A worker's heartbeat; after 2x this without one its trials are retried (default: sweep.heartbeat, 10).", show_default=False)] = None,
         jobs: Annotated[int, typer.Option("--jobs", "-j", help="Workers on this machine: N - 1 more `--join` processes, each with an equal share of the CPU threads.")] = 1,
         executor: Annotated[str, typer.Option("--executor", metavar="local|ray", help="local: this machine; ray: a Ray instance or cluster (pip install 'nnrun\\[ray]').")] = "local",
         address: Annotated[Optional[str], typer.Option("--address", metavar="HOST:PORT", help="With --executor ray: the cluster's head (default: start a local Ray instance).")] = None,
@@ -46,16 +46,18 @@ def add_command(app: typer.Typer, guarded: Guard, debug_option: Any, sets_option
         smoke: Annotated[bool, typer.Option("--smoke", help="Seconds-long trials: 512 training samples, 1 epoch each.")] = False,
         debug: debug_option = False,
     ) -> None:
-        """Search a config's hyperparameters with Optuna: each trial a run directory under runs/sweep-.../, ranked in one table."""
-        given = dict(grid_options=grid or [], sets=sets or [], search=search, trials=trials, random_trials=random_trials, prune=prune,
-                     repeats=repeats, seed=seed, metric=metric, storage=storage, heartbeat_s=heartbeat if heartbeat != 10.0 else None,
-                     runs_dir=runs_dir, name=name, smoke=smoke)  # fmt: skip
+        """Search a config's hyperparameters with Optuna: each trial a run directory under runs/sweep-.../, ranked in one table.
+
+        --search, --trials, --prune, --repeats, --seed, --metric, --storage and --heartbeat set the config's sweep: keys.
+        """
+        flags = dict(search=search, trials=trials, random=random_trials, prune=prune, repeats=repeats, seed=seed,
+                     metric=metric, storage=storage, heartbeat=heartbeat, runs_dir=runs_dir, name=name)  # fmt: skip
         options = dict(executor=executor, jobs=jobs, address=address, gpus_per_trial=gpus_per_trial)
-        guarded(debug, lambda: run_sweep(config, join, resume, given, options))
+        guarded(debug, lambda: run_sweep(config, join, resume, grid or [], sets or [], smoke, flags, options))
 
 
-def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Path], given: dict[str, Any],
-              options: dict[str, Any]) -> None:
+def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Path], grid: list[str], sets: list[str],
+              smoke: bool, flags: dict[str, Any], options: dict[str, Any]) -> None:
     """Start a sweep (CONFIG), or work on one (--join, --resume); print the table and the best trial."""
     from nnrun import rundir
     from nnrun.console import make_console
@@ -66,28 +68,19 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
     if sum(x is not None for x in (config, join, resume)) != 1:
         raise ConfigError("give exactly one of CONFIG, --join SWEEP_DIR or --resume SWEEP_DIR, "
                           "e.g. nnrun sweep configs/diabetes_sweep.yaml.")
-    folder = join or resume
-    if folder is not None:
-        if any(v is not None and v is not False and v != [] for v in given.values()):  # 0 counts as given
-            flag = "--join" if join else "--resume"
-            raise ConfigError(f"{flag} works on a sweep exactly as it was set up; drop {', '.join(_SETUP)}.")
-        state = resume_state(folder, retry_failed=resume is not None)
-        path = folder
+    path = join or resume
+    if path is not None:
+        if grid or sets or smoke or any(v is not None for v in flags.values()):
+            raise ConfigError(f"{'--join' if join else '--resume'} works on a sweep exactly as it was set up; drop "
+                              f"{', '.join(_SETUP)}.")  # fmt: skip
+        state = resume_state(path, retry_failed=resume is not None)
         console.print(f"[bold]nnrun[/] {'joining' if join else 'resuming'} sweep [cyan]{path}[/]", soft_wrap=True)
     else:
-        random_trials = given.pop("random_trials")
-        if random_trials is not None:
-            if given["search"] not in (None, "random") or given["trials"] is not None:
-                raise ConfigError("--random N is --search random --trials N; give one spelling, not both.")
-            given.update(search="random", trials=random_trials)
-        given["heartbeat_s"] = given["heartbeat_s"] or 10.0
-        path, state = start_sweep(config, **given, argv=sys.argv)
-        console.print(
-            f"[bold]nnrun[/] sweep [cyan]{path}[/]: {state.budget} trials ({state.mode}, seed {state.seed}"
-            + (f", {state.prune} pruning" if state.prune != "none" else "")
-            + (f", {state.repeats} seeds each" if state.repeats > 1 else "") + f"), ranked by {state.metric}",
-            soft_wrap=True,
-        )
+        path, state = start_sweep(config, sets, grid, smoke=smoke, argv=sys.argv, **flags)
+        console.print(f"[bold]nnrun[/] sweep [cyan]{path}[/]: {state.budget} trials ({state.mode}, seed {state.seed}"
+                      + (f", {state.prune} pruning" if state.prune != "none" else "")
+                      + (f", {state.repeats} seeds each" if state.repeats > 1 else "") + f"), ranked by {state.metric}",
+                      soft_wrap=True)  # fmt: skip
     result = work(path, state, echo=lambda line: console.print(line, soft_wrap=True), **options)
     if result.comparison is not None:
         from nnrun.compare import render_text

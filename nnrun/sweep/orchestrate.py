@@ -26,7 +26,7 @@ from nnrun.config.schema import SweepConfig
 from nnrun.errors import ConfigError, RunInterrupted, first_line
 from nnrun.sweep import space
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
-from nnrun.sweep.study import PRUNERS, RETRY_OF, SEARCHES, ask, heartbeat, locked, open_study, retry, running_count
+from nnrun.sweep.study import RETRY_OF, ask, heartbeat, locked, open_study, retry, running_count
 from nnrun.sweep.trial import TrialSpec, lost_result, run_trial, thread_env
 
 _VALIDATION_METRICS = ("best_val_", "validation.", "best_validation.")  # compare columns of validation results
@@ -40,64 +40,44 @@ class SweepResult:
     comparison: Any  # nnrun.compare.Comparison, or None when no trial produced a run directory
 
 
-def start_sweep(
-    config_path: str | Path,
-    *,
-    sets: list[str] = (),
-    grid_options: list[str] = (),
-    search: str | None = None,
-    trials: int | None = None,
-    prune: str | None = None,
-    repeats: int | None = None,
-    seed: int | None = None,
-    metric: str | None = None,
-    storage: str | None = None,
-    heartbeat_s: float = 10.0,
-    runs_dir: str | Path | None = None,
-    name: str | None = None,
-    smoke: bool = False,
-    argv: list[str] = (),
-    now: Callable[[], datetime] = datetime.now,
-) -> tuple[Path, SweepState]:
+def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: list[str] = (), *, smoke: bool = False,
+                argv: list[str] = (), now: Callable[[], datetime] = datetime.now, **flags: Any) -> tuple[Path, SweepState]:
     """Check the space, metric and pruner, then create the sweep folder, its study and ``sweep.json``.
+
+    ``flags`` (``search="tpe"``, ``trials=30``, ``runs_dir``, ``name``...) set the ``sweep:`` section's keys and
+    ``run.runs_dir`` and ``run.name``, as the command's flags do; None leaves a key as the config has it.
 
     Raises:
         ConfigError: a bad config, grid key, value, range, search, pruner or metric (nothing is created).
     """
-    overrides = [*sets, *([f"run.name={name}"] if name is not None else [])]
-    config = load_config(config_path, overrides + ([f"run.runs_dir={runs_dir}"] if runs_dir is not None else []))
+    import json
+
+    overrides = [f"run.{k}={flags.pop(k)}" for k in ("runs_dir", "name") if flags.get(k) is not None]
+    overrides += [f"sweep.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    config = load_config(config_path, [*sets, *overrides])
     grid = space.collect_grid(config, list(grid_options))
     section = config.sweep or SweepConfig()
-    search = search or section.search or ("random" if section.random else "grid")
-    prune = prune or section.prune or "none"
-    repeats = section.repeats if repeats is None else repeats
-    for flag, value, choices in (("--search", search, SEARCHES), ("--prune", prune, PRUNERS)):
-        if value not in choices:
-            raise ConfigError(f"{flag} must be one of {', '.join(choices)}, got {value!r}.")
-    if repeats < 1 or heartbeat_s <= 0:
-        raise ConfigError(f"--repeats must be >= 1, got {repeats}." if repeats < 1 else
-                          f"--heartbeat must be > 0 seconds, got {heartbeat_s:g}.")  # fmt: skip
-    budget = trials if trials is not None else section.trials or section.random
+    if section.random and (section.search not in (None, "random") or section.trials):
+        raise ConfigError("sweep.random N (--random N) is search: random with trials: N; give one spelling, not both.")
+    search, budget = section.search or ("random" if section.random else "grid"), section.trials or section.random
     if search == "grid":
         size = math.prod(len(values) for values in space.grid_choices(grid).values())  # refuses ranges
         budget = min(budget or size, size)
     elif budget is None:
         raise ConfigError(f"--search {search} needs --trials N (how many trials to run), e.g. --trials 20.")
-    if budget < 1:
-        raise ConfigError(f"--trials must be >= 1, got {budget}.")
     base = {**config.to_dict(), "sweep": None}
     space.check_grid(grid, base)
-    metric = check_metric(metric or section.metric or default_metric(config), config)
-    monitor = check_monitor(metric, prune, config)
+    metric = check_metric(section.metric or default_metric(config), config)
+    monitor = check_monitor(metric, section.prune or "none", config)
     from nnrun.compare.query import default_descending
 
     started = now()
     sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
     state = SweepState(
         id=sweep_dir.name, name=config.run.name, mode=search, grid=grid, metric=metric, base_config=base,
-        config_file=str(config_path), budget=budget, seed=section.seed if seed is None else seed, prune=prune,
-        monitor=monitor, direction="maximize" if default_descending(metric) else "minimize",
-        repeats=repeats, smoke=smoke, storage=storage, heartbeat_s=heartbeat_s, argv=list(argv),
+        config_file=str(config_path), budget=budget, seed=section.seed, prune=section.prune or "none", monitor=monitor,
+        direction="maximize" if default_descending(metric) else "minimize", repeats=section.repeats, smoke=smoke,
+        storage=section.storage, heartbeat_s=section.heartbeat, argv=list(argv),
         started=started.isoformat(timespec="seconds"),
     )  # fmt: skip
     try:
@@ -192,8 +172,9 @@ def work(
 
         pool = RayPool(address=address, gpus_per_trial=gpus_per_trial, num_cpus=ray_cpus)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = max(1, cpus // jobs) if jobs > 1 else None  # each worker an equal share of this machine's CPUs
-    helpers = [_join_process(sweep_dir, threads) for _ in range(jobs - 1)]
+    if jobs > 1:  # each worker an equal share of this machine's CPUs, read when its TensorFlow starts
+        os.environ.update(thread_env(max(1, cpus // jobs)))
+    helpers = [_join_process(sweep_dir) for _ in range(jobs - 1)]
     state.executor, state.jobs = executor, jobs
     running: dict[Future, TrialSpec] = {}
     started, waited = time.perf_counter(), False
@@ -201,8 +182,8 @@ def work(
         try:
             while True:
                 while len(running) < (pool.slots if pool else 1) and (trial := ask(study, sweep_dir, state)) is not None:
-                    if (spec := _spec(study, trial, state, sweep_dir, threads, echo)) is not None:
-                        running[pool.submit(spec) if pool else Future()] = spec
+                    spec = _spec(study, trial, state, sweep_dir, echo)
+                    running[pool.submit(spec) if pool else Future()] = spec
                     refresh(sweep_dir, state, study)
                 if not running:  # the budget is spent: wait for the other workers' trials, or for their beats to stop
                     if not (others := running_count(study)):
@@ -244,39 +225,26 @@ def work(
     return SweepResult(sweep_dir, state, sweep_comparison(sweep_dir, state))
 
 
-def _join_process(sweep_dir: Path, threads: int) -> tuple[Any, Any]:
-    """One more worker for ``--jobs``: ``nnrun sweep --join`` in a process of its own, with its share of threads."""
+def _join_process(sweep_dir: Path) -> tuple[Any, Any]:
+    """One more worker for ``--jobs``: ``nnrun sweep --join`` in a process of its own."""
     import subprocess
     import sys
     import tempfile
 
     log = tempfile.TemporaryFile("w+")  # its own table and lines: kept for an error, not shown twice
-    return subprocess.Popen([sys.executable, "-m", "nnrun", "sweep", "--join", str(sweep_dir)],
-                            env={**os.environ, **thread_env(threads)}, stdout=subprocess.DEVNULL, stderr=log,
-                            text=True), log  # fmt: skip
+    command = [sys.executable, "-m", "nnrun", "sweep", "--join", str(sweep_dir)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True), log
 
 
-def _spec(study: Any, trial: Any, state: SweepState, sweep_dir: Path, threads: int | None,
-          echo: Callable[[str], None]) -> TrialSpec | None:
-    """The trial's configs (one per seed); None, with the trial told failed, when they are invalid."""
+def _spec(study: Any, trial: Any, state: SweepState, sweep_dir: Path, echo: Callable[[str], None]) -> TrialSpec:
     system = study._storage.get_trial_system_attrs(trial._trial_id)
     index = system.get(RETRY_OF, trial.number) + 1
     params = space.decode(trial, state.grid)
     trial.set_user_attr("params", params)
-    seeds = [int(state.base_config["run"]["seed"]) + r for r in range(state.repeats)]
-    name = trial_name(state, index)
-    try:
-        configs = [space.trial_config(state.base_config, {**params, "run.seed": seed} if state.repeats > 1 else params,
-                                      name=name if state.repeats == 1 else f"{name}-seed{seed}", runs_dir=str(sweep_dir))
-                   for seed in seeds]  # fmt: skip
-    except ConfigError as exc:
-        spec = TrialSpec(index, trial.number, trial._trial_id, [], str(sweep_dir), state)
-        _tell(study, spec, lost_result(spec, "invalid", str(exc)), state, echo)
-        return None
-    retry_note = f" (attempt {len(system.get('retry_history', [])) + 1})" if RETRY_OF in system else ""
-    echo(f"trial {index}/{state.budget} training {space.params_text(params)}{retry_note}")
-    return TrialSpec(index, trial.number, trial._trial_id, [c.to_dict() for c in configs], str(sweep_dir), state,
-                     threads, os.getcwd())  # fmt: skip
+    attempt = f" (attempt {len(system.get('retry_history', [])) + 1})" if RETRY_OF in system else ""
+    echo(f"trial {index}/{state.budget} training {space.params_text(params)}{attempt}")
+    return TrialSpec(index, trial.number, trial._trial_id, trial_name(state, index), params, str(sweep_dir), state,
+                     os.getcwd())  # fmt: skip
 
 
 def _tell(study: Any, spec: TrialSpec, result: dict[str, Any], state: SweepState, echo: Callable[[str], None]) -> None:

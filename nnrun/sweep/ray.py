@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from nnrun.errors import ConfigError, first_line
-from nnrun.sweep.trial import TrialSpec, run_trial
+from nnrun.sweep.trial import TrialSpec, run_trial, thread_env
 
 INSTALL_HINT = "pip install 'nnrun[ray]' (or: pip install 'ray[default]>=2.9')"
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2  # trials pass only small dicts: keep a local instance's share of memory small
@@ -37,6 +37,7 @@ class RayPool:
     def __init__(self, *, address: str | None, gpus_per_trial: float = 0, num_cpus: int | None = None) -> None:
         ray = self.ray = import_ray()
         env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+        env.update({} if gpus_per_trial else thread_env(1))  # one CPU per trial: TensorFlow's threads capped to it
         options: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False, "configure_logging": False}
         if address:
             options["address"] = address
@@ -55,12 +56,10 @@ class RayPool:
             ) from None
         resource = "GPU" if gpus_per_trial else "CPU"
         self.slots = max(1, int(ray.cluster_resources().get(resource, 1) / (gpus_per_trial or 1)))
-        self.threads = None if gpus_per_trial else 1  # one CPU per trial: cap TensorFlow's threads to it
         self.task = ray.remote(num_cpus=1, num_gpus=gpus_per_trial, max_retries=0)(run_trial)
         self.refs: list[Any] = []
 
     def submit(self, spec: TrialSpec) -> Future:
-        spec.threads = spec.threads or self.threads
         self.refs.append(self.task.remote(spec))
         return self.refs[-1].future()
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 import os
 import re
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nnrun import rundir as rd
-from nnrun.config import validate_config
 from nnrun.errors import ConfigError, DataError, NnrunError, RunDirError, RunInterrupted, first_line
+from nnrun.sweep import space
 from nnrun.sweep.state import SweepState
 from nnrun.sweep.study import open_study
 
@@ -30,10 +29,10 @@ class TrialSpec:
     index: int  # the trial's number + 1 (a retry keeps its first attempt's)
     number: int  # Optuna's number for this attempt
     trial_id: int
-    configs: list[dict[str, Any]]  # one resolved config per seed, named and placed in the sweep folder
+    name: str  # the run name; with repeats, each seed's run adds -seed<N>
+    params: dict[str, Any]
     sweep_dir: str  # absolute
     state: SweepState
-    threads: int | None = None  # intra-op threads for TensorFlow; None: TensorFlow's default
     cwd: str = ""  # the sweep's working folder, for relative dataset paths
 
 
@@ -52,19 +51,6 @@ def thread_env(threads: int) -> dict[str, str]:
             "TF_NUM_INTEROP_THREADS": "1" if threads == 1 else "2"}  # fmt: skip
 
 
-def limit_threads(threads: int | None) -> None:
-    """Cap TensorFlow's thread pools (before it starts; once it has, its pools keep their size)."""
-    if threads:
-        os.environ.update(thread_env(threads))
-        if "tensorflow" in sys.modules:
-            threading = sys.modules["tensorflow"].config.threading
-            try:
-                threading.set_intra_op_parallelism_threads(threads)
-                threading.set_inter_op_parallelism_threads(int(os.environ["TF_NUM_INTEROP_THREADS"]))
-            except RuntimeError:
-                pass
-
-
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """Train (or resume) each seed of one trial; never raises for the trial's own errors.
 
@@ -73,7 +59,6 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """
     import optuna
 
-    limit_threads(spec.threads)
     if spec.cwd and Path(spec.cwd).is_dir():
         os.chdir(spec.cwd)
     if spec.sweep_dir not in _STUDIES:
@@ -87,11 +72,16 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         reported.append(value)
         return trial.should_prune()
 
-    for seed_index, config in enumerate(spec.configs):
+    state = spec.state
+    for repeat in range(state.repeats):
+        seed = int(state.base_config["run"]["seed"]) + repeat
+        name = spec.name if state.repeats == 1 else f"{spec.name}-seed{seed}"
         try:
-            run, status = _train_one(spec, config, judge if seed_index == 0 and spec.state.monitor else None)
+            config = space.trial_config(state.base_config, {**spec.params, "run.seed": seed} if state.repeats > 1 else spec.params,
+                                        name=name, runs_dir=spec.sweep_dir)  # fmt: skip
+            run, status = _train_one(spec, config, judge if repeat == 0 and state.monitor else None)
         except BaseException as exc:  # noqa: BLE001 - one trial's error must not end the sweep
-            left = _runs_named(Path(spec.sweep_dir), config["run"]["name"])[-1:]
+            left = _runs_named(Path(spec.sweep_dir), name)[-1:]
             result["run_dirs"] += [p.name for p in left if p.name not in result["run_dirs"]]
             if isinstance(exc, (RunInterrupted, KeyboardInterrupt)):
                 result["status"] = "interrupted"
@@ -105,14 +95,14 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
             break
         result["run_dirs"].append(run.name)
         pruned_at = reported[-1] if reported else float("nan")  # an earlier attempt's pruned run reports nothing
-        result["values"].append(pruned_at if status == "pruned" else run_value(run, spec.state.metric))
+        result["values"].append(pruned_at if status == "pruned" else run_value(run, state.metric))
         result["status"] = status
         if status == "pruned":
             break
     return {**result, "duration_s": round(time.perf_counter() - started, 3)}
 
 
-def _train_one(spec: TrialSpec, config_data: dict[str, Any], judge: Any) -> tuple[Path, str]:
+def _train_one(spec: TrialSpec, config: Any, judge: Any) -> tuple[Path, str]:
     """Train one seed of the trial, or keep or resume the run an earlier attempt left."""
     from nnrun import training
     from nnrun.callbacks import make_pruning_callback
@@ -120,9 +110,8 @@ def _train_one(spec: TrialSpec, config_data: dict[str, Any], judge: Any) -> tupl
     from nnrun.tf import import_keras
 
     import_keras().backend.clear_session()  # a fresh graph per run: memory stays flat over a long sweep
-    name = config_data["run"]["name"]
     pruning = make_pruning_callback(spec.state.monitor, judge) if judge else None
-    earlier = _runs_named(Path(spec.sweep_dir), name)[-1:]
+    earlier = _runs_named(Path(spec.sweep_dir), config.run.name)[-1:]
     status = _status(earlier[0]) if earlier else None
     if status in ("completed", "pruned"):
         return earlier[0], status
@@ -133,7 +122,6 @@ def _train_one(spec: TrialSpec, config_data: dict[str, Any], judge: Any) -> tupl
             return result.run_dir, result.status
         except RunDirError:
             pass  # not resumable after all: train it again, in a new run directory
-    config = validate_config(config_data, source=f"trial {name}")
     smoke = spec.state.smoke
     result = training.train(config, reporter=Reporter(make_console(quiet=True)), argv=spec.state.argv, smoke=smoke,
                             config_path=spec.state.config_file, prepared=training.prepare(config, smoke=smoke),
