@@ -28,8 +28,9 @@ from typer.testing import CliRunner
 from nnrun.cli import app
 from nnrun.config import load_config
 from nnrun.errors import ConfigError, RunInterrupted
-from nnrun.sweep import read_state, start_sweep, work
+from nnrun.sweep.orchestrate import start_sweep, work
 from nnrun.sweep.space import collect_grid, decode, distributions, parse_grid_option
+from nnrun.sweep.state import read_state
 from nnrun.sweep.study import HEARTBEAT, RETRY_OF, ask, fail_stale, open_study
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -320,8 +321,8 @@ def test_invalid_combination_is_reported_and_skipped(tmp_path):
 def test_parallel_jobs_give_the_same_results_as_sequential(grid_sweep, tmp_path):
     path, state = start_sweep(SWEEP_CONFIG, sets=TWO_EPOCHS, grid_options=["training.batch_size=16,64"], runs_dir=tmp_path)
     result = work(path, state, jobs=2)
-    assert result.state.status == "completed"
-    assert result.state.history[-1]["jobs"] == 2
+    assert result.status == "completed"
+    assert result.history[-1]["jobs"] == 2
     assert_same_results(trial_results(path), trial_results(grid_sweep[0]))
 
 
@@ -386,8 +387,8 @@ def test_median_pruning_stops_a_clearly_worse_trial_after_an_epoch(tmp_path):
     for rate in rates:  # Optuna's own queue fixes the order: two good trials first, then the poor one
         study.enqueue_trial({"model.layers.0.units": 12, "training.batch_size": 64, "training.optimizer.learning_rate": rate})
     result = work(path, state)
-    assert state.monitor == "val_loss" and result.state.status == "completed"
-    by_rate = {t.params["training.optimizer.learning_rate"]: t for t in result.state.trials}
+    assert state.monitor == "val_loss" and result.status == "completed"
+    by_rate = {t.params["training.optimizer.learning_rate"]: t for t in result.trials}
     assert [by_rate[r].status for r in rates] == ["completed", "completed", "pruned"]
     pruned = path / by_rate[1e-5].run_dir
     run = json.loads((pruned / "run.json").read_text())
@@ -516,13 +517,13 @@ def test_ray_executor_runs_a_tpe_sweep_with_pruning(tmp_path):
     path, state = start_sweep(SWEEP_CONFIG, sets=TWO_EPOCHS, grid_options=[LR, "training.batch_size=64"], search="tpe",
                               trials=3, prune="median", seed=5, runs_dir=tmp_path)  # fmt: skip
     result = work(path, state, executor="ray", ray_cpus=2)
-    assert result.state.status == "completed" and result.state.executor == "ray"
-    assert len(result.state.trials) == 3 and all(t.status in ("completed", "pruned") for t in result.state.trials)
+    assert result.status == "completed" and result.executor == "ray"
+    assert len(result.trials) == 3 and all(t.status in ("completed", "pruned") for t in result.trials)
     study = open_study(path, state)
     # Asked of the study and told back: every trial has its metric per epoch and a value; each ran in a Ray worker.
     assert all(t.intermediate_values and t.value is not None for t in study.trials)
     assert all(t.user_attrs["pid"] != os.getpid() for t in study.trials)
-    for trial in result.state.trials:
+    for trial in result.trials:
         run = json.loads((path / trial.run_dir / "run.json").read_text())
         assert run["config"]["training"]["optimizer"]["learning_rate"] == trial.params["training.optimizer.learning_rate"]
 

@@ -62,7 +62,7 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
     from nnrun import rundir
     from nnrun.console import make_console
     from nnrun.errors import ConfigError
-    from nnrun.sweep.orchestrate import resume_state, start_sweep, work
+    from nnrun.sweep.orchestrate import resume_state, start_sweep, sweep_comparison, work
 
     console = make_console()
     if sum(x is not None for x in (config, join, resume)) != 1:
@@ -81,20 +81,21 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
                       + (f", {state.prune} pruning" if state.prune != "none" else "")
                       + (f", {state.repeats} seeds each" if state.repeats > 1 else "") + f"), ranked by {state.metric}",
                       soft_wrap=True)  # fmt: skip
-    result = work(path, state, echo=lambda line: console.print(line, soft_wrap=True), **options)
-    if result.comparison is not None:
+    path = Path(path).resolve()
+    state = work(path, state, echo=lambda line: console.print(line, soft_wrap=True), **options)
+    comparison = sweep_comparison(path, state)
+    if comparison is not None:
         from nnrun.compare import render_text
 
-        console.print(render_text(result.comparison), soft_wrap=True)  # full column names: the varied keys are the point
-        for note in result.comparison.notes:
+        console.print(render_text(comparison), soft_wrap=True)  # full column names: the varied keys are the point
+        for note in comparison.notes:
             console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
-    counts = ", ".join(f"{n} {s}" for s, n in result.state.to_dict()["counts"].items())
-    console.print(f"sweep {result.state.status}: {counts}; {result.path / rundir.SWEEP}", soft_wrap=True)
-    best = result.state.best
-    if best:
+    counts = ", ".join(f"{n} {s}" for s, n in state.to_dict()["counts"].items())
+    console.print(f"sweep {state.status}: {counts}; {path / rundir.SWEEP}", soft_wrap=True)
+    if best := state.best:
         spread = f" ± {best['std']:.4f}" if best.get("std") is not None else ""
-        console.print(f"best: trial {best['trial']}, {result.state.metric} {best['value']:.4f}{spread}. "
+        console.print(f"best: trial {best['trial']}, {state.metric} {best['value']:.4f}{spread}. "
                       f"Train it on all the training data:\n  {best['retrain']}", soft_wrap=True)
-    typer.echo(str(result.path))
-    if result.state.status not in ("completed", "running"):
+    typer.echo(str(path))
+    if state.status not in ("completed", "running"):
         raise typer.Exit(1)

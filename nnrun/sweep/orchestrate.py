@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import wait as wait_any
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,6 @@ from nnrun.sweep.trial import TrialSpec, lost_result, run_trial, thread_env
 
 _VALIDATION_METRICS = ("best_val_", "validation.", "best_validation.")  # compare columns of validation results
 _STATES = {"RUNNING": "running", "WAITING": "pending", "COMPLETE": "completed", "PRUNED": "pruned"}
-
-
-@dataclass
-class SweepResult:
-    path: Path
-    state: SweepState
-    comparison: Any  # nnrun.compare.Comparison, or None when no trial produced a run directory
 
 
 def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: list[str] = (), *, smoke: bool = False,
@@ -93,15 +85,12 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
     return sweep_dir, state
 
 
-def regression(config: RunConfig) -> bool:
-    from nnrun.datasets.table import resolve_task
-
-    return resolve_task(getattr(config.dataset, "task", "classification"), config.training.loss) == "regression"
-
-
 def default_metric(config: RunConfig) -> str:
     """What ranks the trials when neither --metric nor sweep.metric says: val_accuracy, or val_loss for a regression."""
-    return "val_loss" if regression(config) else "val_accuracy"
+    from nnrun.datasets.table import resolve_task
+
+    task = resolve_task(getattr(config.dataset, "task", "classification"), config.training.loss)
+    return "val_loss" if task == "regression" else "val_accuracy"
 
 
 def check_metric(metric: str, config: RunConfig) -> str:
@@ -149,7 +138,7 @@ def work(
     ray_cpus: int | None = None,
     echo: Callable[[str], None] = lambda line: None,
     now: Callable[[], datetime] = datetime.now,
-) -> SweepResult:
+) -> SweepState:
     """One worker: ask the study for trials until the budget is spent, train them, tell their results.
 
     When the budget is spent but other workers still run trials, it waits for them, and takes over any trial whose
@@ -159,11 +148,10 @@ def work(
         ConfigError: a bad executor option, or Ray missing or unreachable.
         RunInterrupted: Ctrl-C; finished trials are kept, ``--resume`` runs the rest.
     """
-    if executor not in ("local", "ray") or jobs < 1 or (executor == "local" and (address or gpus_per_trial)):
-        raise ConfigError(f"--executor must be local or ray (got {executor!r}), --jobs >= 1 (got {jobs}); "
-                          "--address and --gpus-per-trial need --executor ray.")  # fmt: skip
-    if executor == "ray" and jobs > 1:
-        raise ConfigError("--jobs is for --executor local; Ray runs as many trials at once as its cluster has CPUs (or GPUs).")
+    ray_only = address or gpus_per_trial if executor == "local" else jobs > 1  # options of the other executor
+    if executor not in ("local", "ray") or jobs < 1 or ray_only:
+        raise ConfigError(f"--executor must be local or ray (got {executor!r}) and --jobs >= 1 (got {jobs}); --address and "
+                          "--gpus-per-trial need --executor ray; --jobs is for --executor local (Ray fills its cluster).")
     sweep_dir = Path(sweep_dir).resolve()
     study = open_study(sweep_dir, state)
     pool = None
@@ -222,7 +210,7 @@ def work(
                          f"{(log.read().strip().splitlines() or [''])[-1]}")
                 log.close()
     refresh(sweep_dir, state, study, finished=(None, now(), time.perf_counter() - started))
-    return SweepResult(sweep_dir, state, sweep_comparison(sweep_dir, state))
+    return state
 
 
 def _join_process(sweep_dir: Path) -> tuple[Any, Any]:
@@ -352,7 +340,7 @@ def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
     if not paths:
         return None
     keys = [canonical(k) for k in state.grid]
-    test = "test_r2" if regression(validate_config(state.base_config)) else "test_accuracy"
+    test = "test_r2" if default_metric(validate_config(state.base_config)) == "val_loss" else "test_accuracy"
     columns = list(dict.fromkeys([*(["status"] if state.repeats > 1 else ["name", "status"]), *keys, state.metric,
                                   test, "duration"]))  # fmt: skip
     comparison = compare_runs(paths, sort=state.metric, columns=[",".join(columns)],

@@ -77,8 +77,8 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         seed = int(state.base_config["run"]["seed"]) + repeat
         name = spec.name if state.repeats == 1 else f"{spec.name}-seed{seed}"
         try:
-            config = space.trial_config(state.base_config, {**spec.params, "run.seed": seed} if state.repeats > 1 else spec.params,
-                                        name=name, runs_dir=spec.sweep_dir)  # fmt: skip
+            params = {**spec.params, "run.seed": seed} if state.repeats > 1 else spec.params
+            config = space.trial_config(state.base_config, params, name=name, runs_dir=spec.sweep_dir)
             run, status = _train_one(spec, config, judge if repeat == 0 and state.monitor else None)
         except BaseException as exc:  # noqa: BLE001 - one trial's error must not end the sweep
             left = _runs_named(Path(spec.sweep_dir), name)[-1:]
@@ -90,8 +90,8 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
             else:  # a config or data error before any run directory: the trial never trained
                 invalid = isinstance(exc, (ConfigError, DataError)) and not result["run_dirs"]
                 result["status"] = "invalid" if invalid else "failed"
-            kind = type(exc).__name__
-            result["error"] = str(exc) if isinstance(exc, NnrunError) else kind + (f": {first_line(exc)}" if str(exc).strip() else "")
+            detail = f": {first_line(exc)}" if str(exc).strip() else ""
+            result["error"] = str(exc) if isinstance(exc, NnrunError) else type(exc).__name__ + detail
             break
         result["run_dirs"].append(run.name)
         pruned_at = reported[-1] if reported else float("nan")  # an earlier attempt's pruned run reports nothing
