@@ -204,6 +204,16 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_flags_set_sweep_keys_even_for_a_config_without_a_sweep_section(tmp_path):
+    _, state = start_sweep(ROOT / "configs" / "diabetes_mlp.yaml", ["dataset.validation=0.2"], [LR], search="random",
+                           trials=2, seed=7, heartbeat=3, runs_dir=tmp_path)  # fmt: skip
+    assert (state.mode, state.budget, state.seed, state.heartbeat_s) == ("random", 2, 7, 3)
+    assert state.grid == {"training.optimizer.learning_rate": "loguniform(1e-4, 1e-1)"}
+    with pytest.raises(ConfigError, match="sweep.trials: input should be greater than or equal to 1, got 0"):
+        start_sweep(ROOT / "configs" / "diabetes_mlp.yaml", ["dataset.validation=0.2"], [LR], search="random", trials=0,
+                    runs_dir=tmp_path)  # fmt: skip
+
+
 def test_start_writes_the_set_up_and_an_empty_study(tmp_path):
     path, state = start_sweep(SWEEP_CONFIG, grid_options=["training.epochs=1,2"], runs_dir=tmp_path)
     saved = json.loads((path / "sweep.json").read_text())

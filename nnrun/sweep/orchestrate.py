@@ -45,7 +45,11 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
     import json
 
     overrides = [f"run.{k}={flags.pop(k)}" for k in ("runs_dir", "name") if flags.get(k) is not None]
-    overrides += [f"sweep.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    keys = {k: v for k, v in flags.items() if v is not None}
+    if keys and load_config(config_path, sets).sweep is None:  # no sweep: section: the flags make one
+        overrides.append(f"sweep={json.dumps(keys)}")
+    else:
+        overrides += [f"sweep.{k}={json.dumps(v)}" for k, v in keys.items()]
     config = load_config(config_path, [*sets, *overrides])
     grid = space.collect_grid(config, list(grid_options))
     section = config.sweep or SweepConfig()
