@@ -62,12 +62,13 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
     from nnrun import rundir
     from nnrun.console import make_console
     from nnrun.errors import ConfigError
-    from nnrun.sweep.orchestrate import resume_state, start_sweep, sweep_comparison, work
+    from nnrun.sweep.orchestrate import check_executor, resume_state, start_sweep, sweep_comparison, work
 
     console = make_console()
     if sum(x is not None for x in (config, join, resume)) != 1:
         raise ConfigError("give exactly one of CONFIG, --join SWEEP_DIR or --resume SWEEP_DIR, "
                           "e.g. nnrun sweep configs/diabetes_sweep.yaml.")
+    check_executor(**options)
     path = join or resume
     if path is not None:
         if grid or sets or smoke or any(v is not None for v in flags.values()):

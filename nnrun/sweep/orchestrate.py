@@ -26,7 +26,7 @@ from nnrun.errors import ConfigError, RunInterrupted, first_line
 from nnrun.sweep import space
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
 from nnrun.sweep.study import RETRY_OF, ask, heartbeat, locked, open_study, retry, running_count
-from nnrun.sweep.trial import TrialSpec, lost_result, run_trial, thread_env
+from nnrun.sweep.trial import TrialSpec, result_of, run_trial, thread_env
 
 _VALIDATION_METRICS = ("best_val_", "validation.", "best_validation.")  # compare columns of validation results
 _STATES = {"RUNNING": "running", "WAITING": "pending", "COMPLETE": "completed", "PRUNED": "pruned"}
@@ -44,18 +44,25 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
     """
     import json
 
-    overrides = [f"run.{k}={flags.pop(k)}" for k in ("runs_dir", "name") if flags.get(k) is not None]
+    places = [f"run.{key}={json.dumps(str(flags.pop(key)))}" for key in ("runs_dir", "name") if flags.get(key) is not None]
+    config = load_config(config_path, [*sets, *places])
     keys = {k: v for k, v in flags.items() if v is not None}
-    if keys and load_config(config_path, sets).sweep is None:  # no sweep: section: the flags make one
-        overrides.append(f"sweep={json.dumps(keys)}")
-    else:
-        overrides += [f"sweep.{k}={json.dumps(v)}" for k, v in keys.items()]
-    config = load_config(config_path, [*sets, *overrides])
+    if "random" in keys and ("search" in keys or "trials" in keys):
+        raise ConfigError("--random N is --search random --trials N; give one spelling, not both.")
+    if "random" in keys:
+        keys.update(search="random", trials=keys.pop("random"))
+    if keys:  # the command line's keys win over the config's
+        data = config.to_dict()
+        section = {**(data["sweep"] or {}), **keys}
+        if {"search", "trials"} & keys.keys():
+            section["random"] = None  # the other spelling of search and trials
+        config = validate_config({**data, "sweep": section}, source=f"{config_path} with the sweep's flags")
     grid = space.collect_grid(config, list(grid_options))
     section = config.sweep or SweepConfig()
     if section.random and (section.search not in (None, "random") or section.trials):
         raise ConfigError("sweep.random N (--random N) is search: random with trials: N; give one spelling, not both.")
-    search, budget = section.search or ("random" if section.random else "grid"), section.trials or section.random
+    search = section.search or ("random" if section.random else "grid")
+    budget = section.trials or section.random
     if search == "grid":
         size = math.prod(len(values) for values in space.grid_choices(grid).values())  # refuses ranges
         budget = min(budget or size, size)
@@ -131,6 +138,22 @@ def check_monitor(metric: str, prune: str, config: RunConfig) -> str | None:
     return key
 
 
+def check_executor(executor: str, jobs: int, address: str | None = None, gpus_per_trial: float = 0) -> None:
+    """ConfigError for options that do not fit together, or for Ray missing when it is asked for."""
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor must be local or ray, got {executor!r}.")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}.")
+    if executor == "local" and (address or gpus_per_trial):
+        raise ConfigError("--address and --gpus-per-trial need --executor ray.")
+    if executor == "ray" and jobs > 1:
+        raise ConfigError("--jobs is for --executor local; Ray runs as many trials at once as its cluster has CPUs (or GPUs).")
+    if executor == "ray":
+        from nnrun.sweep.ray import import_ray
+
+        import_ray()  # the install hint, before a sweep folder is made
+
+
 def work(
     sweep_dir: str | Path,
     state: SweepState,
@@ -152,10 +175,7 @@ def work(
         ConfigError: a bad executor option, or Ray missing or unreachable.
         RunInterrupted: Ctrl-C; finished trials are kept, ``--resume`` runs the rest.
     """
-    ray_only = address or gpus_per_trial if executor == "local" else jobs > 1  # options of the other executor
-    if executor not in ("local", "ray") or jobs < 1 or ray_only:
-        raise ConfigError(f"--executor must be local or ray (got {executor!r}) and --jobs >= 1 (got {jobs}); --address and "
-                          "--gpus-per-trial need --executor ray; --jobs is for --executor local (Ray fills its cluster).")
+    check_executor(executor, jobs, address, gpus_per_trial)
     sweep_dir = Path(sweep_dir).resolve()
     study = open_study(sweep_dir, state)
     pool = None
@@ -188,23 +208,27 @@ def work(
                 if pool is None:  # a local trial runs here, now that sweep.json shows it running
                     future, spec = next(iter(running.items()))
                     future.set_result(run_trial(spec))
+                statuses = []
                 for future in wait_any(running, return_when=FIRST_COMPLETED).done:
                     spec = running.pop(future)
                     try:
                         result = future.result()
                     except Exception as exc:  # noqa: BLE001 - Ray: the worker died or the task could not run
-                        result = lost_result(spec, "failed", f"Ray task failed: {first_line(exc)}")
+                        cause = getattr(exc, "cause", None) or exc  # a RayTaskError's own text is the traceback's
+                        result = result_of(spec, "failed", f"Ray task failed: {type(cause).__name__}: {first_line(cause)}")
                     _tell(study, spec, result, state, echo)
-                    if result["status"] == "interrupted":
-                        raise KeyboardInterrupt
+                    statuses.append(result["status"])
+                if "interrupted" in statuses:
+                    raise KeyboardInterrupt
                 refresh(sweep_dir, state, study)
         except KeyboardInterrupt:
             for spec in running.values():
-                _tell(study, spec, lost_result(spec, "interrupted", "the sweep was stopped"), state, echo)
+                _tell(study, spec, result_of(spec, "interrupted", "the sweep was stopped"), state, echo)
             refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
             raise RunInterrupted(f"sweep stopped; finished trials are kept in {sweep_dir}. "
-                                 f"Continue with: nnrun sweep --resume {sweep_dir}") from None  # fmt: skip
+                                 f"Continue with: nnrun sweep --resume {shlex.quote(str(sweep_dir))}") from None
         finally:
+            running.clear()  # no more beats for them: another worker fails and retries what is left
             if pool:
                 pool.close()
             for helper, log in helpers:
@@ -248,12 +272,17 @@ def _tell(study: Any, spec: TrialSpec, result: dict[str, Any], state: SweepState
     if status == "completed" and len(values) < len(result["values"]):
         status, result["error"] = "failed", f"no {state.metric} in the trial's run directories"
     attrs = {key: result.get(key) for key in ("error", "run_dirs", "values", "duration_s", "host", "pid")}
-    attrs.update(status=status, **({"std": statistics.stdev(values)} if len(values) > 1 else {}))
-    for key, attr in attrs.items():
-        study._storage.set_trial_user_attr(spec.trial_id, key, attr)
+    attrs["status"] = status
+    if len(values) > 1:
+        attrs["std"] = statistics.stdev(values)
     value = statistics.fmean(values) if status == "completed" else None
     told = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}
-    study.tell(spec.number, value, state=told.get(status, optuna.trial.TrialState.FAIL), skip_if_finished=True)
+    try:
+        for key, attr in attrs.items():
+            study._storage.set_trial_user_attr(spec.trial_id, key, attr)
+        study.tell(spec.number, value, state=told.get(status, optuna.trial.TrialState.FAIL), skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        status = "lost (another worker took it over: no heartbeat)"  # its retry keeps the runs it finished
     style = {"completed": "green", "pruned": "magenta", "invalid": "yellow", "interrupted": "yellow"}.get(status, "red")
     where = f" -> {', '.join(result['run_dirs'])}" if result["run_dirs"] else ""
     detail = f": {result['error']}" if result.get("error") and status != "completed" else ""
@@ -275,7 +304,8 @@ def summarize(study: Any, state: SweepState) -> None:
         status = _STATES.get(frozen.state.name) or attrs.get("status") or "failed"
         dirs = list(attrs.get("run_dirs") or [])
         trial.previous_run_dirs += [d for d in trial.run_dirs if d not in dirs and d not in trial.previous_run_dirs]
-        trial.status, trial.error = status, attrs.get("error") if status != "completed" else None
+        trial.status = status
+        trial.error = attrs.get("error") if status != "completed" else None
         trial.run_dirs = dirs or trial.run_dirs
         trial.run_dir = (trial.run_dirs or [None])[0]
         trial.value, trial.std, trial.duration_s = frozen.value, attrs.get("std"), attrs.get("duration_s")
@@ -283,7 +313,7 @@ def summarize(study: Any, state: SweepState) -> None:
     state.trials = list(trials.values())
     done = [t for t in state.trials if t.status == "completed" and t.value is not None]
     best = (max if state.direction == "maximize" else min)(done, key=lambda t: t.value) if done else None
-    state.best = best and {"trial": best.index, "value": best.value, "std": best.std, "params": best.params,
+    state.best = None if best is None else {"trial": best.index, "value": best.value, "std": best.std, "params": best.params,
                            "retrain": retrain_command(state, best.params)}  # fmt: skip
 
 
@@ -325,10 +355,11 @@ def resume_state(sweep_dir: str | Path, *, retry_failed: bool) -> SweepState:
     state = read_state(sweep_dir)
     if retry_failed:
         study = open_study(Path(sweep_dir).resolve(), state)
-        last = {t.system_attrs.get(RETRY_OF, t.number): t for t in sorted(study.get_trials(), key=lambda t: t.number)}
-        for frozen in last.values():
-            if frozen.state.name == "FAIL" and frozen.user_attrs.get("status") != "invalid":
-                retry(study, frozen)
+        with locked(sweep_dir):  # not while another worker fails and queues a stale trial
+            last = {t.system_attrs.get(RETRY_OF, t.number): t for t in sorted(study.get_trials(), key=lambda t: t.number)}
+            for frozen in last.values():
+                if frozen.state.name == "FAIL" and frozen.user_attrs.get("status") != "invalid":
+                    retry(study, frozen)
     return state
 
 

@@ -37,7 +37,8 @@ class RayPool:
     def __init__(self, *, address: str | None, gpus_per_trial: float = 0, num_cpus: int | None = None) -> None:
         ray = self.ray = import_ray()
         env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
-        env.update({} if gpus_per_trial else thread_env(1))  # one CPU per trial: TensorFlow's threads capped to it
+        if not gpus_per_trial:
+            env.update(thread_env(1))  # one CPU per trial: TensorFlow's threads capped to it
         options: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False, "configure_logging": False}
         if address:
             options["address"] = address
@@ -64,6 +65,6 @@ class RayPool:
         return self.refs[-1].future()
 
     def close(self) -> None:
-        for ref in self.refs:
-            self.ray.cancel(ref, force=True)  # a finished task: nothing happens
+        for ref in self.ray.wait(self.refs, num_returns=len(self.refs), timeout=0)[1] if self.refs else []:
+            self.ray.cancel(ref, force=True)  # the tasks still running: a stopped sweep
         self.ray.shutdown()

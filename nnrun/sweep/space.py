@@ -113,24 +113,29 @@ def grid_choices(grid: dict[str, Any]) -> dict[str, list[Any]]:
         if isinstance(axis, str):
             raise ConfigError(f"sweep key {key}: {axis} is a range, which --search grid cannot enumerate; pass --search "
                               "random or --search tpe with --trials N, or give a list of values.")  # fmt: skip
-    return {key: [_choice(v) for v in axis] for key, axis in grid.items()}
+    return {key: list(map(_choice, axis)) for key, axis in grid.items()}
 
 
 def distributions(grid: dict[str, Any]) -> dict[str, Any]:
-    """Optuna's distribution per key: a list is categorical (choices that are not plain values go as JSON text)."""
+    """Optuna's distribution per key: a range's, or categorical over a list's choices."""
     from optuna.distributions import CategoricalDistribution
 
-    return {key: parse_range(axis, key) if isinstance(axis, str) else CategoricalDistribution([_choice(v) for v in axis])
+    return {key: parse_range(axis, key) if isinstance(axis, str) else CategoricalDistribution(list(map(_choice, axis)))
             for key, axis in grid.items()}  # fmt: skip
 
 
 def decode(trial: Any, grid: dict[str, Any]) -> dict[str, Any]:
-    """A trial's values as the config takes them (``[28, 28]`` back from its JSON text)."""
-    return {key: trial.params[key] if isinstance(axis, str) else axis[[_choice(v) for v in axis].index(trial.params[key])]
-            for key, axis in grid.items()}  # fmt: skip
+    """A trial's values as the config takes them: a list's value back from its choice (``[28, 28]`` from its JSON)."""
+    params = dict(trial.params)
+    for key, axis in grid.items():
+        if not isinstance(axis, str):
+            choices = list(map(_choice, axis))
+            params[key] = axis[choices.index(params[key])]
+    return params
 
 
 def _choice(value: Any) -> Any:
+    """A value as an Optuna choice: a plain number or string as it is, anything else (``[28, 28]``) as JSON text."""
     return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
 
 

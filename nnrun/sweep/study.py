@@ -21,8 +21,6 @@ from nnrun.errors import ConfigError, first_line
 from nnrun.sweep import space
 from nnrun.sweep.state import SweepState
 
-SEARCHES = ("grid", "random", "tpe")
-PRUNERS = ("none", "median", "hyperband")
 HEARTBEAT = "nnrun:heartbeat"  # system attribute: the time of a running trial's last beat
 RETRY_OF = "failed_trial"  # set by Optuna's retry callback: the number of the first attempt
 MAX_RETRIES = 3
@@ -46,14 +44,17 @@ def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False
         except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors: a bad URL, a missing driver, no server
             raise ConfigError(f"--storage {state.storage}: cannot open it ({first_line(exc)}). Give an SQLAlchemy "
                               "URL such as sqlite:////shared/sweeps.db or postgresql://user@host/db.") from None
-    sampler = {"grid": lambda: Grid(space.grid_choices(state.grid), seed=state.seed),
-               "random": lambda: optuna.samplers.RandomSampler(seed=state.seed),
-               "tpe": lambda: optuna.samplers.TPESampler(seed=state.seed)}[state.mode]()  # constant liar: on by default
-    epochs = 1 if state.smoke else int(state.base_config["training"]["epochs"])
+    if state.mode == "grid":
+        sampler = Grid(space.grid_choices(state.grid), seed=state.seed)
+    else:  # TPE's constant liar (on by default) spreads out the trials that workers run at once
+        sampler = (optuna.samplers.TPESampler if state.mode == "tpe" else optuna.samplers.RandomSampler)(seed=state.seed)
     # Steps are epochs. Two finished trials are enough to judge a third: sweeps here are small.
-    pruner = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
-              "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3),
-              "none": optuna.pruners.NopPruner}[state.prune]()  # fmt: skip
+    pruner = optuna.pruners.NopPruner()
+    if state.prune == "median":
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    elif state.prune == "hyperband":
+        epochs = 1 if state.smoke else int(state.base_config["training"]["epochs"])
+        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
     kwargs = dict(study_name=state.id, storage=storage, sampler=sampler, pruner=pruner)
     try:
         return optuna.create_study(direction=state.direction, **kwargs) if create else optuna.load_study(**kwargs)

@@ -39,8 +39,8 @@ class TrialSpec:
 _STUDIES: dict[str, Any] = {}  # opened once per process
 
 
-def lost_result(spec: TrialSpec, status: str, error: str | None = None) -> dict[str, Any]:
-    """The result of a trial whose process returned none (it died, or the sweep stopped it); run_trial's start."""
+def result_of(spec: TrialSpec, status: str, error: str | None = None) -> dict[str, Any]:
+    """A trial's result before it trains, or of one whose process returned none (it died, or the sweep stopped it)."""
     return {"index": spec.index, "number": spec.number, "status": status, "error": error, "run_dirs": [],
             "values": [], "duration_s": None}  # fmt: skip
 
@@ -65,7 +65,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         _STUDIES[spec.sweep_dir] = open_study(spec.sweep_dir, spec.state)
     trial = optuna.Trial(_STUDIES[spec.sweep_dir], spec.trial_id)
     started, reported = time.perf_counter(), []
-    result = {**lost_result(spec, "completed"), "host": socket.gethostname(), "pid": os.getpid()}
+    result = {**result_of(spec, "completed"), "host": socket.gethostname(), "pid": os.getpid()}
 
     def judge(epoch: int, value: float) -> bool:
         trial.report(value, epoch)
