@@ -44,7 +44,10 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
     """
     import json
 
-    places = [f"run.{key}={json.dumps(str(flags.pop(key)))}" for key in ("runs_dir", "name") if flags.get(key) is not None]
+    places = []  # where the sweep goes: run keys, given as strings whatever they hold ('#', ': ')
+    for key in ("runs_dir", "name"):
+        if (value := flags.pop(key, None)) is not None:
+            places.append(f"run.{key}={json.dumps(str(value))}")
     config = load_config(config_path, [*sets, *places])
     keys = {k: v for k, v in flags.items() if v is not None}
     if "random" in keys and ("search" in keys or "trials" in keys):
