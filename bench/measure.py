@@ -164,3 +164,11 @@ def machine_line(info: dict[str, str]) -> str:
         f"{info.get('fp32_peak_note', '?')}), {info['cores']} cores, {info['memory']} RAM; Python {info['python']}, "
         f"TensorFlow {info['tensorflow']}, Keras {info['keras']}, NumPy {info['numpy']}; load average at start {info['load']}"
     )
+
+
+def publish(lines: list[str], out: Path | None) -> None:
+    """Print a report's markdown lines, and write them to ``out`` when one is given."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        out.write_text(text)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import BENCH, NNRUN, PYTHON, ROOT, child_env, find_data_dir, machine, machine_line, run_child  # noqa: E402
+from measure import BENCH, NNRUN, PYTHON, ROOT, child_env, find_data_dir, machine, machine_line, publish, run_child  # noqa: E402
 
 TARGET_RATIO = 0.55
 TARGET_POINTS = 0.3
@@ -134,10 +134,7 @@ def main() -> None:
                  f"{'met' if identical else '**missed**'} |"] if "nnrun float32" in sides else []), "",
               f"Median of {args.repeats} alternated processes per side; the plain script with verbose=0. "
               "Accuracy: the first repeat (the same seed gives the same figure every time)."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import PYTHON, ROOT, child_env, find_data_dir, machine, machine_line, run_child  # noqa: E402
+from measure import PYTHON, ROOT, child_env, find_data_dir, machine, machine_line, publish, run_child  # noqa: E402
 
 CHILD = """
 import json, sys
@@ -75,10 +75,7 @@ def main() -> None:
                      f"| {cell(r['xla_ms'])} | {cell(r['xla_compile_s'], 2)} | {r['probe_s']:.1f} | {share} | {repaid} |")
     lines += ["", "Estimated training: ms/step without XLA × steps per epoch × epochs (training steps only). The "
               "probe: a fresh process per config with an empty cache, as a user's first run on a new machine."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":
