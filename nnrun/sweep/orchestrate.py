@@ -13,8 +13,6 @@ import socket
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future
-from concurrent.futures import wait as wait_any
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,11 +20,11 @@ from typing import Any
 from nnrun import rundir as rd
 from nnrun.config import RunConfig, load_config, validate_config
 from nnrun.config.schema import SweepConfig
-from nnrun.errors import ConfigError, RunInterrupted, first_line
+from nnrun.errors import ConfigError, RunInterrupted
 from nnrun.sweep import space
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
-from nnrun.sweep.study import RETRY_OF, ask, heartbeat, locked, open_study, retry, running_count
-from nnrun.sweep.trial import TrialSpec, result_of, run_trial, thread_env
+from nnrun.sweep.study import RETRY_OF, BudgetSpent, locked, open_study, retry, running_count
+from nnrun.sweep.trial import TrialSpec, run_trial, thread_env
 
 _VALIDATION_METRICS = ("best_val_", "validation.", "best_validation.")  # compare columns of validation results
 _STATES = {"RUNNING": "running", "WAITING": "pending", "COMPLETE": "completed", "PRUNED": "pruned"}
@@ -169,7 +167,7 @@ def work(
     echo: Callable[[str], None] = lambda line: None,
     now: Callable[[], datetime] = datetime.now,
 ) -> SweepState:
-    """One worker: ask the study for trials until the budget is spent, train them, tell their results.
+    """One worker: Optuna's ``study.optimize`` over the trials, here or on Ray, until the budget is spent.
 
     When the budget is spent but other workers still run trials, it waits for them, and takes over any trial whose
     worker stopped beating. ``jobs`` > 1 starts ``jobs - 1`` more workers (``nnrun sweep --join``) beside it.
@@ -178,6 +176,8 @@ def work(
         ConfigError: a bad executor option, or Ray missing or unreachable.
         RunInterrupted: Ctrl-C; finished trials are kept, ``--resume`` runs the rest.
     """
+    import optuna
+
     check_executor(executor, jobs, address, gpus_per_trial)
     sweep_dir = Path(sweep_dir).resolve()
     study = open_study(sweep_dir, state)
@@ -191,55 +191,40 @@ def work(
         os.environ.update(thread_env(max(1, cpus // jobs)))
     helpers = [_join_process(sweep_dir) for _ in range(jobs - 1)]
     state.executor, state.jobs = executor, jobs
-    running: dict[Future, TrialSpec] = {}
+
+    def objective(trial: Any) -> float:
+        spec = _spec(study, trial, state, sweep_dir, echo)
+        refresh(sweep_dir, state, study)  # sweep.json shows it running
+        return _record(trial, spec, pool.run(spec) if pool else run_trial(spec), state, echo)
+
     started, waited = time.perf_counter(), False
-    with heartbeat(study._storage, lambda: [spec.trial_id for spec in list(running.values())], state.heartbeat_s):
-        try:
-            while True:
-                while len(running) < (pool.slots if pool else 1) and (trial := ask(study, sweep_dir, state)) is not None:
-                    spec = _spec(study, trial, state, sweep_dir, echo)
-                    running[pool.submit(spec) if pool else Future()] = spec
-                    refresh(sweep_dir, state, study)
-                if not running:  # the budget is spent: wait for the other workers' trials, or for their beats to stop
-                    if not (others := running_count(study)):
-                        break
-                    if not waited:
-                        echo(f"waiting for {others} trial(s) of other workers (or their heartbeat to stop)")
-                    waited = True
-                    time.sleep(min(state.heartbeat_s, 5))
-                    continue
-                if pool is None:  # a local trial runs here, now that sweep.json shows it running
-                    future, spec = next(iter(running.items()))
-                    future.set_result(run_trial(spec))
-                statuses = []
-                for future in wait_any(running, return_when=FIRST_COMPLETED).done:
-                    spec = running.pop(future)
-                    try:
-                        result = future.result()
-                    except Exception as exc:  # noqa: BLE001 - Ray: the worker died or the task could not run
-                        cause = getattr(exc, "cause", None) or exc  # a RayTaskError's own text is the traceback's
-                        result = result_of(spec, "failed", f"Ray task failed: {type(cause).__name__}: {first_line(cause)}")
-                    _tell(study, spec, result, state, echo)
-                    statuses.append(result["status"])
-                if "interrupted" in statuses:
-                    raise KeyboardInterrupt
-                refresh(sweep_dir, state, study)
-        except KeyboardInterrupt:
-            for spec in running.values():
-                _tell(study, spec, result_of(spec, "interrupted", "the sweep was stopped"), state, echo)
-            refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
-            raise RunInterrupted(f"sweep stopped; finished trials are kept in {sweep_dir}. "
-                                 f"Continue with: nnrun sweep --resume {shlex.quote(str(sweep_dir))}") from None
-        finally:
-            running.clear()  # no more beats for them: another worker fails and retries what is left
-            if pool:
-                pool.close()
-            for helper, log in helpers:
-                if helper.wait():
-                    log.seek(0)
-                    echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: "
-                         f"{(log.read().strip().splitlines() or [''])[-1]}")
-                log.close()
+    try:
+        while True:
+            try:
+                study.optimize(objective, n_jobs=pool.slots if pool else 1, catch=(TrialFailed,),
+                               callbacks=[lambda study, trial: refresh(sweep_dir, state, study)])  # fmt: skip
+            except BudgetSpent:  # wait for the other workers' trials, or for their beats to stop
+                if not (others := running_count(study)):
+                    break
+                if not waited:
+                    echo(f"waiting for {others} trial(s) of other workers (or their heartbeat to stop)")
+                waited = True
+                time.sleep(min(state.heartbeat_s, 5))
+            except optuna.exceptions.UpdateFinishedTrialError as exc:  # this worker was too slow to beat
+                echo(f"[red]{exc}[/] Another worker took it over; its retry keeps the runs it finished.")
+    except KeyboardInterrupt:
+        refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
+        raise RunInterrupted(f"sweep stopped; finished trials are kept in {sweep_dir}. "
+                             f"Continue with: nnrun sweep --resume {shlex.quote(str(sweep_dir))}") from None
+    finally:
+        if pool:
+            pool.close()
+        for helper, log in helpers:
+            if helper.wait():
+                log.seek(0)
+                echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: "
+                     f"{(log.read().strip().splitlines() or [''])[-1]}")
+            log.close()
     refresh(sweep_dir, state, study, finished=(None, now(), time.perf_counter() - started))
     return state
 
@@ -255,6 +240,10 @@ def _join_process(sweep_dir: Path) -> tuple[Any, Any]:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True), log
 
 
+class TrialFailed(Exception):
+    """A trial that failed (or was invalid): Optuna records it as failed, and the sweep goes on."""
+
+
 def _spec(study: Any, trial: Any, state: SweepState, sweep_dir: Path, echo: Callable[[str], None]) -> TrialSpec:
     system = study._storage.get_trial_system_attrs(trial._trial_id)
     index = system.get(RETRY_OF, trial.number) + 1
@@ -266,8 +255,8 @@ def _spec(study: Any, trial: Any, state: SweepState, sweep_dir: Path, echo: Call
                      os.getcwd())  # fmt: skip
 
 
-def _tell(study: Any, spec: TrialSpec, result: dict[str, Any], state: SweepState, echo: Callable[[str], None]) -> None:
-    """Record a trial's result in the study (user attributes, then its value and state) and print its line."""
+def _record(trial: Any, spec: TrialSpec, result: dict[str, Any], state: SweepState, echo: Callable[[str], None]) -> float:
+    """Keep a trial's result in its user attributes and print its line; return its value, or raise its state."""
     import optuna
 
     values = [v for v in result["values"] if not math.isnan(v)]
@@ -275,22 +264,23 @@ def _tell(study: Any, spec: TrialSpec, result: dict[str, Any], state: SweepState
     if status == "completed" and len(values) < len(result["values"]):
         status, result["error"] = "failed", f"no {state.metric} in the trial's run directories"
     attrs = {key: result.get(key) for key in ("error", "run_dirs", "values", "duration_s", "host", "pid")}
-    attrs["status"] = status
     if len(values) > 1:
         attrs["std"] = statistics.stdev(values)
+    for key, attr in {**attrs, "status": status}.items():
+        trial.set_user_attr(key, attr)
     value = statistics.fmean(values) if status == "completed" else None
-    told = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}
-    try:
-        for key, attr in attrs.items():
-            study._storage.set_trial_user_attr(spec.trial_id, key, attr)
-        study.tell(spec.number, value, state=told.get(status, optuna.trial.TrialState.FAIL), skip_if_finished=True)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        status = "lost (another worker took it over: no heartbeat)"  # its retry keeps the runs it finished
     style = {"completed": "green", "pruned": "magenta", "invalid": "yellow", "interrupted": "yellow"}.get(status, "red")
     where = f" -> {', '.join(result['run_dirs'])}" if result["run_dirs"] else ""
     detail = f": {result['error']}" if result.get("error") and status != "completed" else ""
     shown = f" {state.metric} {value:.4f}" if value is not None else ""
     echo(f"trial {spec.index}/{state.budget} [{style}]{status}[/]{shown} in {result['duration_s'] or 0:.1f}s{where}{detail}")
+    if status == "pruned":
+        raise optuna.TrialPruned()
+    if status == "interrupted":
+        raise KeyboardInterrupt
+    if value is None:
+        raise TrialFailed(result.get("error"))
+    return value
 
 
 def trial_name(state: SweepState, index: int) -> str:
@@ -308,7 +298,8 @@ def summarize(study: Any, state: SweepState) -> None:
         dirs = list(attrs.get("run_dirs") or [])
         trial.previous_run_dirs += [d for d in trial.run_dirs if d not in dirs and d not in trial.previous_run_dirs]
         trial.status = status
-        trial.error = attrs.get("error") if status != "completed" else None
+        trial.error = None if status in ("completed", "running", "pending") else attrs.get("error") or (
+            "its worker stopped (no heartbeat)")  # the worker recorded nothing: it was killed
         trial.run_dirs = dirs or trial.run_dirs
         trial.run_dir = (trial.run_dirs or [None])[0]
         trial.value, trial.std, trial.duration_s = frozen.value, attrs.get("std"), attrs.get("duration_s")

@@ -7,11 +7,12 @@ every node must reach the sweep folder (or the ``--storage`` database) at the sa
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future
+import signal
+import threading
 from typing import Any
 
 from nnrun.errors import ConfigError, first_line
-from nnrun.sweep.trial import TrialSpec, run_trial, thread_env
+from nnrun.sweep.trial import TrialSpec, result_of, run_trial, thread_env
 
 INSTALL_HINT = "pip install 'nnrun[ray]' (or: pip install 'ray[default]>=2.9')"
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2  # trials pass only small dicts: keep a local instance's share of memory small
@@ -58,13 +59,26 @@ class RayPool:
         resource = "GPU" if gpus_per_trial else "CPU"
         self.slots = max(1, int(ray.cluster_resources().get(resource, 1) / (gpus_per_trial or 1)))
         self.task = ray.remote(num_cpus=1, num_gpus=gpus_per_trial, max_retries=0)(run_trial)
-        self.refs: list[Any] = []
+        self.stopping = threading.Event()
+        self.interrupt = signal.signal(signal.SIGINT, self._stop)  # Optuna's threads wait for run(): stop them
 
-    def submit(self, spec: TrialSpec) -> Future:
-        self.refs.append(self.task.remote(spec))
-        return self.refs[-1].future()
+    def _stop(self, *args: Any) -> None:
+        self.stopping.set()
+        signal.default_int_handler(*args)
+
+    def run(self, spec: TrialSpec) -> dict[str, Any]:
+        """Run one trial as a Ray task and return its result; Ctrl-C cancels it."""
+        ref = self.task.remote(spec)
+        while not self.ray.wait([ref], timeout=0.5)[0]:
+            if self.stopping.is_set():
+                self.ray.cancel(ref, force=True)
+                return result_of(spec, "interrupted", "the sweep was stopped")
+        try:
+            return self.ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - the worker died or the task could not run
+            cause = getattr(exc, "cause", None) or exc  # a RayTaskError's own text is the traceback's
+            return result_of(spec, "failed", f"Ray task failed: {type(cause).__name__}: {first_line(cause)}")
 
     def close(self) -> None:
-        for ref in self.ray.wait(self.refs, num_returns=len(self.refs), timeout=0)[1] if self.refs else []:
-            self.ray.cancel(ref, force=True)  # the tasks still running: a stopped sweep
+        signal.signal(signal.SIGINT, self.interrupt)
         self.ray.shutdown()

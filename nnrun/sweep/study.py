@@ -1,17 +1,18 @@
 """The sweep's Optuna study: storage, sampler and pruner; trials asked for under a lock; heartbeats and retries.
 
-Workers ask for trials under ``study.lock`` in the sweep folder (``ask``), so that two never take the same trial or
-one beyond the budget. A worker beats for its running trials; a trial whose beat stopped (its worker was killed) is
-failed by the next ``ask`` and queued again by Optuna's ``RetryHeartbeatStaleTrialCallback``, and the retry resumes
-its run from the checkpoint. Optuna's own heartbeats exist only for RDB storages. Optuna is imported on first use.
+Workers ask for trials under ``study.lock`` in the sweep folder, so that two never take the same trial or one
+beyond the budget. Heartbeats are Optuna's: ``study.optimize`` beats for a running trial and, before it asks for the
+next, fails the trials whose beat stopped (their worker was killed) and queues each again with
+``RetryHeartbeatStaleTrialCallback``; the retry resumes its run from the checkpoint. Optuna's RDB storage has
+heartbeats of its own; the journal file gets them here, as a system attribute of each trial. Optuna is imported on
+first use.
 """
 
 from __future__ import annotations
 
 import fcntl
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,33 +22,71 @@ from nnrun.errors import ConfigError, first_line
 from nnrun.sweep import space
 from nnrun.sweep.state import SweepState
 
-HEARTBEAT = "nnrun:heartbeat"  # system attribute: the time of a running trial's last beat
+HEARTBEAT = "nnrun:heartbeat"  # system attribute: the time of a running trial's last beat (journal storage)
 RETRY_OF = "failed_trial"  # set by Optuna's retry callback: the number of the first attempt
 MAX_RETRIES = 3
 
 
+class BudgetSpent(Exception):
+    """From ``ask``: every trial of the budget has been asked for, and no retry is queued."""
+
+
 def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False) -> Any:
     """Create (``create``) or load the sweep's study, with its sampler and pruner. ConfigError if unreachable."""
+    import warnings
+
     import optuna
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import JournalStorage
+    from optuna.storages._heartbeat import BaseHeartbeat
     from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
 
-    class Grid(optuna.samplers.GridSampler):
-        def after_trial(self, *args: Any) -> None:
-            pass  # no study.stop() after the last point, which only optimize() allows: the budget stops a sweep
+    class Journal(JournalStorage, BaseHeartbeat):
+        def record_heartbeat(self, trial_id: int) -> None:
+            try:
+                self.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # another worker failed it as stale: its tell says so
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            trials = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+            # A retry carries its first attempt's last beat: its own start counts too.
+            return [t._trial_id for t in trials if time.time() - max(t.system_attrs.get(HEARTBEAT, 0),
+                    t.datetime_start.timestamp()) > 2 * state.heartbeat_s]  # fmt: skip
+
+        def get_heartbeat_interval(self) -> float:
+            return state.heartbeat_s
+
+        def get_heartbeat_stale_trial_callback(self) -> Any:
+            return retry
+
+    class Study(optuna.Study):
+        def ask(self, fixed_distributions: Any = None) -> optuna.Trial:
+            """A queued retry first, else a new trial while the budget lasts; BudgetSpent when it does not."""
+            with locked(sweep_dir):
+                trials = self.get_trials(deepcopy=False)
+                first_attempts = sum(RETRY_OF not in t.system_attrs for t in trials)  # a retry is the same trial
+                if first_attempts >= state.budget and not any(t.state == TrialState.WAITING for t in trials):
+                    raise BudgetSpent
+                return super().ask(space.distributions(state.grid))
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is nnrun's line, not Optuna's traceback
+    warnings.filterwarnings("ignore", category=ExperimentalWarning)  # heartbeats, "experimental" since Optuna 2.9
     if state.storage is None:
-        storage = optuna.storages.JournalStorage(JournalFileBackend(str(Path(sweep_dir) / rd.STUDY)))
+        storage = Journal(JournalFileBackend(str(Path(sweep_dir) / rd.STUDY)))
     else:
         try:
-            storage = optuna.storages.RDBStorage(state.storage)
+            storage = optuna.storages.RDBStorage(state.storage, heartbeat_interval=state.heartbeat_s,
+                                                 heartbeat_stale_trial_callback=retry)  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors: a bad URL, a missing driver, no server
             raise ConfigError(f"--storage {state.storage}: cannot open it ({first_line(exc)}). Give an SQLAlchemy "
                               "URL such as sqlite:////shared/sweeps.db or postgresql://user@host/db.") from None
     if state.mode == "grid":
-        sampler = Grid(space.grid_choices(state.grid), seed=state.seed)
+        sampler = optuna.samplers.GridSampler(space.grid_choices(state.grid), seed=state.seed)
     else:  # TPE's constant liar (on by default) spreads out the trials that workers run at once
         sampler = (optuna.samplers.TPESampler if state.mode == "tpe" else optuna.samplers.RandomSampler)(seed=state.seed)
+    sampler.reseed_rng = lambda: None  # optimize(n_jobs) would reseed it from the clock: the sweep's seed holds
     # Steps are epochs. Two finished trials are enough to judge a third: sweeps here are small.
     pruner = optuna.pruners.NopPruner()
     if state.prune == "median":
@@ -57,7 +96,9 @@ def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False
         pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
     kwargs = dict(study_name=state.id, storage=storage, sampler=sampler, pruner=pruner)
     try:
-        return optuna.create_study(direction=state.direction, **kwargs) if create else optuna.load_study(**kwargs)
+        if create:
+            optuna.create_study(direction=state.direction, **kwargs)
+        return Study(**kwargs)
     except optuna.exceptions.DuplicatedStudyError:
         raise ConfigError(f"--storage {state.storage} already holds a study named {state.id}; "
                           "give the sweep another --name.") from None  # fmt: skip
@@ -74,78 +115,14 @@ def locked(sweep_dir: str | Path) -> Iterator[None]:
         yield
 
 
-def ask(study: Any, sweep_dir: str | Path, state: SweepState) -> Any | None:
-    """The next trial for this worker (a queued retry first), or None when the budget is spent."""
-    from optuna.trial import TrialState
+def retry(study: Any, trial: Any) -> None:
+    """Queue ``trial`` again with its values and user attributes (its run directories), at most MAX_RETRIES times."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    with locked(sweep_dir):
-        fail_stale(study, state.heartbeat_s)
-        trials = study.get_trials(deepcopy=False)
-        first_attempts = sum(RETRY_OF not in t.system_attrs for t in trials)  # a retry is the same trial again
-        if first_attempts >= state.budget and not any(t.state == TrialState.WAITING for t in trials):
-            return None
-        trial = study.ask(space.distributions(state.grid))
-        # Beat at once: a retry carries its first attempt's last (stale) beat.
-        study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, time.time())
-        return trial
+    RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
 
 
 def running_count(study: Any) -> int:
     from optuna.trial import TrialState
 
     return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-
-
-def fail_stale(study: Any, heartbeat_s: float) -> None:
-    """Fail the running trials whose last beat is older than two intervals, and queue each again."""
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
-
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        last = trial.system_attrs.get(HEARTBEAT) or trial.datetime_start.timestamp()
-        if time.time() - last <= 2 * heartbeat_s + 1:
-            continue
-        try:
-            study._storage.set_trial_user_attr(trial._trial_id, "error", "its worker stopped (no heartbeat); retried")
-            study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-        except UpdateFinishedTrialError:
-            continue  # it finished meanwhile
-        retry(study, study._storage.get_trial(trial._trial_id))
-
-
-def retry(study: Any, trial: Any) -> None:
-    """Queue ``trial`` again with its values and user attributes (its run directories), at most MAX_RETRIES times."""
-    import warnings
-
-    from optuna.exceptions import ExperimentalWarning
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    with warnings.catch_warnings():  # "experimental" since Optuna 2.8: a line on the console every retry
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
-
-
-@contextmanager
-def heartbeat(storage: Any, trial_ids: Callable[[], list[int]], interval: float) -> Iterator[None]:
-    """Stamp the worker's running trials in the study every ``interval`` seconds, from a thread.
-
-    The worker beats, not the trial: a trial queued for a Ray worker is alive too, and ``kill -9`` of the worker
-    stops the beats of all its trials at once.
-    """
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(interval):
-            for trial_id in trial_ids():
-                try:
-                    storage.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
-                except Exception:  # noqa: BLE001 - it finished meanwhile, or the storage hiccupped: beat again later
-                    pass
-
-    thread = threading.Thread(target=beat, daemon=True, name="nnrun-heartbeat")
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
