@@ -284,7 +284,7 @@ class SweepConfig(Strict):
     )
     search: Literal["grid", "random", "tpe"] | None = Field(None, description="Optuna's sampler; default grid")
     trials: Annotated[int, Field(ge=1)] | None = Field(None, description="how many trials (default: the whole grid)")
-    prune: Literal["none", "median", "hyperband"] | None = Field(None, description="stop poor trials early")
+    prune: Literal["none", "median", "hyperband"] = Field("none", description="stop poor trials early")
     repeats: Annotated[int, Field(ge=1)] = Field(1, description="train each trial at this many seeds")
     random: Annotated[int, Field(ge=1)] | None = Field(None, description="older spelling of search: random, trials: N")
     seed: int = Field(0, description="seed of the sampler")

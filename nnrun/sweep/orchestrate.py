@@ -6,9 +6,11 @@ the study each result and rewrites ``sweep.json``.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shlex
+import shutil
 import socket
 import statistics
 import time
@@ -18,15 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from nnrun import rundir as rd
+from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical
+from nnrun.compare.query import default_descending
 from nnrun.config import RunConfig, load_config, validate_config
 from nnrun.config.schema import SweepConfig
+from nnrun.datasets.table import resolve_task
 from nnrun.errors import ConfigError, RunInterrupted
+from nnrun.keras_names import metric_names
 from nnrun.sweep import space
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
 from nnrun.sweep.study import RETRY_OF, BudgetSpent, locked, open_study, retry, running_count
 from nnrun.sweep.trial import TrialSpec, run_trial, thread_env
 
-_VALIDATION_METRICS = ("best_val_", "validation.", "best_validation.")  # compare columns of validation results
 _STATES = {"RUNNING": "running", "WAITING": "pending", "COMPLETE": "completed", "PRUNED": "pruned"}
 
 
@@ -40,30 +45,23 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
     Raises:
         ConfigError: a bad config, grid key, value, range, search, pruner or metric (nothing is created).
     """
-    import json
-
-    places = []  # where the sweep goes: run keys, given as strings whatever they hold ('#', ': ')
-    for key in ("runs_dir", "name"):
-        if (value := flags.pop(key, None)) is not None:
-            places.append(f"run.{key}={json.dumps(str(value))}")
+    places = {key: flags.pop(key, None) for key in ("runs_dir", "name")}
+    places = [f"run.{k}={json.dumps(str(v))}" for k, v in places.items() if v is not None]  # strings, even with '#'
     config = load_config(config_path, [*sets, *places])
     keys = {k: v for k, v in flags.items() if v is not None}
     if "random" in keys and ("search" in keys or "trials" in keys):
         raise ConfigError("--random N is --search random --trials N; give one spelling, not both.")
     if "random" in keys:
         keys.update(search="random", trials=keys.pop("random"))
-    if keys:  # the command line's keys win over the config's
+    if keys:  # the command line's keys win over the config's, and over its older spelling of search and trials
         data = config.to_dict()
-        section = {**(data["sweep"] or {}), **keys}
-        if {"search", "trials"} & keys.keys():
-            section["random"] = None  # the other spelling of search and trials
+        section = {**(data["sweep"] or {}), **keys, **({"random": None} if {"search", "trials"} & keys.keys() else {})}
         config = validate_config({**data, "sweep": section}, source=f"{config_path} with the sweep's flags")
     grid = space.collect_grid(config, list(grid_options))
     section = config.sweep or SweepConfig()
     if section.random and (section.search not in (None, "random") or section.trials):
         raise ConfigError("sweep.random N (--random N) is search: random with trials: N; give one spelling, not both.")
-    search = section.search or ("random" if section.random else "grid")
-    budget = section.trials or section.random
+    search, budget = section.search or ("random" if section.random else "grid"), section.trials or section.random
     if search == "grid":
         size = math.prod(len(values) for values in space.grid_choices(grid).values())  # refuses ranges
         budget = min(budget or size, size)
@@ -71,15 +69,12 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
         raise ConfigError(f"--search {search} needs --trials N (how many trials to run), e.g. --trials 20.")
     base = {**config.to_dict(), "sweep": None}
     space.check_grid(grid, base)
-    metric = check_metric(section.metric or default_metric(config), config)
-    monitor = check_monitor(metric, section.prune or "none", config)
-    from nnrun.compare.query import default_descending
-
+    metric, monitor = check_metric(section.metric or default_metric(config), section.prune, config)
     started = now()
     sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
     state = SweepState(
         id=sweep_dir.name, name=config.run.name, mode=search, grid=grid, metric=metric, base_config=base,
-        config_file=str(config_path), budget=budget, seed=section.seed, prune=section.prune or "none", monitor=monitor,
+        config_file=str(config_path), budget=budget, seed=section.seed, prune=section.prune, monitor=monitor,
         direction="maximize" if default_descending(metric) else "minimize", repeats=section.repeats, smoke=smoke,
         storage=section.storage, heartbeat_s=section.heartbeat, argv=list(argv),
         started=started.isoformat(timespec="seconds"),
@@ -87,8 +82,6 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
     try:
         study = open_study(sweep_dir, state, create=True)
     except BaseException:
-        import shutil
-
         shutil.rmtree(sweep_dir, ignore_errors=True)  # a sweep folder without its study is no sweep
         raise
     for key in ("metric", "mode", "prune", "budget", "repeats"):
@@ -99,44 +92,36 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
 
 def default_metric(config: RunConfig) -> str:
     """What ranks the trials when neither --metric nor sweep.metric says: val_accuracy, or val_loss for a regression."""
-    from nnrun.datasets.table import resolve_task
-
     task = resolve_task(getattr(config.dataset, "task", "classification"), config.training.loss)
     return "val_loss" if task == "regression" else "val_accuracy"
 
 
-def check_metric(metric: str, config: RunConfig) -> str:
-    """The compare column for ``metric``; ConfigError if it is not a metric or needs validation no trial has."""
-    from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical
+def check_metric(metric: str, prune: str, config: RunConfig) -> tuple[str, str | None]:
+    """The compare column for ``metric``, and the epoch's log key the pruner hears for it (None without pruning).
 
+    Raises:
+        ConfigError: not a metric, one that needs validation no trial has, or one the pruner cannot hear.
+    """
     key = canonical(metric)
     numeric = [c for c in COLUMNS if any(w in c for w in ("accuracy", "loss"))]
     if key not in numeric and key.partition(".")[0] not in METRIC_SECTIONS:
         raise ConfigError(f"--metric {metric!r}: not a metric the compare table has. Use one of {', '.join(numeric)}, "
                           "or a metrics.json path such as test.accuracy, validation.loss or best_validation.auc.")
-    if key.startswith(_VALIDATION_METRICS) and config.dataset.validation == "none":
+    if key.startswith(("best_val_", "validation.", "best_validation.")) and config.dataset.validation == "none":
         raise ConfigError(f"--metric {metric}: the trials have no validation data (dataset.validation is 'none'); add "
                           "--set dataset.validation=0.2 (or 'test'), or rank by another metric, e.g. --metric test_accuracy.")
-    return key
-
-
-def check_monitor(metric: str, prune: str, config: RunConfig) -> str | None:
-    """The epoch's log key that the pruner hears for ``metric``; ConfigError if training never logs it."""
-    from nnrun.keras_names import metric_names
-
     if prune == "none":
-        return None
-    head, _, rest = metric.partition(".")
-    key = {"best_val_accuracy": "val_accuracy", "best_val_loss": "val_loss"}.get(metric) or (
+        return key, None
+    head, _, rest = key.partition(".")
+    monitor = {"best_val_accuracy": "val_accuracy", "best_val_loss": "val_loss"}.get(key) or (
         f"val_{rest}" if head in ("validation", "best_validation") else rest if head == "train" else None)
-    if key is None:
+    if monitor is None:
         raise ConfigError(f"--prune {prune} needs a metric logged after every epoch, such as val_accuracy or "
-                          f"val_loss; --metric {metric} is measured once, at the end. Pass --metric val_accuracy.")
-    logged = metric_names(config, config.dataset.validation != "none")
-    if key not in logged:
-        raise ConfigError(f"--metric {metric}: --prune {prune} watches {key} after every epoch, but the trials log "
+                          f"val_loss; --metric {key} is measured once, at the end. Pass --metric val_accuracy.")
+    if monitor not in (logged := metric_names(config, config.dataset.validation != "none")):
+        raise ConfigError(f"--metric {key}: --prune {prune} watches {monitor} after every epoch, but the trials log "
                           f"only {', '.join(logged)}. Add it to training.metrics, or rank by one of those.")
-    return key
+    return key, monitor
 
 
 def check_executor(executor: str, jobs: int, address: str | None = None, gpus_per_trial: float = 0) -> None:
@@ -186,8 +171,8 @@ def work(
         from nnrun.sweep.ray import RayPool
 
         pool = RayPool(address=address, gpus_per_trial=gpus_per_trial, num_cpus=ray_cpus)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if jobs > 1:  # each worker an equal share of this machine's CPUs, read when its TensorFlow starts
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         os.environ.update(thread_env(max(1, cpus // jobs)))
     helpers = [_join_process(sweep_dir) for _ in range(jobs - 1)]
     state.executor, state.jobs = executor, jobs
@@ -331,8 +316,6 @@ def refresh(sweep_dir: Path, state: SweepState, study: Any,
 
 def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
     """``nnrun train CONFIG --set ...``: the best values, trained on all the training data in a new run."""
-    import json
-
     sets = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in params.items()]
     if state.base_config["dataset"].get("validation") not in ("none", "test", None):
         sets.append("dataset.validation=none")  # the validation part goes back into training
