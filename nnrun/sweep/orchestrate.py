@@ -30,7 +30,7 @@ from nnrun.keras_names import metric_names
 from nnrun.sweep import space
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
 from nnrun.sweep.study import RETRY_OF, BudgetSpent, locked, open_study, retry, running_count
-from nnrun.sweep.trial import TrialSpec, run_trial, thread_env
+from nnrun.sweep.trial import run_trial, thread_env
 
 _STATES = {"RUNNING": "running", "WAITING": "pending", "COMPLETE": "completed", "PRUNED": "pruned"}
 
@@ -152,7 +152,7 @@ def work(
     echo: Callable[[str], None] = lambda line: None,
     now: Callable[[], datetime] = datetime.now,
 ) -> SweepState:
-    """One worker: Optuna's ``study.optimize`` over the trials, here or on Ray, until the budget is spent.
+    """One worker: Optuna's ``study.optimize`` until the budget is spent; or, with Ray, as many as the cluster takes.
 
     When the budget is spent but other workers still run trials, it waits for them, and takes over any trial whose
     worker stopped beating. ``jobs`` > 1 starts ``jobs - 1`` more workers (``nnrun sweep --join``) beside it.
@@ -161,49 +161,26 @@ def work(
         ConfigError: a bad executor option, or Ray missing or unreachable.
         RunInterrupted: Ctrl-C; finished trials are kept, ``--resume`` runs the rest.
     """
-    import optuna
-
     check_executor(executor, jobs, address, gpus_per_trial)
     sweep_dir = Path(sweep_dir).resolve()
     study = open_study(sweep_dir, state)
-    pool = None
-    if executor == "ray":
-        from nnrun.sweep.ray import RayPool
-
-        pool = RayPool(address=address, gpus_per_trial=gpus_per_trial, num_cpus=ray_cpus)
     if jobs > 1:  # each worker an equal share of this machine's CPUs, read when its TensorFlow starts
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         os.environ.update(thread_env(max(1, cpus // jobs)))
     helpers = [_join_process(sweep_dir) for _ in range(jobs - 1)]
-    state.executor, state.jobs = executor, jobs
-
-    def objective(trial: Any) -> float:
-        spec = _spec(study, trial, state, sweep_dir, echo)
-        refresh(sweep_dir, state, study)  # sweep.json shows it running
-        return _record(trial, spec, pool.run(spec) if pool else run_trial(spec), state, echo)
-
-    started, waited = time.perf_counter(), False
+    state.executor, state.jobs, started = executor, jobs, time.perf_counter()
     try:
-        while True:
-            try:
-                study.optimize(objective, n_jobs=pool.slots if pool else 1, catch=(TrialFailed,),
-                               callbacks=[lambda study, trial: refresh(sweep_dir, state, study)])  # fmt: skip
-            except BudgetSpent:  # wait for the other workers' trials, or for their beats to stop
-                if not (others := running_count(study)):
-                    break
-                if not waited:
-                    echo(f"waiting for {others} trial(s) of other workers (or their heartbeat to stop)")
-                waited = True
-                time.sleep(min(state.heartbeat_s, 5))
-            except optuna.exceptions.UpdateFinishedTrialError as exc:  # this worker was too slow to beat
-                echo(f"[red]{exc}[/] Another worker took it over; its retry keeps the runs it finished.")
+        if executor == "ray":
+            from nnrun.sweep.ray import run_workers
+
+            run_workers(sweep_dir, address=address, gpus_per_trial=gpus_per_trial, num_cpus=ray_cpus, echo=echo)
+        else:
+            _optimize(study, state, sweep_dir, echo)
     except KeyboardInterrupt:
         refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
         raise RunInterrupted(f"sweep stopped; finished trials are kept in {sweep_dir}. "
                              f"Continue with: nnrun sweep --resume {shlex.quote(str(sweep_dir))}") from None
     finally:
-        if pool:
-            pool.close()
         for helper, log in helpers:
             if helper.wait():
                 log.seek(0)
@@ -212,6 +189,35 @@ def work(
             log.close()
     refresh(sweep_dir, state, study, finished=(None, now(), time.perf_counter() - started))
     return state
+
+
+def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[str], None]) -> None:
+    """Run trials here until the budget is spent, then wait for the other workers' trials (or their beats to stop)."""
+    import optuna
+
+    def objective(trial: Any) -> float:
+        system = study._storage.get_trial_system_attrs(trial._trial_id)
+        index = system.get(RETRY_OF, trial.number) + 1
+        params = space.decode(trial, state.grid)
+        trial.set_user_attr("params", params)
+        attempt = f" (attempt {len(system['retry_history']) + 1})" if RETRY_OF in system else ""
+        echo(f"trial {index}/{state.budget} training {space.params_text(params)}{attempt}")
+        refresh(sweep_dir, state, study)  # sweep.json shows it running
+        return _record(trial, index, run_trial(trial, trial_name(state, index), params, state, sweep_dir), state, echo)
+
+    waited = False
+    while True:
+        try:
+            study.optimize(objective, catch=(TrialFailed,), callbacks=[lambda study, _: refresh(sweep_dir, state, study)])
+        except BudgetSpent:
+            if not (others := running_count(study)):
+                return
+            if not waited:
+                echo(f"waiting for {others} trial(s) of other workers (or their heartbeat to stop)")
+            waited = True
+            time.sleep(min(state.heartbeat_s, 5))
+        except optuna.exceptions.UpdateFinishedTrialError as exc:  # this worker was too slow to beat
+            echo(f"[red]{exc}[/] Another worker took it over; its retry keeps the runs it finished.")
 
 
 def _join_process(sweep_dir: Path) -> tuple[Any, Any]:
@@ -229,18 +235,7 @@ class TrialFailed(Exception):
     """A trial that failed (or was invalid): Optuna records it as failed, and the sweep goes on."""
 
 
-def _spec(study: Any, trial: Any, state: SweepState, sweep_dir: Path, echo: Callable[[str], None]) -> TrialSpec:
-    system = study._storage.get_trial_system_attrs(trial._trial_id)
-    index = system.get(RETRY_OF, trial.number) + 1
-    params = space.decode(trial, state.grid)
-    trial.set_user_attr("params", params)
-    attempt = f" (attempt {len(system.get('retry_history', [])) + 1})" if RETRY_OF in system else ""
-    echo(f"trial {index}/{state.budget} training {space.params_text(params)}{attempt}")
-    return TrialSpec(index, trial.number, trial._trial_id, trial_name(state, index), params, str(sweep_dir), state,
-                     os.getcwd())  # fmt: skip
-
-
-def _record(trial: Any, spec: TrialSpec, result: dict[str, Any], state: SweepState, echo: Callable[[str], None]) -> float:
+def _record(trial: Any, index: int, result: dict[str, Any], state: SweepState, echo: Callable[[str], None]) -> float:
     """Keep a trial's result in its user attributes and print its line; return its value, or raise its state."""
     import optuna
 
@@ -248,23 +243,22 @@ def _record(trial: Any, spec: TrialSpec, result: dict[str, Any], state: SweepSta
     status = result["status"]
     if status == "completed" and len(values) < len(result["values"]):
         status, result["error"] = "failed", f"no {state.metric} in the trial's run directories"
-    attrs = {key: result.get(key) for key in ("error", "run_dirs", "values", "duration_s", "host", "pid")}
     if len(values) > 1:
-        attrs["std"] = statistics.stdev(values)
-    for key, attr in {**attrs, "status": status}.items():
+        result["std"] = statistics.stdev(values)
+    for key, attr in {**result, "status": status}.items():
         trial.set_user_attr(key, attr)
     value = statistics.fmean(values) if status == "completed" else None
     style = {"completed": "green", "pruned": "magenta", "invalid": "yellow", "interrupted": "yellow"}.get(status, "red")
     where = f" -> {', '.join(result['run_dirs'])}" if result["run_dirs"] else ""
-    detail = f": {result['error']}" if result.get("error") and status != "completed" else ""
+    detail = f": {result['error']}" if result["error"] and status != "completed" else ""
     shown = f" {state.metric} {value:.4f}" if value is not None else ""
-    echo(f"trial {spec.index}/{state.budget} [{style}]{status}[/]{shown} in {result['duration_s'] or 0:.1f}s{where}{detail}")
+    echo(f"trial {index}/{state.budget} [{style}]{status}[/]{shown} in {result['duration_s']:.1f}s{where}{detail}")
     if status == "pruned":
         raise optuna.TrialPruned()
     if status == "interrupted":
         raise KeyboardInterrupt
     if value is None:
-        raise TrialFailed(result.get("error"))
+        raise TrialFailed(result["error"])
     return value
 
 

@@ -1,26 +1,29 @@
-"""The Ray executor: each trial a Ray task running ``run_trial``, on a local Ray instance or a cluster.
+"""The Ray executor: the sweep's workers as Ray tasks, on a local Ray instance or a cluster.
 
-Ray is optional (``pip install 'nnrun[ray]'``) and imported only here, when a sweep asks for it. On a cluster,
-every node must reach the sweep folder (or the ``--storage`` database) at the same path.
+Each task is one worker (``orchestrate.work``, as ``--join`` runs it): it asks the study for trials, trains them on
+its node, tells the results and beats for them, so a node that dies loses only its trials, which the other workers
+retry. Ray is optional (``pip install 'nnrun[ray]'``) and imported only here, when a sweep asks for it. On a
+cluster, every node must reach the sweep folder (or the ``--storage`` database) at the same path.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from nnrun.errors import ConfigError, first_line
-from nnrun.sweep.trial import TrialSpec, result_of, run_trial, thread_env
+from nnrun.sweep.trial import thread_env
 
 INSTALL_HINT = "pip install 'nnrun[ray]' (or: pip install 'ray[default]>=2.9')"
-LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2  # trials pass only small dicts: keep a local instance's share of memory small
+LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2  # the tasks return nothing: keep a local instance's share of memory small
 FORWARDED_ENV = ("NNRUN_DATA_DIR", "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL")  # passed to every node when set here
 
 
 def import_ray() -> Any:
     """The ``ray`` module; ConfigError with the install hint when it is missing."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # Ray would merge the workers' similar lines into one
     try:
         import ray
     except ImportError:
@@ -28,57 +31,64 @@ def import_ray() -> Any:
     return ray
 
 
-class RayPool:
-    """As many trials at once as the cluster has CPUs (or GPUs, with ``gpus_per_trial``).
+def run_workers(sweep_dir: Path, *, address: str | None, gpus_per_trial: float = 0, num_cpus: int | None = None,
+                echo: Callable[[str], None]) -> None:
+    """As many workers as the cluster has CPUs (or GPUs, with ``gpus_per_trial``), until the budget is spent.
 
     ``address``: a running cluster (``HEAD_IP:6379``, ``auto``); None starts a local instance on loopback
-    (``num_cpus`` CPUs) for this sweep only. ConfigError when Ray is missing or unreachable.
+    (``num_cpus`` CPUs) for this sweep only. Their lines come to this console, each marked with its worker.
+
+    Raises:
+        ConfigError: Ray is missing or unreachable.
+        KeyboardInterrupt: Ctrl-C; the workers were stopped, each telling its trial interrupted.
     """
+    ray = import_ray()
+    env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+    if not gpus_per_trial:
+        env.update(thread_env(1))  # one CPU per worker: TensorFlow's threads capped to it
+    options: dict[str, Any] = {"runtime_env": {"env_vars": env}, "configure_logging": False}
+    if address:
+        options["address"] = address
+    else:  # "local" starts a new instance even if `ray start` left one running; nothing of it listens publicly
+        options.update(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                       object_store_memory=LOCAL_OBJECT_STORE_BYTES)  # fmt: skip
+    try:
+        ray.init(**options)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise ConfigError(
+            f"--executor ray: cannot connect to {where} ({first_line(exc)}). "
+            + ("Start it with `ray start --head` on the head node and pass the address it prints; Ray >= 2.59 "
+               "clusters check a token: run with RAY_AUTH_MODE=token and the head's token (`ray get-auth-token`) "
+               "in ~/.ray/auth_token or RAY_AUTH_TOKEN." if address else "")
+        ) from None
+    refs = []
+    try:
+        slots = max(1, int(ray.cluster_resources().get("GPU" if gpus_per_trial else "CPU", 1) / (gpus_per_trial or 1)))
+        worker = ray.remote(num_cpus=1, num_gpus=gpus_per_trial, max_retries=0)(sweep_worker)
+        refs = [worker.remote(str(sweep_dir), os.getcwd()) for _ in range(slots)]
+        for ref in refs:
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayError as exc:  # the worker died, or failed outside its trials
+                cause = getattr(exc, "cause", None) or exc  # a RayTaskError's own text is the traceback's
+                echo(f"[red]a Ray worker stopped[/]: {type(cause).__name__}: {first_line(cause)}")
+    except KeyboardInterrupt:
+        for ref in refs:
+            ray.cancel(ref)  # a KeyboardInterrupt in each worker: it tells its trial interrupted
+        ray.wait(refs, num_returns=len(refs), timeout=60)
+        raise
+    finally:
+        ray.shutdown()
 
-    def __init__(self, *, address: str | None, gpus_per_trial: float = 0, num_cpus: int | None = None) -> None:
-        ray = self.ray = import_ray()
-        env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
-        if not gpus_per_trial:
-            env.update(thread_env(1))  # one CPU per trial: TensorFlow's threads capped to it
-        options: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False, "configure_logging": False}
-        if address:
-            options["address"] = address
-        else:  # "local" starts a new instance even if `ray start` left one running; nothing of it listens publicly
-            options.update(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                           object_store_memory=LOCAL_OBJECT_STORE_BYTES)  # fmt: skip
-        try:
-            ray.init(**options)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-            raise ConfigError(
-                f"--executor ray: cannot connect to {where} ({first_line(exc)}). "
-                + ("Start it with `ray start --head` on the head node and pass the address it prints; Ray >= 2.59 "
-                   "clusters check a token: run with RAY_AUTH_MODE=token and the head's token (`ray get-auth-token`) "
-                   "in ~/.ray/auth_token or RAY_AUTH_TOKEN." if address else "")
-            ) from None
-        resource = "GPU" if gpus_per_trial else "CPU"
-        self.slots = max(1, int(ray.cluster_resources().get(resource, 1) / (gpus_per_trial or 1)))
-        self.task = ray.remote(num_cpus=1, num_gpus=gpus_per_trial, max_retries=0)(run_trial)
-        self.stopping = threading.Event()
-        self.interrupt = signal.signal(signal.SIGINT, self._stop)  # Optuna's threads wait for run(): stop them
 
-    def _stop(self, *args: Any) -> None:
-        self.stopping.set()
-        signal.default_int_handler(*args)
+def sweep_worker(sweep_dir: str, cwd: str) -> None:
+    """One Ray task: a worker on the sweep's study, as ``nnrun sweep --join SWEEP_DIR`` is."""
+    from nnrun.console import make_console
+    from nnrun.sweep.orchestrate import work
+    from nnrun.sweep.state import read_state
 
-    def run(self, spec: TrialSpec) -> dict[str, Any]:
-        """Run one trial as a Ray task and return its result; Ctrl-C cancels it."""
-        ref = self.task.remote(spec)
-        while not self.ray.wait([ref], timeout=0.5)[0]:
-            if self.stopping.is_set():
-                self.ray.cancel(ref, force=True)
-                return result_of(spec, "interrupted", "the sweep was stopped")
-        try:
-            return self.ray.get(ref)
-        except Exception as exc:  # noqa: BLE001 - the worker died or the task could not run
-            cause = getattr(exc, "cause", None) or exc  # a RayTaskError's own text is the traceback's
-            return result_of(spec, "failed", f"Ray task failed: {type(cause).__name__}: {first_line(cause)}")
-
-    def close(self) -> None:
-        signal.signal(signal.SIGINT, self.interrupt)
-        self.ray.shutdown()
+    if Path(cwd).is_dir():
+        os.chdir(cwd)  # relative dataset paths, as on the machine that started the sweep
+    console = make_console()
+    work(sweep_dir, read_state(sweep_dir), echo=lambda line: console.print(line, soft_wrap=True))

@@ -86,7 +86,6 @@ def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False
         sampler = optuna.samplers.GridSampler(space.grid_choices(state.grid), seed=state.seed)
     else:  # TPE's constant liar (on by default) spreads out the trials that workers run at once
         sampler = (optuna.samplers.TPESampler if state.mode == "tpe" else optuna.samplers.RandomSampler)(seed=state.seed)
-    sampler.reseed_rng = lambda: None  # optimize(n_jobs) would reseed it from the clock: the sweep's seed holds
     # Steps are epochs. Two finished trials are enough to judge a third: sweeps here are small.
     pruner = optuna.pruners.NopPruner()
     if state.prune == "median":

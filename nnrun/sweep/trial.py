@@ -1,4 +1,4 @@
-"""One trial, in whichever process runs it (a worker, a ``--join`` worker or a Ray node).
+"""One trial, in the worker that asked for it (a sweep, ``--join`` or ``--jobs`` process, or a Ray task).
 
 ``run_trial`` trains each seed's run directory, reports the sweep metric to the pruner after every epoch, and
 returns a small result dict instead of raising: one bad trial never ends the sweep. A retried trial finds its
@@ -11,7 +11,6 @@ import os
 import re
 import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +18,6 @@ from nnrun import rundir as rd
 from nnrun.errors import ConfigError, DataError, NnrunError, RunDirError, RunInterrupted, first_line
 from nnrun.sweep import space
 from nnrun.sweep.state import SweepState
-from nnrun.sweep.study import open_study
-
-
-@dataclass
-class TrialSpec:
-    """Everything a process (local or on a Ray node) needs to run one trial; picklable."""
-
-    index: int  # the trial's number + 1 (a retry keeps its first attempt's)
-    number: int  # Optuna's number for this attempt
-    trial_id: int
-    name: str  # the run name; with repeats, each seed's run adds -seed<N>
-    params: dict[str, Any]
-    sweep_dir: str  # absolute
-    state: SweepState
-    cwd: str = ""  # the sweep's working folder, for relative dataset paths
-
-
-_STUDIES: dict[str, Any] = {}  # opened once per process
-
-
-def result_of(spec: TrialSpec, status: str, error: str | None = None) -> dict[str, Any]:
-    """A trial's result before it trains, or of one whose process returned none (it died, or the sweep stopped it)."""
-    return {"index": spec.index, "number": spec.number, "status": status, "error": error, "run_dirs": [],
-            "values": [], "duration_s": None}  # fmt: skip
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -51,45 +26,34 @@ def thread_env(threads: int) -> dict[str, str]:
             "TF_NUM_INTEROP_THREADS": "1" if threads == 1 else "2"}  # fmt: skip
 
 
-def run_trial(spec: TrialSpec) -> dict[str, Any]:
-    """Train (or resume) each seed of one trial; never raises for the trial's own errors.
+def run_trial(trial: Any, name: str, params: dict[str, Any], state: SweepState, sweep_dir: Path) -> dict[str, Any]:
+    """Train (or resume) each seed of one Optuna trial; never raises for the trial's own errors.
 
     Returns:
         status (completed, pruned, failed, interrupted or invalid), run_dirs and values (the metric per run).
     """
-    import optuna
-
-    if spec.cwd and Path(spec.cwd).is_dir():
-        os.chdir(spec.cwd)
-    if spec.sweep_dir not in _STUDIES:
-        _STUDIES[spec.sweep_dir] = open_study(spec.sweep_dir, spec.state)
-    trial = optuna.Trial(_STUDIES[spec.sweep_dir], spec.trial_id)
     started, reported = time.perf_counter(), []
-    result = {**result_of(spec, "completed"), "host": socket.gethostname(), "pid": os.getpid()}
+    result = {"status": "completed", "error": None, "run_dirs": [], "values": [], "host": socket.gethostname(),
+              "pid": os.getpid()}  # fmt: skip
 
     def judge(epoch: int, value: float) -> bool:
         trial.report(value, epoch)
         reported.append(value)
         return trial.should_prune()
 
-    state = spec.state
     for repeat in range(state.repeats):
         seed = int(state.base_config["run"]["seed"]) + repeat
-        name = spec.name if state.repeats == 1 else f"{spec.name}-seed{seed}"
+        run_name = name if state.repeats == 1 else f"{name}-seed{seed}"
         try:
-            params = {**spec.params, "run.seed": seed} if state.repeats > 1 else spec.params
-            config = space.trial_config(state.base_config, params, name=name, runs_dir=spec.sweep_dir)
-            run, status = _train_one(spec, config, judge if repeat == 0 and state.monitor else None)
-        except BaseException as exc:  # noqa: BLE001 - one trial's error must not end the sweep
-            left = _runs_named(Path(spec.sweep_dir), name)[-1:]
-            result["run_dirs"] += [p.name for p in left if p.name not in result["run_dirs"]]
-            if isinstance(exc, (RunInterrupted, KeyboardInterrupt)):
-                result["status"] = "interrupted"
-            elif not isinstance(exc, Exception):
-                raise
-            else:  # a config or data error before any run directory: the trial never trained
-                invalid = isinstance(exc, (ConfigError, DataError)) and not result["run_dirs"]
-                result["status"] = "invalid" if invalid else "failed"
+            seeded = {**params, "run.seed": seed} if state.repeats > 1 else params
+            config = space.trial_config(state.base_config, seeded, name=run_name, runs_dir=str(sweep_dir))
+            run, status = _train_one(state, config, judge if repeat == 0 and state.monitor else None)
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one trial's error must not end the sweep
+            left = [p.name for p in _runs_named(sweep_dir, run_name)[-1:] if p.name not in result["run_dirs"]]
+            result["run_dirs"] += left
+            invalid = isinstance(exc, (ConfigError, DataError)) and not result["run_dirs"]  # it never trained
+            interrupted = isinstance(exc, (RunInterrupted, KeyboardInterrupt))
+            result["status"] = "interrupted" if interrupted else "invalid" if invalid else "failed"
             detail = f": {first_line(exc)}" if str(exc).strip() else ""
             result["error"] = str(exc) if isinstance(exc, NnrunError) else type(exc).__name__ + detail
             break
@@ -102,7 +66,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     return {**result, "duration_s": round(time.perf_counter() - started, 3)}
 
 
-def _train_one(spec: TrialSpec, config: Any, judge: Any) -> tuple[Path, str]:
+def _train_one(state: SweepState, config: Any, judge: Any) -> tuple[Path, str]:
     """Train one seed of the trial, or keep or resume the run an earlier attempt left."""
     from nnrun import training
     from nnrun.callbacks import make_pruning_callback
@@ -110,22 +74,21 @@ def _train_one(spec: TrialSpec, config: Any, judge: Any) -> tuple[Path, str]:
     from nnrun.tf import import_keras
 
     import_keras().backend.clear_session()  # a fresh graph per run: memory stays flat over a long sweep
-    pruning = make_pruning_callback(spec.state.monitor, judge) if judge else None
-    earlier = _runs_named(Path(spec.sweep_dir), config.run.name)[-1:]
+    pruning = make_pruning_callback(state.monitor, judge) if judge else None
+    quiet = Reporter(make_console(quiet=True))
+    earlier = _runs_named(Path(config.run.runs_dir), config.run.name)[-1:]
     status = _status(earlier[0]) if earlier else None
     if status in ("completed", "pruned"):
         return earlier[0], status
     if status in ("interrupted", "crashed") and (earlier[0] / rd.LAST_CHECKPOINT).is_file():
         try:
-            result = training.resume(earlier[0], reporter=Reporter(make_console(quiet=True)), argv=spec.state.argv,
-                                     pruning=pruning)  # fmt: skip
+            result = training.resume(earlier[0], reporter=quiet, argv=state.argv, pruning=pruning)
             return result.run_dir, result.status
         except RunDirError:
             pass  # not resumable after all: train it again, in a new run directory
-    smoke = spec.state.smoke
-    result = training.train(config, reporter=Reporter(make_console(quiet=True)), argv=spec.state.argv, smoke=smoke,
-                            config_path=spec.state.config_file, prepared=training.prepare(config, smoke=smoke),
-                            pruning=pruning)  # fmt: skip
+    prepared = training.prepare(config, smoke=state.smoke)
+    result = training.train(config, reporter=quiet, argv=state.argv, smoke=state.smoke, config_path=state.config_file,
+                            prepared=prepared, pruning=pruning)  # fmt: skip
     return result.run_dir, result.status
 
 
