@@ -11,6 +11,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from nnrun.errors import ConfigError
+
 Guard = Callable[[bool, Callable[[], object]], object]
 _SETUP = ("--grid", "--set", "--search", "--trials", "--random", "--prune", "--repeats", "--seed", "--metric",
           "--storage", "--heartbeat", "--name", "--runs-dir", "--smoke")
@@ -61,8 +63,7 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
     """Start a sweep (CONFIG), or work on one (--join, --resume); print the table and the best trial."""
     from nnrun import rundir
     from nnrun.console import make_console
-    from nnrun.errors import ConfigError
-    from nnrun.sweep.orchestrate import check_executor, resume_state, start_sweep, sweep_comparison, work
+    from nnrun.sweep.orchestrate import resume_state, start_sweep, sweep_comparison, work
 
     console = make_console()
     if sum(x is not None for x in (config, join, resume)) != 1:
@@ -100,3 +101,19 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
     typer.echo(str(path))
     if state.status not in ("completed", "running"):
         raise typer.Exit(1)
+
+
+def check_executor(executor: str, jobs: int, address: Optional[str] = None, gpus_per_trial: float = 0) -> None:
+    """ConfigError for options that do not fit together, or for Ray missing when it is asked for."""
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor must be local or ray, got {executor!r}.")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}.")
+    if executor == "local" and (address or gpus_per_trial):
+        raise ConfigError("--address and --gpus-per-trial need --executor ray.")
+    if executor == "ray" and jobs > 1:
+        raise ConfigError("--jobs is for --executor local; Ray runs as many trials at once as its cluster has CPUs (or GPUs).")
+    if executor == "ray":
+        from nnrun.sweep.ray import import_ray
+
+        import_ray()  # the install hint

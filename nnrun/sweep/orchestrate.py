@@ -12,12 +12,13 @@ import os
 import shlex
 import shutil
 import socket
-import statistics
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import optuna
 
 from nnrun import rundir as rd
 from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical
@@ -30,7 +31,7 @@ from nnrun.keras_names import metric_names
 from nnrun.sweep import space
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
 from nnrun.sweep.study import RETRY_OF, BudgetSpent, locked, open_study, retry, running_count
-from nnrun.sweep.trial import run_trial, thread_env
+from nnrun.sweep.trial import TrialFailed, run_trial, thread_env
 
 _STATES = {"RUNNING": "running", "WAITING": "pending", "COMPLETE": "completed", "PRUNED": "pruned"}
 
@@ -124,22 +125,6 @@ def check_metric(metric: str, prune: str, config: RunConfig) -> tuple[str, str |
     return key, monitor
 
 
-def check_executor(executor: str, jobs: int, address: str | None = None, gpus_per_trial: float = 0) -> None:
-    """ConfigError for options that do not fit together, or for Ray missing when it is asked for."""
-    if executor not in ("local", "ray"):
-        raise ConfigError(f"--executor must be local or ray, got {executor!r}.")
-    if jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {jobs}.")
-    if executor == "local" and (address or gpus_per_trial):
-        raise ConfigError("--address and --gpus-per-trial need --executor ray.")
-    if executor == "ray" and jobs > 1:
-        raise ConfigError("--jobs is for --executor local; Ray runs as many trials at once as its cluster has CPUs (or GPUs).")
-    if executor == "ray":
-        from nnrun.sweep.ray import import_ray
-
-        import_ray()  # the install hint, before a sweep folder is made
-
-
 def work(
     sweep_dir: str | Path,
     state: SweepState,
@@ -158,10 +143,9 @@ def work(
     worker stopped beating. ``jobs`` > 1 starts ``jobs - 1`` more workers (``nnrun sweep --join``) beside it.
 
     Raises:
-        ConfigError: a bad executor option, or Ray missing or unreachable.
+        ConfigError: Ray missing or unreachable.
         RunInterrupted: Ctrl-C; finished trials are kept, ``--resume`` runs the rest.
     """
-    check_executor(executor, jobs, address, gpus_per_trial)
     sweep_dir = Path(sweep_dir).resolve()
     study = open_study(sweep_dir, state)
     if jobs > 1:  # each worker an equal share of this machine's CPUs, read when its TensorFlow starts
@@ -193,8 +177,6 @@ def work(
 
 def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[str], None]) -> None:
     """Run trials here until the budget is spent, then wait for the other workers' trials (or their beats to stop)."""
-    import optuna
-
     def objective(trial: Any) -> float:
         system = study._storage.get_trial_system_attrs(trial._trial_id)
         index = system.get(RETRY_OF, trial.number) + 1
@@ -203,7 +185,7 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
         attempt = f" (attempt {len(system['retry_history']) + 1})" if RETRY_OF in system else ""
         echo(f"trial {index}/{state.budget} training {space.params_text(params)}{attempt}")
         refresh(sweep_dir, state, study)  # sweep.json shows it running
-        return _record(trial, index, run_trial(trial, trial_name(state, index), params, state, sweep_dir), state, echo)
+        return run_trial(trial, index, trial_name(state, index), params, state, sweep_dir, echo)
 
     waited = False
     while True:
@@ -229,37 +211,6 @@ def _join_process(sweep_dir: Path) -> tuple[Any, Any]:
     log = tempfile.TemporaryFile("w+")  # its own table and lines: kept for an error, not shown twice
     command = [sys.executable, "-m", "nnrun", "sweep", "--join", str(sweep_dir)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True), log
-
-
-class TrialFailed(Exception):
-    """A trial that failed (or was invalid): Optuna records it as failed, and the sweep goes on."""
-
-
-def _record(trial: Any, index: int, result: dict[str, Any], state: SweepState, echo: Callable[[str], None]) -> float:
-    """Keep a trial's result in its user attributes and print its line; return its value, or raise its state."""
-    import optuna
-
-    values = [v for v in result["values"] if not math.isnan(v)]
-    status = result["status"]
-    if status == "completed" and len(values) < len(result["values"]):
-        status, result["error"] = "failed", f"no {state.metric} in the trial's run directories"
-    if len(values) > 1:
-        result["std"] = statistics.stdev(values)
-    for key, attr in {**result, "status": status}.items():
-        trial.set_user_attr(key, attr)
-    value = statistics.fmean(values) if status == "completed" else None
-    style = {"completed": "green", "pruned": "magenta", "invalid": "yellow", "interrupted": "yellow"}.get(status, "red")
-    where = f" -> {', '.join(result['run_dirs'])}" if result["run_dirs"] else ""
-    detail = f": {result['error']}" if result["error"] and status != "completed" else ""
-    shown = f" {state.metric} {value:.4f}" if value is not None else ""
-    echo(f"trial {index}/{state.budget} [{style}]{status}[/]{shown} in {result['duration_s']:.1f}s{where}{detail}")
-    if status == "pruned":
-        raise optuna.TrialPruned()
-    if status == "interrupted":
-        raise KeyboardInterrupt
-    if value is None:
-        raise TrialFailed(result["error"])
-    return value
 
 
 def trial_name(state: SweepState, index: int) -> str:

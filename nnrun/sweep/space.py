@@ -11,6 +11,8 @@ import json
 import re
 from typing import Any
 
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
 from nnrun.config import RunConfig, apply_override, dotted, parse_key, parse_override, validate_config
 from nnrun.errors import ConfigError
 
@@ -21,8 +23,6 @@ FIXED_KEYS = ("run.name", "run.runs_dir")  # they place the trials: the sweep se
 
 def parse_range(text: str, key: str) -> Any:
     """``'loguniform(1e-4, 1e-1)'`` -> Optuna's distribution; None if ``text`` is no call; ConfigError if a bad one."""
-    from optuna.distributions import FloatDistribution, IntDistribution
-
     match = _RANGE.match(text)
     if not match:
         if re.match(r"^\s*\w+\s*\(", text):
@@ -30,18 +30,17 @@ def parse_range(text: str, key: str) -> Any:
                               "uniform(0, 0.5) or randint(8, 64), or a list of values.")  # fmt: skip
         return None
     kind, low, high = match.groups()
-    if kind not in RANGE_KINDS:
-        raise ConfigError(f"sweep key {key}: unknown range '{kind}' in {text!r}; expected one of {', '.join(RANGE_KINDS)}.")
     try:
         low, high = float(low), float(high)
     except ValueError:
         raise ConfigError(f"sweep key {key}: the bounds of {text!r} must be numbers.") from None
-    if not low < high:
-        raise ConfigError(f"sweep key {key}: {text!r} needs low < high, got {low:g} and {high:g}.")
-    if kind == "loguniform" and low <= 0:
-        raise ConfigError(f"sweep key {key}: loguniform needs bounds > 0, got {low:g}; e.g. loguniform(1e-4, 1e-1).")
-    if kind == "randint" and not (low.is_integer() and high.is_integer()):
-        raise ConfigError(f"sweep key {key}: randint needs whole-number bounds, got {text!r}.")
+    problem = (f"unknown range '{kind}'; expected one of {', '.join(RANGE_KINDS)}" if kind not in RANGE_KINDS
+               else f"needs low < high, got {low:g} and {high:g}" if not low < high
+               else "loguniform needs bounds > 0, e.g. loguniform(1e-4, 1e-1)" if kind == "loguniform" and low <= 0
+               else "randint needs whole-number bounds" if kind == "randint" and not (low.is_integer() and high.is_integer())
+               else None)  # fmt: skip
+    if problem:
+        raise ConfigError(f"sweep key {key}: {text!r} {problem}.")
     if kind == "randint":
         return IntDistribution(int(low), int(high))
     return FloatDistribution(low, high, log=kind == "loguniform")
@@ -118,8 +117,6 @@ def grid_choices(grid: dict[str, Any]) -> dict[str, list[Any]]:
 
 def distributions(grid: dict[str, Any]) -> dict[str, Any]:
     """Optuna's distribution per key: a range's, or categorical over a list's choices."""
-    from optuna.distributions import CategoricalDistribution
-
     return {key: parse_range(axis, key) if isinstance(axis, str) else CategoricalDistribution(list(map(_choice, axis)))
             for key, axis in grid.items()}  # fmt: skip
 

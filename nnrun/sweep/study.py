@@ -4,18 +4,24 @@ Workers ask for trials under ``study.lock`` in the sweep folder, so that two nev
 beyond the budget. Heartbeats are Optuna's: ``study.optimize`` beats for a running trial and, before it asks for the
 next, fails the trials whose beat stopped (their worker was killed) and queues each again with
 ``RetryHeartbeatStaleTrialCallback``; the retry resumes its run from the checkpoint. Optuna's RDB storage has
-heartbeats of its own; the journal file gets them here, as a system attribute of each trial. Optuna is imported on
-first use.
+heartbeats of its own; the journal file gets them here, as a system attribute of each trial.
 """
 
 from __future__ import annotations
 
 import fcntl
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import optuna
+from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 
 from nnrun import rundir as rd
 from nnrun.errors import ConfigError, first_line
@@ -31,50 +37,54 @@ class BudgetSpent(Exception):
     """From ``ask``: every trial of the budget has been asked for, and no retry is queued."""
 
 
-def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False) -> Any:
+class Journal(JournalStorage, BaseHeartbeat):
+    """The journal file in the sweep folder, with the heartbeats Optuna's RDB storage has."""
+
+    def __init__(self, path: Path, interval: float) -> None:
+        super().__init__(JournalFileBackend(str(path)))
+        self.interval = interval
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            self.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker failed it as stale: its tell says so
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        trials = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        # A retry carries its first attempt's last beat: its own start counts too.
+        return [t._trial_id for t in trials if time.time() - max(t.system_attrs.get(HEARTBEAT, 0),
+                t.datetime_start.timestamp()) > 2 * self.interval]  # fmt: skip
+
+    def get_heartbeat_interval(self) -> float:
+        return self.interval
+
+    def get_heartbeat_stale_trial_callback(self) -> Any:
+        return retry
+
+
+class SweepStudy(optuna.Study):
+    """The study, whose ``ask`` gives a queued retry first, else a new trial while the budget lasts."""
+
+    def __init__(self, sweep_dir: Path, state: SweepState, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sweep_dir, self.state = sweep_dir, state
+
+    def ask(self, fixed_distributions: Any = None) -> optuna.Trial:
+        with locked(self.sweep_dir):
+            trials = self.get_trials(deepcopy=False)
+            first_attempts = sum(RETRY_OF not in t.system_attrs for t in trials)  # a retry is the same trial
+            if first_attempts >= self.state.budget and not any(t.state == TrialState.WAITING for t in trials):
+                raise BudgetSpent
+            return super().ask(space.distributions(self.state.grid))
+
+
+def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False) -> SweepStudy:
     """Create (``create``) or load the sweep's study, with its sampler and pruner. ConfigError if unreachable."""
-    import warnings
-
-    import optuna
-    from optuna.exceptions import ExperimentalWarning
-    from optuna.storages import JournalStorage
-    from optuna.storages._heartbeat import BaseHeartbeat
-    from optuna.storages.journal import JournalFileBackend
-    from optuna.trial import TrialState
-
-    class Journal(JournalStorage, BaseHeartbeat):
-        def record_heartbeat(self, trial_id: int) -> None:
-            try:
-                self.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
-            except optuna.exceptions.UpdateFinishedTrialError:
-                pass  # another worker failed it as stale: its tell says so
-
-        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-            trials = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-            # A retry carries its first attempt's last beat: its own start counts too.
-            return [t._trial_id for t in trials if time.time() - max(t.system_attrs.get(HEARTBEAT, 0),
-                    t.datetime_start.timestamp()) > 2 * state.heartbeat_s]  # fmt: skip
-
-        def get_heartbeat_interval(self) -> float:
-            return state.heartbeat_s
-
-        def get_heartbeat_stale_trial_callback(self) -> Any:
-            return retry
-
-    class Study(optuna.Study):
-        def ask(self, fixed_distributions: Any = None) -> optuna.Trial:
-            """A queued retry first, else a new trial while the budget lasts; BudgetSpent when it does not."""
-            with locked(sweep_dir):
-                trials = self.get_trials(deepcopy=False)
-                first_attempts = sum(RETRY_OF not in t.system_attrs for t in trials)  # a retry is the same trial
-                if first_attempts >= state.budget and not any(t.state == TrialState.WAITING for t in trials):
-                    raise BudgetSpent
-                return super().ask(space.distributions(state.grid))
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is nnrun's line, not Optuna's traceback
-    warnings.filterwarnings("ignore", category=ExperimentalWarning)  # heartbeats, "experimental" since Optuna 2.9
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, since 2.9
     if state.storage is None:
-        storage = Journal(JournalFileBackend(str(Path(sweep_dir) / rd.STUDY)))
+        storage = Journal(Path(sweep_dir) / rd.STUDY, state.heartbeat_s)
     else:
         try:
             storage = optuna.storages.RDBStorage(state.storage, heartbeat_interval=state.heartbeat_s,
@@ -97,7 +107,7 @@ def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False
     try:
         if create:
             optuna.create_study(direction=state.direction, **kwargs)
-        return Study(**kwargs)
+        return SweepStudy(Path(sweep_dir), state, **kwargs)
     except optuna.exceptions.DuplicatedStudyError:
         raise ConfigError(f"--storage {state.storage} already holds a study named {state.id}; "
                           "give the sweep another --name.") from None  # fmt: skip
@@ -116,12 +126,8 @@ def locked(sweep_dir: str | Path) -> Iterator[None]:
 
 def retry(study: Any, trial: Any) -> None:
     """Queue ``trial`` again with its values and user attributes (its run directories), at most MAX_RETRIES times."""
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
     RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
 
 
 def running_count(study: Any) -> int:
-    from optuna.trial import TrialState
-
     return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))

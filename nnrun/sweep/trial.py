@@ -1,18 +1,23 @@
 """One trial, in the worker that asked for it (a sweep, ``--join`` or ``--jobs`` process, or a Ray task).
 
 ``run_trial`` trains each seed's run directory, reports the sweep metric to the pruner after every epoch, and
-returns a small result dict instead of raising: one bad trial never ends the sweep. A retried trial finds its
-earlier run directories by name: a finished seed is kept, an interrupted one resumes from its checkpoint.
+records the result in the Optuna trial: one bad trial never ends the sweep. A retried trial finds its earlier run
+directories by name: a finished seed is kept, an interrupted one resumes from its checkpoint.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import optuna
 
 from nnrun import rundir as rd
 from nnrun.errors import ConfigError, DataError, NnrunError, RunDirError, RunInterrupted, first_line
@@ -26,15 +31,18 @@ def thread_env(threads: int) -> dict[str, str]:
             "TF_NUM_INTEROP_THREADS": "1" if threads == 1 else "2"}  # fmt: skip
 
 
-def run_trial(trial: Any, name: str, params: dict[str, Any], state: SweepState, sweep_dir: Path) -> dict[str, Any]:
-    """Train (or resume) each seed of one Optuna trial; never raises for the trial's own errors.
+class TrialFailed(Exception):
+    """A trial that failed (or was invalid): Optuna records it as failed, and the sweep goes on."""
 
-    Returns:
-        status (completed, pruned, failed, interrupted or invalid), run_dirs and values (the metric per run).
+
+def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any], state: SweepState, sweep_dir: Path,
+              echo: Callable[[str], None]) -> float:
+    """Train (or resume) each seed of one trial, keep the result in the trial's user attributes and print its line.
+
+    Returns the sweep metric (the mean over the seeds). A pruned, failed, invalid or interrupted trial raises
+    ``TrialPruned``, ``TrialFailed`` or ``KeyboardInterrupt`` for Optuna to record; its own errors never escape.
     """
-    started, reported = time.perf_counter(), []
-    result = {"status": "completed", "error": None, "run_dirs": [], "values": [], "host": socket.gethostname(),
-              "pid": os.getpid()}  # fmt: skip
+    started, reported, runs, values, status, error = time.perf_counter(), [], [], [], "completed", None
 
     def judge(epoch: int, value: float) -> bool:
         trial.report(value, epoch)
@@ -49,21 +57,38 @@ def run_trial(trial: Any, name: str, params: dict[str, Any], state: SweepState, 
             config = space.trial_config(state.base_config, seeded, name=run_name, runs_dir=str(sweep_dir))
             run, status = _train_one(state, config, judge if repeat == 0 and state.monitor else None)
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one trial's error must not end the sweep
-            left = [p.name for p in _runs_named(sweep_dir, run_name)[-1:] if p.name not in result["run_dirs"]]
-            result["run_dirs"] += left
-            invalid = isinstance(exc, (ConfigError, DataError)) and not result["run_dirs"]  # it never trained
+            runs += [p.name for p in _runs_named(sweep_dir, run_name)[-1:] if p.name not in runs]
+            invalid = isinstance(exc, (ConfigError, DataError)) and not runs  # it never trained
             interrupted = isinstance(exc, (RunInterrupted, KeyboardInterrupt))
-            result["status"] = "interrupted" if interrupted else "invalid" if invalid else "failed"
+            status = "interrupted" if interrupted else "invalid" if invalid else "failed"
             detail = f": {first_line(exc)}" if str(exc).strip() else ""
-            result["error"] = str(exc) if isinstance(exc, NnrunError) else type(exc).__name__ + detail
+            error = str(exc) if isinstance(exc, NnrunError) else type(exc).__name__ + detail
             break
-        result["run_dirs"].append(run.name)
-        pruned_at = reported[-1] if reported else float("nan")  # an earlier attempt's pruned run reports nothing
-        result["values"].append(pruned_at if status == "pruned" else run_value(run, state.metric))
-        result["status"] = status
+        runs.append(run.name)
+        pruned_at = reported[-1] if reported else math.nan  # an earlier attempt's pruned run reports nothing
+        values.append(pruned_at if status == "pruned" else run_value(run, state.metric))
         if status == "pruned":
             break
-    return {**result, "duration_s": round(time.perf_counter() - started, 3)}
+    measured = [v for v in values if not math.isnan(v)]
+    if status == "completed" and len(measured) < len(values):
+        status, error = "failed", f"no {state.metric} in the trial's run directories"
+    duration = time.perf_counter() - started
+    attrs = dict(status=status, error=error, run_dirs=runs, values=values, duration_s=round(duration, 3),
+                 host=socket.gethostname(), pid=os.getpid(), std=statistics.stdev(measured) if len(measured) > 1 else None)
+    for key, attr in attrs.items():
+        trial.set_user_attr(key, attr)
+    value = statistics.fmean(measured) if status == "completed" else None
+    style = {"completed": "green", "pruned": "magenta", "invalid": "yellow", "interrupted": "yellow"}.get(status, "red")
+    shown = f" {state.metric} {value:.4f}" if value is not None else ""
+    where = f" -> {', '.join(runs)}" if runs else ""
+    echo(f"trial {index}/{state.budget} [{style}]{status}[/]{shown} in {duration:.1f}s{where}{f': {error}' if error else ''}")
+    if status == "pruned":
+        raise optuna.TrialPruned()
+    if status == "interrupted":
+        raise KeyboardInterrupt
+    if value is None:
+        raise TrialFailed(error)
+    return value
 
 
 def _train_one(state: SweepState, config: Any, judge: Any) -> tuple[Path, str]:
