@@ -1,7 +1,8 @@
 """Start a sweep, work on its study (first worker, ``--join``, ``--resume``), and rank the trials.
 
-``work`` is one worker: it asks the study for trials until the budget is spent, runs them here or on Ray, tells
-the study each result and rewrites ``sweep.json``.
+``work`` is one worker: Optuna's ``study.optimize`` asks the study for trials until the budget is spent, trains
+each here and tells its result; every change rewrites ``sweep.json``. With Ray, ``work`` starts such workers as
+Ray tasks instead.
 """
 
 from __future__ import annotations
