@@ -61,7 +61,7 @@ REPORT = "report.html"
 SWEEP = "sweep.json"
 SWEEP_PREFIX = "sweep-"
 STUDY = "study.journal"  # the sweep's Optuna study (journal file storage)
-STUDY_LOCK = "study.lock"  # held by a sweep worker while it asks the study for a trial
+STUDY_LOCK = "study.lock"  # held by a sweep worker while it asks the study for a trial or rewrites sweep.json
 
 
 def evaluation_files(suffix: str = "") -> dict[str, str]:

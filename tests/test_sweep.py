@@ -33,7 +33,7 @@ from nnrun.errors import ConfigError, RunInterrupted
 from nnrun.sweep.orchestrate import start_sweep, work
 from nnrun.sweep.space import collect_grid, decode, distributions, parse_grid_option
 from nnrun.sweep.state import read_state
-from nnrun.sweep.study import HEARTBEAT, RETRY_OF, BudgetSpent, open_study
+from nnrun.sweep.study import HEARTBEAT, RETRY_OF, BudgetSpent, open_study, retry
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP_CONFIG = ROOT / "configs" / "diabetes_sweep.yaml"
@@ -133,6 +133,19 @@ def test_grid_search_takes_every_combination_once_and_stops_at_the_budget(tmp_pa
     assert len(random_drawn) == 5
 
 
+def test_two_workers_draw_what_one_worker_draws(tmp_path):
+    """Each trial draws from the seed and its number: workers on one study neither repeat each other's draws (as
+    each with a sampler at the same seed would) nor change them."""
+    alone, _ = drive(tmp_path / "one", LR, search="random", trials=6, seed=2)
+    path, state = start_sweep(SWEEP_CONFIG, grid_options=[LR], search="random", trials=6, seed=2, runs_dir=tmp_path / "two")
+    workers, drawn = [open_study(path, state), open_study(path, state)], []
+    for i in range(6):
+        trial = ask(workers[i % 2])
+        drawn.append(decode(trial, state.grid))
+        workers[i % 2].tell(trial, 0.5)
+    assert drawn == alone and len({d["training.optimizer.learning_rate"] for d in drawn}) == 6
+
+
 def test_an_rdb_storage_holds_the_study_instead_of_the_journal(tmp_path):
     import optuna
 
@@ -185,22 +198,52 @@ def test_a_trial_whose_heartbeat_stopped_is_failed_and_queued_again(tmp_path, mo
     study = open_study(path, state)
     lost = ask(study)
     params = decode(lost, state.grid)
-    study._storage.record_heartbeat(lost._trial_id)
-    assert study._storage.get_trial_system_attrs(lost._trial_id)[HEARTBEAT] <= time.time()
+    assert abs(study._storage.get_trial_system_attrs(lost._trial_id)[HEARTBEAT] - time.time()) < 5  # beaten at once
     optuna.storages.fail_stale_trials(study)  # what study.optimize does before it asks
     assert study.trials[0].state == optuna.trial.TrialState.RUNNING  # beating: left alone
-    later = time.time() + 2.5  # more than two heartbeats later, without a beat
+    study._storage.set_trial_system_attr(lost._trial_id, HEARTBEAT, time.time() - 10)  # its worker stopped beating
+    optuna.storages.fail_stale_trials(study)
+    assert study.trials[0].state == optuna.trial.TrialState.RUNNING  # but it started 1 s ago, not 2 intervals
+    later = time.time() + 2.5  # more than two heartbeats after its start and its last beat
     with monkeypatch.context() as clock:
         clock.setattr("nnrun.sweep.study.time", SimpleNamespace(time=lambda: later))
         optuna.storages.fail_stale_trials(study)
-    again = ask(study)  # the retry first
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    again = ask(study)  # the retry first
     assert again.number == 1 and study._storage.get_trial_system_attrs(again._trial_id)[RETRY_OF] == 0
     assert decode(again, state.grid) == params
-    optuna.storages.fail_stale_trials(study)  # the retry carries the old beat, but its own start is recent
+    # The retry starts with its first attempt's attributes, old beat included: its own start keeps it alive.
+    study._storage.set_trial_system_attr(again._trial_id, HEARTBEAT, time.time() - 10)
+    optuna.storages.fail_stale_trials(study)
     assert study.trials[1].state == optuna.trial.TrialState.RUNNING
     # The retry is the same trial: the budget (the 4 grid points) still has 3 new trials.
     assert [ask(study) is not None for _ in range(4)] == [True, True, True, False]
+
+
+def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_on(tmp_path, monkeypatch):
+    """A worker too slow to beat: another fails its trial and queues it again; this one's tell must not crash it."""
+    import optuna
+
+    from nnrun.sweep import orchestrate
+
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
+    other, trained = open_study(path, state), []
+
+    def stalled_then_recorded(trial, index, name, params, state, sweep_dir, echo):  # Optuna's side is real
+        trained.append(index)
+        if len(trained) == 1:  # what fail_stale_trials does in the other worker while this one trains
+            other._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+            retry(other, other._storage.get_trial(trial._trial_id))
+        trial.set_user_attr("status", "completed")  # run_trial's recording of the result
+        return 0.5
+
+    monkeypatch.setattr(orchestrate, "run_trial", stalled_then_recorded)
+    lines = []
+    result = work(path, state, echo=lines.append)
+    assert any(f"trial {trained[0]}/4 lost" in line for line in lines), lines
+    assert trained[1] == trained[0]  # its retry ran next, here
+    assert result.status == "completed" and [t.status for t in result.trials] == ["completed"] * 4
+    assert [t.attempts for t in result.trials if t.index == trained[0]] == [2]
 
 
 def test_cli_grid_replaces_the_config_section_key():
@@ -505,6 +548,8 @@ def test_a_worker_killed_mid_trial_loses_only_that_trial_which_resumes_from_its_
     study = open_study(sweep_dir, state)
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     assert len(failed) == 1 and "status" not in failed[0].user_attrs  # failed by heartbeat: its worker recorded nothing
+    retried = [t for t in study.trials if t.system_attrs.get(RETRY_OF) == failed[0].number]
+    assert len(retried) == 1 and retried[0].state.name == "COMPLETE" and retried[0].user_attrs["pid"] == os.getpid()
 
 
 @pytest.mark.slow

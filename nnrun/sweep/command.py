@@ -103,7 +103,7 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
         raise typer.Exit(1)
 
 
-def check_executor(executor: str, jobs: int, address: Optional[str] = None, gpus_per_trial: float = 0) -> None:
+def check_executor(executor: str, jobs: int, address: str | None = None, gpus_per_trial: float = 0) -> None:
     """ConfigError for options that do not fit together, or for Ray missing when it is asked for."""
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor must be local or ray, got {executor!r}.")

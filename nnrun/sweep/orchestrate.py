@@ -1,8 +1,8 @@
 """Start a sweep, work on its study (first worker, ``--join``, ``--resume``), and rank the trials.
 
 ``work`` is one worker: Optuna's ``study.optimize`` asks the study for trials until the budget is spent, trains
-each here and tells its result; every change rewrites ``sweep.json``. With Ray, ``work`` starts such workers as
-Ray tasks instead.
+each here and tells its result; ``sweep.json`` is rewritten as each trial starts and ends. With Ray, ``work``
+starts such workers as Ray tasks instead.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from nnrun.compare.query import default_descending
 from nnrun.config import RunConfig, load_config, validate_config
 from nnrun.config.schema import SweepConfig
 from nnrun.datasets.table import resolve_task
-from nnrun.errors import ConfigError, RunInterrupted
+from nnrun.errors import ConfigError, NnrunError, RunInterrupted
 from nnrun.keras_names import metric_names
 from nnrun.sweep import space
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
@@ -142,9 +142,12 @@ def work(
 
     When the budget is spent but other workers still run trials, it waits for them, and takes over any trial whose
     worker stopped beating. ``jobs`` > 1 starts ``jobs - 1`` more workers (``nnrun sweep --join``) beside it.
+    ``executor``, ``jobs``, ``address`` and ``gpus_per_trial`` are the command's flags, which it checks;
+    ``ray_cpus``: the CPUs of a local Ray instance (default: all).
 
     Raises:
         ConfigError: Ray missing or unreachable.
+        NnrunError: every Ray worker stopped.
         RunInterrupted: Ctrl-C; finished trials are kept, ``--resume`` runs the rest.
     """
     sweep_dir = Path(sweep_dir).resolve()
@@ -165,6 +168,9 @@ def work(
         refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
         raise RunInterrupted(f"sweep stopped; finished trials are kept in {sweep_dir}. "
                              f"Continue with: nnrun sweep --resume {shlex.quote(str(sweep_dir))}") from None
+    except NnrunError:  # Ray unreachable, or every Ray worker stopped
+        refresh(sweep_dir, state, study, finished=("failed", now(), time.perf_counter() - started))
+        raise
     finally:
         for helper, log in helpers:
             if helper.wait():
@@ -178,6 +184,8 @@ def work(
 
 def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[str], None]) -> None:
     """Run trials here until the budget is spent, then wait for the other workers' trials (or their beats to stop)."""
+    lost: list[int] = []  # trials that another worker failed as stale while this one trained them
+
     def objective(trial: Any) -> float:
         system = study._storage.get_trial_system_attrs(trial._trial_id)
         index = system.get(RETRY_OF, trial.number) + 1
@@ -186,7 +194,11 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
         attempt = f" (attempt {len(system['retry_history']) + 1})" if RETRY_OF in system else ""
         echo(f"trial {index}/{state.budget} training {space.params_text(params)}{attempt}")
         refresh(sweep_dir, state, study)  # sweep.json shows it running
-        return run_trial(trial, index, trial_name(state, index), params, state, sweep_dir, echo)
+        try:
+            return run_trial(trial, index, trial_name(state, index), params, state, sweep_dir, echo)
+        except optuna.exceptions.UpdateFinishedTrialError:  # its result came after another worker failed it
+            lost.append(index)
+            raise
 
     waited = False
     while True:
@@ -199,8 +211,12 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
                 echo(f"waiting for {others} trial(s) of other workers (or their heartbeat to stop)")
             waited = True
             time.sleep(min(state.heartbeat_s, 5))
-        except optuna.exceptions.UpdateFinishedTrialError as exc:  # this worker was too slow to beat
-            echo(f"[red]{exc}[/] Another worker took it over; its retry keeps the runs it finished.")
+        except Exception:
+            if not lost:
+                raise
+            # Optuna's tell of that trial then fails too: the retry another worker queued keeps the runs.
+            echo(f"[red]trial {lost.pop()}/{state.budget} lost[/]: no heartbeat came from here in time, so another "
+                 "worker failed it and queued it again; the runs it finished are kept.")
 
 
 def _join_process(sweep_dir: Path) -> tuple[Any, Any]:
@@ -225,12 +241,13 @@ def summarize(study: Any, state: SweepState) -> None:
     for frozen in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         first, attrs = frozen.system_attrs.get(RETRY_OF, frozen.number), frozen.user_attrs
         trial = trials.setdefault(first, Trial(first + 1, trial_name(state, first + 1), attrs.get("params") or {}))
-        status = _STATES.get(frozen.state.name) or attrs.get("status") or "failed"
+        recorded = attrs.get("number") == frozen.number  # a retry starts with its first attempt's attributes
+        status = _STATES.get(frozen.state.name) or (attrs.get("status") if recorded else None) or "failed"
         dirs = list(attrs.get("run_dirs") or [])
         trial.previous_run_dirs += [d for d in trial.run_dirs if d not in dirs and d not in trial.previous_run_dirs]
         trial.status = status
-        trial.error = None if status in ("completed", "running", "pending") else attrs.get("error") or (
-            "its worker stopped (no heartbeat)")  # the worker recorded nothing: it was killed
+        trial.error = None if status in ("completed", "running", "pending") else (
+            attrs.get("error") if recorded else "its worker stopped (no heartbeat)")  # it was killed: nothing recorded
         trial.run_dirs = dirs or trial.run_dirs
         trial.run_dir = (trial.run_dirs or [None])[0]
         trial.value, trial.std, trial.duration_s = frozen.value, attrs.get("std"), attrs.get("duration_s")

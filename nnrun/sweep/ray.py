@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nnrun.errors import ConfigError, first_line
+from nnrun.errors import ConfigError, NnrunError, first_line
 from nnrun.sweep.trial import thread_env
 
 INSTALL_HINT = "pip install 'nnrun[ray]' (or: pip install 'ray[default]>=2.9')"
@@ -40,6 +40,7 @@ def run_workers(sweep_dir: Path, *, address: str | None, gpus_per_trial: float =
 
     Raises:
         ConfigError: Ray is missing or unreachable.
+        NnrunError: every worker stopped.
         KeyboardInterrupt: Ctrl-C; the workers were stopped, each telling its trial interrupted.
     """
     ray = import_ray()
@@ -62,7 +63,7 @@ def run_workers(sweep_dir: Path, *, address: str | None, gpus_per_trial: float =
                "clusters check a token: run with RAY_AUTH_MODE=token and the head's token (`ray get-auth-token`) "
                "in ~/.ray/auth_token or RAY_AUTH_TOKEN." if address else "")
         ) from None
-    refs = []
+    refs, stopped = [], []
     try:
         slots = max(1, int(ray.cluster_resources().get("GPU" if gpus_per_trial else "CPU", 1) / (gpus_per_trial or 1)))
         worker = ray.remote(num_cpus=1, num_gpus=gpus_per_trial, max_retries=0)(sweep_worker)
@@ -72,14 +73,17 @@ def run_workers(sweep_dir: Path, *, address: str | None, gpus_per_trial: float =
                 ray.get(ref)
             except ray.exceptions.RayError as exc:  # the worker died, or failed outside its trials
                 cause = getattr(exc, "cause", None) or exc  # a RayTaskError's own text is the traceback's
-                echo(f"[red]a Ray worker stopped[/]: {type(cause).__name__}: {first_line(cause)}")
+                stopped.append(f"{type(cause).__name__}: {first_line(cause)}")
+                echo(f"[red]a Ray worker stopped[/]: {stopped[-1]}")
     except KeyboardInterrupt:
         for ref in refs:
             ray.cancel(ref)  # a KeyboardInterrupt in each worker: it tells its trial interrupted
-        ray.wait(refs, num_returns=len(refs), timeout=60)
+        ray.wait(refs, num_returns=len(refs), timeout=60)  # then Ray stops them; their trials go stale and are retried
         raise
     finally:
         ray.shutdown()
+    if stopped and len(stopped) == len(refs):  # the others, if any, went on until the budget was spent
+        raise NnrunError(f"every Ray worker stopped ({stopped[0]}); can each node reach {sweep_dir}?")
 
 
 def sweep_worker(sweep_dir: str, cwd: str) -> None:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat
@@ -47,8 +48,8 @@ class Journal(JournalStorage, BaseHeartbeat):
     def record_heartbeat(self, trial_id: int) -> None:
         try:
             self.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # another worker failed it as stale: its tell says so
+        except Exception:  # noqa: BLE001 - failed as stale meanwhile (its tell says so), or the file hiccupped
+            pass  # Optuna's beat thread has no guard: an error would end it, and the live trial would go stale
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         trials = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
@@ -76,7 +77,24 @@ class SweepStudy(optuna.Study):
             first_attempts = sum(RETRY_OF not in t.system_attrs for t in trials)  # a retry is the same trial
             if first_attempts >= self.state.budget and not any(t.state == TrialState.WAITING for t in trials):
                 raise BudgetSpent
-            return super().ask(space.distributions(self.state.grid))
+            if self.state.mode != "grid":  # trial n draws from (seed, n), whichever worker asks: not alike in all
+                self.sampler = sampler(self.state, trial_seed(self.state.seed, len(trials)))  # (grid: one order)
+            trial = super().ask(space.distributions(self.state.grid))
+            self._storage.record_heartbeat(trial._trial_id)  # at once: a worker killed now leaves a stale trial
+            return trial
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler's seed for trial ``number`` of a sweep at ``seed``: mixed, so that seed 1 is no shifted seed 0."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def sampler(state: SweepState, seed: int) -> optuna.samplers.BaseSampler:
+    """Optuna's sampler for the search: grid, random or TPE (with its constant liar, on by default, which spreads out
+    the trials that workers run at once)."""
+    if state.mode == "grid":
+        return optuna.samplers.GridSampler(space.grid_choices(state.grid), seed=seed)
+    return (optuna.samplers.TPESampler if state.mode == "tpe" else optuna.samplers.RandomSampler)(seed=seed)
 
 
 def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False) -> SweepStudy:
@@ -92,10 +110,6 @@ def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False
         except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors: a bad URL, a missing driver, no server
             raise ConfigError(f"--storage {state.storage}: cannot open it ({first_line(exc)}). Give an SQLAlchemy "
                               "URL such as sqlite:////shared/sweeps.db or postgresql://user@host/db.") from None
-    if state.mode == "grid":
-        sampler = optuna.samplers.GridSampler(space.grid_choices(state.grid), seed=state.seed)
-    else:  # TPE's constant liar (on by default) spreads out the trials that workers run at once
-        sampler = (optuna.samplers.TPESampler if state.mode == "tpe" else optuna.samplers.RandomSampler)(seed=state.seed)
     # Steps are epochs. Two finished trials are enough to judge a third: sweeps here are small.
     pruner = optuna.pruners.NopPruner()
     if state.prune == "median":
@@ -103,7 +117,7 @@ def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False
     elif state.prune == "hyperband":
         epochs = 1 if state.smoke else int(state.base_config["training"]["epochs"])
         pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
-    kwargs = dict(study_name=state.id, storage=storage, sampler=sampler, pruner=pruner)
+    kwargs = {"study_name": state.id, "storage": storage, "sampler": sampler(state, state.seed), "pruner": pruner}
     try:
         if create:
             optuna.create_study(direction=state.direction, **kwargs)

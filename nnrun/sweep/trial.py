@@ -73,8 +73,9 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
     if status == "completed" and len(measured) < len(values):
         status, error = "failed", f"no {state.metric} in the trial's run directories"
     duration = time.perf_counter() - started
-    attrs = dict(status=status, error=error, run_dirs=runs, values=values, duration_s=round(duration, 3),
-                 host=socket.gethostname(), pid=os.getpid(), std=statistics.stdev(measured) if len(measured) > 1 else None)
+    attrs = {"status": status, "error": error, "run_dirs": runs, "values": values, "duration_s": round(duration, 3),
+             "std": statistics.stdev(measured) if len(measured) > 1 else None, "host": socket.gethostname(),
+             "pid": os.getpid(), "number": trial.number}  # fmt: skip
     for key, attr in attrs.items():
         trial.set_user_attr(key, attr)
     value = statistics.fmean(measured) if status == "completed" else None
