@@ -254,7 +254,7 @@ CASES = [
          args=["--set", "training.precision=float16"]),
     Case("precision-choice", ["training.precision", "'float32', 'bfloat16' or 'float16'"], args=["--set", "training.precision=fp8"]),
     # ---- nnrun sweep: checked before the sweep folder exists
-    Case("sweep-bad-search", ["sweep.search: input should be 'grid', 'random' or 'tpe', got 'bayes'"], base="diabetes_sweep",
+    Case("sweep-bad-search", ["sweep.search: input should be 'grid', 'random' or 'tpe', got 'bayes'", "Pass another --search."], base="diabetes_sweep",
          command="sweep", args=["--search", "bayes"]),
     Case("sweep-bad-prune", ["sweep.prune: input should be 'none', 'median' or 'hyperband', got 'always'"], base="diabetes_sweep",
          command="sweep", args=["--prune", "always"]),
