@@ -180,16 +180,21 @@ def load_config(
     return config
 
 
-def validate_config(data: dict[str, Any], *, source: str = "config", lines: dict[tuple, int] | None = None) -> RunConfig:
-    """Validate plain data into a RunConfig, turning the first pydantic error into one clear line."""
+def validate_config(data: dict[str, Any], *, source: str = "config", lines: dict[tuple, int] | None = None,
+                    flags: dict[str, str] | None = None) -> RunConfig:
+    """Validate plain data into a RunConfig, turning the first pydantic error into one clear line.
+
+    ``flags``: dotted key -> the command-line flag that set it (``{"sweep.search": "--search"}``), which the fix names.
+    """
     data = expand_short_forms(data)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, data, source, lines or {})) from None
+        raise ConfigError(format_validation_error(exc, data, source, lines or {}, flags or {})) from None
 
 
-def format_validation_error(exc: ValidationError, data: dict, source: str, lines: dict[tuple, int]) -> str:
+def format_validation_error(exc: ValidationError, data: dict, source: str, lines: dict[tuple, int],
+                            flags: dict[str, str] | None = None) -> str:
     """One line for the first error: the dotted key, what was received, ``source:line``, and how to fix it."""
     errors = exc.errors(include_url=False)
     err = errors[0]
@@ -226,7 +231,8 @@ def format_validation_error(exc: ValidationError, data: dict, source: str, lines
             return f"{key} needs a '{tag}' ({where}); expected one of {choices}."
         return f"{key}.{tag} must be one of {choices}, got {got!r}{hint} ({where})."
     msg = " or ".join(dict.fromkeys(m[0].lower() + m[1:] for m in alternatives if m))
-    fix = f" Fix the file or pass --set {_set_path(loc)}=..." if loc else ""
+    fix = f" Pass another {flags[key]}." if key in (flags or {}) else f" Fix the file or pass --set {_set_path(loc)}=..."
+    fix = fix if loc else ""
     return f"{key or 'the config'}: {msg}, got {received!r} ({where}).{fix}"
 
 

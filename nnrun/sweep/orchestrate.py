@@ -58,12 +58,8 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
     if keys:  # the command line's keys win over the config's, and over its older spelling of search and trials
         data = config.to_dict()
         section = {**(data["sweep"] or {}), **keys, **({"random": None} if {"search", "trials"} & keys.keys() else {})}
-        try:
-            config = validate_config({**data, "sweep": section}, source=f"{config_path} with the sweep's flags")
-        except ConfigError as exc:  # a flag's value: the fix is another value for the flag, not --set
-            flag = next((k for k in keys if str(exc).startswith(f"sweep.{k}:")), None)
-            fixed = str(exc).replace(f"Fix the file or pass --set sweep.{flag}=...", f"Pass another --{flag}.")
-            raise ConfigError(fixed) from None
+        config = validate_config({**data, "sweep": section}, source=f"{config_path} with the sweep's flags",
+                                 flags={f"sweep.{key}": f"--{key}" for key in keys})  # the flag wins over --set
     grid = space.collect_grid(config, list(grid_options))
     section = config.sweep or SweepConfig()
     if section.random and (section.search not in (None, "random") or section.trials):
