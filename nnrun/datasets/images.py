@@ -117,7 +117,7 @@ def list_image_folder(path: str, key: str = "dataset.path", class_names: tuple[s
     for label, name in enumerate(names):
         if name not in classes:
             continue
-        files, n_ignored = _walk(root / name, skipped)
+        files, n_ignored = walk_images(root / name, skipped)
         ignored += n_ignored
         if not files and class_names is None:
             raise DataError(f"{key}: class folder '{root / name}' has no images ({', '.join(IMAGE_EXTENSIONS)}); "
@@ -132,8 +132,9 @@ def list_image_folder(path: str, key: str = "dataset.path", class_names: tuple[s
     return ImageFiles(root, paths, np.asarray(labels, dtype=np.int64), names, skipped, ignored)
 
 
-def _walk(folder: Path, skipped: list[str]) -> tuple[list[str], int]:
-    """Image files below ``folder``, sorted; linked folders are followed once (a loop is skipped)."""
+def walk_images(folder: Path, skipped: list[str]) -> tuple[list[str], int]:
+    """Image files below ``folder`` and the count of other files; hidden ones are passed over, linked folders are
+    followed once (a loop is skipped, into ``skipped``)."""
     files: list[str] = []
     ignored = 0
     seen: set[tuple[int, int]] = set()
@@ -232,16 +233,12 @@ def decode_dataset(data: Any, settings: dict[str, Any]) -> Any:
     seconds = time.perf_counter() - started
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     at = 0
-    keep = np.zeros(total, dtype=bool)
-    keep[decoded.kept] = True
-    images = np.empty((total, *decoded.images.shape[1:]), dtype=np.uint8)
-    images[decoded.kept] = decoded.images
-    for name, x, y in splits:
-        mask = keep[at:at + len(x)]
-        out[name] = (images[at:at + len(x)][mask], np.asarray(y)[mask])
-        if not mask.any():
+    for name, x, y in splits:  # each split a slice (a view, not a copy) of the decoded images, which keep their order
+        low, high = np.searchsorted(decoded.kept, [at, at + len(x)])
+        if low == high:
             raise DataError(f"dataset: no image of the {name} split could be decoded ({len(x)} files); "
                             f"{decoded.skipped[0] if decoded.skipped else ''}")
+        out[name] = (decoded.images[low:high], np.asarray(y)[decoded.kept[low:high] - at])
         at += len(x)
     notes = list(data.notes) + decoded.notes
     notes.append(f"decoded {len(decoded.kept):,} images ({height}x{width} {settings['color_mode']}) in "
@@ -321,7 +318,7 @@ def decode_images(paths: list[str], settings: dict[str, Any], *, batch_size: int
         notes.append(f"{len(tiny)} image(s) smaller than {TINY_SIDE} pixels on a side were enlarged to "
                      f"{height}x{width}, e.g. {paths[tiny[0]]} ({native[tiny[0], 1]}x{native[tiny[0], 0]})")
     index = np.flatnonzero(kept)
-    return Decoded(images[index], index, skipped, notes)
+    return Decoded(images if len(index) == len(paths) else images[index], index, skipped, notes)  # no copy if all
 
 
 def _why_not_decoded(tf: Any, path: str) -> str:
