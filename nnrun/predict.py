@@ -128,18 +128,19 @@ def read_inputs(paths: list[str | Path], spec: SampleSpec, *, invert: bool = Fal
 
 def read_image_inputs(paths: list[str | Path], settings: dict) -> Inputs:
     """Image files and folders of them, decoded and resized as the run's training images were."""
-    from nnrun.datasets.images import IMAGE_EXTENSIONS, decode_images
+    from nnrun.datasets.images import IMAGE_EXTENSIONS, decode_images, walk_images
 
     files: list[str] = []
+    skipped: list[str] = []
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            found = sorted(walk_images(path, skipped)[0])  # the files training would have read, no others
             if not found:
                 raise DataError(f"input {path}: a folder with no images ({', '.join(IMAGE_EXTENSIONS)}).")
             files.extend(found)
         elif path.is_file():
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:  # what the run's decoder reads (no .webp, .tif)
                 raise DataError(f"input {path}: this run trained on images; pass image files "
                                 f"({', '.join(IMAGE_EXTENSIONS)}) or folders of them.")
             files.append(str(path))
@@ -149,7 +150,7 @@ def read_image_inputs(paths: list[str | Path], settings: dict) -> Inputs:
     if not len(decoded.kept):
         raise DataError(f"no input could be decoded as an image: {decoded.skipped[0]}")
     names = [files[i] for i in decoded.kept]
-    return Inputs(decoded.images, names, decoded.notes)
+    return Inputs(decoded.images, names, [f"skipped {s}" for s in skipped] + decoded.notes)
 
 
 def _read_image(path: Path, spec: SampleSpec, invert: bool) -> np.ndarray:
