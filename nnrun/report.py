@@ -171,7 +171,8 @@ def _evaluation_figures(run: rd.RunDir, info: dict[str, Any], status: str, evalu
     files = rd.evaluation_files()
     regression = (info.get("signature") or {}).get("task") == "regression"
     cm_png = run.file(files["regression_png" if regression else "confusion_png"])
-    image_run = info.get("dataset") in ("mnist", "fashion_mnist", "images")
+    signature = info.get("signature")  # a run from before signatures: MNIST or Fashion-MNIST are its image runs
+    image_run = signature.get("kind") == "image" if signature else info.get("dataset") in ("mnist", "fashion_mnist")
     has_model = run.file(rd.MODEL).is_file()
     needs_evaluation = not cm_png.is_file() and evaluate and has_model
     trained = dataset = None

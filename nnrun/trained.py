@@ -126,11 +126,12 @@ def load_run_dataset(trained: TrainedRun) -> Any:
 
 
 def _dataset_config(trained: TrainedRun) -> Any:
-    """The config's dataset section; a relative CSV path is also tried from the training cwd."""
+    """The config's dataset section; a relative CSV or image-folder path is also tried from the training cwd."""
     cfg = trained.config.dataset
-    path = getattr(cfg, "path", None)
     cwd = trained.info.get("cwd")
-    moved = cfg.name == "csv" and path and not Path(path).is_absolute() and not Path(path).exists()
-    if moved and cwd and (Path(cwd) / path).exists():
-        return cfg.model_copy(update={"path": str(Path(cwd) / path)})
-    return cfg
+    update = {}
+    for key in ("path", "test_path") if cfg.name in ("csv", "images") else ():
+        path = getattr(cfg, key, None)
+        if path and cwd and not Path(path).is_absolute() and not Path(path).exists() and (Path(cwd) / path).exists():
+            update[key] = str(Path(cwd) / path)
+    return cfg.model_copy(update=update) if update else cfg
