@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import BENCH, PYTHON, ROOT, child_env, fmt_spread, machine, machine_line, run_child, spread  # noqa: E402
+from measure import BENCH, PYTHON, ROOT, child_env, fmt_spread, machine, machine_line, publish, run_child, spread  # noqa: E402
 
 FOLDER = ROOT / "data" / "mnist_png"
 
@@ -91,8 +91,7 @@ def main() -> int:
         f"{med(plain, 'accuracy'):.4f} (medians).",
         "",
     ]
-    args.output.write_text("\n".join(lines))
-    print("\n".join(lines))
+    publish(lines, args.output)
     return 0
 
 
