@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -379,12 +380,14 @@ def fit_run(
 
 
 def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
-           now: Callable[[], datetime] = datetime.now, pruning: Any = None) -> TrainResult:
+           now: Callable[[], datetime] = datetime.now, pruning: Any = None, orphaned: bool = False) -> TrainResult:
     """Continue an interrupted or crashed run from its last completed epoch, in the same directory.
 
     The model and optimizer state come from ``checkpoints/last.keras``, the
     preprocessing from ``preprocessing.json`` (not refitted), and the random layers' seed
     generators from ``checkpoints/last.json``, so the result matches a run that never stopped.
+
+    ``orphaned``: a sweep's heartbeat for it stopped, so a run still marked running on another host resumes too.
 
     Raises:
         RunDirError: the run is complete, still running, or has no checkpoint.
@@ -395,6 +398,8 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
     run = rd.open_run(path)
     info = run.read_run()
     status = rd.effective_status(info)
+    if orphaned and status == "running" and info.get("host") != socket.gethostname():
+        status = "crashed"  # this host cannot see that process; the heartbeat that stopped says it is gone
     if status == "completed":
         raise RunDirError(f"{run.path} is already completed; use --rerun {run.path} to train its config again.")
     if status == "running":

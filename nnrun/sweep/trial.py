@@ -36,8 +36,11 @@ class TrialFailed(Exception):
 
 
 def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any], state: SweepState, sweep_dir: Path,
-              echo: Callable[[str], None]) -> float:
+              echo: Callable[[str], None], *, retried: bool = False) -> float:
     """Train (or resume) each seed of one trial, keep the result in the trial's user attributes and print its line.
+
+    ``retried``: the trial is queued again after its worker's heartbeat stopped, so a run of it still marked
+    running (on any host) was that worker's, and resumes from its checkpoint.
 
     Returns the sweep metric (the mean over the seeds). A pruned, failed, invalid or interrupted trial raises
     ``TrialPruned``, ``TrialFailed`` or ``KeyboardInterrupt`` for Optuna to record; its own errors never escape.
@@ -55,7 +58,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         try:
             seeded = {**params, "run.seed": seed} if state.repeats > 1 else params
             config = space.trial_config(state.base_config, seeded, name=run_name, runs_dir=str(sweep_dir))
-            run, status = _train_one(state, config, judge if repeat == 0 and state.monitor else None)
+            run, status = _train_one(state, config, judge if repeat == 0 and state.monitor else None, retried)
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one trial's error must not end the sweep
             runs += [p.name for p in _runs_named(sweep_dir, run_name)[-1:] if p.name not in runs]
             invalid = isinstance(exc, (ConfigError, DataError)) and not runs  # it never trained
@@ -92,10 +95,11 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
     return value
 
 
-def _train_one(state: SweepState, config: Any, judge: Any) -> tuple[Path, str]:
+def _train_one(state: SweepState, config: Any, judge: Any, retried: bool) -> tuple[Path, str]:
     """Train one seed of the trial, or keep or resume the run an earlier attempt left."""
     from nnrun import training
     from nnrun.callbacks import make_pruning_callback
+    from nnrun.compare.records import read_record
     from nnrun.console import Reporter, make_console
     from nnrun.tf import import_keras
 
@@ -103,18 +107,18 @@ def _train_one(state: SweepState, config: Any, judge: Any) -> tuple[Path, str]:
     pruning = make_pruning_callback(state.monitor, judge) if judge else None
     quiet = Reporter(make_console(quiet=True))
     earlier = _runs_named(Path(config.run.runs_dir), config.run.name)[-1:]
-    status = _status(earlier[0]) if earlier else None
+    status = read_record(earlier[0]).status if earlier else None
     if status in ("completed", "pruned"):
         return earlier[0], status
-    if status in ("interrupted", "crashed") and (earlier[0] / rd.LAST_CHECKPOINT).is_file():
+    resumable = ("interrupted", "crashed", "running") if retried else ("interrupted", "crashed")
+    if status in resumable and (earlier[0] / rd.LAST_CHECKPOINT).is_file():
         try:
-            result = training.resume(earlier[0], reporter=quiet, argv=state.argv, pruning=pruning)
+            result = training.resume(earlier[0], reporter=quiet, argv=state.argv, pruning=pruning, orphaned=retried)
             return result.run_dir, result.status
         except RunDirError:
             pass  # not resumable after all: train it again, in a new run directory
-    prepared = training.prepare(config, smoke=state.smoke)
     result = training.train(config, reporter=quiet, argv=state.argv, smoke=state.smoke, config_path=state.config_file,
-                            prepared=prepared, pruning=pruning)  # fmt: skip
+                            pruning=pruning)  # fmt: skip
     return result.run_dir, result.status
 
 
@@ -125,13 +129,6 @@ def run_value(run: Path, metric: str) -> float:
 
     value = lookup(read_record(run), metric)
     return float(value) if isinstance(value, (int, float)) else float("nan")
-
-
-def _status(run: Path) -> str:
-    try:
-        return rd.effective_status(rd.read_json(run / rd.RUN))
-    except RunDirError:
-        return "unreadable"
 
 
 def _runs_named(runs_dir: Path, name: str) -> list[Path]:
