@@ -48,6 +48,7 @@ def test_grid_option_values_are_typed_yaml():
     assert parse_grid_option("training.optimizer.type=adam, rmsprop") == ("training.optimizer.type", ["adam", "rmsprop"])
     assert parse_grid_option("training.shuffle=true,false")[1] == [True, False]
     assert parse_grid_option("preprocessing.0.target_shape=[28,28],[784]")[1] == [[28, 28], [784]]
+    assert parse_grid_option("dataset.path='a,b.csv',c.csv")[1] == ["a,b.csv", "c.csv"]  # quoted: one value
     # Brackets in the key are the same key.
     assert parse_grid_option("model.layers[0].units=8")[0] == "model.layers.0.units"
 
@@ -73,6 +74,7 @@ def test_grid_option_ranges():
         ("x.y=normal(0, 1)", "unknown range 'normal'"),
         ("x.y=loguniform(1e-4)", "cannot read"),
         ("x.y=randint(1.5, 4)", "whole-number bounds"),
+        ("x.y=32,,64", "cannot read the values as YAML"),
     ],
 )
 def test_grid_option_errors_say_what_and_how(text, expected):
@@ -229,8 +231,8 @@ def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_o
     path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
     other, trained = open_study(path, state), []
 
-    def stalled_then_recorded(trial, index, name, params, state, sweep_dir, echo):  # Optuna's side is real
-        trained.append(index)
+    def stalled_then_recorded(trial, index, name, params, state, sweep_dir, echo, retried):  # Optuna's side is real
+        trained.append((index, retried))
         if len(trained) == 1:  # what fail_stale_trials does in the other worker while this one trains
             other._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
             retry(other, other._storage.get_trial(trial._trial_id))
@@ -240,10 +242,11 @@ def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_o
     monkeypatch.setattr(orchestrate, "run_trial", stalled_then_recorded)
     lines = []
     result = work(path, state, echo=lines.append)
-    assert any(f"trial {trained[0]}/4 lost" in line for line in lines), lines
-    assert trained[1] == trained[0]  # its retry ran next, here
+    first = trained[0][0]
+    assert any(f"trial {first}/4 lost" in line for line in lines), lines
+    assert trained[:2] == [(first, False), (first, True)]  # its retry ran next, here, told that it is one
     assert result.status == "completed" and [t.status for t in result.trials] == ["completed"] * 4
-    assert [t.attempts for t in result.trials if t.index == trained[0]] == [2]
+    assert [t.attempts for t in result.trials if t.index == first] == [2]
 
 
 def test_cli_grid_replaces_the_config_section_key():
@@ -279,6 +282,37 @@ def test_the_flags_set_sweep_keys_even_for_a_config_without_a_sweep_section(tmp_
     with pytest.raises(ConfigError, match="sweep.trials: input should be greater than or equal to 1, got 0"):
         start_sweep(ROOT / "configs" / "diabetes_mlp.yaml", ["dataset.validation=0.2"], [LR], search="random", trials=0,
                     runs_dir=tmp_path)  # fmt: skip
+    # --random N, the older spelling of --search random --trials N: the same sweep, and its own name in errors.
+    _, state = start_sweep(SWEEP_CONFIG, grid_options=[LR], random=3, runs_dir=tmp_path)
+    assert (state.mode, state.budget) == ("random", 3)
+    with pytest.raises(ConfigError, match="sweep.random: input should be greater than or equal to 1, got 0.*--random"):
+        start_sweep(SWEEP_CONFIG, grid_options=[LR], random=0, runs_dir=tmp_path)
+    with pytest.raises(ConfigError, match="give one spelling, not both"):
+        start_sweep(SWEEP_CONFIG, grid_options=[LR], random=3, search="tpe", runs_dir=tmp_path)
+
+
+def test_a_regression_sweep_ranks_by_any_test_metric_the_table_shows(tmp_path):
+    config = ROOT / "configs" / "penguins_mass.yaml"
+    for metric, direction in (("test_r2", "maximize"), ("test_mae", "minimize"), ("test_rmse", "minimize")):
+        _, state = start_sweep(config, grid_options=[LR], search="random", trials=2, metric=metric, runs_dir=tmp_path)
+        assert (state.metric, state.direction) == (metric, direction)
+
+
+def test_resume_queues_a_failed_trial_again_even_after_its_heartbeat_retries(tmp_path):
+    import optuna
+
+    from nnrun.sweep.orchestrate import resume_state
+
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
+    study = open_study(path, state)
+    for attempt in range(4):  # the first attempt, and the 3 retries heartbeats allow
+        trial = ask(study)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        retry(study, study.trials[-1])
+    assert not [t for t in study.get_trials() if t.state.name == "WAITING"]  # no fourth retry by heartbeat
+    resume_state(path, retry_failed=True)
+    waiting = [t for t in study.get_trials() if t.state.name == "WAITING"]
+    assert len(waiting) == 1 and waiting[0].system_attrs[RETRY_OF] == 0  # but --resume asks for it
 
 
 def test_start_writes_the_set_up_and_an_empty_study(tmp_path):
@@ -535,7 +569,10 @@ def test_a_worker_killed_mid_trial_loses_only_that_trial_which_resumes_from_its_
     worker.send_signal(signal.SIGKILL)
     worker.communicate()
     killed = sorted(p for p in sweep_dir.glob("*-t0*"))[-1]
-    assert json.loads((killed / "run.json").read_text())["status"] == "running"  # what kill -9 leaves
+    info = json.loads((killed / "run.json").read_text())
+    assert info["status"] == "running"  # what kill -9 leaves
+    # As if the worker had run on another machine, whose process this one cannot check: the heartbeat decides.
+    (killed / "run.json").write_text(json.dumps({**info, "host": "another-machine"}))
 
     result = CliRunner().invoke(app, ["sweep", "--join", str(sweep_dir)])
     assert result.exit_code == 0, result.output

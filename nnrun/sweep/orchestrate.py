@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 
 from nnrun import rundir as rd
-from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical
+from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical, compare_runs
 from nnrun.compare.query import default_descending
 from nnrun.config import RunConfig, load_config, validate_config
 from nnrun.config.schema import SweepConfig
@@ -31,7 +31,7 @@ from nnrun.errors import ConfigError, NnrunError, RunInterrupted
 from nnrun.keras_names import metric_names
 from nnrun.sweep import space
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
-from nnrun.sweep.study import RETRY_OF, BudgetSpent, locked, open_study, retry, running_count
+from nnrun.sweep.study import RETRY_OF, BudgetSpent, locked, open_study, requeue, running_count
 from nnrun.sweep.trial import TrialFailed, run_trial, thread_env
 
 _STATES = {"RUNNING": "running", "WAITING": "pending", "COMPLETE": "completed", "PRUNED": "pruned"}
@@ -51,19 +51,16 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
     places = [f"run.{k}={json.dumps(str(v))}" for k, v in places.items() if v is not None]  # strings, even with '#'
     config = load_config(config_path, [*sets, *places])
     keys = {k: v for k, v in flags.items() if v is not None}
-    if "random" in keys and ("search" in keys or "trials" in keys):
-        raise ConfigError("--random N is --search random --trials N; give one spelling, not both.")
-    if "random" in keys:
-        keys.update(search="random", trials=keys.pop("random"))
-    if keys:  # the command line's keys win over the config's, and over its older spelling of search and trials
+    if keys:  # the command line's keys win over the config's, and over its other spelling of search and trials
         data = config.to_dict()
-        section = {**(data["sweep"] or {}), **keys, **({"random": None} if {"search", "trials"} & keys.keys() else {})}
+        section = {**(data["sweep"] or {}), **({"search": None, "trials": None} if "random" in keys else {}),
+                   **({"random": None} if {"search", "trials"} & keys.keys() else {}), **keys}
         config = validate_config({**data, "sweep": section}, source=f"{config_path} with the sweep's flags",
                                  flags={f"sweep.{key}": f"--{key}" for key in keys})  # the flag wins over --set
     grid = space.collect_grid(config, list(grid_options))
     section = config.sweep or SweepConfig()
     if section.random and (section.search not in (None, "random") or section.trials):
-        raise ConfigError("sweep.random N (--random N) is search: random with trials: N; give one spelling, not both.")
+        raise ConfigError("--random N (sweep.random) is --search random --trials N; give one spelling, not both.")
     search, budget = section.search or ("random" if section.random else "grid"), section.trials or section.random
     if search == "grid":
         size = math.prod(len(values) for values in space.grid_choices(grid).values())  # refuses ranges
@@ -106,7 +103,7 @@ def check_metric(metric: str, prune: str, config: RunConfig) -> tuple[str, str |
         ConfigError: not a metric, one that needs validation no trial has, or one the pruner cannot hear.
     """
     key = canonical(metric)
-    numeric = [c for c in COLUMNS if any(w in c for w in ("accuracy", "loss"))]
+    numeric = [c for c in COLUMNS if any(w in c for w in ("accuracy", "loss"))] + ["test_r2", "test_mae", "test_rmse"]
     if key not in numeric and key.partition(".")[0] not in METRIC_SECTIONS:
         raise ConfigError(f"--metric {metric!r}: not a metric the compare table has. Use one of {', '.join(numeric)}, "
                           "or a metrics.json path such as test.accuracy, validation.loss or best_validation.auc.")
@@ -143,7 +140,7 @@ def work(
 
     When the budget is spent but other workers still run trials, it waits for them, and takes over any trial whose
     worker stopped beating. ``jobs`` > 1 starts ``jobs - 1`` more workers (``nnrun sweep --join``) beside it.
-    ``executor``, ``jobs``, ``address`` and ``gpus_per_trial`` are the command's flags, which it checks;
+    ``executor``, ``jobs``, ``address`` and ``gpus_per_trial`` are the command's flags (``check_executor``);
     ``ray_cpus``: the CPUs of a local Ray instance (default: all).
 
     Raises:
@@ -196,7 +193,7 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
         echo(f"trial {index}/{state.budget} training {space.params_text(params)}{attempt}")
         refresh(sweep_dir, state, study)  # sweep.json shows it running
         try:
-            return run_trial(trial, index, trial_name(state, index), params, state, sweep_dir, echo)
+            return run_trial(trial, index, trial_name(state, index), params, state, sweep_dir, echo, retried=bool(attempt))
         except optuna.exceptions.UpdateFinishedTrialError:  # its result came after another worker failed it
             lost.append(index)
             raise
@@ -239,7 +236,7 @@ def trial_name(state: SweepState, index: int) -> str:
 def summarize(study: Any, state: SweepState) -> None:
     """``state.trials`` and ``state.best`` from the study: one entry per trial, its retries folded in."""
     trials: dict[int, Trial] = {}
-    for frozen in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+    for frozen in study.get_trials(deepcopy=False):  # by number
         first, attrs = frozen.system_attrs.get(RETRY_OF, frozen.number), frozen.user_attrs
         trial = trials.setdefault(first, Trial(first + 1, trial_name(state, first + 1), attrs.get("params") or {}))
         recorded = attrs.get("number") == frozen.number  # a retry starts with its first attempt's attributes
@@ -248,7 +245,7 @@ def summarize(study: Any, state: SweepState) -> None:
         trial.previous_run_dirs += [d for d in trial.run_dirs if d not in dirs and d not in trial.previous_run_dirs]
         trial.status = status
         trial.error = None if status in ("completed", "running", "pending") else (
-            attrs.get("error") if recorded else "its worker stopped (no heartbeat)")  # it was killed: nothing recorded
+            attrs.get("error") if recorded else "its worker stopped before it recorded a result")  # killed (no heartbeat)
         trial.run_dirs = dirs or trial.run_dirs
         trial.run_dir = (trial.run_dirs or [None])[0]
         trial.value, trial.std, trial.duration_s = frozen.value, attrs.get("std"), attrs.get("duration_s")
@@ -296,11 +293,11 @@ def resume_state(sweep_dir: str | Path, *, retry_failed: bool) -> SweepState:
     state = read_state(sweep_dir)
     if retry_failed:
         study = open_study(Path(sweep_dir).resolve(), state)
-        with locked(sweep_dir):  # not while another worker fails and queues a stale trial
-            last = {t.system_attrs.get(RETRY_OF, t.number): t for t in sorted(study.get_trials(), key=lambda t: t.number)}
+        with locked(sweep_dir):  # not while another worker asks for a trial (a stale one may be queued meanwhile)
+            last = {t.system_attrs.get(RETRY_OF, t.number): t for t in study.get_trials()}  # by number: the last attempt
             for frozen in last.values():
                 if frozen.state.name == "FAIL" and frozen.user_attrs.get("status") != "invalid":
-                    retry(study, frozen)
+                    requeue(study, frozen)
     return state
 
 
@@ -310,8 +307,6 @@ def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
     Columns: name, status, the varied keys, the metric, test accuracy (R² for a regression) and duration. Invalid
     trials have no run directory; they appear in the notes.
     """
-    from nnrun.compare import canonical, compare_runs
-
     paths = [sweep_dir / d for t in state.trials for d in t.run_dirs if (sweep_dir / d).is_dir()]
     if not paths:
         return None

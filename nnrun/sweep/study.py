@@ -34,6 +34,12 @@ RETRY_OF = "failed_trial"  # set by Optuna's retry callback: the number of the f
 MAX_RETRIES = 3
 
 
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats and retries, since 2.8
+#: Queues a stale trial again with its values and user attributes (its run directories), at most MAX_RETRIES times.
+retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+requeue = RetryHeartbeatStaleTrialCallback()  # --resume: a failed trial again, however often the user asks
+
+
 class BudgetSpent(Exception):
     """From ``ask``: every trial of the budget has been asked for, and no retry is queued."""
 
@@ -100,7 +106,6 @@ def sampler(state: SweepState, seed: int) -> optuna.samplers.BaseSampler:
 def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False) -> SweepStudy:
     """Create (``create``) or load the sweep's study, with its sampler and pruner. ConfigError if unreachable."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is nnrun's line, not Optuna's traceback
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, since 2.9
     if state.storage is None:
         storage = Journal(Path(sweep_dir) / rd.STUDY, state.heartbeat_s)
     else:
@@ -111,12 +116,9 @@ def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False
             raise ConfigError(f"--storage {state.storage}: cannot open it ({first_line(exc)}). Give an SQLAlchemy "
                               "URL such as sqlite:////shared/sweeps.db or postgresql://user@host/db.") from None
     # Steps are epochs. Two finished trials are enough to judge a third: sweeps here are small.
-    pruner = optuna.pruners.NopPruner()
-    if state.prune == "median":
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-    elif state.prune == "hyperband":
-        epochs = 1 if state.smoke else int(state.base_config["training"]["epochs"])
-        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+    epochs = 1 if state.smoke else int(state.base_config["training"]["epochs"])
+    pruner = {"none": optuna.pruners.NopPruner(), "median": optuna.pruners.MedianPruner(n_startup_trials=2),
+              "hyperband": optuna.pruners.HyperbandPruner(max_resource=epochs)}[state.prune]  # fmt: skip
     kwargs = {"study_name": state.id, "storage": storage, "sampler": sampler(state, state.seed), "pruner": pruner}
     try:
         if create:
@@ -136,11 +138,6 @@ def locked(sweep_dir: str | Path) -> Iterator[None]:
     with open(Path(sweep_dir) / rd.STUDY_LOCK, "a") as handle:
         fcntl.lockf(handle, fcntl.LOCK_EX)
         yield
-
-
-def retry(study: Any, trial: Any) -> None:
-    """Queue ``trial`` again with its values and user attributes (its run directories), at most MAX_RETRIES times."""
-    RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)(study, trial)
 
 
 def running_count(study: Any) -> int:
