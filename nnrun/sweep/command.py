@@ -14,8 +14,6 @@ import typer
 from nnrun.errors import ConfigError
 
 Guard = Callable[[bool, Callable[[], object]], object]
-_SETUP = ("--grid", "--set", "--search", "--trials", "--random", "--prune", "--repeats", "--seed", "--metric",
-          "--storage", "--heartbeat", "--name", "--runs-dir", "--smoke")
 
 
 def add_command(app: typer.Typer, guarded: Guard, debug_option: Any, sets_option: Any) -> None:
@@ -73,8 +71,9 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
     path = join or resume
     if path is not None:
         if grid or sets or smoke or any(v is not None for v in flags.values()):
-            raise ConfigError(f"{'--join' if join else '--resume'} works on a sweep exactly as it was set up; drop "
-                              f"{', '.join(_SETUP)}.")  # fmt: skip
+            setup = ["--grid", "--set", *(f"--{key.replace('_', '-')}" for key in flags), "--smoke"]
+            raise ConfigError(f"{'--join' if join else '--resume'} works on a sweep exactly as it was set up; "
+                              f"drop {', '.join(setup)}.")  # fmt: skip
         state = resume_state(path, retry_failed=resume is not None)
         console.print(f"[bold]nnrun[/] {'joining' if join else 'resuming'} sweep [cyan]{path}[/]", soft_wrap=True)
     else:

@@ -11,10 +11,11 @@ import json
 import re
 from typing import Any
 
+import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from nnrun.config import RunConfig, apply_override, dotted, parse_key, parse_override, validate_config
-from nnrun.errors import ConfigError
+from nnrun.config import RunConfig, apply_override, dotted, parse_key, validate_config
+from nnrun.errors import ConfigError, first_line
 
 RANGE_KINDS = ("loguniform", "uniform", "randint")
 _RANGE = re.compile(r"^\s*(\w+)\s*\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)\s*$")
@@ -46,18 +47,6 @@ def parse_range(text: str, key: str) -> Any:
     return FloatDistribution(low, high, log=kind == "loguniform")
 
 
-def _split_values(text: str) -> list[str]:
-    """Split on commas outside brackets: ``32,64`` -> 2 items, ``[1,2],[3,4]`` -> 2 items."""
-    items, depth = [""], 0
-    for char in text:
-        depth += (char in "[({") - (char in "])}")
-        if char == "," and depth == 0:
-            items.append("")
-        else:
-            items[-1] += char
-    return [item.strip() for item in items]
-
-
 def parse_grid_option(text: str) -> tuple[str, Any]:
     """``--grid model.layers.0.units=32,64`` -> ``('model.layers.0.units', [32, 64])``; values are YAML, a range stays text."""
     if "=" not in text:
@@ -68,7 +57,11 @@ def parse_grid_option(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--grid {text!r}: no values after '='; e.g. --grid {key}=32,64.")
     if parse_range(raw, key) is not None:
         return key, raw.strip()
-    return key, [parse_override(f"{key}={item}")[1] for item in _split_values(raw)]
+    try:  # one YAML flow list: 32,64 -> [32, 64]; [1,2],[3,4] and 'a,b',c keep their inner commas
+        return key, yaml.safe_load(f"[{raw}]")
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--grid {text!r}: cannot read the values as YAML ({first_line(exc)}); "
+                          "separate them with commas and quote one that has a comma or starts with @, ! or *.") from None
 
 
 def normalize_key(key: str) -> str:
