@@ -201,7 +201,7 @@ def evaluate_run(path: str | Path, *, split: str = "test", data: str | Path | No
         x_raw, y, class_names = read_data_path(data, trained, split)
         source, suffix = f"data:{data}", f"-data-{_slug(Path(data).stem)}"
     else:
-        dataset = dataset or load_run_dataset(trained)
+        dataset = dataset or load_run_dataset(trained, only=split)
         x_raw, y = dataset.split(split)
         class_names, source, suffix = dataset.class_names, split, "" if split == "test" else f"-{split}"
     if len(x_raw) == 0:

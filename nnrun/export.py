@@ -303,7 +303,7 @@ def _check(trained: Any, fmt: str, path: Path) -> tuple[int, float]:
     from nnrun.trained import load_run_dataset
 
     try:
-        data = load_run_dataset(trained)
+        data = load_run_dataset(trained, only="test")
     except DataError as exc:
         raise DataError(f"--check compares the export with the run on its test samples, but: {exc} "
                         "Make the data available, or pass --no-check.") from None

@@ -180,7 +180,7 @@ def _evaluation_figures(run: rd.RunDir, info: dict[str, Any], status: str, evalu
         from nnrun.trained import load_run_dataset, load_trained
 
         trained = load_trained(run.path)
-        dataset = load_run_dataset(trained)
+        dataset = load_run_dataset(trained, only="test")
     if needs_evaluation:
         from nnrun.evaluation import evaluate_run, write_evaluation
 

@@ -117,12 +117,13 @@ def read_signature(trained: TrainedRun) -> dict[str, Any]:
     return dataset.signature()
 
 
-def load_run_dataset(trained: TrainedRun) -> Any:
-    """The run's dataset as training saw it (same limit, validation and ``--smoke`` subset)."""
+def load_run_dataset(trained: TrainedRun, only: str | None = None) -> Any:
+    """The run's dataset as training saw it (same limit, validation and ``--smoke`` subset); ``only``: for an image
+    folder, just that split is decoded."""
     from nnrun.datasets import load_dataset
 
     return load_dataset(_dataset_config(trained), smoke=bool(trained.info.get("smoke")),
-                        loss=trained.config.training.loss)
+                        loss=trained.config.training.loss, only=only)
 
 
 def _dataset_config(trained: TrainedRun) -> Any:

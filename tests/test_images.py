@@ -92,6 +92,20 @@ def test_decoding_resizes_converts_and_skips_bad_files(tmp_path):
     assert any("1 grayscale image(s) converted to rgb" in n for n in decoded.notes)
 
 
+def test_one_split_is_decoded_alone_for_evaluate_report_and_export_checks(tmp_path):
+    from nnrun.config import load_config
+    from nnrun.datasets import load_dataset
+
+    folder = make_image_folder(tmp_path / "shapes", per_class=10)
+    config = load_config(write_config(tmp_path, folder, SMALL_CNN)).dataset
+    full, test, validation = load_dataset(config), load_dataset(config, only="test"), load_dataset(config, only="validation")
+    assert np.array_equal(test.x_test, full.x_test) and np.array_equal(test.y_test, full.y_test)
+    assert np.array_equal(validation.x_val, full.x_val) and np.array_equal(validation.y_val, full.y_val)
+    assert len(test.x_train) == len(test.x_val) == len(validation.x_train) == len(validation.x_test) == 0
+    assert test.x_train.shape[1:] == full.x_train.shape[1:] and test.x_train.dtype == np.uint8
+    assert f"decoded {len(full.x_test)} images" in " ".join(test.notes)  # not the training images
+
+
 def test_offline_imagenet_weights_error_names_the_cache_path(tmp_path, monkeypatch):
     from nnrun.errors import ConfigError
     from nnrun.models import build_model

@@ -156,16 +156,18 @@ LOADERS: dict[str, Callable[[Any, str], Dataset]] = {
 }
 
 
-def load_dataset(config: Any, *, smoke: bool = False, loss: str = "categorical_crossentropy") -> Dataset:
+def load_dataset(config: Any, *, smoke: bool = False, loss: str = "categorical_crossentropy",
+                 only: str | None = None) -> Dataset:
     """Load the dataset a ``RunConfig.dataset`` section names and make its splits.
 
     Args:
         config: the ``dataset`` section of a RunConfig.
         smoke: keep a tiny subset (512 train, 256 test) for a seconds-long check.
         loss: ``training.loss``; with ``dataset.task: auto`` a regression loss makes a regression.
+        only: for an image folder, decode just this split ('train', 'validation' or 'test'); the others are empty.
     """
     data = make_splits(LOADERS[config.name](config, loss), config, smoke=smoke)
-    return decode_dataset(data, data.image) if data.image else data
+    return decode_dataset(data, data.image, only) if data.image else data
 
 
 def make_splits(data: Dataset, config: Any, *, smoke: bool = False) -> Dataset:

@@ -218,12 +218,17 @@ def channels(color_mode: str) -> int:
     return 1 if color_mode == "grayscale" else 3
 
 
-def decode_dataset(data: Any, settings: dict[str, Any]) -> Any:
-    """Decode a ``Dataset`` whose ``x`` arrays hold file paths into uint8 images; skipped files become notes."""
+def decode_dataset(data: Any, settings: dict[str, Any], only: str | None = None) -> Any:
+    """Decode a ``Dataset`` whose ``x`` arrays hold file paths into uint8 images; skipped files become notes.
+
+    ``only``: decode just that split (``evaluate``, ``report`` and ``export --check`` need one); the others are empty.
+    """
     splits = [("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)]
     same = data.x_val is data.x_test  # validation: test decodes the test files once
     if data.x_val is not None and not same:
         splits.append(("validation", data.x_val, data.y_val))
+    if only is not None:
+        splits = [split for split in splits if split[0] == ("test" if same and only == "validation" else only)]
     height, width = settings["image_size"]
     total = sum(len(x) for _, x, _ in splits)
     _check_memory(total, height * width * channels(settings["color_mode"]))
@@ -243,9 +248,11 @@ def decode_dataset(data: Any, settings: dict[str, Any]) -> Any:
     notes = list(data.notes) + decoded.notes
     notes.append(f"decoded {len(decoded.kept):,} images ({height}x{width} {settings['color_mode']}) in "
                  f"{seconds:.1f} s, {len(decoded.kept) / max(seconds, 1e-9):,.0f} images/s")
-    x_val, y_val = out["test"] if same else out.get("validation", (None, None))
-    return replace(data, x_train=out["train"][0], y_train=out["train"][1], x_test=out["test"][0],
-                   y_test=out["test"][1], x_val=x_val, y_val=y_val, notes=notes)
+    empty = (np.zeros((0, height, width, channels(settings["color_mode"])), np.uint8), np.zeros(0, np.int64))
+    train, test = out.get("train", empty), out.get("test", empty)
+    x_val, y_val = test if same else out.get("validation", empty if data.x_val is not None else (None, None))
+    return replace(data, x_train=train[0], y_train=train[1], x_test=test[0], y_test=test[1], x_val=x_val, y_val=y_val,
+                   notes=notes)  # fmt: skip
 
 
 def _check_memory(count: int, values_per_image: int) -> None:
