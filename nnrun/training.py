@@ -380,14 +380,12 @@ def fit_run(
 
 
 def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
-           now: Callable[[], datetime] = datetime.now, pruning: Any = None, orphaned: bool = False) -> TrainResult:
+           now: Callable[[], datetime] = datetime.now, pruning: Any = None) -> TrainResult:
     """Continue an interrupted or crashed run from its last completed epoch, in the same directory.
 
     The model and optimizer state come from ``checkpoints/last.keras``, the
     preprocessing from ``preprocessing.json`` (not refitted), and the random layers' seed
     generators from ``checkpoints/last.json``, so the result matches a run that never stopped.
-
-    ``orphaned``: a sweep's heartbeat for it stopped, so a run still marked running on another host resumes too.
 
     Raises:
         RunDirError: the run is complete, still running, or has no checkpoint.
@@ -398,8 +396,6 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
     run = rd.open_run(path)
     info = run.read_run()
     status = rd.effective_status(info)
-    if orphaned and status == "running" and info.get("host") != socket.gethostname():
-        status = "crashed"  # this host cannot see that process; the heartbeat that stopped says it is gone
     if status == "completed":
         raise RunDirError(f"{run.path} is already completed; use --rerun {run.path} to train its config again.")
     if status == "running":
@@ -432,8 +428,8 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
     prepared = Prepared(config, data, pipeline, model, x_train, y_train, x_test, y_test, x_val, y_val,
                         int(model.steps_per_execution))
     resumes = list(info.get("resumed", [])) + [{"at": now().isoformat(timespec="seconds"), "from_epoch": done,
-                                                  "argv": list(argv), "pid": os.getpid()}]
-    run.update_run(status="running", pid=os.getpid(), error=None, resumed=resumes)
+                                                  "argv": list(argv), "pid": os.getpid(), "host": socket.gethostname()}]
+    run.update_run(status="running", pid=os.getpid(), host=socket.gethostname(), error=None, resumed=resumes)
     reporter.attach_log(run.file(rd.LOG))
     reporter.print(f"[bold]nnrun[/] resuming [cyan]{run.path}[/] at epoch {done + 1}/{epochs}")
     return fit_run(run, prepared, reporter=reporter, now=now, epochs=epochs, history=rows, pruning=pruning)

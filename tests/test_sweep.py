@@ -15,6 +15,7 @@ import json
 import math
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -231,8 +232,8 @@ def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_o
     path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
     other, trained = open_study(path, state), []
 
-    def stalled_then_recorded(trial, index, name, params, state, sweep_dir, echo, retried):  # Optuna's side is real
-        trained.append((index, retried))
+    def stalled_then_recorded(trial, index, name, params, state, sweep_dir, echo):  # Optuna's side is real
+        trained.append(index)
         if len(trained) == 1:  # what fail_stale_trials does in the other worker while this one trains
             other._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
             retry(other, other._storage.get_trial(trial._trial_id))
@@ -242,9 +243,9 @@ def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_o
     monkeypatch.setattr(orchestrate, "run_trial", stalled_then_recorded)
     lines = []
     result = work(path, state, echo=lines.append)
-    first = trained[0][0]
+    first = trained[0]
     assert any(f"trial {first}/4 lost" in line for line in lines), lines
-    assert trained[:2] == [(first, False), (first, True)]  # its retry ran next, here, told that it is one
+    assert trained[1] == first  # its retry ran next, here
     assert result.status == "completed" and [t.status for t in result.trials] == ["completed"] * 4
     assert [t.attempts for t in result.trials if t.index == first] == [2]
 
@@ -271,6 +272,8 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
         start(sets=["dataset.validation=none"])
     with pytest.raises(ConfigError, match="--metric 'speed': not a metric"):
         start(metric="speed")
+    with pytest.raises(ConfigError, match="--metric test_r2: only a regression's runs measure it"):
+        start(metric="test_r2")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -313,6 +316,26 @@ def test_resume_queues_a_failed_trial_again_even_after_its_heartbeat_retries(tmp
     resume_state(path, retry_failed=True)
     waiting = [t for t in study.get_trials() if t.state.name == "WAITING"]
     assert len(waiting) == 1 and waiting[0].system_attrs[RETRY_OF] == 0  # but --resume asks for it
+
+
+def test_resume_queues_the_stale_trial_of_a_killed_worker_even_past_its_retries(tmp_path, monkeypatch):
+    import optuna
+
+    from nnrun.sweep.orchestrate import resume_state
+
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path, heartbeat=1)
+    study = open_study(path, state)
+    for attempt in range(3):  # the first attempt and 2 retries failed; the third retry is running when killed
+        study.tell(ask(study), state=optuna.trial.TrialState.FAIL)
+        retry(study, study.trials[-1])
+    killed = ask(study)
+    later = time.time() + 10  # its heartbeat long stale
+    with monkeypatch.context() as clock:
+        clock.setattr("nnrun.sweep.study.time", SimpleNamespace(time=lambda: later))
+        resume_state(path, retry_failed=True)
+    assert study.trials[killed.number].state == optuna.trial.TrialState.FAIL  # failed here, not in a later ask
+    waiting = [t for t in study.get_trials() if t.state.name == "WAITING"]
+    assert len(waiting) == 1 and waiting[0].system_attrs[RETRY_OF] == 0  # queued, though its retries are used up
 
 
 def test_start_writes_the_set_up_and_an_empty_study(tmp_path):
@@ -569,10 +592,7 @@ def test_a_worker_killed_mid_trial_loses_only_that_trial_which_resumes_from_its_
     worker.send_signal(signal.SIGKILL)
     worker.communicate()
     killed = sorted(p for p in sweep_dir.glob("*-t0*"))[-1]
-    info = json.loads((killed / "run.json").read_text())
-    assert info["status"] == "running"  # what kill -9 leaves
-    # As if the worker had run on another machine, whose process this one cannot check: the heartbeat decides.
-    (killed / "run.json").write_text(json.dumps({**info, "host": "another-machine"}))
+    assert json.loads((killed / "run.json").read_text())["status"] == "running"  # what kill -9 leaves
 
     result = CliRunner().invoke(app, ["sweep", "--join", str(sweep_dir)])
     assert result.exit_code == 0, result.output
@@ -582,6 +602,7 @@ def test_a_worker_killed_mid_trial_loses_only_that_trial_which_resumes_from_its_
     assert second.attempts == 2 and second.run_dir == killed.name  # the same run directory, continued
     run = json.loads((killed / "run.json").read_text())
     assert run["status"] == "completed" and run["resumed"][0]["from_epoch"] >= 1 and run["epochs_run"] == 40
+    assert run["host"] == run["resumed"][0]["host"] == socket.gethostname()  # who resumed it, with its pid
     study = open_study(sweep_dir, state)
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     assert len(failed) == 1 and "status" not in failed[0].user_attrs  # failed by heartbeat: its worker recorded nothing

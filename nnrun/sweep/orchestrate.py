@@ -107,6 +107,9 @@ def check_metric(metric: str, prune: str, config: RunConfig) -> tuple[str, str |
     if key not in numeric and key.partition(".")[0] not in METRIC_SECTIONS:
         raise ConfigError(f"--metric {metric!r}: not a metric the compare table has. Use one of {', '.join(numeric)}, "
                           "or a metrics.json path such as test.accuracy, validation.loss or best_validation.auc.")
+    if key in ("test_r2", "test_mae", "test_rmse") and default_metric(config) != "val_loss":
+        raise ConfigError(f"--metric {metric}: only a regression's runs measure it, and these trials classify; "
+                          "rank them by test_accuracy or val_accuracy, say.")  # fmt: skip
     if key.startswith(("best_val_", "validation.", "best_validation.")) and config.dataset.validation == "none":
         raise ConfigError(f"--metric {metric}: the trials have no validation data (dataset.validation is 'none'); add "
                           "--set dataset.validation=0.2 (or 'test'), or rank by another metric, e.g. --metric test_accuracy.")
@@ -193,7 +196,7 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
         echo(f"trial {index}/{state.budget} training {space.params_text(params)}{attempt}")
         refresh(sweep_dir, state, study)  # sweep.json shows it running
         try:
-            return run_trial(trial, index, trial_name(state, index), params, state, sweep_dir, echo, retried=bool(attempt))
+            return run_trial(trial, index, trial_name(state, index), params, state, sweep_dir, echo)
         except optuna.exceptions.UpdateFinishedTrialError:  # its result came after another worker failed it
             lost.append(index)
             raise
@@ -294,6 +297,7 @@ def resume_state(sweep_dir: str | Path, *, retry_failed: bool) -> SweepState:
     if retry_failed:
         study = open_study(Path(sweep_dir).resolve(), state)
         with locked(sweep_dir):  # not while another worker asks for a trial (a stale one may be queued meanwhile)
+            optuna.storages.fail_stale_trials(study)  # a killed worker's trial: its retry is queued, or FAIL below
             last = {t.system_attrs.get(RETRY_OF, t.number): t for t in study.get_trials()}  # by number: the last attempt
             for frozen in last.values():
                 if frozen.state.name == "FAIL" and frozen.user_attrs.get("status") != "invalid":

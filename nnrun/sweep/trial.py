@@ -36,11 +36,8 @@ class TrialFailed(Exception):
 
 
 def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any], state: SweepState, sweep_dir: Path,
-              echo: Callable[[str], None], *, retried: bool = False) -> float:
+              echo: Callable[[str], None]) -> float:
     """Train (or resume) each seed of one trial, keep the result in the trial's user attributes and print its line.
-
-    ``retried``: the trial is queued again after its worker's heartbeat stopped, so a run of it still marked
-    running (on any host) was that worker's, and resumes from its checkpoint.
 
     Returns the sweep metric (the mean over the seeds). A pruned, failed, invalid or interrupted trial raises
     ``TrialPruned``, ``TrialFailed`` or ``KeyboardInterrupt`` for Optuna to record; its own errors never escape.
@@ -58,7 +55,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         try:
             seeded = {**params, "run.seed": seed} if state.repeats > 1 else params
             config = space.trial_config(state.base_config, seeded, name=run_name, runs_dir=str(sweep_dir))
-            run, status = _train_one(state, config, judge if repeat == 0 and state.monitor else None, retried)
+            run, status = _train_one(state, config, judge if repeat == 0 and state.monitor else None)
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one trial's error must not end the sweep
             runs += [p.name for p in _runs_named(sweep_dir, run_name)[-1:] if p.name not in runs]
             invalid = isinstance(exc, (ConfigError, DataError)) and not runs  # it never trained
@@ -95,8 +92,12 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
     return value
 
 
-def _train_one(state: SweepState, config: Any, judge: Any, retried: bool) -> tuple[Path, str]:
-    """Train one seed of the trial, or keep or resume the run an earlier attempt left."""
+def _train_one(state: SweepState, config: Any, judge: Any) -> tuple[Path, str]:
+    """Train one seed of the trial, or keep or resume the run an earlier attempt left.
+
+    A run still marked running on another host is left alone (a new run trains): this host cannot tell a killed
+    worker from one that is only slow, and two processes must never train in one run directory.
+    """
     from nnrun import training
     from nnrun.callbacks import make_pruning_callback
     from nnrun.compare.records import read_record
@@ -110,10 +111,9 @@ def _train_one(state: SweepState, config: Any, judge: Any, retried: bool) -> tup
     status = read_record(earlier[0]).status if earlier else None
     if status in ("completed", "pruned"):
         return earlier[0], status
-    resumable = ("interrupted", "crashed", "running") if retried else ("interrupted", "crashed")
-    if status in resumable and (earlier[0] / rd.LAST_CHECKPOINT).is_file():
+    if status in ("interrupted", "crashed") and (earlier[0] / rd.LAST_CHECKPOINT).is_file():
         try:
-            result = training.resume(earlier[0], reporter=quiet, argv=state.argv, pruning=pruning, orphaned=retried)
+            result = training.resume(earlier[0], reporter=quiet, argv=state.argv, pruning=pruning)
             return result.run_dir, result.status
         except RunDirError:
             pass  # not resumable after all: train it again, in a new run directory
