@@ -369,8 +369,8 @@ def test_a_run_and_a_sweep_on_a_server_nested_and_never_duplicated(mlflow_server
     parent = found[sweep_dir.name]
     assert parent.data.tags["nnrun.kind"] == "sweep" and parent.info.status == "FINISHED"
     assert parent.data.params["sweep.grid.model.layers.0.units"] == "[4, 8]"
-    assert {k: parent.data.params[k] for k in ("sweep.mode", "sweep.trials", "sweep.seed", "sweep.prune")} == {
-        "sweep.mode": "grid", "sweep.trials": "2", "sweep.seed": "0", "sweep.prune": "none"}
+    assert {k: parent.data.params[k] for k in ("sweep.mode", "sweep.budget", "sweep.seed", "sweep.prune")} == {
+        "sweep.mode": "grid", "sweep.budget": "2", "sweep.seed": "0", "sweep.prune": "none"}
     assert rd.SWEEP in {a.path for a in client.list_artifacts(parent.info.run_id)}
     for trial in trials:
         assert found[trial].data.tags["mlflow.parentRunId"] == parent.info.run_id

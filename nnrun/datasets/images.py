@@ -248,9 +248,11 @@ def decode_dataset(data: Any, settings: dict[str, Any], only: str | None = None)
     notes = list(data.notes) + decoded.notes
     notes.append(f"decoded {len(decoded.kept):,} images ({height}x{width} {settings['color_mode']}) in "
                  f"{seconds:.1f} s, {len(decoded.kept) / max(seconds, 1e-9):,.0f} images/s")
-    empty = (np.zeros((0, height, width, channels(settings["color_mode"])), np.uint8), np.zeros(0, np.int64))
-    train, test = out.get("train", empty), out.get("test", empty)
-    x_val, y_val = test if same else out.get("validation", empty if data.x_val is not None else (None, None))
+    def empty() -> tuple[np.ndarray, np.ndarray]:  # a split not decoded; its own arrays (x_val is x_test means same)
+        return np.zeros((0, height, width, channels(settings["color_mode"])), np.uint8), np.zeros(0, np.int64)
+
+    train, test = out.get("train") or empty(), out.get("test") or empty()
+    x_val, y_val = test if same else out.get("validation") or (empty() if data.x_val is not None else (None, None))
     return replace(data, x_train=train[0], y_train=train[1], x_test=test[0], y_test=test[1], x_val=x_val, y_val=y_val,
                    notes=notes)  # fmt: skip
 

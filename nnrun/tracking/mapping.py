@@ -109,7 +109,7 @@ def sweep_status(state: SweepState) -> str:
 def sweep_params(state: SweepState) -> dict[str, str]:
     """The sweep's set-up (MLflow params never change, so not how far it got): search, metric, budget, sampler seed,
     pruner, repeats, and every key's values."""
-    params = {"sweep.mode": state.mode, "sweep.metric": state.metric, "sweep.trials": str(state.budget),
+    params = {"sweep.mode": state.mode, "sweep.metric": state.metric, "sweep.budget": str(state.budget),
               "sweep.seed": str(state.seed), "sweep.prune": state.prune, "sweep.repeats": str(state.repeats)}
     for key, values in (state.grid or {}).items():
         params[f"sweep.grid.{mlflow_name(key)}"] = cut(param_value(values), 500)
