@@ -258,6 +258,13 @@ def test_cli_grid_replaces_the_config_section_key():
         collect_grid(load_config(ROOT / "configs" / "diabetes_mlp.yaml"), [])
 
 
+def test_grid_values_yaml_reads_as_dates_stay_the_text_written():
+    config = load_config(SWEEP_CONFIG)
+    grid = collect_grid(config, ["dataset.path=2024-01-01,b.csv", "model.layers.0.units=[2024-01-02 10:00:00]"])
+    assert grid["dataset.path"] == ["2024-01-01", "b.csv"]  # a str, which sweep.json and Optuna's choices hold
+    assert grid["model.layers.0.units"] == [["2024-01-02 10:00:00"]]
+
+
 def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
     def start(*grid, sets=(), **kwargs):
         return start_sweep(SWEEP_CONFIG, grid_options=list(grid), sets=list(sets), runs_dir=tmp_path, **kwargs)

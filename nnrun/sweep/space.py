@@ -82,6 +82,8 @@ def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Any]:
                               f"loguniform(1e-4, 1e-1), got {axis!r}.")  # fmt: skip
         grid[key] = axis.strip() if isinstance(axis, str) else list(axis)
     grid.update(parse_grid_option(text) for text in options)
+    # YAML reads 2024-01-01 as a date: keep the text the user wrote, as sweep.json and the config can hold it.
+    grid = {key: json.loads(json.dumps(axis, default=str)) for key, axis in grid.items()}
     if not grid:
         raise ConfigError("nothing to sweep: give --grid KEY=V1,V2 (repeatable) or a sweep: section with grid: {KEY: [V1, V2]}.")
     return grid
