@@ -60,8 +60,8 @@ ALIASES = {"lr": "learning_rate", "decay": "weight_decay", "nb_epoch": "epochs",
            "input_dim": "input_shape", "output_dim": "units", "dropout": "rate", "p": "rate"}
 
 
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """Return ``"; did you mean 'x'?"`` for the closest candidate, or ``""``."""
+def did_you_mean(name: str, candidates: Iterable[str], end: str = ".") -> str:
+    """Return ``"; did you mean 'x'?"`` for the closest candidate, or ``end``: a sentence ends either way."""
     candidates = list(candidates)
     if ALIASES.get(name) in candidates:
         return f"; did you mean '{ALIASES[name]}'?"
@@ -72,4 +72,4 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     if not match:
         match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
         match = [lowered[m] for m in match]
-    return f"; did you mean '{match[0]}'?" if match else ""
+    return f"; did you mean '{match[0]}'?" if match else end

@@ -146,6 +146,7 @@ CASES = [
     Case("bad-layer-value", ["model.layers[1] (Dropout)", "rate"], base="mnist_mlp", mutate=set_layer(1, rate=1.5)),
     Case("units-zero", ["model.layers[0] (Dense)", "units=0"], mutate=set_layer(0, units=0)),
     Case("unknown-optimizer", ["unknown optimizer 'adamm'", "did you mean 'adam'"], mutate=set_training(optimizer="adamm")),
+    Case("unknown-optimizer-unlike-any", ["unknown optimizer 'zzzz'. Valid optimizers: "], mutate=set_training(optimizer="zzzz")),
     Case("unknown-optimizer-arg", ["training.optimizer", "no argument 'lr'", "did you mean"],
          mutate=set_training(optimizer={"type": "adam", "lr": 0.01})),
     Case("unknown-loss", ["training.loss", "unknown loss 'binary_crossentropyy'", "did you mean 'binary_crossentropy'"],

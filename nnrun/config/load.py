@@ -212,7 +212,7 @@ def format_validation_error(exc: ValidationError, data: dict, source: str, lines
     if kind == "extra_forbidden":
         parent = dotted(loc[:-1]) or "the top level"
         valid = _valid_keys(model_loc[:-1])
-        hint = did_you_mean(str(loc[-1]), valid)
+        hint = did_you_mean(str(loc[-1]), valid, end="")
         listing = f" Valid keys: {', '.join(valid)}." if valid else ""
         parent_data = _lookup(data, loc[:-1])
         if isinstance(parent_data, dict) and ("name" in parent_data or "type" in parent_data):
@@ -225,7 +225,7 @@ def format_validation_error(exc: ValidationError, data: dict, source: str, lines
         choices = err.get("ctx", {}).get("expected_tags", "")
         got = received.get(tag) if isinstance(received, dict) else received
         names = [c.strip().strip("'") for c in str(choices).split(",")]
-        hint = did_you_mean(str(got), names) if got is not None else ""
+        hint = did_you_mean(str(got), names, end="") if got is not None else ""
         if kind == "union_tag_not_found":
             choices = ", ".join(repr(c) for c in (DATASET_NAMES if tag == "name" else STEP_TYPES))
             return f"{key} needs a '{tag}' ({where}); expected one of {choices}."
