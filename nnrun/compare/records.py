@@ -26,6 +26,7 @@ import yaml
 
 from nnrun import rundir as rd
 from nnrun.errors import RunDirError, first_line
+from nnrun.history import History, parse_history
 
 try:  # libyaml's parser: several times faster than the pure-Python one
     from yaml import CSafeLoader as _YamlLoader
@@ -105,7 +106,7 @@ class RunRecord:
     info: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    history: rd.History = field(default_factory=lambda: rd.History())
+    history: History = field(default_factory=History)
     error: str | None = None  # why it is unreadable, or the run's own error
     problems: list[str] = field(default_factory=list)
     fields: dict[str, Any] = field(default_factory=dict)
@@ -140,7 +141,7 @@ def read_record(path: Path) -> RunRecord:
     config = info.get("config")
     record.config = config if isinstance(config, dict) else _read_optional(path / rd.CONFIG, record, load_yaml)
     record.metrics = _read_optional(path / rd.METRICS, record, json.loads)
-    record.history = _read_optional(path / rd.HISTORY, record, rd.parse_history) or rd.History()
+    record.history = _read_optional(path / rd.HISTORY, record, parse_history) or History()
     record.fields = _fields(record)
     return record
 
@@ -163,7 +164,7 @@ def _read_optional(path: Path, record: RunRecord, parse: Any) -> Any:
     except Exception as exc:  # noqa: BLE001 (JSON, YAML or CSV: a parse error spoils this file, not the run)
         record.problems.append(f"{path.name} is corrupt ({first_line(exc)})")
         return {}
-    if not isinstance(value, (dict, rd.History)):
+    if not isinstance(value, (dict, History)):
         record.problems.append(f"{path.name} is corrupt (not a mapping)")
         return {}
     return value
