@@ -127,7 +127,7 @@ def build_run_report(path: str | Path, *, evaluate: bool = True, notes: list[str
     notes = notes if notes is not None else []
     run = rd.open_run(path)
     info = run.read_run()
-    status = rd.effective_status(info)
+    status = rd.effective_status(info, run.path)
     sections = []
 
     config = run.file(rd.CONFIG)

@@ -11,6 +11,7 @@ Layout of ``runs/<YYYYMMDD-HHMMSS>-<name>/`` (a contract other commands read):
     summary.txt         model.summary()
     curves.png          loss and accuracy per epoch, train against validation
     train.log           what the console showed, without colour codes
+    run.lock            locked by the process that trains the run: any host sharing the folder can tell it lives
     checkpoints/        the model during training (``training.checkpoint``)
     tensorboard/        TensorBoard logs (``training.tensorboard``)
     evaluation.json     ``nnrun evaluate``'s result; other splits add a suffix (evaluation-validation.json)
@@ -26,6 +27,7 @@ sees half a JSON. This module never imports TensorFlow.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -42,6 +44,13 @@ import yaml
 
 from nnrun.errors import RunDirError, first_line
 from nnrun.history import history_text, parse_history
+
+try:
+    import fcntl
+except ImportError:  # Windows: no run.lock; the host and pid in run.json tell what they can
+    fcntl = None
+
+_HELD: dict[Path, Any] = {}  # the runs this process trains, with their locked run.lock
 
 CONFIG = "config.yaml"
 RUN = "run.json"
@@ -62,6 +71,7 @@ REPORT = "report.html"
 SWEEP = "sweep.json"
 SWEEP_PREFIX = "sweep-"
 STUDY = "study.journal"  # the sweep's Optuna study (journal file storage)
+RUN_LOCK = "run.lock"  # an fcntl lock on it, held while a process trains the run; the kernel lets go when it dies
 STUDY_LOCK = "study.lock"  # held by a sweep worker while it asks the study for a trial or rewrites sweep.json
 
 
@@ -283,8 +293,34 @@ class RunDir:
             "error": None,
         }
         info.update(extra or {})
+        self.claim()
         self.write_run(info)
         return info
+
+    def claim(self) -> None:
+        """Lock ``run.lock`` while this process trains the run (until ``finish``, or until the process dies).
+
+        Raises:
+            RunDirError: another process holds it: the run is training there, on whichever host.
+        """
+        if fcntl is None or self.path.resolve() in _HELD:
+            return
+        handle = open(self.file(RUN_LOCK), "a")
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            handle.close()
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                info = self.read_run() if self.file(RUN).is_file() else {}
+                raise RunDirError(f"{self.path} is being trained by another process (pid {info.get('pid')} on "
+                                  f"{info.get('host')}); stop it first.") from None  # fmt: skip
+            return  # a filesystem without locks: run.json's host and pid are all there is
+        _HELD[self.path.resolve()] = handle
+
+    def release(self) -> None:
+        handle = _HELD.pop(self.path.resolve(), None)
+        if handle is not None:
+            handle.close()
 
     def finish(self, status: str, *, now: datetime, error: str | None = None, **extra: Any) -> dict[str, Any]:
         info = self.read_run()
@@ -298,6 +334,7 @@ class RunDir:
             **extra,
         )
         self.write_run(info)
+        self.release()
         return info
 
     # -- the other files
@@ -358,12 +395,37 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
-def effective_status(info: dict[str, Any]) -> str:
-    """The status to show: a 'running' run whose process is gone (on this host) is 'crashed'."""
+def effective_status(info: dict[str, Any], path: str | Path | None = None) -> str:
+    """The status to show: a 'running' run that no process trains any more is 'crashed'.
+
+    The run's ``run.lock`` (at ``path``) tells on any host that shares the folder; without one (an older run, a
+    filesystem without locks) only its pid can, on its own host.
+    """
     status = info.get("status", "unknown")
-    if status == "running" and info.get("host") == socket.gethostname() and not pid_alive(info.get("pid")):
-        return "crashed"
-    return status
+    if status != "running":
+        return status
+    free = _lock_free(Path(path)) if path is not None else None
+    if free is None:
+        free = info.get("host") == socket.gethostname() and not pid_alive(info.get("pid"))
+    return "crashed" if free else status
+
+
+def _lock_free(path: Path) -> bool | None:
+    """Whether no process holds the run's lock; None when that cannot be told."""
+    if path.resolve() in _HELD:
+        return False  # probing our own lock would drop it: closing any handle on the file does
+    if fcntl is None:
+        return None
+    try:
+        handle = open(path / RUN_LOCK)  # read-only: anyone who may read the run may ask
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            return False if exc.errno in (errno.EACCES, errno.EAGAIN) else None
+    return True
 
 
 def open_run(path: str | Path) -> RunDir:

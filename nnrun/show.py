@@ -27,7 +27,7 @@ def show_run(path: str | Path) -> list[Any]:
 
     run = rd.open_run(path)
     info = run.read_run()
-    status = rd.effective_status(info)
+    status = rd.effective_status(info, run.path)
     out: list[Any] = [f"[bold]{run.id}[/]  [{STATUS_STYLES.get(status, 'bold')}]{status}[/]"]
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="dim")

@@ -80,7 +80,7 @@ def load_model(run: rd.RunDir, info: dict[str, Any]) -> Any:
     """Load ``model.keras`` (compiled, as training saved it)."""
     path = run.file(rd.MODEL)
     if not path.is_file():
-        status = rd.effective_status(info)
+        status = rd.effective_status(info, run.path)
         hint = f" A checkpoint may be in {run.file(rd.LAST_CHECKPOINT)}." if run.file(rd.LAST_CHECKPOINT).is_file() else ""
         raise RunDirError(
             f"{run.path}: no {rd.MODEL} (run status: {status}); only a completed run has a final model.{hint}"

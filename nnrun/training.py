@@ -395,11 +395,11 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
 
     run = rd.open_run(path)
     info = run.read_run()
-    status = rd.effective_status(info)
+    status = rd.effective_status(info, run.path)
     if status == "completed":
         raise RunDirError(f"{run.path} is already completed; use --rerun {run.path} to train its config again.")
     if status == "running":
-        raise RunDirError(f"{run.path} is still running (pid {info.get('pid')}); stop it first.")
+        raise RunDirError(f"{run.path} is still running (pid {info.get('pid')} on {info.get('host')}); stop it first.")
     state_file = run.file(rd.LAST_CHECKPOINT_STATE)
     if not run.file(rd.LAST_CHECKPOINT).is_file() or not state_file.is_file():
         raise RunDirError(
@@ -427,6 +427,7 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
     restore_seed_generator_states(model, state.get("seed_generators"))
     prepared = Prepared(config, data, pipeline, model, x_train, y_train, x_test, y_test, x_val, y_val,
                         int(model.steps_per_execution))
+    run.claim()  # RunDirError if another process took it meanwhile
     resumes = list(info.get("resumed", [])) + [{"at": now().isoformat(timespec="seconds"), "from_epoch": done,
                                                   "argv": list(argv), "pid": os.getpid(), "host": socket.gethostname()}]
     run.update_run(status="running", pid=os.getpid(), host=socket.gethostname(), error=None, resumed=resumes)

@@ -65,7 +65,7 @@ def test_run_directory_file_names_are_defined_only_in_rundir():
 
     names = {rundir.CONFIG, rundir.RUN, rundir.HISTORY, rundir.METRICS, rundir.MODEL, rundir.PREPROCESSING,
              rundir.SUMMARY, rundir.CURVES, rundir.LOG, rundir.EVALUATION, rundir.REPORT, rundir.SWEEP,
-             rundir.LAST_CHECKPOINT, rundir.BEST_CHECKPOINT, rundir.LAST_CHECKPOINT_STATE}
+             rundir.LAST_CHECKPOINT, rundir.BEST_CHECKPOINT, rundir.LAST_CHECKPOINT_STATE, rundir.RUN_LOCK}
     # names built in f-strings, e.g. f"confusion_matrix{suffix}.csv"
     stems = ("confusion_matrix", "misclassified", "evaluation", "checkpoints/", "sweep-")
     found = []

@@ -51,6 +51,7 @@ def write_run(folder: Path, name: str, *, status: str = "completed", epochs: int
     write_epochs(run, epochs)
     if pid is not None:
         run.update_run(pid=pid)
+        run.release()  # as a killed process's lock goes with it
     if status != "running":
         finish(run, status, epochs, error=error)
     return run

@@ -133,6 +133,34 @@ def test_kill_9_leaves_a_crashed_run_that_resumes(tmp_path, uninterrupted):
     assert without_times(history(run_dir)) == without_times(history(uninterrupted))
 
 
+def test_run_lock_tells_a_live_run_from_a_dead_one_whatever_host_run_json_names(tmp_path):
+    # Another machine is stood in for by run.json's host: the pid then proves nothing, only the lock can tell.
+    run = rd.RunDir(tmp_path / "20260101-000000-x")
+    run.path.mkdir()
+    info = {"status": "running", "host": "another-host", "pid": 1}
+    run.write_run(info)
+    assert rd.effective_status(info, run.path) == "running"  # no run.lock (an older run): cannot tell, so running
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from nnrun import rundir as rd; "
+                               "rd.RunDir(sys.argv[1]).claim(); print('held', flush=True); time.sleep(60)", str(run.path)],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert rd.effective_status(info, run.path) == "running"
+        with pytest.raises(RunDirError, match="being trained by another process"):
+            run.claim()
+        resumed = subprocess.run([*NNRUN, "train", "--resume", str(run.path)], capture_output=True, text=True, timeout=120)
+        assert resumed.returncode == 2 and "still running (pid 1 on another-host)" in resumed.stderr
+        assert rd.effective_status(info, run.path) == "running"  # asking twice kept nobody's lock
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert rd.effective_status(info, run.path) == "crashed"  # kill -9: the kernel let go
+    run.claim()
+    assert rd.effective_status(info, run.path) == "running"  # held by this process now: never probed (that drops it)
+    run.release()
+    assert rd.effective_status(info, run.path) == "crashed"
+
+
 @pytest.mark.slow
 def test_resume_refuses_a_completed_run(uninterrupted):
     result = subprocess.run([*NNRUN, "train", "--resume", str(uninterrupted)], capture_output=True, text=True)

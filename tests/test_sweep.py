@@ -599,7 +599,10 @@ def test_a_worker_killed_mid_trial_loses_only_that_trial_which_resumes_from_its_
     worker.send_signal(signal.SIGKILL)
     worker.communicate()
     killed = sorted(p for p in sweep_dir.glob("*-t0*"))[-1]
-    assert json.loads((killed / "run.json").read_text())["status"] == "running"  # what kill -9 leaves
+    info = json.loads((killed / "run.json").read_text())
+    assert info["status"] == "running"  # what kill -9 leaves
+    # As if the worker ran on another machine: its pid proves nothing here; its free run.lock shows it dead.
+    (killed / "run.json").write_text(json.dumps({**info, "host": "another-host"}))
 
     result = CliRunner().invoke(app, ["sweep", "--join", str(sweep_dir)])
     assert result.exit_code == 0, result.output

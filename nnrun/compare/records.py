@@ -135,7 +135,7 @@ def read_record(path: Path) -> RunRecord:
         return _unreadable(path, f"corrupt {rd.RUN} ({first_line(exc)})")
     if not isinstance(info, dict):
         return _unreadable(path, f"corrupt {rd.RUN} (not a JSON object)")
-    record = RunRecord(path, str(rd.effective_status(info)), info=info, error=info.get("error"))
+    record = RunRecord(path, str(rd.effective_status(info, path)), info=info, error=info.get("error"))
     # run.json carries the resolved config as JSON (parsed in C, 10x faster than
     # the YAML copy); runs from before that read config.yaml.
     config = info.get("config")

@@ -95,8 +95,8 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
 def _train_one(state: SweepState, config: Any, judge: Any) -> tuple[Path, str]:
     """Train one seed of the trial, or keep or resume the run an earlier attempt left.
 
-    A run still marked running on another host is left alone (a new run trains): this host cannot tell a killed
-    worker from one that is only slow, and two processes must never train in one run directory.
+    An earlier run resumes only when no process holds its ``run.lock`` (on any host): a worker whose heartbeat
+    stopped may only be slow, and two processes must never train in one run directory. Else a new run trains.
     """
     from nnrun import training
     from nnrun.callbacks import make_pruning_callback

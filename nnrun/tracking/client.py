@@ -141,7 +141,7 @@ class _Writer:
 
     def run(self, run: rd.RunDir, parent_id: str | None = None) -> Synced:
         info = run.read_run()
-        status = rd.effective_status(info)
+        status = rd.effective_status(info, run.path)
         config = info["config"] if isinstance(info.get("config"), dict) else run.read_config()
         metrics = run.read_metrics() if run.file(rd.METRICS).is_file() else {}
         params, notes = mp.run_params(config, self.param_limit)
