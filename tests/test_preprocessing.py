@@ -94,3 +94,22 @@ def test_pipeline_fits_on_train_and_saves_state():
 def test_pipeline_transform_before_fit():
     with pytest.raises(NotFittedError):
         Pipeline.from_config(["flatten"]).transform(IMAGES)
+
+
+def test_a_float_copy_of_images_that_would_not_fit_is_refused_before_it_is_made(monkeypatch):
+    from nnrun.datasets import images
+
+    x = np.zeros((1000, 32, 32, 3), np.uint8)  # 3 MB decoded; 12 MB as float32
+    monkeypatch.setattr(images, "available_memory", lambda: 20 * 2**20)
+    images._check_memory(len(x), 32 * 32 * 3)  # the decoded set fits
+    pipeline = Pipeline([Scale(1 / 255)])
+    with pytest.raises(DataError, match=r"preprocessing step scale: 1,000 images as float32 take .* GiB beside the "
+                                        r"decoded ones, more than half of the .* available; lower dataset.image_size"):
+        pipeline.fit_transform(x, np.zeros(1000))
+    with pytest.raises(DataError, match="as float64"):
+        Pipeline([Cast("float64")]).fit_transform(x, np.zeros(1000))
+    monkeypatch.setattr(images, "available_memory", lambda: 30 * 2**20)
+    assert pipeline.fit_transform(x, np.zeros(1000))[0].dtype == np.float32  # 12 MB is under half of 30
+    monkeypatch.setattr(images, "available_memory", lambda: 2**20)
+    scaled = Pipeline([Scale(1 / 255)]).fit_transform(np.ones((1000, 32, 32, 3), np.float32), np.zeros(1000))[0]
+    assert scaled.dtype == np.float32 and scaled.max() == np.float32(1 / 255)  # floats already: no check of a copy

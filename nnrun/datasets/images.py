@@ -39,7 +39,8 @@ MAX_PIXELS = 100_000_000
 TINY_SIDE = 4
 #: Skipped files named one by one; past this, a count.
 NAMED_SKIPS = 10
-#: The decoded uint8 set may take at most this share of the memory available.
+#: The decoded uint8 set (and a preprocessing step's float32 copy of it) may each take at most this share of the
+#: memory available then.
 MEMORY_SHARE = 0.5
 
 
@@ -259,14 +260,14 @@ def decode_dataset(data: Any, settings: dict[str, Any], only: str | None = None)
 
 def _check_memory(count: int, values_per_image: int) -> None:
     need = count * values_per_image
-    available = _available_memory()
+    available = available_memory()
     if available and need > MEMORY_SHARE * available:
         raise DataError(f"dataset: {count:,} images of {values_per_image:,} values take {need / 2**30:.1f} GiB decoded, "
                         f"more than half of the {available / 2**30:.1f} GiB available; lower dataset.image_size or "
                         "set dataset.limit.")
 
 
-def _available_memory() -> int:
+def available_memory() -> int:
     try:
         with open("/proc/meminfo") as f:
             for line in f:

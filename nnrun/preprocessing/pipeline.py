@@ -9,7 +9,7 @@ import numpy as np
 from nnrun.config.schema import as_typed
 from nnrun.errors import DataError
 from nnrun.preprocessing.columns import EncodeColumns
-from nnrun.preprocessing.steps import NotFittedError, Standardize, Step, create_step
+from nnrun.preprocessing.steps import Cast, NotFittedError, Scale, Standardize, Step, create_step
 
 
 class Pipeline:
@@ -37,6 +37,7 @@ class Pipeline:
             if step.on_labels:
                 y = step.fit(x, y).transform(y)
             else:
+                check_room(step, x)
                 x = step.fit(x, y).transform(x)
             if isinstance(step, EncodeColumns):
                 numeric = step.numeric_columns_
@@ -52,6 +53,7 @@ class Pipeline:
                 if y is not None:
                     y = step.transform(y)
             else:
+                check_room(step, x)
                 x = step.transform(x)
         return x, y
 
@@ -99,3 +101,17 @@ class Pipeline:
         pipe = cls(steps)
         pipe.fitted_ = True
         return pipe
+
+
+def check_room(step: Step, x: np.ndarray) -> None:
+    """DataError before ``step`` copies decoded uint8 images into numbers the memory cannot also hold."""
+    from nnrun.datasets.images import MEMORY_SHARE, available_memory
+
+    if x.dtype != np.uint8 or not isinstance(step, (Scale, Standardize, Cast)):
+        return
+    dtype = np.dtype(step.dtype if isinstance(step, Cast) else np.float32)
+    need, available = x.size * dtype.itemsize, available_memory()
+    if available and need > MEMORY_SHARE * available:
+        raise DataError(f"preprocessing step {step.type}: {len(x):,} images as {dtype} take {need / 2**30:.1f} GiB "
+                        f"beside the decoded ones, more than half of the {available / 2**30:.1f} GiB available; "
+                        "lower dataset.image_size or set dataset.limit.")
