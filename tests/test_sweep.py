@@ -670,6 +670,8 @@ def test_ray_executor_runs_a_tpe_sweep_with_pruning(tmp_path):
     # Asked of the study and told back: every trial has its metric per epoch and a value; each ran in a Ray worker.
     assert all(t.intermediate_values and t.value is not None for t in study.trials)
     assert all(t.user_attrs["pid"] != os.getpid() for t in study.trials)
+    workers = [entry for entry in read_state(path).history if entry["pid"] != os.getpid()]
+    assert workers and {entry["executor"] for entry in workers} == {"ray task"}  # not "local": they ran in Ray
     for trial in result.trials:
         run = json.loads((path / trial.run_dir / "run.json").read_text())
         assert run["config"]["training"]["optimizer"]["learning_rate"] == trial.params["training.optimizer.learning_rate"]

@@ -144,6 +144,7 @@ def work(
     When the budget is spent but other workers still run trials, it waits for them, and takes over any trial whose
     worker stopped beating. ``jobs`` > 1 starts ``jobs - 1`` more workers (``nnrun sweep --join``) beside it.
     ``executor``, ``jobs``, ``address`` and ``gpus_per_trial`` are the command's flags (``check_executor``);
+    ``executor="ray task"`` is one worker inside a Ray task (it trains here, and says so in the sweep's history);
     ``ray_cpus``: the CPUs of a local Ray instance (default: all).
 
     Raises:

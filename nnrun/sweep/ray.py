@@ -95,4 +95,4 @@ def sweep_worker(sweep_dir: str, cwd: str) -> None:
     if Path(cwd).is_dir():
         os.chdir(cwd)  # relative dataset paths, as on the machine that started the sweep
     console = make_console()
-    work(sweep_dir, read_state(sweep_dir), echo=lambda line: console.print(line, soft_wrap=True))
+    work(sweep_dir, read_state(sweep_dir), executor="ray task", echo=lambda line: console.print(line, soft_wrap=True))
