@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from nnrun import rundir as rd
+from nnrun.atomic import atomic_path, write_json_atomic
 from nnrun.config import RunConfig
 from nnrun.console import Reporter
 
@@ -68,15 +69,15 @@ def make_run_callbacks(run: rd.RunDir, config: RunConfig, *, validation: bool, r
             now = time.perf_counter()
             if stop.requested or self.last_save is None or now - self.last_save >= CHECKPOINT_INTERVAL_S:
                 (run.path / rd.CHECKPOINTS).mkdir(exist_ok=True)
-                with rd.atomic_path(run.file(rd.LAST_CHECKPOINT)) as tmp:
+                with atomic_path(run.file(rd.LAST_CHECKPOINT)) as tmp:
                     self.model.save(tmp)
-                rd.write_json_atomic(run.file(rd.LAST_CHECKPOINT_STATE),
+                write_json_atomic(run.file(rd.LAST_CHECKPOINT_STATE),
                                      {"epoch": epoch + 1, "seed_generators": seed_generator_states(self.model)})
                 self.last_save = now
             value = row.get(monitor, math.inf)
             if checkpoint == "best" and value < self.best:
                 self.best = value
-                with rd.atomic_path(run.file(rd.BEST_CHECKPOINT)) as tmp:
+                with atomic_path(run.file(rd.BEST_CHECKPOINT)) as tmp:
                     self.model.save(tmp)
 
     callbacks: list[Any] = [RunFiles()]

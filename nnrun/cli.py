@@ -188,8 +188,8 @@ def evaluate(
 def _show_runs(paths: list[Path] | None, fmt: str, output: Path | None, **options: object) -> object:
     """Shared by compare and list: read, format, then print (table on stderr, data on stdout) or write."""
 
+    from nnrun.atomic import write_text_atomic
     from nnrun.compare import compare_runs, format_comparison
-    from nnrun.rundir import write_text_atomic
 
     console = make_console()
     comparison = compare_runs(paths or [Path("runs")], **options)
@@ -293,8 +293,8 @@ def predict(
 
     def run() -> None:
 
+        from nnrun.atomic import write_text_atomic
         from nnrun.predict import predict_run, predictions_csv, render_predictions
-        from nnrun.rundir import write_text_atomic
 
         predictions = predict_run(run_dir, list(inputs), top_k=top_k, invert=invert)
         console = make_console()

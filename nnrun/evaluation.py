@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from nnrun import rundir as rd
+from nnrun.atomic import write_json_atomic, write_text_atomic
 from nnrun.errors import DataError
 from nnrun.metrics import (
     binary_report,
@@ -289,21 +290,21 @@ def write_evaluation(evaluation: Evaluation) -> list[Path]:
         plot_regression(*evaluation.predictions, written[0], target=evaluation.result.get("target") or "target",
                         title=f"{run.id}: {evaluation.result['split']}")
         evaluation.result["files"] = [p.name for p in written]
-        rd.write_json_atomic(written[-1], evaluation.result)
+        write_json_atomic(written[-1], evaluation.result)
         return written
     written = [run.file(names_of["confusion_csv"]), run.file(names_of["confusion_png"])]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["true\\predicted", *names])
     writer.writerows([name, *map(int, row)] for name, row in zip(names, evaluation.confusion))
-    rd.write_text_atomic(written[0], buffer.getvalue())
+    write_text_atomic(written[0], buffer.getvalue())
     plot_confusion_matrix(evaluation.confusion, names, written[1], title=f"{run.id}: {evaluation.result['split']}")
     if evaluation.images is not None and len(evaluation.images):
         written.append(run.file(names_of["misclassified"]))
         plot_image_grid(evaluation.images, evaluation.image_titles, written[-1], title="misclassified, lowest probability on the true class first")
     written.append(run.file(evaluation.json_name))
     evaluation.result["files"] = [p.name for p in written]
-    rd.write_json_atomic(written[-1], evaluation.result)
+    write_json_atomic(written[-1], evaluation.result)
     return written
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nnrun import rundir as rd
+from nnrun.atomic import atomic_path
 
 
 def _pyplot():
@@ -22,7 +22,7 @@ def _save(plt: Any, fig: Any, path: str | Path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with rd.atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nnrun import rundir as rd
+from nnrun.atomic import write_text_atomic
 from nnrun.errors import RunDirError
 
 SAMPLE_IMAGES = 20
@@ -302,5 +303,5 @@ def build_compare_report(paths: list[str | Path], *, sort: str | None = None, no
 
 def write_report(html_text: str, path: str | Path) -> Path:
     path = Path(path)
-    rd.write_text_atomic(path, html_text)
+    write_text_atomic(path, html_text)
     return path

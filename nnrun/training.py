@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from nnrun import rundir as rd
+from nnrun.atomic import atomic_path, write_json_atomic, write_text_atomic
 from nnrun.backbones import input_scale
 from nnrun.backbones import register as register_layers
 from nnrun.callbacks import StopFlag, make_run_callbacks, restore_seed_generator_states, stop_on_signals
@@ -253,9 +254,9 @@ def train(
             },
         )  # fmt: skip
         run.write_config(config.to_yaml())
-        rd.write_json_atomic(run.file(rd.PREPROCESSING), prepared.pipeline.to_dict())
+        write_json_atomic(run.file(rd.PREPROCESSING), prepared.pipeline.to_dict())
         summary = model_summary(model)
-        rd.write_text_atomic(run.file(rd.SUMMARY), summary)
+        write_text_atomic(run.file(rd.SUMMARY), summary)
     except OSError as exc:
         _fail_setup(run, now, exc)
     reporter.print(
@@ -347,7 +348,7 @@ def fit_run(
             predicted = model.predict(prepared.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
             test.update(regression_report(prepared.y_test, predicted))
         metrics = summarize_metrics(rows, test, validation)
-        with rd.atomic_path(run.file(rd.MODEL)) as tmp:
+        with atomic_path(run.file(rd.MODEL)) as tmp:
             model.save(tmp)
         from nnrun.plots import plot_curves
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from nnrun import rundir as rd
+from nnrun.atomic import write_json_atomic
 from nnrun.errors import RunDirError
 
 from conftest import ROOT, train_config
@@ -207,14 +208,16 @@ def test_two_real_trainings_started_together_do_not_collide(tmp_path):
 def test_a_full_disk_fails_the_run_without_claiming_completed(tmp_path, monkeypatch):
     import errno
 
-    real = rd.write_bytes_atomic
+    from nnrun import atomic
+
+    real = atomic.write_bytes_atomic
 
     def full_disk(path, data):
         if Path(path).name == rd.METRICS:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, data)
 
-    monkeypatch.setattr(rd, "write_bytes_atomic", full_disk)
+    monkeypatch.setattr(atomic, "write_bytes_atomic", full_disk)
     with pytest.raises(RunDirError, match="No space left on device"):
         train_config(DIABETES, tmp_path, ["training.epochs=1", "training.batch_size=64"])
     (run_dir,) = tmp_path.iterdir()
@@ -231,7 +234,7 @@ def test_runs_folder_that_cannot_be_created(tmp_path):
 
 def test_readers_never_see_half_a_json(tmp_path):
     path = tmp_path / "big.json"
-    rd.write_json_atomic(path, {"n": 0})
+    write_json_atomic(path, {"n": 0})
     payloads = [{"n": i, "pad": "x" * 200_000} for i in range(1, 40)]
     stop = threading.Event()
     bad: list[str] = []
@@ -246,7 +249,7 @@ def test_readers_never_see_half_a_json(tmp_path):
     thread = threading.Thread(target=reader)
     thread.start()
     for payload in payloads:
-        rd.write_json_atomic(path, payload)
+        write_json_atomic(path, payload)
     stop.set()
     thread.join()
     assert not bad

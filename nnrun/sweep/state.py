@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nnrun import rundir as rd
+from nnrun.atomic import write_json_atomic
 from nnrun.errors import RunDirError
 
 #: Trial statuses. ``pending``: queued again; ``invalid``: failed the pre-flight check and never trained.
@@ -78,7 +79,7 @@ class SweepState:
 
 
 def write_state(sweep_dir: Path, state: SweepState) -> None:
-    rd.write_json_atomic(sweep_dir / rd.SWEEP, state.to_dict())
+    write_json_atomic(sweep_dir / rd.SWEEP, state.to_dict())
 
 
 def read_state(sweep_dir: str | Path) -> SweepState:
