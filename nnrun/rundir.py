@@ -34,6 +34,7 @@ import platform
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -229,21 +230,29 @@ class RunDir:
         """Lock ``run.lock`` while this process trains the run (until ``finish``, or until the process dies).
 
         Raises:
-            RunDirError: another process holds it: the run is training there, on whichever host.
+            RunDirError: another process holds it (the run trains there, on whichever host), or the file cannot
+                be opened for writing.
         """
         if fcntl is None or self.path.resolve() in _HELD:
             return
-        handle = open(self.file(RUN_LOCK), "a")
         try:
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            handle = open(self.file(RUN_LOCK), "a")
         except OSError as exc:
-            handle.close()
-            if exc.errno in (errno.EACCES, errno.EAGAIN):
-                info = self.read_run() if self.file(RUN).is_file() else {}
-                raise RunDirError(f"{self.path} is being trained by another process (pid {info.get('pid')} on "
-                                  f"{info.get('host')}); stop it first.") from None  # fmt: skip
-            return  # a filesystem without locks: run.json's host and pid are all there is
-        _HELD[self.path.resolve()] = handle
+            raise RunDirError(f"cannot open {self.file(RUN_LOCK)} to lock the run ({exc.strerror}); resume it as "
+                              "the user who trained it, or give yours write access to the file.") from None
+        for _ in range(10):  # a reader's probe holds it for a moment
+            try:
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _HELD[self.path.resolve()] = handle
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                    return handle.close()  # a filesystem without locks: run.json's host and pid are all there is
+            time.sleep(0.05)
+        handle.close()
+        info = self.read_run() if self.file(RUN).is_file() else {}
+        raise RunDirError(f"{self.path} is being trained by another process (pid {info.get('pid')} on "
+                          f"{info.get('host')}); stop it first.")
 
     def release(self) -> None:
         handle = _HELD.pop(self.path.resolve(), None)
@@ -261,8 +270,10 @@ class RunDir:
             versions=versions(),
             **extra,
         )
-        self.write_run(info)
-        self.release()
+        try:
+            self.write_run(info)
+        finally:
+            self.release()  # run.json still says running if that failed: shown as crashed
         return info
 
     # -- the other files
@@ -326,22 +337,23 @@ def pid_alive(pid: int | None) -> bool:
 def effective_status(info: dict[str, Any], path: str | Path | None = None) -> str:
     """The status to show: a 'running' run that no process trains any more is 'crashed'.
 
-    The run's ``run.lock`` (at ``path``) tells on any host that shares the folder; without one (an older run, a
-    filesystem without locks) only its pid can, on its own host.
+    On the host that trained it, its pid must be gone, and no process may hold its ``run.lock`` (at ``path``); on
+    another host, which cannot see the pid, the lock alone tells (with a shared filesystem whose locks work across
+    machines); without a lock to ask, a run there stays 'running'.
     """
     status = info.get("status", "unknown")
-    if status != "running":
+    here = info.get("host") == socket.gethostname()
+    if status != "running" or (here and info.get("pid") == os.getpid()):
         return status
     free = _lock_free(Path(path)) if path is not None else None
-    if free is None:
-        free = info.get("host") == socket.gethostname() and not pid_alive(info.get("pid"))
-    return "crashed" if free else status
+    crashed = (free is not False and not pid_alive(info.get("pid"))) if here else free is True
+    return "crashed" if crashed else status
 
 
 def _lock_free(path: Path) -> bool | None:
-    """Whether no process holds the run's lock; None when that cannot be told."""
+    """Whether no other process holds the run's lock; None when that cannot be told."""
     if path.resolve() in _HELD:
-        return False  # probing our own lock would drop it: closing any handle on the file does
+        return True  # this process holds it (so whoever wrote 'running' is gone); probing would drop it
     if fcntl is None:
         return None
     try:
@@ -354,6 +366,12 @@ def _lock_free(path: Path) -> bool | None:
         except OSError as exc:
             return False if exc.errno in (errno.EACCES, errno.EAGAIN) else None
     return True
+
+
+def release_all() -> None:
+    """Let go of every run this process still holds (a sweep worker after a trial, whatever became of it)."""
+    for path in list(_HELD):
+        RunDir(path).release()
 
 
 def open_run(path: str | Path) -> RunDir:

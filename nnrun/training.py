@@ -395,6 +395,7 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
     from nnrun.tf import import_keras
 
     run = rd.open_run(path)
+    run.claim()  # first: RunDirError if a process trains it; and another resume reads nothing here until this ends
     info = run.read_run()
     status = rd.effective_status(info, run.path)
     if status == "completed":
@@ -428,7 +429,6 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
     restore_seed_generator_states(model, state.get("seed_generators"))
     prepared = Prepared(config, data, pipeline, model, x_train, y_train, x_test, y_test, x_val, y_val,
                         int(model.steps_per_execution))
-    run.claim()  # RunDirError if another process took it meanwhile
     resumes = list(info.get("resumed", [])) + [{"at": now().isoformat(timespec="seconds"), "from_epoch": done,
                                                   "argv": list(argv), "pid": os.getpid(), "host": socket.gethostname()}]
     run.update_run(status="running", pid=os.getpid(), host=socket.gethostname(), error=None, resumed=resumes)

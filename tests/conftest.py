@@ -10,6 +10,8 @@ and leaves that file behind, whenever the variable is set (subprocesses inherit 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -154,3 +156,10 @@ def make_image_folder(root: Path, *, shapes: tuple[str, ...] = ("circle", "squar
 
     write_shapes(root, per_class, seed=seed, sizes=sizes, formats=formats, shapes=shapes)
     return root
+
+
+def dead_pid() -> int:
+    """The pid of a process that has finished (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid

@@ -20,6 +20,8 @@ from nnrun import rundir as rd
 from nnrun.cli import app
 from nnrun.compare import compare_runs, lookup
 
+from conftest import dead_pid
+
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,13 +33,6 @@ BASE_CONFIG = {
                  "metrics": ["accuracy"], "epochs": 3, "batch_size": 32, "callbacks": []},
     "run": {"name": "x", "seed": 42, "runs_dir": "runs"},
 }  # fmt: skip
-
-
-def dead_pid() -> int:
-    """The pid of a process that has finished (and been reaped)."""
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
 
 
 def make_run(folder: Path, run_id: str, *, status: str = "completed", config: dict | None = None,

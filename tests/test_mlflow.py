@@ -30,7 +30,7 @@ from nnrun.sweep.state import SweepState, Trial, write_state
 from nnrun.tracking.mapping import run_metrics, run_params
 from nnrun.tracking.targets import PROBE_TIMEOUT_S, find_targets
 
-from conftest import ROOT
+from conftest import ROOT, dead_pid
 
 TRAINING_FIXTURES = {"sweep_dir", "evaluated_run"}
 DIABETES = ROOT / "configs" / "diabetes_mlp.yaml"
@@ -66,12 +66,6 @@ def finish(run: rd.RunDir, status: str, epochs: int, error: str | None = None) -
     if status == "completed":
         run.write_metrics({"test": {"accuracy": 0.75, "loss": 0.5}, "best_epoch": epochs, "epochs_run": epochs})
     run.finish(status, now=NOW + timedelta(seconds=10), error=error)
-
-
-def dead_pid() -> int:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
 
 
 def closed_port() -> int:

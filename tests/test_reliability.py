@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from nnrun import rundir as rd
 from nnrun.atomic import write_json_atomic
 from nnrun.errors import RunDirError
 
-from conftest import ROOT, train_config
+from conftest import ROOT, dead_pid, train_config
 
 NNRUN = [sys.executable, "-m", "nnrun"]
 DIABETES = str(ROOT / "configs" / "diabetes_mlp.yaml")
@@ -134,6 +135,16 @@ def test_kill_9_leaves_a_crashed_run_that_resumes(tmp_path, uninterrupted):
     assert without_times(history(run_dir)) == without_times(history(uninterrupted))
 
 
+PROBE = ("import json, sys; from pathlib import Path; from nnrun import rundir as rd; "
+         "print(rd.effective_status(json.loads((Path(sys.argv[1]) / 'run.json').read_text()), sys.argv[1]))")
+
+
+def probe(run: rd.RunDir) -> str:
+    """The status another process sees."""
+    return subprocess.run([sys.executable, "-c", PROBE, str(run.path)], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+
+
 def test_run_lock_tells_a_live_run_from_a_dead_one_whatever_host_run_json_names(tmp_path):
     # Another machine is stood in for by run.json's host: the pid then proves nothing, only the lock can tell.
     run = rd.RunDir(tmp_path / "20260101-000000-x")
@@ -150,16 +161,38 @@ def test_run_lock_tells_a_live_run_from_a_dead_one_whatever_host_run_json_names(
         with pytest.raises(RunDirError, match="being trained by another process"):
             run.claim()
         resumed = subprocess.run([*NNRUN, "train", "--resume", str(run.path)], capture_output=True, text=True, timeout=120)
-        assert resumed.returncode == 2 and "still running (pid 1 on another-host)" in resumed.stderr
-        assert rd.effective_status(info, run.path) == "running"  # asking twice kept nobody's lock
+        assert resumed.returncode == 2
+        assert "being trained by another process (pid 1 on another-host)" in resumed.stderr
     finally:
         holder.kill()
         holder.wait(timeout=30)
     assert rd.effective_status(info, run.path) == "crashed"  # kill -9: the kernel let go
-    run.claim()
-    assert rd.effective_status(info, run.path) == "running"  # held by this process now: never probed (that drops it)
-    run.release()
+
+    run.claim()  # as resume does first: whoever wrote 'running' is gone
     assert rd.effective_status(info, run.path) == "crashed"
+    assert probe(run) == "running"  # asking in this process did not drop the lock (closing any handle would)
+    run.update_run(host=socket.gethostname(), pid=os.getpid())
+    assert rd.effective_status(run.read_run(), run.path) == "running"  # this process trains it
+    run.release()
+    assert probe(run) == "running"  # the same host: the lock is free, but the pid that trains it lives
+    run.update_run(pid=dead_pid())
+    assert probe(run) == "crashed"
+
+
+def test_a_probe_holding_the_lock_for_a_moment_does_not_fail_a_claim(tmp_path):
+    run = rd.RunDir(tmp_path / "run")
+    run.path.mkdir()
+    (run.path / rd.RUN_LOCK).touch()
+    prober = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; h = open(sys.argv[1]); "
+                               "fcntl.lockf(h, fcntl.LOCK_SH); print('probing', flush=True); time.sleep(0.2)",
+                               str(run.path / rd.RUN_LOCK)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert prober.stdout.readline().strip() == "probing"
+    run.claim()  # waits the probe out
+    prober.wait(timeout=30)
+    run.write_run({"status": "running", "host": "another-host", "pid": 1})
+    assert probe(run) == "running"  # the claim took the lock
+    run.release()
+    assert probe(run) == "crashed"
 
 
 @pytest.mark.slow

@@ -111,15 +111,18 @@ def _train_one(state: SweepState, config: Any, judge: Any) -> tuple[Path, str]:
     status = read_record(earlier[0]).status if earlier else None
     if status in ("completed", "pruned"):
         return earlier[0], status
-    if status in ("interrupted", "crashed") and (earlier[0] / rd.LAST_CHECKPOINT).is_file():
-        try:
-            result = training.resume(earlier[0], reporter=quiet, argv=state.argv, pruning=pruning)
-            return result.run_dir, result.status
-        except RunDirError:
-            pass  # not resumable after all: train it again, in a new run directory
-    result = training.train(config, reporter=quiet, argv=state.argv, smoke=state.smoke, config_path=state.config_file,
-                            pruning=pruning)  # fmt: skip
-    return result.run_dir, result.status
+    try:
+        if status in ("interrupted", "crashed") and (earlier[0] / rd.LAST_CHECKPOINT).is_file():
+            try:
+                result = training.resume(earlier[0], reporter=quiet, argv=state.argv, pruning=pruning)
+                return result.run_dir, result.status
+            except RunDirError:
+                rd.release_all()  # not resumable after all: train it again, in a new run directory
+        result = training.train(config, reporter=quiet, argv=state.argv, smoke=state.smoke,
+                                config_path=state.config_file, pruning=pruning)  # fmt: skip
+        return result.run_dir, result.status
+    finally:
+        rd.release_all()  # a run that failed before it finished is not left locked while this worker goes on
 
 
 def run_value(run: Path, metric: str) -> float:
