@@ -8,6 +8,7 @@ part trains a tiny run and a two-trial sweep, syncs them to a server started her
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -156,6 +157,29 @@ def test_a_run_synced_while_it_trains_is_updated_in_place(local_store, tmp_path)
     assert list(after) == [run.id] and after[run.id].info.run_id == before.info.run_id
     assert after[run.id].info.status == "FINISHED" and steps(client, after[run.id], "loss") == [1, 2, 3]
     assert after[run.id].data.metrics["test_accuracy"] == 0.75
+
+
+def test_a_second_sync_uploads_only_the_files_that_are_new_or_changed(local_store, tmp_path):
+    from mlflow import MlflowClient
+
+    run = write_run(tmp_path / "runs", "files")
+    assert sync(run.path, "--tracking-uri", local_store, "-e", "files").exit_code == 0
+    mlflow_run = runs_by_nnrun_id(MlflowClient(local_store), "files")[run.id]
+    store = Path(urllib.request.url2pathname(mlflow_run.info.artifact_uri.removeprefix("file://")))
+
+    def written() -> dict[str, int]:  # when each stored copy was last written (an upload rewrites it)
+        return {p.name: p.stat().st_ctime_ns for p in store.iterdir()}
+
+    first = written()
+    assert {rd.CONFIG, rd.RUN, rd.METRICS, rd.HISTORY} <= first.keys()
+    time.sleep(0.05)
+    run.file(rd.REPORT).write_text("<html>the report</html>")  # as `nnrun report` adds one after the run
+    run.write_metrics({"test": {"accuracy": 0.8125, "loss": 0.4}, "best_epoch": 3, "epochs_run": 3})
+    assert sync(run.path, "--tracking-uri", local_store, "-e", "files").exit_code == 0
+    second = written()
+    assert {name for name in second if second[name] != first.get(name)} == {rd.REPORT, rd.METRICS}
+    assert (store / rd.REPORT).read_text() == "<html>the report</html>"
+    assert json.loads((store / rd.METRICS).read_text())["test"]["accuracy"] == 0.8125
 
 
 def test_the_default_store_is_mlflow_db_here(tmp_path, monkeypatch):

@@ -3,12 +3,14 @@
 Idempotent by construction: each MLflow run carries the nnrun id as a tag (``nnrun.run_id``, or
 ``nnrun.sweep_id`` for a sweep's parent run), found with ``search_runs`` before anything is written. On an
 update, params already there are kept (MLflow never changes a param), metric points are added only for the
-steps MLflow lacks (a run synced while it trained gains its later epochs), and tags, status and artefacts
-are written again (an artefact of the same name is replaced).
+steps MLflow lacks (a run synced while it trained gains its later epochs), tags and status are written again,
+and a file is uploaded only when its size or modification time differs from the last upload's (the tag
+``nnrun.artifacts`` keeps them, written after the uploads; an artefact of the same name is replaced).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,9 +156,12 @@ class _Writer:
                   for k, v in params.items() if k in logged and logged[k] != v]
         points = self._missing(mlflow_run, mp.run_metrics(info, run.read_history(), metrics))
         self._log(mlflow_run, params, tags, points)
-        for name in mp.ARTIFACTS:
-            if run.file(name).is_file():
+        uploaded = json.loads(mlflow_run.data.tags.get(mp.ARTIFACTS_TAG) or "{}")
+        present = {name: _stamp(run.file(name)) for name in mp.ARTIFACTS if run.file(name).is_file()}
+        for name, stamp in present.items():
+            if uploaded.get(name) != stamp:  # new or changed since the last sync (report.html, a resumed run's model)
                 self.client.log_artifact(mlflow_run.info.run_id, str(run.file(name)))
+        self.client.set_tag(mlflow_run.info.run_id, mp.ARTIFACTS_TAG, json.dumps(present, separators=(",", ":")))
         if not run.file(rd.MODEL).is_file():
             notes.append(f"no {rd.MODEL}: synced without a model")
         self._set_status(mlflow_run, status, info.get("finished"))
@@ -212,6 +217,12 @@ class _Writer:
             self.client.set_terminated(mlflow_run.info.run_id, target, end_time=mp.ms(finished))
         elif mlflow_run.info.status != "RUNNING":  # synced when it had stopped, running again (resumed)
             self.client.update_run(mlflow_run.info.run_id, status="RUNNING")
+
+
+def _stamp(path: Path) -> str:
+    """``SIZE:MTIME_NS``: what tells a file changed since its upload, as rsync tells it, without reading it."""
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def _quoted(value: str) -> str:

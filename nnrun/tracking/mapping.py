@@ -18,6 +18,7 @@ from nnrun.sweep.state import SweepState
 RUN_ID_TAG = "nnrun.run_id"
 SWEEP_ID_TAG = "nnrun.sweep_id"
 PARENT_TAG = "mlflow.parentRunId"
+ARTIFACTS_TAG = "nnrun.artifacts"  # {file: "SIZE:MTIME_NS"} as last uploaded: an unchanged file is not sent again
 #: nnrun status -> MLflow status. A crashed run (its process gone without a word) is KILLED, like an interrupted one.
 MLFLOW_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED", "crashed": "KILLED",
                  "running": "RUNNING"}
