@@ -254,6 +254,30 @@ class RunDir:
         raise RunDirError(f"{self.path} is being trained by another process (pid {info.get('pid')} on "
                           f"{info.get('host')}); stop it first.")
 
+    def claim_to_resume(self) -> dict[str, Any]:
+        """``claim`` the run to resume it and return its ``run.json``; the lock is let go again if it cannot be.
+
+        Raises:
+            RunDirError: the run is completed, still trains elsewhere, or has no checkpoint to resume from.
+        """
+        completed = f"{self.path} is already completed; use --rerun {self.path} to train its config again."
+        if self.read_run().get("status") == "completed":  # final: said without the lock (nor write access to it)
+            raise RunDirError(completed)
+        self.claim()  # first: another resume reads nothing here until this one ends
+        try:
+            info = self.read_run()
+            status = effective_status(info, self.path)
+            if status in ("completed", "running"):
+                raise RunDirError(completed if status == "completed" else f"{self.path} is still running (pid "
+                                  f"{info.get('pid')} on {info.get('host')}); stop it first.")  # fmt: skip
+            if not self.file(LAST_CHECKPOINT).is_file() or not self.file(LAST_CHECKPOINT_STATE).is_file():
+                raise RunDirError(f"{self.path} has no checkpoint to resume from (training.checkpoint was 'none', "
+                                  f"or no epoch completed); use --rerun {self.path} to start it again.")  # fmt: skip
+            return info
+        except BaseException:
+            self.release()
+            raise
+
     def release(self) -> None:
         handle = _HELD.pop(self.path.resolve(), None)
         if handle is not None:

@@ -391,30 +391,32 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
     Raises:
         RunDirError: the run is complete, still running, or has no checkpoint.
     """
+    run = rd.open_run(path)
+    info = run.claim_to_resume()
+    try:
+        prepared, rows, epochs = _reload(run, info)
+    except BaseException:
+        run.release()  # not resumed: another process may try
+        raise
+    done = len(rows)
+    resumes = list(info.get("resumed", [])) + [{"at": now().isoformat(timespec="seconds"), "from_epoch": done,
+                                                  "argv": list(argv), "pid": os.getpid(), "host": socket.gethostname()}]
+    run.update_run(status="running", pid=os.getpid(), host=socket.gethostname(), error=None, resumed=resumes)
+    reporter.attach_log(run.file(rd.LOG))
+    reporter.print(f"[bold]nnrun[/] resuming [cyan]{run.path}[/] at epoch {done + 1}/{epochs}")
+    return fit_run(run, prepared, reporter=reporter, now=now, epochs=epochs, history=rows, pruning=pruning)
+
+
+def _reload(run: rd.RunDir, info: dict[str, Any]) -> tuple[Prepared, list[dict], int]:
+    """The run's data, fitted pipeline and last checkpoint; its history up to that epoch; and its epochs."""
     from nnrun.config import validate_config
     from nnrun.tf import import_keras
 
-    run = rd.open_run(path)
-    run.claim()  # first: RunDirError if a process trains it; and another resume reads nothing here until this ends
-    info = run.read_run()
-    status = rd.effective_status(info, run.path)
-    if status == "completed":
-        raise RunDirError(f"{run.path} is already completed; use --rerun {run.path} to train its config again.")
-    if status == "running":
-        raise RunDirError(f"{run.path} is still running (pid {info.get('pid')} on {info.get('host')}); stop it first.")
-    state_file = run.file(rd.LAST_CHECKPOINT_STATE)
-    if not run.file(rd.LAST_CHECKPOINT).is_file() or not state_file.is_file():
-        raise RunDirError(
-            f"{run.path} has no checkpoint to resume from (training.checkpoint was 'none', or no epoch completed); "
-            f"use --rerun {run.path} to start it again."
-        )
     config = validate_config(run.read_config(), source=str(run.file(rd.CONFIG)))
-    state = rd.read_json(state_file)
-    done = int(state["epoch"])
-    rows = run.read_history()[:done]
+    state = rd.read_json(run.file(rd.LAST_CHECKPOINT_STATE))
+    rows = run.read_history()[: int(state["epoch"])]
     epochs = int(info.get("epochs_target") or (1 if info.get("smoke") else config.training.epochs))
-    # done == epochs: stopped during its last epoch; fit then runs no epoch and the run is evaluated and finished.
-
+    # All epochs done: stopped during its last one; fit then runs no epoch and the run is evaluated and finished.
     keras = import_keras()
     keras.utils.set_random_seed(config.run.seed)
     data = load_dataset(config.dataset, smoke=bool(info.get("smoke")), loss=config.training.loss)
@@ -429,12 +431,7 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
     restore_seed_generator_states(model, state.get("seed_generators"))
     prepared = Prepared(config, data, pipeline, model, x_train, y_train, x_test, y_test, x_val, y_val,
                         int(model.steps_per_execution))
-    resumes = list(info.get("resumed", [])) + [{"at": now().isoformat(timespec="seconds"), "from_epoch": done,
-                                                  "argv": list(argv), "pid": os.getpid(), "host": socket.gethostname()}]
-    run.update_run(status="running", pid=os.getpid(), host=socket.gethostname(), error=None, resumed=resumes)
-    reporter.attach_log(run.file(rd.LOG))
-    reporter.print(f"[bold]nnrun[/] resuming [cyan]{run.path}[/] at epoch {done + 1}/{epochs}")
-    return fit_run(run, prepared, reporter=reporter, now=now, epochs=epochs, history=rows, pruning=pruning)
+    return prepared, rows, epochs
 
 
 def _print_result(reporter: Reporter, run: rd.RunDir, metrics: dict, duration: float) -> None:

@@ -195,6 +195,47 @@ def test_a_probe_holding_the_lock_for_a_moment_does_not_fail_a_claim(tmp_path):
     assert probe(run) == "crashed"
 
 
+def can_claim(run: rd.RunDir) -> bool:
+    """Whether another process may take the run's lock now (a claim waits half a second for it)."""
+    claim = "import sys; from nnrun import rundir as rd; rd.RunDir(sys.argv[1]).claim()"
+    return subprocess.run([sys.executable, "-c", claim, str(run.path)], capture_output=True).returncode == 0
+
+
+def test_a_resume_that_is_refused_or_cannot_load_the_run_lets_go_of_its_lock(tmp_path):
+    from nnrun import training
+    from nnrun.console import Reporter, make_console
+    from nnrun.errors import ConfigError
+
+    run = rd.RunDir(tmp_path / "20260101-000000-x")
+    run.path.mkdir()
+    run.write_run({"status": "interrupted", "host": socket.gethostname(), "pid": dead_pid()})
+    with pytest.raises(RunDirError, match="has no checkpoint to resume from"):
+        training.resume(run.path, reporter=Reporter(make_console(quiet=True)), argv=[])
+    assert can_claim(run)
+
+    (run.path / rd.CHECKPOINTS).mkdir()
+    run.file(rd.LAST_CHECKPOINT).write_bytes(b"")
+    write_json_atomic(run.file(rd.LAST_CHECKPOINT_STATE), {"epoch": 1})
+    run.write_config("training: {epochs: many}\n")  # a config this nnrun cannot read: the run cannot be loaded
+    with pytest.raises(ConfigError):
+        training.resume(run.path, reporter=Reporter(make_console(quiet=True)), argv=[])
+    assert can_claim(run)
+
+
+def test_resuming_a_completed_run_says_so_even_where_its_lock_cannot_be_opened(tmp_path):
+    run = rd.RunDir(tmp_path / "20260101-000000-x")
+    run.path.mkdir()
+    run.write_run({"status": "completed", "host": "another-host", "pid": 1})
+    run.file(rd.RUN_LOCK).mkdir()  # as another user's read-only run.lock is to this one: not to be opened for writing
+    with pytest.raises(RunDirError, match="is already completed; use --rerun"):
+        run.claim_to_resume()
+    run.file(rd.RUN_LOCK).rmdir()
+    run.write_run({"status": "running", "host": socket.gethostname(), "pid": dead_pid()})
+    with pytest.raises(RunDirError, match="has no checkpoint"):
+        run.claim_to_resume()  # crashed: the lock is free and the pid gone
+    assert can_claim(run)
+
+
 @pytest.mark.slow
 def test_resume_refuses_a_completed_run(uninterrupted):
     result = subprocess.run([*NNRUN, "train", "--resume", str(uninterrupted)], capture_output=True, text=True)
