@@ -117,7 +117,7 @@ def _train_one(state: SweepState, config: Any, judge: Any) -> tuple[Path, str]:
                 result = training.resume(earlier[0], reporter=quiet, argv=state.argv, pruning=pruning)
                 return result.run_dir, result.status
             except RunDirError:
-                rd.release_all()  # not resumable after all: train it again, in a new run directory
+                pass  # not resumable after all (resume let go of the lock): train it again, in a new run directory
         result = training.train(config, reporter=quiet, argv=state.argv, smoke=state.smoke,
                                 config_path=state.config_file, pruning=pruning)  # fmt: skip
         return result.run_dir, result.status
