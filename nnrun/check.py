@@ -23,10 +23,12 @@ def check_config(config: Any, path: Path) -> list[Any]:
     out: list[Any] = [f"[green]✓[/] {path}: schema valid",
                       Syntax(config.to_yaml(), "yaml", theme="ansi_dark", background_color="default")]
 
-    images = config.dataset.name == "images"
+    images, sample = config.dataset.name == "images", None
     if images:  # counted by listing; only a sample (as --smoke takes) is decoded to check the model
-        out.extend(image_overview(config))
-    prepared = prepare(config, smoke=images, probe=False)  # the XLA probe trains: check shows its cached timings only
+        overview, sample = image_overview(config)
+        out.extend(overview)
+    # No XLA probe: it trains; check shows its cached timings only.
+    prepared = prepare(config, smoke=images, dataset=sample, probe=False)
     data = prepared.dataset
     if data.columns:
         out.append(columns_table(data))
@@ -43,13 +45,15 @@ def check_config(config: Any, path: Path) -> list[Any]:
     return out
 
 
-def image_overview(config: Any) -> list[Any]:
-    """An image folder's classes, files per class and split, image size and class imbalance, from listing alone."""
+def image_overview(config: Any) -> tuple[list[Any], Any]:
+    """An image folder's classes, files per class and split, image size and class imbalance, from listing alone;
+    and the sample of it that ``check`` decodes (the folder is listed once)."""
     import numpy as np
 
-    from nnrun.datasets import LOADERS, make_splits
+    from nnrun.datasets import LOADERS, decode_dataset, make_splits
 
-    data = make_splits(LOADERS["images"](config.dataset, config.training.loss), config.dataset)
+    listed = LOADERS["images"](config.dataset, config.training.loss)
+    data = make_splits(listed, config.dataset)
     splits = [("train", data.y_train), ("validation", data.y_val), ("test", data.y_test)]
     splits = [(name, y) for name, y in splits if y is not None and (name != "validation" or y is not data.y_test)]
     counts = {name: np.bincount(y, minlength=data.num_classes) for name, y in splits}
@@ -67,7 +71,9 @@ def image_overview(config: Any) -> list[Any]:
             f"'{data.class_names[smallest]}' {train[smallest]:,}")
     if config.dataset.validation == "test":
         line += "; validation: the test split"
-    return [table, line, "checking the model on a sample of the images (decoded: at most 512 train, 256 test)"]
+    sample = make_splits(listed, config.dataset, smoke=True)
+    decoding = "checking the model on a sample of the images (decoded: at most 512 train, 256 test)"
+    return [table, line, decoding], decode_dataset(sample, sample.image)
 
 
 def precision_line(config: Any, model: Any) -> str:

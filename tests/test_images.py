@@ -51,6 +51,22 @@ def test_listing_names_classes_from_folders_and_ignores_other_files(tmp_path):
     assert all(Path(p).parent.name in ("circle", "square", "triangle", "nested") for p in files.paths)
 
 
+def test_check_lists_the_folder_once(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from nnrun.cli import app
+    from nnrun.datasets import images
+
+    folder = make_image_folder(tmp_path / "shapes", per_class=4)
+    listings = []
+    real = images.list_image_folder
+    monkeypatch.setattr(images, "list_image_folder", lambda *a, **k: listings.append(a) or real(*a, **k))
+    result = CliRunner().invoke(app, ["check", str(write_config(tmp_path, folder, SMALL_CNN))])
+    assert result.exit_code == 0, result.output
+    assert "data, model, loss, metrics and callbacks fit together" in result.stderr
+    assert len(listings) == 1  # a photo folder of 100,000 files is walked once, not for the overview and again
+
+
 def test_split_is_fixed_by_the_seed_and_keeps_every_class_in_test(tmp_path):
     from nnrun.config import validate_config
     from nnrun.datasets.images import load_image_files
