@@ -209,7 +209,10 @@ def _show_runs(paths: list[Path] | None, fmt: str, output: Path | None, **option
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True, markup=True)
     if fmt == "table" and output is None:
         shown, total = len(comparison.records), comparison.total
-        console.print(f"[dim]{shown} run{'s' if shown != 1 else ''}" + (f" of {total}" if shown != total else "") + "[/]")
+        if "runs" in comparison.columns:  # --group-by: a row per group
+            console.print(f"[dim]{shown} group{'s' if shown != 1 else ''} of {total} run{'s' if total != 1 else ''}[/]")
+        else:
+            console.print(f"[dim]{shown} run{'s' if shown != 1 else ''}" + (f" of {total}" if shown != total else "") + "[/]")
     return comparison
 
 

@@ -459,5 +459,6 @@ def test_group_by_gives_each_groups_run_count_and_mean_and_std_by_hand(tmp_path)
     assert wide["test_accuracy"] == {"mean": pytest.approx(0.82), "std": pytest.approx(0.02 * 2 ** 0.5), "n": 2}
     table = invoke("compare", folder, "--group-by", "model.layers.0.units")
     assert "0.7400 ± 0.0400" in table.output and "mean ± standard deviation" in table.output
+    assert "2 groups of 6 runs" in table.output
     result = invoke("compare", folder, "--group-by", "model.layers.0.unit")
     assert result.exit_code == 2 and "--group-by 'model.layers.0.unit': no run has the key" in result.output
