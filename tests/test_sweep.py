@@ -248,6 +248,7 @@ def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_o
     assert trained[1] == first  # its retry ran next, here
     assert result.status == "completed" and [t.status for t in result.trials] == ["completed"] * 4
     assert [t.attempts for t in result.trials if t.index == first] == [2]
+    assert [t.index for t in result.trials] == [1, 2, 3, 4]  # the retry took an Optuna number, not a trial index
 
 
 def test_cli_grid_replaces_the_config_section_key():
@@ -507,6 +508,9 @@ def test_resume_after_an_interrupted_trial(grid_sweep, tmp_path, monkeypatch):
     # Trial 1 was not trained again; trial 2 continued in the same run directory from epoch 2.
     assert json.loads((path / resumed.trials[0].run_dir / "run.json").read_text()) == first_run
     assert "trial 2/4 training" in result.output and "(attempt 2)" in result.output
+    assert "trial 4/4 training" in result.output and "trial 5/4" not in result.output  # numbered 1-4, no gap
+    assert [t.index for t in resumed.trials] == [1, 2, 3, 4]
+    assert [t.run_dir.endswith(f"-t0{t.index}") for t in resumed.trials] == [True] * 4
     assert resumed.trials[0].attempts == 1 and resumed.trials[1].attempts == 2
     assert resumed.trials[1].run_dir == stopped.trials[1].run_dir
     second_run = json.loads((path / resumed.trials[1].run_dir / "run.json").read_text())

@@ -31,7 +31,7 @@ from nnrun.errors import ConfigError, NnrunError, RunInterrupted
 from nnrun.keras_names import metric_names
 from nnrun.sweep import space
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
-from nnrun.sweep.study import RETRY_OF, BudgetSpent, locked, open_study, requeue, running_count
+from nnrun.sweep.study import RETRY_OF, BudgetSpent, locked, open_study, requeue, running_count, trial_indices
 from nnrun.sweep.trial import TrialFailed, run_trial, thread_env
 
 _STATES = {"RUNNING": "running", "WAITING": "pending", "COMPLETE": "completed", "PRUNED": "pruned"}
@@ -190,7 +190,7 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
 
     def objective(trial: Any) -> float:
         system = study._storage.get_trial_system_attrs(trial._trial_id)
-        index = system.get(RETRY_OF, trial.number) + 1
+        index = trial_indices(study.get_trials(deepcopy=False))[system.get(RETRY_OF, trial.number)]
         params = space.decode(trial, state.grid)
         trial.set_user_attr("params", params)
         attempt = f" (attempt {len(system['retry_history']) + 1})" if RETRY_OF in system else ""
@@ -240,9 +240,12 @@ def trial_name(state: SweepState, index: int) -> str:
 def summarize(study: Any, state: SweepState) -> None:
     """``state.trials`` and ``state.best`` from the study: one entry per trial, its retries folded in."""
     trials: dict[int, Trial] = {}
-    for frozen in study.get_trials(deepcopy=False):  # by number
+    frozen_trials = study.get_trials(deepcopy=False)  # by number
+    indices = trial_indices(frozen_trials)
+    for frozen in frozen_trials:
         first, attrs = frozen.system_attrs.get(RETRY_OF, frozen.number), frozen.user_attrs
-        trial = trials.setdefault(first, Trial(first + 1, trial_name(state, first + 1), attrs.get("params") or {}))
+        index = indices[first]
+        trial = trials.setdefault(first, Trial(index, trial_name(state, index), attrs.get("params") or {}))
         recorded = attrs.get("number") == frozen.number  # a retry starts with its first attempt's attributes
         status = _STATES.get(frozen.state.name) or (attrs.get("status") if recorded else None) or "failed"
         dirs = list(attrs.get("run_dirs") or [])

@@ -140,5 +140,10 @@ def locked(sweep_dir: str | Path) -> Iterator[None]:
         yield
 
 
+def trial_indices(trials: list[Any]) -> dict[int, int]:
+    """The number of each trial's first attempt -> its index in the sweep, 1, 2, ... (a retry has a number too)."""
+    return {t.number: i for i, t in enumerate((t for t in trials if RETRY_OF not in t.system_attrs), 1)}
+
+
 def running_count(study: Any) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
