@@ -127,10 +127,11 @@ def test_tpe_with_a_fixed_seed_draws_the_same_trials_twice(tmp_path):
 
 
 def test_grid_search_takes_every_combination_once_and_stops_at_the_budget(tmp_path):
-    drawn, study = drive(tmp_path, "training.batch_size=16,32,64", "preprocessing.0=standardize,[]", search="grid",
-                         objective=lambda p: 0.5)
+    drawn, study = drive(tmp_path, "training.batch_size=16,32,64", "preprocessing.0=standardize,{type: scale, factor: 0.5}",
+                         search="grid", objective=lambda p: 0.5)  # fmt: skip
     combos = {(t["model.layers.0.units"], t["training.batch_size"], json.dumps(t["preprocessing.0"])) for t in drawn}
-    assert len(drawn) == len(combos) == 12  # 2 units x 3 batch sizes x 2 (a list value goes through Optuna as JSON)
+    assert len(drawn) == len(combos) == 12  # 2 units x 3 batch sizes x 2 (a mapping goes through Optuna as JSON)
+    assert {"type": "scale", "factor": 0.5} in [t["preprocessing.0"] for t in drawn]
     assert {t["preprocessing.0"] for t in drawn if isinstance(t["preprocessing.0"], str)} == {"standardize"}
     random_drawn, _ = drive(tmp_path / "r", LR, search="random", trials=5, seed=1)
     assert len(random_drawn) == 5
@@ -282,7 +283,29 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
         start(metric="speed")
     with pytest.raises(ConfigError, match="--metric test_r2: only a regression's runs measure it"):
         start(metric="test_r2")
+    with pytest.raises(ConfigError, match="validation.auc: the trials log only loss, accuracy, val_loss, val_accuracy; add "
+                       "auc to training.metrics"):  # fmt: skip
+        start(metric="validation.auc")  # without --prune too: else every trial trains, and none has it
+    with pytest.raises(ConfigError, match=r"training.batch_size: input should be a valid integer.*"
+                       r"\(--grid training.batch_size\). Pass another --grid training.batch_size value"):  # fmt: skip
+        start("training.batch_size=uniform(8, 64)", search="random", trials=2)  # a fraction inside the range
+    with pytest.raises(ConfigError, match=r"training.batch_size: input should be greater than or equal to 1, got 0"):
+        start("training.batch_size=16,0")
+    with pytest.raises(ConfigError, match="--repeats 2 already trains every trial at seeds run.seed, run.seed"):
+        start("run.seed=1,2", repeats=2)
+    with pytest.raises(ConfigError, match="the sweep's own set-up cannot be varied"):
+        start("sweep.seed=1,2")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
+    from nnrun.sweep.orchestrate import retrain_command
+
+    _, state = start_sweep(SWEEP_CONFIG, ["training.epochs=3", "training.batch_size=8", "sweep.seed=4"],
+                           ["training.batch_size=16,32"], runs_dir=tmp_path)  # fmt: skip
+    command = retrain_command(state, {"model.layers.0.units": 64, "training.batch_size": 32})
+    assert command == (f"nnrun train {SWEEP_CONFIG} --set training.epochs=3 --set model.layers.0.units=64 "
+                       "--set training.batch_size=32 --set dataset.validation=none --name diabetes_sweep-best")
 
 
 def test_the_flags_set_sweep_keys_even_for_a_config_without_a_sweep_section(tmp_path):

@@ -68,7 +68,7 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
     elif budget is None:
         raise ConfigError(f"--search {search} needs --trials N (how many trials to run), e.g. --trials 20.")
     base = {**config.to_dict(), "sweep": None}
-    space.check_grid(grid, base)
+    space.check_grid(grid, base, section.repeats)
     metric, monitor = check_metric(section.metric or default_metric(config), section.prune, config)
     started = now()
     sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
@@ -76,7 +76,7 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
         id=sweep_dir.name, name=config.run.name, mode=search, grid=grid, metric=metric, base_config=base,
         config_file=str(config_path), budget=budget, seed=section.seed, prune=section.prune, monitor=monitor,
         direction="maximize" if default_descending(metric) else "minimize", repeats=section.repeats, smoke=smoke,
-        storage=section.storage, heartbeat_s=section.heartbeat, argv=list(argv),
+        storage=section.storage, heartbeat_s=section.heartbeat, argv=list(argv), sets=list(sets),
         started=started.isoformat(timespec="seconds"),
     )  # fmt: skip
     try:
@@ -100,7 +100,8 @@ def check_metric(metric: str, prune: str, config: RunConfig) -> tuple[str, str |
     """The compare column for ``metric``, and the epoch's log key the pruner hears for it (None without pruning).
 
     Raises:
-        ConfigError: not a metric, one that needs validation no trial has, or one the pruner cannot hear.
+        ConfigError: not a metric, one the trials do not log (or without the validation it needs), or one the
+            pruner cannot hear.
     """
     key = canonical(metric)
     numeric = [c for c in COLUMNS if any(w in c for w in ("accuracy", "loss"))] + ["test_r2", "test_mae", "test_rmse"]
@@ -113,18 +114,19 @@ def check_metric(metric: str, prune: str, config: RunConfig) -> tuple[str, str |
     if key.startswith(("best_val_", "validation.", "best_validation.")) and config.dataset.validation == "none":
         raise ConfigError(f"--metric {metric}: the trials have no validation data (dataset.validation is 'none'); add "
                           "--set dataset.validation=0.2 (or 'test'), or rank by another metric, e.g. --metric test_accuracy.")
+    head, _, rest = key.partition(".")
+    epochs = {"best_val_accuracy": "val_accuracy", "best_val_loss": "val_loss"}.get(key) or (
+        f"val_{rest}" if head in ("validation", "best_validation") else rest if head == "train" else None)
+    logged = metric_names(config, config.dataset.validation != "none")
+    if (need := epochs or (rest if head == "test" else None)) and need.removeprefix("val_") not in logged:
+        raise ConfigError(f"--metric {key}: the trials log only {', '.join(logged)}; add {need.removeprefix('val_')} "
+                          "to training.metrics, or rank by one of those.")  # fmt: skip
     if prune == "none":
         return key, None
-    head, _, rest = key.partition(".")
-    monitor = {"best_val_accuracy": "val_accuracy", "best_val_loss": "val_loss"}.get(key) or (
-        f"val_{rest}" if head in ("validation", "best_validation") else rest if head == "train" else None)
-    if monitor is None:
+    if epochs is None:
         raise ConfigError(f"--prune {prune} needs a metric logged after every epoch, such as val_accuracy or "
                           f"val_loss; --metric {key} is measured once, at the end. Pass --metric val_accuracy.")
-    if monitor not in (logged := metric_names(config, config.dataset.validation != "none")):
-        raise ConfigError(f"--metric {key}: --prune {prune} watches {monitor} after every epoch, but the trials log "
-                          f"only {', '.join(logged)}. Add it to training.metrics, or rank by one of those.")
-    return key, monitor
+    return key, epochs
 
 
 def work(
@@ -283,8 +285,11 @@ def refresh(sweep_dir: Path, state: SweepState, study: Any,
 
 
 def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
-    """``nnrun train CONFIG --set ...``: the best values, trained on all the training data in a new run."""
-    sets = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in params.items()]
+    """``nnrun train CONFIG --set ...``: the sweep's settings with the best values, on all the training data, in a new
+    run."""
+    varied = set(params)  # the sweep's --set values first (not its sweep: keys), then the trial's
+    sets = [s for s in state.sets if not s.startswith("sweep.") and space.normalize_key(s.split("=")[0]) not in varied]
+    sets += [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in params.items()]
     if state.base_config["dataset"].get("validation") not in ("none", "test", None):
         sets.append("dataset.validation=none")  # the validation part goes back into training
     words = ["nnrun", "train", state.config_file or "CONFIG"] + [w for s in sets for w in ("--set", s)]

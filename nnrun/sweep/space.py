@@ -89,16 +89,31 @@ def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Any]:
     return grid
 
 
-def check_grid(grid: dict[str, Any], base: dict[str, Any]) -> None:
-    """Every key must exist in the resolved config, and not be one the sweep sets itself."""
-    for key in grid:
+def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1) -> None:
+    """Every key must exist in the resolved config, be one a sweep may vary, and take each of its values alone
+    (a list's every value; a range's bounds and a point inside) as far as the schema types it. A layer's own
+    arguments (free-form) and the combinations are checked as each trial starts."""
+    for key, axis in grid.items():
         parts = parse_key(key)
-        if dotted(parts) in FIXED_KEYS or key.startswith("sweep"):
+        if key.startswith("sweep"):
+            raise ConfigError(f"sweep key {key}: the sweep's own set-up cannot be varied; set it once, with its flag "
+                              f"or --set {key}=...")  # fmt: skip
+        if dotted(parts) in FIXED_KEYS:
             raise ConfigError(f"sweep key {key}: a sweep sets run.name and run.runs_dir itself and cannot vary '{key}'.")
+        if dotted(parts) == "run.seed" and repeats > 1:
+            raise ConfigError(f"sweep key {key}: --repeats {repeats} already trains every trial at seeds run.seed, "
+                              "run.seed + 1, ...; drop --repeats or stop varying run.seed.")  # fmt: skip
         try:
             apply_override(copy.deepcopy(base), parts, None)
         except ConfigError as exc:
             raise ConfigError(str(exc).replace("--set ", "--grid ", 1)) from None
+        if isinstance(axis, str):
+            low, high = (bounds := parse_range(axis, key)).low, bounds.high
+            values = [low, high] if isinstance(low, int) else [low, low + (high - low) * 0.382, high]  # not whole
+        for value in axis if isinstance(axis, list) else values:
+            data = copy.deepcopy(base)
+            apply_override(data, parts, value)
+            validate_config({**data, "sweep": None}, source=f"--grid {key}", flags={dotted(parts): f"--grid {key} value"})
 
 
 def grid_choices(grid: dict[str, Any]) -> dict[str, list[Any]]:
@@ -137,7 +152,8 @@ def trial_config(base: dict[str, Any], params: dict[str, Any], *, name: str, run
     for key, value in params.items():
         apply_override(data, parse_key(key), value)
     data["run"].update(name=name, runs_dir=runs_dir)
-    return validate_config({**data, "sweep": None}, source=f"trial {name}")
+    flags = {dotted(parse_key(key)): f"--grid {key} value" for key in params}  # the fix names --grid, not --set
+    return validate_config({**data, "sweep": None}, source=f"trial {name}", flags=flags)
 
 
 def params_text(params: dict[str, Any]) -> str:

@@ -56,6 +56,7 @@ class SweepState:
     storage: str | None = None  # an RDB URL; None: study.journal here
     heartbeat_s: float = 10.0
     argv: list[str] = field(default_factory=list)
+    sets: list[str] = field(default_factory=list)  # the sweep's --set values (the retrain command repeats them)
     status: str = "running"
     started: str = ""
     finished: str | None = None
