@@ -222,8 +222,10 @@ def train(
     config_path: str | None = None,
     prepared: Prepared | None = None,
     pruning: Any = None,
+    extra: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train one config into a new run directory and return where it went (``pruning``: see ``fit_run``).
+    """Train one config into a new run directory and return where it went (``pruning``: see ``fit_run``; ``extra``:
+    more ``run.json`` keys, such as a sweep's ``trial``).
 
     Raises:
         ConfigError / DataError: before the run directory exists.
@@ -251,6 +253,7 @@ def train(
                 "epochs_target": 1 if smoke else config.training.epochs,
                 "config": config.to_dict(),  # = config.yaml, for readers of many runs (compare)
                 "signature": input_signature(prepared),
+                **(extra or {}),
             },
         )  # fmt: skip
         run.write_config(config.to_yaml())

@@ -480,6 +480,11 @@ def test_invalid_combination_is_reported_and_skipped(tmp_path):
     assert by_units[1].status == "completed"
     assert by_units[3].status == "invalid" and by_units[3].run_dir is None
     assert "set model.layers[2].units" in by_units[3].error or "units: 1 with sigmoid" in by_units[3].error
+    nothing = CliRunner().invoke(app, ["sweep", str(SWEEP_CONFIG), "--set", "training.epochs=1", "--grid", "model.layers.0.units=12",
+                                       "--grid", "training.batch_size=64", "--grid", "model.layers.2.units=3",
+                                       "--runs-dir", str(tmp_path)])  # fmt: skip
+    assert nothing.exit_code == 1 and "sweep failed: 1 invalid" in nothing.output  # nothing trained: no success
+    assert "--resume" not in nothing.output  # an invalid trial is not run again
 
 
 @pytest.mark.slow
@@ -649,12 +654,16 @@ def test_a_worker_killed_mid_trial_loses_only_that_trial_which_resumes_from_its_
 
 @pytest.mark.slow
 def test_repeats_rank_by_the_mean_over_seeds(tmp_path):
+    # Random search over one point: both trials draw the same values, and must still be a row each.
     result = CliRunner().invoke(app, ["sweep", str(SWEEP_CONFIG), "--set", "training.epochs=2", "--grid", "training.batch_size=64",
+                                      "--grid", "model.layers.0.units=12,64", "--search", "random", "--trials", "3",
                                       "--repeats", "3", "--runs-dir", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 0, result.output
     sweep_dir = Path(result.stdout.strip().splitlines()[-1])
     state = read_state(sweep_dir)
-    assert len(state.trials) == 2 and all(len(t.run_dirs) == 3 for t in state.trials)
+    assert len(state.trials) == 3 and all(len(t.run_dirs) == 3 for t in state.trials)
+    units = [t.params["model.layers.0.units"] for t in state.trials]
+    assert len(set(units)) < 3  # three trials, two points: two trials drew the same one
     for trial in state.trials:
         best = []
         for seed, run_dir in zip((42, 43, 44), trial.run_dirs):
@@ -665,11 +674,14 @@ def test_repeats_rank_by_the_mean_over_seeds(tmp_path):
         assert math.isclose(trial.value, mean, abs_tol=1e-9) and math.isclose(trial.std, std, abs_tol=1e-9)
         assert f"{mean:.4f} ± {std:.4f}" in result.output
     assert state.best["value"] == max(t.value for t in state.trials)
-    grouped = CliRunner().invoke(app, ["compare", str(sweep_dir), "--group-by", "model.layers.0.units", "--format", "json"])
-    rows = {r["model.layers[0].units"]: r for r in json.loads(grouped.stdout)}
+    best = state.best
+    assert f"best: trial {best['trial']}, best_val_accuracy {best['value']:.4f} ± {best['std']:.4f}" in result.output
+    grouped = CliRunner().invoke(app, ["compare", str(sweep_dir), "--group-by", "trial", "--format", "json"])
+    rows = {r["trial"]: r for r in json.loads(grouped.stdout)}
+    assert sorted(rows) == [1, 2, 3]  # one row per trial, as the sweep's table has
     for trial in state.trials:
-        cell = rows[trial.params["model.layers.0.units"]]
-        assert cell["runs"] == 3 and math.isclose(cell["best_val_accuracy"]["mean"], trial.value, abs_tol=1e-9)
+        assert rows[trial.index]["runs"] == 3
+        assert math.isclose(rows[trial.index]["best_val_accuracy"]["mean"], trial.value, abs_tol=1e-9)
 
 
 def test_resume_refuses_a_folder_that_is_not_a_sweep(tmp_path):

@@ -4,6 +4,7 @@ Importing this module loads only typer; the sweep code, Optuna and TensorFlow lo
 """
 
 # No `from __future__ import annotations`: typer reads the options from annotations built at def time.
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -97,6 +98,9 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
         spread = f" ± {best['std']:.4f}" if best.get("std") is not None else ""
         console.print(f"best: trial {best['trial']}, {state.metric} {best['value']:.4f}{spread}. "
                       f"Train it on all the training data:\n  {best['retrain']}", soft_wrap=True)
+    if any(t.status in ("failed", "interrupted") for t in state.trials):
+        console.print(f"Run the failed or interrupted trials again: nnrun sweep --resume {shlex.quote(str(path))}",
+                      soft_wrap=True)  # fmt: skip
     typer.echo(str(path))
     if state.status not in ("completed", "running"):
         raise typer.Exit(1)

@@ -275,7 +275,8 @@ def refresh(sweep_dir: Path, state: SweepState, study: Any,
         state.host, state.pid = socket.gethostname(), os.getpid()
         state.status = "running"
         if len(state.trials) >= state.budget and not running_count(study):
-            state.status = "completed" if all(t.status in DONE for t in state.trials) else "failed"
+            trained = any(t.status in ("completed", "pruned") for t in state.trials)  # not every trial invalid
+            state.status = "completed" if trained and all(t.status in DONE for t in state.trials) else "failed"
         if finished is not None:
             status, at, wall_s = finished
             state.status, state.finished = status or state.status, at.isoformat(timespec="seconds")
@@ -315,7 +316,8 @@ def resume_state(sweep_dir: str | Path, *, retry_failed: bool) -> SweepState:
 
 
 def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
-    """The compare table of the trials' runs, sorted by the sweep's metric; one row per trial with repeats.
+    """The compare table of the trials' runs, completed ones first, each part sorted by the sweep's metric; one row
+    per trial with repeats.
 
     Columns: name, status, the varied keys, the metric, test accuracy (R² for a regression) and duration. Invalid
     trials have no run directory; they appear in the notes.
@@ -327,8 +329,10 @@ def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
     test = "test_r2" if default_metric(validate_config(state.base_config)) == "val_loss" else "test_accuracy"
     columns = list(dict.fromkeys([*(["status"] if state.repeats > 1 else ["name", "status"]), *keys, state.metric,
                                   test, "duration"]))  # fmt: skip
+    # Repeats: a row per trial (its seeds; run.json's trial), though random and tpe may draw one point twice.
     comparison = compare_runs(paths, sort=state.metric, columns=[",".join(columns)],
-                              group_by=keys if state.repeats > 1 else None)  # fmt: skip
+                              group_by=["trial", *keys] if state.repeats > 1 else None)
+    comparison.records.sort(key=lambda row: row.status != "completed")  # a pruned trial's value is of fewer epochs
     comparison.notes.extend(f"trial {t.index} ({space.params_text(t.params)}): invalid, skipped: {t.error}"
                             for t in state.trials if t.status == "invalid")  # fmt: skip
     return comparison

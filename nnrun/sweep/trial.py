@@ -55,7 +55,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         try:
             seeded = {**params, "run.seed": seed} if state.repeats > 1 else params
             config = space.trial_config(state.base_config, seeded, name=run_name, runs_dir=str(sweep_dir))
-            run, status = _train_one(state, config, judge if repeat == 0 and state.monitor else None)
+            run, status = _train_one(state, config, judge if repeat == 0 and state.monitor else None, index)
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one trial's error must not end the sweep
             runs += [p.name for p in _runs_named(sweep_dir, run_name)[-1:] if p.name not in runs]
             invalid = isinstance(exc, (ConfigError, DataError)) and not runs  # it never trained
@@ -92,7 +92,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
     return value
 
 
-def _train_one(state: SweepState, config: Any, judge: Any) -> tuple[Path, str]:
+def _train_one(state: SweepState, config: Any, judge: Any, index: int) -> tuple[Path, str]:
     """Train one seed of the trial, or keep or resume the run an earlier attempt left.
 
     An earlier run resumes only when no process holds its ``run.lock`` (on any host): a worker whose heartbeat
@@ -118,7 +118,7 @@ def _train_one(state: SweepState, config: Any, judge: Any) -> tuple[Path, str]:
                 return result.run_dir, result.status
             except RunDirError:
                 pass  # not resumable after all (resume let go of the lock): train it again, in a new run directory
-        result = training.train(config, reporter=quiet, argv=state.argv, smoke=state.smoke,
+        result = training.train(config, reporter=quiet, argv=state.argv, smoke=state.smoke, extra={"trial": index},
                                 config_path=state.config_file, pruning=pruning)  # fmt: skip
         return result.run_dir, result.status
     finally:
