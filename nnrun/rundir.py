@@ -404,5 +404,6 @@ def open_run(path: str | Path) -> RunDir:
     if not path.is_dir():
         raise RunDirError(f"run directory {path} not found. `nnrun compare` lists the runs.")
     if not (path / RUN).is_file():
-        raise RunDirError(f"{path} is not an nnrun run directory (no {RUN}).")
+        hint = f"; it is a sweep: `nnrun compare {path}` shows its trials" if (path / SWEEP).is_file() else ""
+        raise RunDirError(f"{path} is not an nnrun run directory (no {RUN}){hint}.")
     return RunDir(path)

@@ -81,7 +81,7 @@ def _facts(info: dict[str, Any], status: str) -> list[tuple[str, str]]:
         ("git commit", info.get("git_commit")),
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
         ("command", shlex.join(info["argv"]) if isinstance(info.get("argv"), list) else None),
-        ("error", info.get("error")),
+        ("pruned" if status == "pruned" else "error", info.get("error")),  # a pruned run's reason is no error
     ]
     if status == "crashed":
         facts.append(("note", f"{rd.RUN} says running, but its process is gone: the run crashed."))

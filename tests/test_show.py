@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,18 @@ def test_not_a_run_and_a_corrupt_run_json(tmp_path):
     result = show(tmp_path / "nowhere")
     assert result.exit_code == 2 and "run directory" in result.stderr and "not found" in result.stderr
     assert show(tmp_path).exit_code == 2 and "is not an nnrun run directory (no run.json)" in show(tmp_path).stderr
+    (tmp_path / rd.SWEEP).write_text("{}")
+    assert f"it is a sweep: `nnrun compare {tmp_path}` shows its trials" in show(tmp_path).stderr
+    (tmp_path / rd.SWEEP).unlink()
     (tmp_path / rd.RUN).write_text("{\"status\": ")
     result = show(tmp_path)
     assert result.exit_code == 2 and "run.json: corrupt JSON" in result.stderr
     assert result.stderr.startswith("Error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_pruned_runs_reason_is_not_called_an_error(tmp_path):
+    run = rd.RunDir(rd.create_run_dir(tmp_path, "pruned", datetime(2026, 11, 24, 10, 0, 0)))
+    run.start(name="pruned", seed=1, argv=["nnrun", "sweep"], now=datetime(2026, 11, 24, 10, 0, 0))
+    run.finish("pruned", now=datetime(2026, 11, 24, 10, 0, 5), error="pruned after epoch 2: val_accuracy 0.51")
+    facts = {line.split()[0]: line for line in show(run.path).stderr.splitlines() if line.strip()}
+    assert facts["pruned"].split(None, 1)[1].strip() == "pruned after epoch 2: val_accuracy 0.51" and "error" not in facts
