@@ -252,6 +252,31 @@ def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_o
     assert [t.index for t in result.trials] == [1, 2, 3, 4]  # the retry took an Optuna number, not a trial index
 
 
+def test_ctrl_c_while_waiting_for_the_jobs_workers_stops_them_and_says_how_to_resume(tmp_path, monkeypatch):
+    """The main worker is done and waits for its --jobs helper; a SIGINT to it alone (kill -INT) stops both."""
+    import tempfile
+    import threading
+
+    from nnrun.sweep import orchestrate
+
+    for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "TF_NUM_INTEROP_THREADS"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # work() sets them for its workers; restored after
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a --join worker still training
+    monkeypatch.setattr(orchestrate, "_join_process", lambda sweep_dir: (helper, tempfile.TemporaryFile("w+")))
+    monkeypatch.setattr(orchestrate, "_optimize", lambda *args: None)  # this worker has nothing left to train
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    started = time.perf_counter()
+    try:
+        work(path, state, jobs=2)
+        stopped = None
+    except BaseException as exc:  # noqa: BLE001 - a bare KeyboardInterrupt is the failure this test looks for
+        stopped = exc
+    assert isinstance(stopped, RunInterrupted) and "nnrun sweep --resume" in str(stopped), repr(stopped)
+    assert helper.wait(timeout=10) == -signal.SIGINT and time.perf_counter() - started < 10  # stopped, not waited out
+    assert read_state(path).status == "interrupted"
+
+
 def test_cli_grid_replaces_the_config_section_key():
     config = load_config(SWEEP_CONFIG)
     grid = collect_grid(config, ["training.batch_size=8,32,128", "training.epochs=1,2"])

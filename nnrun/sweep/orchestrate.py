@@ -12,6 +12,7 @@ import math
 import os
 import shlex
 import shutil
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -168,7 +169,10 @@ def work(
             run_workers(sweep_dir, address=address, gpus_per_trial=gpus_per_trial, num_cpus=ray_cpus, echo=echo)
         else:
             _optimize(study, state, sweep_dir, echo)
+        _reap(helpers, echo)  # here, so that Ctrl-C while it waits stops the sweep as any other Ctrl-C does
     except KeyboardInterrupt:
+        for helper, _ in helpers:
+            helper.send_signal(signal.SIGINT)  # as Ctrl-C in a terminal does (kill -INT may reach this one only)
         refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
         raise RunInterrupted(f"sweep stopped; finished trials are kept in {sweep_dir}. "
                              f"Continue with: nnrun sweep --resume {shlex.quote(str(sweep_dir))}") from None
@@ -176,12 +180,7 @@ def work(
         refresh(sweep_dir, state, study, finished=("failed", now(), time.perf_counter() - started))
         raise
     finally:
-        for helper, log in helpers:
-            if helper.wait():
-                log.seek(0)
-                echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: "
-                     f"{(log.read().strip().splitlines() or [''])[-1]}")
-            log.close()
+        _reap(helpers, echo)
     refresh(sweep_dir, state, study, finished=(None, now(), time.perf_counter() - started))
     return state
 
@@ -221,6 +220,19 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
             # Optuna's tell of that trial then fails too: the retry another worker queued keeps the runs.
             echo(f"[red]trial {lost.pop()}/{state.budget} lost[/]: no heartbeat came from here in time, so another "
                  "worker failed it and queued it again; the runs it finished are kept.")
+
+
+def _reap(helpers: list[tuple[Any, Any]], echo: Callable[[str], None]) -> None:
+    """Wait for the ``--jobs`` workers, and show the last line of each that failed."""
+    while helpers:
+        helper, log = helpers[0]
+        code = helper.wait()
+        helpers.pop(0)  # after the wait: one that Ctrl-C cut short is still there for the caller to stop
+        if code:
+            log.seek(0)
+            echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: "
+                 f"{(log.read().strip().splitlines() or [''])[-1]}")
+        log.close()
 
 
 def _join_process(sweep_dir: Path) -> tuple[Any, Any]:
