@@ -209,8 +209,9 @@ def _show_runs(paths: list[Path] | None, fmt: str, output: Path | None, **option
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True, markup=True)
     if fmt == "table" and output is None:
         shown, total = len(comparison.records), comparison.total
-        if "runs" in comparison.columns:  # --group-by: a row per group
-            console.print(f"[dim]{shown} group{'s' if shown != 1 else ''} of {total} run{'s' if total != 1 else ''}[/]")
+        if "runs" in comparison.columns:  # --group-by: a row per group, of the runs the filters kept
+            runs = sum(row.fields.get("runs", 0) for row in comparison.records)
+            console.print(f"[dim]{shown} group{'s' if shown != 1 else ''} of {runs} run{'s' if runs != 1 else ''}[/]")
         else:
             console.print(f"[dim]{shown} run{'s' if shown != 1 else ''}" + (f" of {total}" if shown != total else "") + "[/]")
     return comparison

@@ -460,5 +460,7 @@ def test_group_by_gives_each_groups_run_count_and_mean_and_std_by_hand(tmp_path)
     table = invoke("compare", folder, "--group-by", "model.layers.0.units")
     assert "0.7400 ± 0.0400" in table.output and "mean ± standard deviation" in table.output
     assert "2 groups of 6 runs" in table.output
+    filtered = invoke("compare", folder, "--group-by", "model.layers.0.units", "--filter", "model.layers.0.units=64")
+    assert "1 group of 3 runs" in filtered.output  # the runs in the groups, not every run read
     result = invoke("compare", folder, "--group-by", "model.layers.0.unit")
     assert result.exit_code == 2 and "--group-by 'model.layers.0.unit': no run has the key" in result.output
