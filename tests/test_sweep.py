@@ -352,9 +352,34 @@ def test_the_flags_set_sweep_keys_even_for_a_config_without_a_sweep_section(tmp_
 
 def test_a_regression_sweep_ranks_by_any_test_metric_the_table_shows(tmp_path):
     config = ROOT / "configs" / "penguins_mass.yaml"
-    for metric, direction in (("test_r2", "maximize"), ("test_mae", "minimize"), ("test_rmse", "minimize")):
+    for metric, direction in (("test_r2", "maximize"), ("test_mae", "minimize"), ("test_rmse", "minimize"),
+                              ("test.r2", "maximize"), ("test.rmse", "minimize")):  # fmt: skip
         _, state = start_sweep(config, grid_options=[LR], search="random", trials=2, metric=metric, runs_dir=tmp_path)
         assert (state.metric, state.direction) == (metric, direction)
+    with pytest.raises(ConfigError, match="--metric test_accuracy: the trials log only loss, .*; rank these regressions"):
+        start_sweep(config, grid_options=[LR], search="random", trials=2, metric="test_accuracy", runs_dir=tmp_path)
+
+
+def test_the_table_of_a_sweep_whose_runs_name_no_trial_groups_by_the_keys(tmp_path):
+    """Runs of an older nnrun have no ``trial`` in run.json; grouping by it would fail."""
+    from nnrun import rundir as rd
+    from nnrun.sweep.orchestrate import sweep_comparison
+    from nnrun.sweep.space import trial_config
+    from nnrun.sweep.state import Trial
+
+    path, state = start_sweep(SWEEP_CONFIG, grid_options=["training.batch_size=16"], repeats=2, runs_dir=tmp_path)
+    params = {"model.layers.0.units": 12, "training.batch_size": 16}
+    trial = Trial(1, f"{state.name}-t01", params, status="completed")
+    for second, seed in enumerate((42, 43)):
+        config = trial_config(state.base_config, {**params, "run.seed": seed}, name=f"{trial.name}-seed{seed}",
+                              runs_dir=str(path))  # fmt: skip
+        run = rd.RunDir(rd.create_run_dir(path, config.run.name, datetime(2026, 1, 1, 0, 0, second)))
+        run.start(name=config.run.name, seed=seed, argv=[], now=datetime(2026, 1, 1), extra={"config": config.to_dict()})
+        run.finish("completed", now=datetime(2026, 1, 1, 0, 1))
+        trial.run_dirs.append(run.path.name)
+    state.trials = [trial]
+    comparison = sweep_comparison(path, state)
+    assert "trial" not in comparison.columns and [r.fields["runs"] for r in comparison.records] == [2]
 
 
 def test_resume_queues_a_failed_trial_again_even_after_its_heartbeat_retries(tmp_path):

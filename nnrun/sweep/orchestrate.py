@@ -118,10 +118,13 @@ def check_metric(metric: str, prune: str, config: RunConfig) -> tuple[str, str |
     head, _, rest = key.partition(".")
     epochs = {"best_val_accuracy": "val_accuracy", "best_val_loss": "val_loss"}.get(key) or (
         f"val_{rest}" if head in ("validation", "best_validation") else rest if head == "train" else None)
-    logged = metric_names(config, config.dataset.validation != "none")
-    if (need := epochs or (rest if head == "test" else None)) and need.removeprefix("val_") not in logged:
-        raise ConfigError(f"--metric {key}: the trials log only {', '.join(logged)}; add {need.removeprefix('val_')} "
-                          "to training.metrics, or rank by one of those.")  # fmt: skip
+    once = {"test_accuracy": "accuracy", "test_loss": "loss"}.get(key) or (rest if head == "test" else None)
+    logged, regression = metric_names(config, config.dataset.validation != "none"), default_metric(config) == "val_loss"
+    need = (epochs or once or "").removeprefix("val_")
+    if need and need not in logged and not (regression and once in ("mae", "rmse", "r2")):  # nnrun's own, at the end
+        fix = ("rank these regressions by val_loss, test_r2 or test_mae" if regression and need == "accuracy" else
+               f"add {need} to training.metrics, or rank by one of those")  # fmt: skip
+        raise ConfigError(f"--metric {key}: the trials log only {', '.join(logged)}; {fix}.")
     if prune == "none":
         return key, None
     if epochs is None:
@@ -342,8 +345,9 @@ def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
     columns = list(dict.fromkeys([*(["status"] if state.repeats > 1 else ["name", "status"]), *keys, state.metric,
                                   test, "duration"]))  # fmt: skip
     # Repeats: a row per trial (its seeds; run.json's trial), though random and tpe may draw one point twice.
+    trial = ["trial"] if any("trial" in rd.read_json(p / rd.RUN) for p in paths) else []  # not in older runs
     comparison = compare_runs(paths, sort=state.metric, columns=[",".join(columns)],
-                              group_by=["trial", *keys] if state.repeats > 1 else None)
+                              group_by=[*trial, *keys] if state.repeats > 1 else None)
     comparison.records.sort(key=lambda row: row.status != "completed")  # a pruned trial's value is of fewer epochs
     comparison.notes.extend(f"trial {t.index} ({space.params_text(t.params)}): invalid, skipped: {t.error}"
                             for t in state.trials if t.status == "invalid")  # fmt: skip
