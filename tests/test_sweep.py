@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -535,6 +536,30 @@ def test_invalid_combination_is_reported_and_skipped(tmp_path):
                                        "--runs-dir", str(tmp_path)])  # fmt: skip
     assert nothing.exit_code == 1 and "sweep failed: 1 invalid" in nothing.output  # nothing trained: no success
     assert "--resume" not in nothing.output  # an invalid trial is not run again
+
+
+@pytest.mark.slow
+def test_a_run_of_the_trials_name_is_kept_only_if_it_trained_the_trials_config(tmp_path):
+    """A retry keeps an earlier finished run by name; one of another config under that name is not the trial's."""
+    from nnrun import rundir as rd
+    from nnrun.sweep.space import trial_config
+    from nnrun.sweep.trial import _train_one
+
+    path, state = start_sweep(SWEEP_CONFIG, sets=["training.epochs=1"], runs_dir=tmp_path)
+    name = f"{state.name}-t04"
+    config = trial_config(state.base_config, {"model.layers.0.units": 12, "training.batch_size": 16}, name=name,
+                          runs_dir=str(path))  # fmt: skip
+    other = trial_config(state.base_config, {"model.layers.0.units": 64, "training.batch_size": 64}, name=name,
+                         runs_dir=str(path))  # fmt: skip
+    for planted_config, kept in ((other, False), (config, True)):
+        planted = rd.RunDir(rd.create_run_dir(path, name, datetime(2026, 1, 1, 0, 0, int(kept))))
+        planted.start(name=name, seed=42, argv=[], now=datetime(2026, 1, 1), extra={"config": planted_config.to_dict()})
+        planted.finish("completed", now=datetime(2026, 1, 1, 0, 1))
+        run, status = _train_one(state, config, None, 4)
+        assert (run == planted.path) is kept and status == "completed"
+        if not kept:
+            assert json.loads((run / "run.json").read_text())["config"]["model"]["layers"][0]["units"] == 12  # trained
+            shutil.rmtree(run)
 
 
 @pytest.mark.slow

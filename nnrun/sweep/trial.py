@@ -108,7 +108,8 @@ def _train_one(state: SweepState, config: Any, judge: Any, index: int) -> tuple[
     pruning = make_pruning_callback(state.monitor, judge) if judge else None
     quiet = Reporter(make_console(quiet=True))
     earlier = _runs_named(Path(config.run.runs_dir), config.run.name)[-1:]
-    status = read_record(earlier[0]).status if earlier else None
+    record = read_record(earlier[0]) if earlier else None
+    status = record.status if record and record.config == config.to_dict() else None  # else another trial's run
     if status in ("completed", "pruned"):
         return earlier[0], status
     try:
