@@ -175,7 +175,7 @@ def work(
         _reap(helpers, echo)  # here, so that Ctrl-C while it waits stops the sweep as any other Ctrl-C does
     except KeyboardInterrupt:
         for helper, _ in helpers:
-            helper.send_signal(signal.SIGINT)  # as Ctrl-C in a terminal does (kill -INT may reach this one only)
+            helper.send_signal(signal.SIGINT)  # Ctrl-C, passed on: each finishes its epoch and tells it interrupted
         refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
         raise RunInterrupted(f"sweep stopped; finished trials are kept in {sweep_dir}. "
                              f"Continue with: nnrun sweep --resume {shlex.quote(str(sweep_dir))}") from None
@@ -246,7 +246,9 @@ def _join_process(sweep_dir: Path) -> tuple[Any, Any]:
 
     log = tempfile.TemporaryFile("w+")  # its own table and lines: kept for an error, not shown twice
     command = [sys.executable, "-m", "nnrun", "sweep", "--join", str(sweep_dir)]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True), log
+    # A session of its own: a terminal's Ctrl-C reaches this worker only, which passes it on once (a second one
+    # would stop the helper's epoch at once).
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True, start_new_session=True), log
 
 
 def trial_name(state: SweepState, index: int) -> str:
