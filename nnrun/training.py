@@ -210,6 +210,7 @@ class TrainResult:
     status: str
     metrics: dict[str, Any]
     duration_s: float
+    stopped: str | None = None  # a signal that came in the last epoch: the run completed, the caller may stop too
 
 
 def train(
@@ -359,7 +360,7 @@ def fit_run(
         run.write_metrics(metrics)
         info = run.finish("completed", now=now(), epochs_run=len(rows), fit_s=fit_s)
         _print_result(reporter, run, metrics, info["duration_s"])
-        return TrainResult(run.path, "completed", metrics, time.perf_counter() - t0)
+        return TrainResult(run.path, "completed", metrics, time.perf_counter() - t0, stop.signal)
     except RunInterrupted as exc:
         run.finish("interrupted", now=now(), error=str(exc), epochs_run=len(callbacks[0].rows))
         raise

@@ -278,6 +278,22 @@ def test_ctrl_c_while_waiting_for_the_jobs_workers_stops_them_and_says_how_to_re
     assert read_state(path).status == "interrupted"
 
 
+def test_a_trial_that_heard_ctrl_c_in_its_last_epoch_stops_the_worker_after_it_is_told(tmp_path, monkeypatch):
+    from nnrun.sweep import orchestrate
+
+    def completed_but_stopped(trial, index, name, params, state, sweep_dir, echo):  # Optuna's side is real
+        trial.set_user_attr("status", "completed")
+        trial.set_user_attr("stopped", "SIGINT" if index == 1 else None)
+        return 0.5
+
+    monkeypatch.setattr(orchestrate, "run_trial", completed_but_stopped)
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
+    with pytest.raises(RunInterrupted, match="nnrun sweep --resume"):
+        work(path, state)
+    stopped = read_state(path)
+    assert stopped.status == "interrupted" and [(t.index, t.status, t.value) for t in stopped.trials] == [(1, "completed", 0.5)]
+
+
 def test_cli_grid_replaces_the_config_section_key():
     config = load_config(SWEEP_CONFIG)
     grid = collect_grid(config, ["training.batch_size=8,32,128", "training.epochs=1,2"])
@@ -555,11 +571,38 @@ def test_a_run_of_the_trials_name_is_kept_only_if_it_trained_the_trials_config(t
         planted = rd.RunDir(rd.create_run_dir(path, name, datetime(2026, 1, 1, 0, 0, int(kept))))
         planted.start(name=name, seed=42, argv=[], now=datetime(2026, 1, 1), extra={"config": planted_config.to_dict()})
         planted.finish("completed", now=datetime(2026, 1, 1, 0, 1))
-        run, status = _train_one(state, config, None, 4)
+        run, status, _ = _train_one(state, config, None, 4)
         assert (run == planted.path) is kept and status == "completed"
         if not kept:
             assert json.loads((run / "run.json").read_text())["config"]["model"]["layers"][0]["units"] == 12  # trained
             shutil.rmtree(run)
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_trials_last_epoch_completes_it_and_stops_the_sweep(tmp_path, monkeypatch):
+    """The run finishes its last epoch and completes, as ``nnrun train`` does; the sweep must not go on."""
+    from nnrun import training
+
+    original = training.make_run_callbacks
+
+    def interrupting(*args, **kwargs):
+        from nnrun.tf import import_keras
+
+        class CtrlC(import_keras().callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if epoch == 1:  # the last of 2
+                    os.kill(os.getpid(), signal.SIGINT)
+
+        return [*original(*args, **kwargs), CtrlC()]
+
+    monkeypatch.setattr(training, "make_run_callbacks", interrupting)
+    path, state = start_sweep(SWEEP_CONFIG, sets=TWO_EPOCHS, grid_options=["training.batch_size=16,64"], runs_dir=tmp_path)
+    with pytest.raises(RunInterrupted, match="nnrun sweep --resume"):
+        work(path, state)
+    stopped = read_state(path)
+    assert stopped.status == "interrupted" and [t.status for t in stopped.trials] == ["completed"]  # no trial 2
+    run = json.loads((path / stopped.trials[0].run_dir / "run.json").read_text())
+    assert run["status"] == "completed" and run["epochs_run"] == 2
 
 
 @pytest.mark.slow

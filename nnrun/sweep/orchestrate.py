@@ -206,10 +206,15 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
             lost.append(index)
             raise
 
+    def told(study: Any, frozen: Any) -> None:
+        refresh(sweep_dir, state, study)
+        if frozen.user_attrs.get("stopped"):  # Ctrl-C came in the trial's last epoch: it completed, the sweep stops
+            raise KeyboardInterrupt
+
     waited = False
     while True:
         try:
-            study.optimize(objective, catch=(TrialFailed,), callbacks=[lambda study, _: refresh(sweep_dir, state, study)])
+            study.optimize(objective, catch=(TrialFailed,), callbacks=[told])
         except BudgetSpent:
             if not (others := running_count(study)):
                 return

@@ -42,7 +42,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
     Returns the sweep metric (the mean over the seeds). A pruned, failed, invalid or interrupted trial raises
     ``TrialPruned``, ``TrialFailed`` or ``KeyboardInterrupt`` for Optuna to record; its own errors never escape.
     """
-    started, reported, runs, values, status, error = time.perf_counter(), [], [], [], "completed", None
+    started, reported, runs, values, status, error, stopped = time.perf_counter(), [], [], [], "completed", None, None
 
     def judge(epoch: int, value: float) -> bool:
         trial.report(value, epoch)
@@ -55,7 +55,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         try:
             seeded = {**params, "run.seed": seed} if state.repeats > 1 else params
             config = space.trial_config(state.base_config, seeded, name=run_name, runs_dir=str(sweep_dir))
-            run, status = _train_one(state, config, judge if repeat == 0 and state.monitor else None, index)
+            run, status, stopped = _train_one(state, config, judge if repeat == 0 and state.monitor else None, index)
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one trial's error must not end the sweep
             runs += [p.name for p in _runs_named(sweep_dir, run_name)[-1:] if p.name not in runs]
             invalid = isinstance(exc, (ConfigError, DataError)) and not runs  # it never trained
@@ -69,13 +69,16 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         values.append(pruned_at if status == "pruned" else run_value(run, state.metric))
         if status == "pruned":
             break
+        if stopped and repeat < state.repeats - 1:  # Ctrl-C in a seed's last epoch: the other seeds wait
+            status, error = "interrupted", f"{stopped}: stopped after seed {seed}"
+            break
     measured = [v for v in values if not math.isnan(v)]
     if status == "completed" and len(measured) < len(values):
         status, error = "failed", f"no {state.metric} in the trial's run directories"
     duration = time.perf_counter() - started
     attrs = {"status": status, "error": error, "run_dirs": runs, "values": values, "duration_s": round(duration, 3),
              "std": statistics.stdev(measured) if len(measured) > 1 else None, "host": socket.gethostname(),
-             "pid": os.getpid(), "number": trial.number}  # fmt: skip
+             "pid": os.getpid(), "number": trial.number, "stopped": stopped}  # fmt: skip
     for key, attr in attrs.items():
         trial.set_user_attr(key, attr)
     value = statistics.fmean(measured) if status == "completed" else None
@@ -92,8 +95,9 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
     return value
 
 
-def _train_one(state: SweepState, config: Any, judge: Any, index: int) -> tuple[Path, str]:
-    """Train one seed of the trial, or keep or resume the run an earlier attempt left.
+def _train_one(state: SweepState, config: Any, judge: Any, index: int) -> tuple[Path, str, str | None]:
+    """Train one seed of the trial, or keep or resume the run an earlier attempt left; its run directory, status and
+    the signal that came during its last epoch (the run completed; the sweep is to stop), if any.
 
     An earlier run resumes only when no process holds its ``run.lock`` (on any host): a worker whose heartbeat
     stopped may only be slow, and two processes must never train in one run directory. Else a new run trains.
@@ -111,17 +115,17 @@ def _train_one(state: SweepState, config: Any, judge: Any, index: int) -> tuple[
     record = read_record(earlier[0]) if earlier else None
     status = record.status if record and record.config == config.to_dict() else None  # else another trial's run
     if status in ("completed", "pruned"):
-        return earlier[0], status
+        return earlier[0], status, None
     try:
         if status in ("interrupted", "crashed") and (earlier[0] / rd.LAST_CHECKPOINT).is_file():
             try:
                 result = training.resume(earlier[0], reporter=quiet, argv=state.argv, pruning=pruning)
-                return result.run_dir, result.status
+                return result.run_dir, result.status, result.stopped
             except RunDirError:
                 pass  # not resumable after all (resume let go of the lock): train it again, in a new run directory
         result = training.train(config, reporter=quiet, argv=state.argv, smoke=state.smoke, extra={"trial": index},
                                 config_path=state.config_file, pruning=pruning)  # fmt: skip
-        return result.run_dir, result.status
+        return result.run_dir, result.status, result.stopped
     finally:
         rd.release_all()  # a run that failed before it finished is not left locked while this worker goes on
 
