@@ -262,19 +262,22 @@ def test_ctrl_c_while_waiting_for_the_jobs_workers_stops_them_and_says_how_to_re
 
     for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "TF_NUM_INTEROP_THREADS"):
         monkeypatch.setenv(name, os.environ.get(name, ""))  # work() sets them for its workers; restored after
-    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a --join worker still training
+    helper = subprocess.Popen([sys.executable, "-c", "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: "
+                               "sys.exit(130)); time.sleep(60)"])  # a --join worker still training; 130 as nnrun's  # fmt: skip
     monkeypatch.setattr(orchestrate, "_join_process", lambda sweep_dir: (helper, tempfile.TemporaryFile("w+")))
     monkeypatch.setattr(orchestrate, "_optimize", lambda *args: None)  # this worker has nothing left to train
     path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
     threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
     started = time.perf_counter()
+    lines = []
     try:
-        work(path, state, jobs=2)
+        work(path, state, jobs=2, echo=lines.append)
         stopped = None
     except BaseException as exc:  # noqa: BLE001 - a bare KeyboardInterrupt is the failure this test looks for
         stopped = exc
     assert isinstance(stopped, RunInterrupted) and "nnrun sweep --resume" in str(stopped), repr(stopped)
-    assert helper.wait(timeout=10) == -signal.SIGINT and time.perf_counter() - started < 10  # stopped, not waited out
+    assert helper.wait(timeout=10) == 130 and time.perf_counter() - started < 10  # stopped, not waited out
+    assert not [line for line in lines if "ended with exit code" in line]  # interrupted as asked: no red line
     assert read_state(path).status == "interrupted"
 
 

@@ -28,7 +28,7 @@ from nnrun.compare.query import default_descending
 from nnrun.config import RunConfig, load_config, validate_config
 from nnrun.config.schema import SweepConfig
 from nnrun.datasets.table import resolve_task
-from nnrun.errors import ConfigError, NnrunError, RunInterrupted
+from nnrun.errors import ConfigError, ExitCode, NnrunError, RunInterrupted
 from nnrun.keras_names import metric_names
 from nnrun.sweep import space
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
@@ -231,12 +231,13 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
 
 
 def _reap(helpers: list[tuple[Any, Any]], echo: Callable[[str], None]) -> None:
-    """Wait for the ``--jobs`` workers, and show the last line of each that failed."""
+    """Wait for the ``--jobs`` workers, and show the last line of each that failed (not of one interrupted: this
+    worker was too, and says how to resume)."""
     while helpers:
         helper, log = helpers[0]
         code = helper.wait()
         helpers.pop(0)  # after the wait: one that Ctrl-C cut short is still there for the caller to stop
-        if code:
+        if code not in (0, ExitCode.INTERRUPTED):
             log.seek(0)
             echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: "
                  f"{(log.read().strip().splitlines() or [''])[-1]}")
