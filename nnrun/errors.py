@@ -44,9 +44,16 @@ class RunDirError(NnrunError):
 
 
 class RunInterrupted(NnrunError):
-    """Training stopped on Ctrl-C or SIGTERM after saving what it had (exit code 130)."""
+    """Training stopped on Ctrl-C or SIGTERM after saving what it had (exit code 130).
+
+    ``what`` is what happened; ``resume``, the command that continues, is added to the message after it.
+    """
 
     exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, what: str, resume: str | None = None) -> None:
+        super().__init__(f"{what} Continue with: {resume}" if resume else what)
+        self.what = what
 
 
 def first_line(exc: BaseException) -> str:

@@ -339,7 +339,7 @@ def fit_run(
         if stop.requested and len(rows) < epochs:  # a stop during the last epoch still completes the run
             raise RunInterrupted(
                 f"{stop.signal}: stopped after {len(rows)} completed epoch(s); history and checkpoint kept in "
-                f"{run.path}. Continue with: nnrun train --resume {run.path}"
+                f"{run.path}.", resume=f"nnrun train --resume {run.path}"
             )
         if pruning is not None and pruning.reason:
             run.finish("pruned", now=now(), error=pruning.reason, epochs_run=len(rows))

@@ -177,8 +177,8 @@ def work(
         for helper, _ in helpers:
             helper.send_signal(signal.SIGINT)  # Ctrl-C, passed on: each finishes its epoch and tells it interrupted
         refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
-        raise RunInterrupted(f"sweep stopped; finished trials are kept in {sweep_dir}. "
-                             f"Continue with: nnrun sweep --resume {shlex.quote(str(sweep_dir))}") from None
+        raise RunInterrupted(f"sweep stopped; finished trials are kept in {sweep_dir}.",
+                             resume=f"nnrun sweep --resume {shlex.quote(str(sweep_dir))}") from None
     except NnrunError:  # Ray unreachable, or every Ray worker stopped
         refresh(sweep_dir, state, study, finished=("failed", now(), time.perf_counter() - started))
         raise

@@ -63,7 +63,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
             status = "interrupted" if interrupted else "invalid" if invalid else "failed"
             detail = f": {first_line(exc)}" if str(exc).strip() else ""
             error = str(exc) if isinstance(exc, NnrunError) else type(exc).__name__ + detail
-            error = error.split(" Continue with: nnrun train --resume")[0]  # the sweep's --resume continues it
+            error = exc.what if isinstance(exc, RunInterrupted) else error  # the sweep's --resume continues it
             break
         runs.append(run.name)
         pruned_at = reported[-1] if reported else math.nan  # an earlier attempt's pruned run reports nothing
