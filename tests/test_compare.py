@@ -357,6 +357,16 @@ def test_wide_tables_are_cut_to_the_terminal_width():
     assert max(len(line) for line in text.splitlines()) <= 50 and "…" in text
 
 
+def test_a_groups_mean_and_std_are_shown_to_the_digits_their_column_needs():
+    from nnrun.compare.query import MeanStd
+    from nnrun.compare.tables import display
+
+    assert display("model.layers[0].units", MeanStd([1.0, 2.0, 2.0, 3.0, 3.0])) == "2.2 ± 0.837"  # not 0.83666
+    assert display("test_accuracy", MeanStd([0.70, 0.74, 0.78])) == "0.7400 ± 0.0400"
+    assert display("duration", MeanStd([30.0, 90.0])) == "1m00s ± 42.4s"
+    assert display("epochs", MeanStd([5.0])) == "5"
+
+
 # ------------------------------------------------------------------ speed
 
 

@@ -52,7 +52,10 @@ def display(column: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, MeanStd):
-        return display(column, float(value)) + (f" ± {display(column, value.std)}" if value.std is not None else "")
+        if value.std is None:
+            return display(column, float(value))
+        plain = column not in ("duration", "params") and not _metric_like(column)  # units, rates: 2.2 ± 1.1
+        return display(column, float(value)) + f" ± {f'{value.std:.3g}' if plain else display(column, value.std)}"
     if isinstance(value, bool):
         return str(value).lower()
     if column == "duration" and isinstance(value, (int, float)):
@@ -62,9 +65,12 @@ def display(column: str, value: Any) -> str:
     if column == "params" and isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        metric_like = any(w in column for w in (*HIGHER_IS_BETTER, "loss", "mae", "mse")) and column != "learning_rate"
-        return f"{value:.4f}" if metric_like else f"{value:g}"
+        return f"{value:.4f}" if _metric_like(column) else f"{value:g}"
     return text_of(value)
+
+
+def _metric_like(column: str) -> bool:
+    return any(w in column for w in (*HIGHER_IS_BETTER, "loss", "mae", "mse")) and column != "learning_rate"
 
 
 def format_duration(seconds: float) -> str:
