@@ -322,10 +322,16 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
         start("model.layers.5.units=1,2")
     with pytest.raises(ConfigError, match="cannot vary 'run.name'"):
         start("run.name=a,b")
-    with pytest.raises(ConfigError, match="no validation data.*--set dataset.validation=0.2"):
+    with pytest.raises(ConfigError, match="sweep.metric val_accuracy: the trials have no validation data.*"
+                       "--set dataset.validation=0.2"):  # fmt: skip
         start(sets=["dataset.validation=none"])
+    with pytest.raises(ConfigError, match="the default metric val_accuracy: the trials have no validation data"):
+        start_sweep(ROOT / "configs" / "diabetes_mlp.yaml", ["dataset.validation=none"], [LR], search="random",
+                    trials=2, runs_dir=tmp_path)  # fmt: skip
     with pytest.raises(ConfigError, match="--metric 'speed': not a metric"):
         start(metric="speed")
+    with pytest.raises(ConfigError, match="sweep.metric 'speed': not a metric"):  # named as the user gave it
+        start(sets=["sweep.metric=speed"])
     with pytest.raises(ConfigError, match="--metric test_r2: only a regression's runs measure it"):
         start(metric="test_r2")
     with pytest.raises(ConfigError, match="validation.auc: the trials log only loss, accuracy, val_loss, val_accuracy; add "

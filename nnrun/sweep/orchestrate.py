@@ -70,7 +70,8 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
         raise ConfigError(f"--search {search} needs --trials N (how many trials to run), e.g. --trials 20.")
     base = {**config.to_dict(), "sweep": None}
     space.check_grid(grid, base, section.repeats)
-    metric, monitor = check_metric(section.metric or default_metric(config), section.prune, config)
+    said = "--metric" if "metric" in keys else "sweep.metric" if section.metric else "the default metric"
+    metric, monitor = check_metric(section.metric or default_metric(config), section.prune, config, said)
     started = now()
     sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
     state = SweepState(
@@ -97,8 +98,9 @@ def default_metric(config: RunConfig) -> str:
     return "val_loss" if task == "regression" else "val_accuracy"
 
 
-def check_metric(metric: str, prune: str, config: RunConfig) -> tuple[str, str | None]:
-    """The compare column for ``metric``, and the epoch's log key the pruner hears for it (None without pruning).
+def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metric") -> tuple[str, str | None]:
+    """The compare column for ``metric``, and the epoch's log key the pruner hears for it (None without pruning);
+    ``said`` is where the metric came from, for the errors: ``--metric``, ``sweep.metric`` or the default.
 
     Raises:
         ConfigError: not a metric, one the trials do not log (or without the validation it needs), or one the
@@ -107,13 +109,13 @@ def check_metric(metric: str, prune: str, config: RunConfig) -> tuple[str, str |
     key = canonical(metric)
     numeric = [c for c in COLUMNS if any(w in c for w in ("accuracy", "loss"))] + ["test_r2", "test_mae", "test_rmse"]
     if key not in numeric and key.partition(".")[0] not in METRIC_SECTIONS:
-        raise ConfigError(f"--metric {metric!r}: not a metric the compare table has. Use one of {', '.join(numeric)}, "
+        raise ConfigError(f"{said} {metric!r}: not a metric the compare table has. Use one of {', '.join(numeric)}, "
                           "or a metrics.json path such as test.accuracy, validation.loss or best_validation.auc.")
     if key in ("test_r2", "test_mae", "test_rmse") and default_metric(config) != "val_loss":
-        raise ConfigError(f"--metric {metric}: only a regression's runs measure it, and these trials classify; "
+        raise ConfigError(f"{said} {metric}: only a regression's runs measure it, and these trials classify; "
                           "rank them by test_accuracy or val_accuracy, say.")  # fmt: skip
     if key.startswith(("best_val_", "validation.", "best_validation.")) and config.dataset.validation == "none":
-        raise ConfigError(f"--metric {metric}: the trials have no validation data (dataset.validation is 'none'); add "
+        raise ConfigError(f"{said} {metric}: the trials have no validation data (dataset.validation is 'none'); add "
                           "--set dataset.validation=0.2 (or 'test'), or rank by another metric, e.g. --metric test_accuracy.")
     head, _, rest = key.partition(".")
     epochs = {"best_val_accuracy": "val_accuracy", "best_val_loss": "val_loss"}.get(key) or (
@@ -124,12 +126,12 @@ def check_metric(metric: str, prune: str, config: RunConfig) -> tuple[str, str |
     if need and need not in logged and not (regression and once in ("mae", "rmse", "r2")):  # nnrun's own, at the end
         fix = ("rank these regressions by val_loss, test_r2 or test_mae" if regression and need == "accuracy" else
                f"add {need} to training.metrics, or rank by one of those")  # fmt: skip
-        raise ConfigError(f"--metric {key}: the trials log only {', '.join(logged)}; {fix}.")
+        raise ConfigError(f"{said} {key}: the trials log only {', '.join(logged)}; {fix}.")
     if prune == "none":
         return key, None
     if epochs is None:
         raise ConfigError(f"--prune {prune} needs a metric logged after every epoch, such as val_accuracy or "
-                          f"val_loss; --metric {key} is measured once, at the end. Pass --metric val_accuracy.")
+                          f"val_loss; {said} {key} is measured once, at the end. Pass --metric val_accuracy.")
     return key, epochs
 
 
