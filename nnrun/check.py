@@ -18,10 +18,12 @@ def check_config(config: Any, path: Path) -> list[Any]:
     from rich.syntax import Syntax
     from rich.text import Text
 
-    from nnrun.training import model_summary, prepare
-
     out: list[Any] = [f"[green]✓[/] {path}: schema valid",
                       Syntax(config.to_yaml(), "yaml", theme="ansi_dark", background_color="default")]
+    if config.sweep is not None:  # checked before TensorFlow loads, as nnrun sweep checks it
+        out.append(sweep_line(config))
+
+    from nnrun.training import model_summary, prepare
 
     images, sample = config.dataset.name == "images", None
     if images:  # counted by listing; only a sample (as --smoke takes) is decoded to check the model
@@ -43,6 +45,17 @@ def check_config(config: Any, path: Path) -> list[Any]:
     out.append(f"[green]✓[/] {path}: data, model, loss, metrics and callbacks fit together "
                f"(steps_per_execution {prepared.steps_per_execution})")
     return out
+
+
+def sweep_line(config: Any) -> str:
+    """The sweep that the config's ``sweep:`` section describes, checked as ``nnrun sweep`` checks it first."""
+    from nnrun.sweep.orchestrate import plan
+
+    sweep = plan(config)
+    extras = [f"{sweep['prune']} pruning" if sweep["prune"] != "none" else "",
+              f"{sweep['repeats']} seeds each" if sweep["repeats"] > 1 else ""]
+    return (f"[green]✓[/] sweep: {sweep['mode']} search, {sweep['budget']} trials over {', '.join(sweep['grid'])}; "
+            f"ranked by {sweep['metric']} ({'higher' if sweep['direction'] == 'maximize' else 'lower'} is better){''.join(f', {e}' for e in extras if e)}")
 
 
 def image_overview(config: Any) -> tuple[list[Any], Any]:

@@ -318,6 +318,8 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
 
     with pytest.raises(ConfigError, match=r"--grid model.layers\[0\].unit: there is no key 'unit'.*did you mean 'units'"):
         start("model.layers.0.unit=1,2")
+    with pytest.raises(ConfigError, match=r"^sweep.grid model.layers\[0\].unit: there is no key 'unit'"):  # as written
+        start(sets=["sweep.grid={model.layers.0.unit: [1, 2]}"])
     with pytest.raises(ConfigError, match="list of 3 items"):
         start("model.layers.5.units=1,2")
     with pytest.raises(ConfigError, match="cannot vary 'run.name'"):
@@ -347,6 +349,20 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
     with pytest.raises(ConfigError, match="the sweep's own set-up cannot be varied"):
         start("sweep.seed=1,2")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_check_shows_the_sweep_of_a_configs_sweep_section_and_refuses_a_bad_one_before_tensorflow(tmp_path):
+    from nnrun.check import sweep_line
+
+    line = sweep_line(load_config(SWEEP_CONFIG, ["sweep.prune=median", "sweep.repeats=3"]))
+    assert line.endswith("sweep: grid search, 4 trials over model.layers.0.units, training.batch_size; ranked by "
+                         "best_val_accuracy (higher is better), median pruning, 3 seeds each")  # fmt: skip
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SWEEP_CONFIG.read_text().replace("model.layers.0.units:", "model.layers.0.unit:"))
+    code = "import sys\nfrom nnrun.cli import app\ntry:\n    app()\nfinally:\n    assert 'tensorflow' not in sys.modules"
+    result = subprocess.run([sys.executable, "-c", code, "check", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert "sweep.grid model.layers[0].unit: there is no key 'unit'" in result.stderr.replace("\n", "")
 
 
 def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):

@@ -40,7 +40,7 @@ _STATES = {"RUNNING": "running", "WAITING": "pending", "COMPLETE": "completed", 
 
 def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: list[str] = (), *, smoke: bool = False,
                 argv: list[str] = (), now: Callable[[], datetime] = datetime.now, **flags: Any) -> tuple[Path, SweepState]:
-    """Check the space, metric and pruner, then create the sweep folder, its study and ``sweep.json``.
+    """Check the space, metric and pruner (``plan``), then create the sweep folder, its study and ``sweep.json``.
 
     ``flags`` (``search="tpe"``, ``trials=30``, ``runs_dir``, ``name``...) set the ``sweep:`` section's keys and
     ``run.runs_dir`` and ``run.name``, as the command's flags do; None leaves a key as the config has it.
@@ -58,6 +58,29 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
                    **({"random": None} if {"search", "trials"} & keys.keys() else {}), **keys}
         config = validate_config({**data, "sweep": section}, source=f"{config_path} with the sweep's flags",
                                  flags={f"sweep.{key}": f"--{key}" for key in keys})  # the flag wins over --set
+    checked = plan(config, grid_options, given=keys)
+    started = now()
+    sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
+    state = SweepState(id=sweep_dir.name, name=config.run.name, config_file=str(config_path), smoke=smoke,
+                       argv=list(argv), sets=list(sets), started=started.isoformat(timespec="seconds"), **checked)
+    try:
+        study = open_study(sweep_dir, state, create=True)
+    except BaseException:
+        shutil.rmtree(sweep_dir, ignore_errors=True)  # a sweep folder without its study is no sweep
+        raise
+    for key in ("metric", "mode", "prune", "budget", "repeats"):
+        study.set_user_attr(f"nnrun.{key}", getattr(state, key))
+    write_state(sweep_dir, state)
+    return sweep_dir, state
+
+
+def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> dict[str, Any]:
+    """The sweep that ``config`` (its ``sweep:`` section) and ``--grid`` options describe, checked as far as it can be
+    without training: ``SweepState``'s set-up fields. ``given``: the sweep keys a flag set (errors name the flag).
+
+    Raises:
+        ConfigError: a bad grid key, value, range, search, pruner or metric.
+    """
     grid = space.collect_grid(config, list(grid_options))
     section = config.sweep or SweepConfig()
     if section.random and (section.search not in (None, "random") or section.trials):
@@ -69,27 +92,12 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
     elif budget is None:
         raise ConfigError(f"--search {search} needs --trials N (how many trials to run), e.g. --trials 20.")
     base = {**config.to_dict(), "sweep": None}
-    space.check_grid(grid, base, section.repeats)
-    said = "--metric" if "metric" in keys else "sweep.metric" if section.metric else "the default metric"
+    space.check_grid(grid, base, section.repeats, flags={space.parse_grid_option(text)[0] for text in grid_options})
+    said = "--metric" if "metric" in given else "sweep.metric" if section.metric else "the default metric"
     metric, monitor = check_metric(section.metric or default_metric(config), section.prune, config, said)
-    started = now()
-    sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
-    state = SweepState(
-        id=sweep_dir.name, name=config.run.name, mode=search, grid=grid, metric=metric, base_config=base,
-        config_file=str(config_path), budget=budget, seed=section.seed, prune=section.prune, monitor=monitor,
-        direction="maximize" if default_descending(metric) else "minimize", repeats=section.repeats, smoke=smoke,
-        storage=section.storage, heartbeat_s=section.heartbeat, argv=list(argv), sets=list(sets),
-        started=started.isoformat(timespec="seconds"),
-    )  # fmt: skip
-    try:
-        study = open_study(sweep_dir, state, create=True)
-    except BaseException:
-        shutil.rmtree(sweep_dir, ignore_errors=True)  # a sweep folder without its study is no sweep
-        raise
-    for key in ("metric", "mode", "prune", "budget", "repeats"):
-        study.set_user_attr(f"nnrun.{key}", getattr(state, key))
-    write_state(sweep_dir, state)
-    return sweep_dir, state
+    return dict(mode=search, grid=grid, metric=metric, base_config=base, budget=budget, seed=section.seed,
+                prune=section.prune, monitor=monitor, direction="maximize" if default_descending(metric) else "minimize",
+                repeats=section.repeats, storage=section.storage, heartbeat_s=section.heartbeat)  # fmt: skip
 
 
 def default_metric(config: RunConfig) -> str:

@@ -89,12 +89,13 @@ def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Any]:
     return grid
 
 
-def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1) -> None:
+def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1, flags: Any = ()) -> None:
     """Every key must exist in the resolved config, be one a sweep may vary, and take each of its values alone
     (a list's every value; a range's bounds and a point inside) as far as the schema types it. A layer's own
-    arguments (free-form) and the combinations are checked as each trial starts."""
+    arguments (free-form) and the combinations are checked as each trial starts. Errors name ``--grid KEY`` for a
+    key in ``flags``, else ``sweep.grid KEY``."""
     for key, axis in grid.items():
-        parts = parse_key(key)
+        parts, said = parse_key(key), "--grid" if key in flags else "sweep.grid"
         if key.startswith("sweep"):
             raise ConfigError(f"sweep key {key}: the sweep's own set-up cannot be varied; set it once, with its flag "
                               f"or --set {key}=...")  # fmt: skip
@@ -106,14 +107,14 @@ def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1) -> 
         try:
             apply_override(copy.deepcopy(base), parts, None)
         except ConfigError as exc:
-            raise ConfigError(str(exc).replace("--set ", "--grid ", 1)) from None
+            raise ConfigError(str(exc).replace("--set ", f"{said} ", 1)) from None
         if isinstance(axis, str):
             low, high = (bounds := parse_range(axis, key)).low, bounds.high
             values = [low, high] if isinstance(low, int) else [low, low + (high - low) * 0.382, high]  # not whole
         for value in axis if isinstance(axis, list) else values:
             data = copy.deepcopy(base)
             apply_override(data, parts, value)
-            validate_config({**data, "sweep": None}, source=f"--grid {key}", flags={dotted(parts): f"--grid {key} value"})
+            validate_config({**data, "sweep": None}, source=f"{said} {key}", flags={dotted(parts): f"{said} {key} value"})
 
 
 def grid_choices(grid: dict[str, Any]) -> dict[str, list[Any]]:
