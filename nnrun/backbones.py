@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nnrun.errors import ConfigError, first_line
+from nnrun.tf import keras_home
 
 
 @cache
@@ -39,8 +40,7 @@ def backbone_names() -> dict[str, Any]:
 
 def keras_cache_dir() -> Path:
     """Where Keras keeps downloaded weights: ``$KERAS_HOME/models``, else ``~/.keras/models``."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / "models"
+    return keras_home() / "models"
 
 
 class WeightsNotCached(Exception):

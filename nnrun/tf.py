@@ -9,6 +9,12 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
+from pathlib import Path
+
+
+def keras_home() -> Path:
+    """Keras's own folder, ``$KERAS_HOME`` else ``~/.keras``: its ``datasets/`` and ``models/`` caches."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
 
 
 def import_keras():

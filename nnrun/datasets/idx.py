@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from nnrun.errors import DataError, first_line
+from nnrun.tf import keras_home
 
 DATA_DIR_ENV = "NNRUN_DATA_DIR"
 
@@ -134,8 +135,7 @@ def idx_search_path(name: str, path: str | None) -> list[Path]:
     env = os.environ.get(DATA_DIR_ENV)
     if env:
         places.append(Path(env).expanduser() / FOLDER_NAMES[name])
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
-    places.append(keras_home / "datasets" / FOLDER_NAMES[name])
+    places.append(keras_home() / "datasets" / FOLDER_NAMES[name])
     if name == "fashion_mnist":
         places.append(Path("/usr/share/datasets/fashion-mnist"))
     return places
@@ -169,8 +169,7 @@ def load_idx_dataset(
                 f"dataset.path {path}: missing {', '.join(missing)} (.gz or raw). "
                 "Put all four IDX files in that folder."
             )
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
-    npz = keras_home / "datasets" / "mnist.npz"
+    npz = keras_home() / "datasets" / "mnist.npz"
     if name == "mnist" and npz.is_file():
         return (*_read_keras_npz(npz), str(npz))
     download = download or _keras_download
