@@ -50,8 +50,8 @@ bench: install
 	$(BIN)/python bench/run.py
 
 lint: install
-	$(BIN)/python -m pip install --quiet ruff
-	$(BIN)/ruff check nnrun tests bench
+	$(BIN)/python -m pip install --quiet -c constraints.txt ruff
+	$(BIN)/ruff check nnrun tests bench scripts
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

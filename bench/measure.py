@@ -93,7 +93,7 @@ def machine() -> dict[str, str]:
     except OSError:
         pass
     try:
-        mem_kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        mem_kb = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1])
         memory = f"{mem_kb / 1024 ** 2:.0f} GiB"
     except (OSError, StopIteration, ValueError):
         memory = "?"

@@ -33,7 +33,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import BENCH, NNRUN, PYTHON, ROOT, child_env, find_data_dir, fmt_spread, machine, machine_line, run_child, spread  # noqa: E402
+from measure import (  # noqa: E402
+    BENCH,
+    NNRUN,
+    PYTHON,
+    ROOT,
+    child_env,
+    find_data_dir,
+    fmt_spread,
+    machine,
+    machine_line,
+    run_child,
+    spread,
+)
 
 #: The tutorial configs that have a baseline script, in the order of issue 5's table, then the typed-CSV ones.
 CONFIGS = (
@@ -97,7 +109,7 @@ def run_baseline(name: str, epochs: int, *, quiet: bool, env: dict[str, str]) ->
     child = run_child([PYTHON, str(BENCH / "baselines" / f"{name}.py")], env={**env, **extra})
     if child.returncode != 0:
         raise SystemExit(f"baseline {name} failed ({child.returncode}):\n{child.stderr[-2000:]}")
-    line = next(l for l in reversed(child.stdout.splitlines()) if l.startswith("RESULT "))
+    line = next(x for x in reversed(child.stdout.splitlines()) if x.startswith("RESULT "))
     result = json.loads(line[len("RESULT "):])
     figure = test_figure(name)
     return {

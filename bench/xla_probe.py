@@ -37,7 +37,7 @@ def probe(path: Path) -> dict:
         child = run_child([PYTHON, "-c", CHILD, str(path)], env=child_env(NNRUN_CACHE_DIR=cache))
     if child.returncode != 0:
         raise SystemExit(f"{path.name}: {child.stderr[-1500:]}")
-    line = next(l for l in reversed(child.stdout.splitlines()) if l.startswith("CHOICE "))
+    line = next(x for x in reversed(child.stdout.splitlines()) if x.startswith("CHOICE "))
     return {**json.loads(line[len("CHOICE "):]), "wall_s": child.wall_s, "rss_mb": child.peak_rss_mb}
 
 

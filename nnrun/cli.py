@@ -377,7 +377,7 @@ def export(
 
 
 from nnrun.sweep.command import add_command as add_sweep_command  # noqa: E402 - here: it needs guarded and Debug
-from nnrun.tracking.command import build_app as build_mlflow_app  # here, not at the top: it needs guarded and Debug
+from nnrun.tracking.command import build_app as build_mlflow_app  # noqa: E402 - here, as the sweep command
 
 add_sweep_command(app, guarded, Debug, Sets)
 app.add_typer(build_mlflow_app(guarded, Debug), name="mlflow")
