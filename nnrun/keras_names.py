@@ -10,7 +10,6 @@ each function that needs it (``nnrun.tf``), never when this module loads.
 from __future__ import annotations
 
 import inspect
-import re
 from functools import cache
 from typing import Any
 
@@ -161,14 +160,10 @@ def check_metrics(names: list[str]) -> None:
 
 
 def metric_names(config: RunConfig, validation: bool) -> list[str]:
-    """The names ``fit`` will log, e.g. ``loss, accuracy, val_loss, val_accuracy``."""
-    names = ["loss"] + [_metric_log_name(m) for m in config.training.metrics]
+    """The names ``fit`` will log, e.g. ``loss, accuracy, AUC, val_loss, val_accuracy, val_AUC``: Keras 3 logs a
+    metric given by name under that very name (``AUC``, not ``auc``)."""
+    names = ["loss", *config.training.metrics]
     return names + [f"val_{n}" for n in names] if validation else names
-
-
-def _metric_log_name(name: str) -> str:
-    # Keras logs class-style metrics by their snake_case name (AUC -> auc, TopKCategoricalAccuracy -> ...).
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
 # ------------------------------------------------------------ callbacks

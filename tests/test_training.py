@@ -149,3 +149,26 @@ def test_choosing_the_epoch_on_the_test_set_is_warned(data_dir, tmp_path):
     assert "the test figures are chosen on the test set" in result.stderr and "dataset.validation: 0.1" in result.stderr
     shipped = load_config(ROOT / "configs" / "mnist_mlp_earlystop.yaml")
     assert shipped.dataset.validation == 0.1  # the shipped example holds out part of train
+
+
+@pytest.mark.slow
+def test_the_metric_names_nnrun_checks_monitors_against_are_the_ones_keras_logs():
+    """Callback monitors and a sweep's --metric are checked against ``metric_names``, before anything trains: a
+    metric given by name is logged under that very name: AUC as AUC, auc as auc."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from nnrun.keras_names import metric_names
+    from nnrun.tf import import_keras
+
+    keras = import_keras()
+    names = ["accuracy", "AUC", "TopKCategoricalAccuracy", "KLDivergence", "F1Score", "auc", "top_k_categorical_accuracy",
+             "LogCoshError", "RootMeanSquaredError", "CategoricalCrossentropy", "mae", "Precision"]  # fmt: skip
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    y = keras.utils.to_categorical(np.arange(32) % 3, 3)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=list(names))
+    logged = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0).history
+    config = SimpleNamespace(training=SimpleNamespace(metrics=names))
+    assert sorted(metric_names(config, validation=True)) == sorted(logged), sorted(logged)
