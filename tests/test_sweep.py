@@ -339,6 +339,19 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
     with pytest.raises(ConfigError, match="validation.auc: the trials log only loss, accuracy, val_loss, val_accuracy; add "
                        "auc to training.metrics"):  # fmt: skip
         start(metric="validation.auc")  # without --prune too: else every trial trains, and none has it
+    with pytest.raises(ConfigError, match="validation.auc: the trials log only loss, accuracy, AUC, .*Keras logs a metric "
+                       "by the name training.metrics gives it: pass validation.AUC"):  # fmt: skip
+        start(sets=["training.metrics=[accuracy, AUC]"], metric="validation.auc")
+    _, state = start_sweep(SWEEP_CONFIG, ["training.metrics=[accuracy, AUC]"], metric="best_validation.AUC",
+                           runs_dir=tmp_path / "auc")  # fmt: skip
+    assert (state.metric, state.direction) == ("best_validation.AUC", "maximize")
+    for metric, direction in (("validation.cosine_similarity", "maximize"), ("validation.KLDivergence", "minimize")):
+        _, state = start_sweep(SWEEP_CONFIG, [f"training.metrics=[{metric.split('.')[1]}]"], metric=metric,
+                               runs_dir=tmp_path / "auc")  # fmt: skip
+        assert state.direction == direction, metric  # cosine similarity was minimized: the worst trial ranked best
+    shutil.rmtree(tmp_path / "auc")
+    with pytest.raises(ConfigError, match="validation.mean: nnrun cannot tell whether a higher or a lower mean is better"):
+        start(sets=["training.metrics=[mean]"], metric="validation.mean")
     with pytest.raises(ConfigError, match=r"training.batch_size: input should be a valid integer.*"
                        r"\(--grid training.batch_size\). Pass another --grid training.batch_size value"):  # fmt: skip
         start("training.batch_size=uniform(8, 64)", search="random", trials=2)  # a fraction inside the range
@@ -577,6 +590,59 @@ def test_invalid_combination_is_reported_and_skipped(tmp_path):
                                        "--runs-dir", str(tmp_path)])  # fmt: skip
     assert nothing.exit_code == 1 and "sweep failed: 1 invalid" in nothing.output  # nothing trained: no success
     assert "--resume" not in nothing.output  # an invalid trial is not run again
+
+
+@pytest.mark.slow
+def test_a_grid_over_a_value_the_runs_keep_as_a_mapping_is_shown_by_the_keys_under_it(tmp_path):
+    """``training.optimizer: sgd`` is stored as ``{type: sgd, learning_rate: null}``: the table crashed on the key."""
+    result = CliRunner().invoke(app, ["sweep", str(SWEEP_CONFIG), "--smoke", "--grid", "training.optimizer=adam,sgd",
+                                      "--grid", "model.layers.0.units=12", "--grid", "training.batch_size=64",
+                                      "--runs-dir", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if line.startswith("name "))
+    assert "training.optimizer.type" in header and "training.optimizer.learning_rate" not in header  # only what differs
+    rows = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("diabetes_sweep-t")}
+    by_trial = {t.name: t.params["training.optimizer"] for t in read_state(Path(result.stdout.strip().splitlines()[-1])).trials}
+    assert sorted(by_trial.values()) == ["adam", "sgd"]
+    assert all(f" {by_trial[name]} " in row for name, row in rows.items())
+    assert "best: trial" in result.output
+
+
+@pytest.mark.slow
+def test_a_diverged_trial_is_told_apart_and_not_offered_again(tmp_path):
+    result = CliRunner().invoke(app, ["sweep", str(ROOT / "configs" / "penguins_mass.yaml"), "--smoke", "--set",
+                                      "training.optimizer=sgd", "--grid", "training.optimizer.learning_rate=1e9,1e-9",
+                                      "--runs-dir", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output  # a point of the space that diverges is a result, not a failure
+    sweep_dir = Path(result.stdout.strip().splitlines()[-1])
+    by_rate = {t.params["training.optimizer.learning_rate"]: t for t in read_state(sweep_dir).trials}
+    assert by_rate["1e-9"].status == "completed" and by_rate["1e-9"].value is not None  # YAML 1.1 reads 1e-9 as text
+    assert by_rate["1e9"].status == "diverged" and "best_val_loss is NaN: the training diverged" in by_rate["1e9"].error
+    assert "sweep completed: 1 completed, 1 diverged" in result.output and "--resume" not in result.output
+    resumed = CliRunner().invoke(app, ["sweep", "--resume", str(sweep_dir)])
+    assert resumed.exit_code == 0, resumed.output
+    assert [t.attempts for t in read_state(sweep_dir).trials] == [1, 1]  # neither trained again
+
+
+def test_data_missing_where_a_worker_runs_fails_the_trial_for_a_retry_rather_than_skipping_it(tmp_path):
+    config = ROOT / "configs" / "penguins_species.yaml"
+    result = CliRunner().invoke(app, ["sweep", str(config), "--grid", "dataset.path=nosuch.csv",
+                                      "--runs-dir", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    (trial,) = read_state(Path(result.stdout.strip().splitlines()[-1])).trials
+    assert trial.status == "failed" and "nosuch.csv" in trial.error  # not "invalid", which --resume never runs again
+    assert "nnrun sweep --resume" in result.output
+
+
+def test_join_and_resume_work_in_the_folder_the_sweep_started_in(tmp_path, monkeypatch):
+    from nnrun.sweep.orchestrate import resume_state
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    path, _ = start_sweep(SWEEP_CONFIG, runs_dir="runs")
+    monkeypatch.chdir(tmp_path / "b")  # another terminal, or another machine's mount of the same folder
+    state = resume_state(Path("..") / "a" / path.relative_to(tmp_path / "a"), retry_failed=False)
+    assert Path.cwd() == tmp_path / "a" and state.cwd == str(tmp_path / "a")  # relative dataset paths mean the same
 
 
 @pytest.mark.slow

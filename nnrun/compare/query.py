@@ -32,7 +32,11 @@ ALIASES = {"val_accuracy": "best_val_accuracy", "val_loss": "best_val_loss", "lr
            "epochs_run": "epochs", "duration_s": "duration", "parameters": "params"}  # fmt: skip
 METRIC_SECTIONS = ("train", "validation", "best_validation", "test")
 CONFIG_SECTIONS = ("dataset", "preprocessing", "model", "training", "run")
-HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "f1", "r2")
+#: Words of metric names (lower case, without underscores) where higher is better, and where lower is.
+HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "f1", "fbeta", "r2", "cosinesimilarity", "correlation",
+                    "iou", "truepositives", "truenegatives", "sensitivity", "specificity")  # fmt: skip
+LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "msle", "hinge", "crossentropy", "divergence", "poisson",
+                   "logcosh", "falsepositives", "falsenegatives")  # fmt: skip
 #: Regression runs show these instead of the accuracy columns (beside them in a mixed set of runs).
 REGRESSION_COLUMNS = {"best_val_accuracy": (), "test_accuracy": (), "test_loss": ("test_loss", "test_r2", "test_mae")}
 
@@ -40,7 +44,7 @@ REGRESSION_COLUMNS = {"best_val_accuracy": (), "test_accuracy": (), "test_loss":
 # ------------------------------------------------------------------ keys
 
 
-_MISSING = object()
+ABSENT = object()
 
 
 def canonical(key: str) -> str:
@@ -53,19 +57,19 @@ def canonical(key: str) -> str:
 
 
 def lookup(record: RunRecord, key: str) -> Any:
-    """The value of ``key`` (already ``canonical``) for one run, or ``_MISSING``."""
+    """The value of ``key`` (already ``canonical``) for one run, or ``ABSENT``."""
     if key in record.fields:
         return record.fields[key]
     head, _, rest = key.partition(".")
     if head in METRIC_SECTIONS and isinstance(record.metrics.get(head), dict):
-        return record.metrics[head].get(rest, _MISSING)
+        return record.metrics[head].get(rest, ABSENT)
     if key in ("best_epoch", "epochs_run") and key in record.metrics:
         return record.metrics[key]
     if key in record.flat_config:
         return record.flat_config[key]
     if key in record.info and not isinstance(record.info[key], (dict, list)):
         return record.info[key]
-    return _MISSING
+    return ABSENT
 
 
 def known_keys(records: list[RunRecord]) -> list[str]:
@@ -81,7 +85,7 @@ def known_keys(records: list[RunRecord]) -> list[str]:
 def check_key(key: str, records: list[RunRecord], option: str, given: str | None = None) -> str:
     """Canonical form of ``key``; ConfigError if no run has it (``given``: the option's whole value)."""
     name = canonical(key)
-    if name in COLUMNS or any(lookup(r, name) is not _MISSING for r in records):
+    if name in COLUMNS or any(lookup(r, name) is not ABSENT for r in records):
         return name
     keys = known_keys(records)
     raise ConfigError(
@@ -114,7 +118,7 @@ class Filter:
 
     def matches(self, record: RunRecord) -> bool:
         actual = lookup(record, self.key)
-        if actual is _MISSING or (actual is None and self.op not in ("=", "==", "!=")):
+        if actual is ABSENT or (actual is None and self.op not in ("=", "==", "!=")):
             return self.op == "!="
         if self.op == "~":
             return self.value.lower() in text_of(actual).lower()
@@ -157,7 +161,14 @@ def text_of(value: Any) -> str:
 
 def default_descending(key: str) -> bool:
     """Accuracy-like columns sort best first (descending); loss and everything else ascending."""
-    return any(word in key.lower() for word in HIGHER_IS_BETTER)
+    return higher_is_better(key) is True
+
+
+def higher_is_better(key: str) -> bool | None:
+    """True for a metric where higher is better (accuracy, AUC, R², cosine similarity...), False where lower is (loss,
+    errors, crossentropy...), None for one nnrun cannot tell."""
+    key = key.lower().replace("_", "")
+    return True if any(w in key for w in HIGHER_IS_BETTER) else False if any(w in key for w in LOWER_IS_BETTER) else None
 
 
 def sort_records(records: list[RunRecord], key: str, descending: bool | None = None) -> list[RunRecord]:
@@ -172,7 +183,7 @@ def sort_records(records: list[RunRecord], key: str, descending: bool | None = N
 
 
 def _absent(value: Any) -> bool:
-    return value is _MISSING or value is None or (isinstance(value, float) and math.isnan(value))
+    return value is ABSENT or value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def changed_keys(records: list[RunRecord]) -> list[str]:
@@ -207,7 +218,7 @@ class Comparison:
         value = lookup(record, column)
         if record.status == "unreadable" and column == "id":
             return record.path.name
-        return None if value is _MISSING else value
+        return None if value is ABSENT else value
 
 
 def _for_tasks(columns: list[str], records: list[Any]) -> list[str]:
@@ -273,7 +284,7 @@ def group_records(records: list[RunRecord], keys: list[str], columns: list[str])
 
 def _value(record: RunRecord, key: str) -> Any:
     value = lookup(record, key)
-    return None if value is _MISSING else value
+    return None if value is ABSENT else value
 
 
 def compare_runs(paths: list[str | Path], *, sort: str | None = None, descending: bool | None = None,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nnrun import rundir as rd
-from nnrun.compare.query import HIGHER_IS_BETTER, Comparison, MeanStd, number, text_of
+from nnrun.compare.query import Comparison, MeanStd, higher_is_better, number, text_of
 from nnrun.errors import ConfigError
 
 STATUS_STYLES = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan", "pruned": "magenta",
@@ -70,7 +70,7 @@ def display(column: str, value: Any) -> str:
 
 
 def _metric_like(column: str) -> bool:
-    return any(w in column for w in (*HIGHER_IS_BETTER, "loss", "mae", "mse")) and column != "learning_rate"
+    return higher_is_better(column) is not None
 
 
 def format_duration(seconds: float) -> str:

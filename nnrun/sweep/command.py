@@ -71,6 +71,7 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
     check_executor(**options)
     path = join or resume
     if path is not None:
+        path = path.resolve()  # before resume_state moves to the folder the sweep started in
         if grid or sets or smoke or any(v is not None for v in flags.values()):
             setup = ["--grid", "--set", *(f"--{key.replace('_', '-')}" for key in flags), "--smoke"]
             raise ConfigError(f"{'--join' if join else '--resume'} works on a sweep exactly as it was set up; "

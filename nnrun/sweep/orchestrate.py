@@ -23,8 +23,9 @@ from typing import Any
 import optuna
 
 from nnrun import rundir as rd
-from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical, compare_runs
-from nnrun.compare.query import default_descending
+from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical, compare_runs, lookup
+from nnrun.compare.query import ABSENT, higher_is_better
+from nnrun.compare.records import read_record
 from nnrun.config import RunConfig, load_config, validate_config
 from nnrun.config.schema import SweepConfig
 from nnrun.datasets.table import resolve_task
@@ -62,7 +63,8 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
     started = now()
     sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
     state = SweepState(id=sweep_dir.name, name=config.run.name, config_file=str(config_path), smoke=smoke,
-                       argv=list(argv), sets=list(sets), started=started.isoformat(timespec="seconds"), **checked)
+                       argv=list(argv), sets=list(sets), started=started.isoformat(timespec="seconds"),
+                       cwd=os.getcwd(), **checked)  # fmt: skip
     try:
         study = open_study(sweep_dir, state, create=True)
     except BaseException:
@@ -96,7 +98,7 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
     said = "--metric" if "metric" in given else "sweep.metric" if section.metric else "the default metric"
     metric, monitor = check_metric(section.metric or default_metric(config), section.prune, config, said)
     return dict(mode=search, grid=grid, metric=metric, base_config=base, budget=budget, seed=section.seed,
-                prune=section.prune, monitor=monitor, direction="maximize" if default_descending(metric) else "minimize",
+                prune=section.prune, monitor=monitor, direction="maximize" if higher_is_better(metric) else "minimize",
                 repeats=section.repeats, storage=section.storage, heartbeat_s=section.heartbeat)  # fmt: skip
 
 
@@ -132,9 +134,14 @@ def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metr
     logged, regression = metric_names(config, config.dataset.validation != "none"), default_metric(config) == "val_loss"
     need = (epochs or once or "").removeprefix("val_")
     if need and need not in logged and not (regression and once in ("mae", "rmse", "r2")):  # nnrun's own, at the end
-        fix = ("rank these regressions by val_loss, test_r2 or test_mae" if regression and need == "accuracy" else
-               f"add {need} to training.metrics, or rank by one of those")  # fmt: skip
+        spelled = next((n for n in logged if n.lower() == need.lower()), None)  # Keras logs AUC as AUC
+        fix = (f"Keras logs a metric by the name training.metrics gives it: pass {key.replace(need, spelled)}" if spelled
+               else "rank these regressions by val_loss, test_r2 or test_mae" if regression and need == "accuracy"
+               else f"add {need} to training.metrics, or rank by one of those")  # fmt: skip
         raise ConfigError(f"{said} {key}: the trials log only {', '.join(logged)}; {fix}.")
+    if higher_is_better(key) is None:
+        raise ConfigError(f"{said} {key}: nnrun cannot tell whether a higher or a lower {rest or key} is better, so it "
+                          "cannot rank the trials by it; rank them by an accuracy, AUC, R², loss or error metric.")
     if prune == "none":
         return key, None
     if epochs is None:
@@ -333,17 +340,23 @@ def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
 def resume_state(sweep_dir: str | Path, *, retry_failed: bool) -> SweepState:
     """Read a sweep for ``--join``; for ``--resume`` (``retry_failed``), queue its failed and interrupted trials again.
 
+    This process then works in the folder the sweep started in, where that folder exists here (as Ray's workers do):
+    the config's relative paths and a relative ``--storage`` URL mean what they meant there.
+
     Raises:
         RunDirError: not a sweep directory.
     """
+    sweep_dir = Path(sweep_dir).resolve()
     state = read_state(sweep_dir)
+    if state.cwd and Path(state.cwd).is_dir():
+        os.chdir(state.cwd)
     if retry_failed:
-        study = open_study(Path(sweep_dir).resolve(), state)
+        study = open_study(sweep_dir, state)
         with locked(sweep_dir):  # not while another worker asks for a trial (a stale one may be queued meanwhile)
             optuna.storages.fail_stale_trials(study)  # a killed worker's trial: its retry is queued, or FAIL below
             last = {t.system_attrs.get(RETRY_OF, t.number): t for t in study.get_trials()}  # by number: the last attempt
             for frozen in last.values():
-                if frozen.state.name == "FAIL" and frozen.user_attrs.get("status") != "invalid":
+                if frozen.state.name == "FAIL" and frozen.user_attrs.get("status") not in DONE:
                     requeue(study, frozen)
     return state
 
@@ -358,7 +371,8 @@ def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
     paths = [sweep_dir / d for t in state.trials for d in t.run_dirs if (sweep_dir / d).is_dir()]
     if not paths:
         return None
-    keys = [canonical(k) for k in state.grid]
+    records = [read_record(p) for p in paths]
+    keys = [column for key in state.grid for column in _columns(canonical(key), records)]
     test = "test_r2" if default_metric(validate_config(state.base_config)) == "val_loss" else "test_accuracy"
     columns = list(dict.fromkeys([*(["status"] if state.repeats > 1 else ["name", "status"]), *keys, state.metric,
                                   test, "duration"]))  # fmt: skip
@@ -367,6 +381,16 @@ def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
     comparison = compare_runs(paths, sort=state.metric, columns=[",".join(columns)],
                               group_by=[*trial, *keys] if state.repeats > 1 else None)
     comparison.records.sort(key=lambda row: row.status != "completed")  # a pruned trial's value is of fewer epochs
-    comparison.notes.extend(f"trial {t.index} ({space.params_text(t.params)}): invalid, skipped: {t.error}"
-                            for t in state.trials if t.status == "invalid")  # fmt: skip
+    comparison.notes.extend(f"trial {t.index} ({space.params_text(t.params)}): {t.status}: {t.error}"
+                            for t in state.trials if t.status in ("invalid", "diverged"))  # fmt: skip
     return comparison
+
+
+def _columns(key: str, records: list[Any]) -> list[str]:
+    """A grid key as the table's columns: the key; or, for a value the runs keep as a mapping (``training.optimizer``
+    varied over adam and sgd is ``training.optimizer.type``), the keys under it whose values differ."""
+    if any(lookup(r, key) is not ABSENT for r in records):
+        return [key]
+    under = list(dict.fromkeys(k for r in records for k in r.flat_config if k.startswith((f"{key}.", f"{key}["))))
+    differ = [k for k in under if len({json.dumps(lookup(r, k), default=str) for r in records}) > 1]
+    return differ or under[:1]

@@ -13,9 +13,10 @@ from nnrun import rundir as rd
 from nnrun.atomic import write_json_atomic
 from nnrun.errors import RunDirError
 
-#: Trial statuses. ``pending``: queued again; ``invalid``: failed the pre-flight check and never trained.
-TRIAL_STATUSES = ("pending", "running", "completed", "pruned", "failed", "interrupted", "invalid")
-DONE = ("completed", "pruned", "invalid")
+#: Trial statuses. ``pending``: queued again; ``invalid``: failed the pre-flight check and never trained;
+#: ``diverged``: trained, to a metric of NaN (a retry at the same seed would too). Done ones are not run again.
+TRIAL_STATUSES = ("pending", "running", "completed", "pruned", "failed", "interrupted", "invalid", "diverged")
+DONE = ("completed", "pruned", "invalid", "diverged")
 
 
 @dataclass
@@ -57,6 +58,7 @@ class SweepState:
     heartbeat_s: float = 10.0
     argv: list[str] = field(default_factory=list)
     sets: list[str] = field(default_factory=list)  # the sweep's --set values (the retrain command repeats them)
+    cwd: str | None = None  # where it started: relative dataset paths and storage URLs are relative to it
     status: str = "running"
     started: str = ""
     finished: str | None = None

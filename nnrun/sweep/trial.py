@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 
 from nnrun import rundir as rd
-from nnrun.errors import ConfigError, DataError, NnrunError, RunDirError, RunInterrupted, first_line
+from nnrun.errors import ConfigError, NnrunError, RunDirError, RunInterrupted, first_line
 from nnrun.sweep import space
 from nnrun.sweep.state import SweepState
 
@@ -58,7 +58,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
             run, status, stopped = _train_one(state, config, judge if repeat == 0 and state.monitor else None, index)
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one trial's error must not end the sweep
             runs += [p.name for p in _runs_named(sweep_dir, run_name)[-1:] if p.name not in runs]
-            invalid = isinstance(exc, (ConfigError, DataError)) and not runs  # it never trained
+            invalid = isinstance(exc, ConfigError) and not runs  # never trained (data that is missing here: failed)
             interrupted = isinstance(exc, (RunInterrupted, KeyboardInterrupt))
             status = "interrupted" if interrupted else "invalid" if invalid else "failed"
             detail = f": {first_line(exc)}" if str(exc).strip() else ""
@@ -73,9 +73,12 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         if stopped and repeat < state.repeats - 1:  # Ctrl-C in a seed's last epoch: the other seeds wait
             status, error = "interrupted", f"{stopped}: stopped after seed {seed}"
             break
-    measured = [v for v in values if not math.isnan(v)]
-    if status == "completed" and len(measured) < len(values):
+    measured = [v for v in values if v is not None and not math.isnan(v)]
+    if status == "completed" and None in values:
         status, error = "failed", f"no {state.metric} in the trial's run directories"
+    elif status == "completed" and len(measured) < len(values):
+        status, error = "diverged", (f"{state.metric} is NaN: the training diverged at these values, and would again "
+                                     "at the same seed; narrow the space (a lower learning rate, say)")  # fmt: skip
     duration = time.perf_counter() - started
     attrs = {"status": status, "error": error, "run_dirs": runs, "values": values, "duration_s": round(duration, 3),
              "std": statistics.stdev(measured) if len(measured) > 1 else None, "host": socket.gethostname(),
@@ -83,7 +86,8 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
     for key, attr in attrs.items():
         trial.set_user_attr(key, attr)
     value = statistics.fmean(measured) if status == "completed" else None
-    style = {"completed": "green", "pruned": "magenta", "invalid": "yellow", "interrupted": "yellow"}.get(status, "red")
+    style = {"completed": "green", "pruned": "magenta", "invalid": "yellow", "interrupted": "yellow",
+             "diverged": "yellow"}.get(status, "red")  # fmt: skip
     shown = f" {state.metric} {value:.4f}" if value is not None else ""
     where = f" -> {', '.join(runs)}" if runs else ""
     echo(f"trial {index}/{state.budget} [{style}]{status}[/]{shown} in {duration:.1f}s{where}{f': {error}' if error else ''}")
@@ -131,13 +135,13 @@ def _train_one(state: SweepState, config: Any, judge: Any, index: int) -> tuple[
         rd.release_all()  # a run that failed before it finished is not left locked while this worker goes on
 
 
-def run_value(run: Path, metric: str) -> float:
-    """The sweep metric of a finished run, read as ``nnrun compare`` reads it."""
+def run_value(run: Path, metric: str) -> float | None:
+    """The sweep metric of a finished run, read as ``nnrun compare`` reads it (NaN if it diverged); None if absent."""
     from nnrun.compare import lookup
     from nnrun.compare.records import read_record
 
     value = lookup(read_record(run), metric)
-    return float(value) if isinstance(value, (int, float)) else float("nan")
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _runs_named(runs_dir: Path, name: str) -> list[Path]:
