@@ -169,6 +169,18 @@ def metric_names(config: RunConfig, validation: bool) -> list[str]:
 # ------------------------------------------------------------ callbacks
 
 
+def monitored(spec: dict[str, Any]) -> str | None:
+    """What a callback (a config entry: ``{type: EarlyStopping, ...}``) monitors: its ``monitor``, else its Keras
+    class's default (``val_loss`` for EarlyStopping, ReduceLROnPlateau and ModelCheckpoint); None if it monitors none."""
+    if spec.get("monitor") is not None:
+        return spec["monitor"]
+    from nnrun.tf import import_keras
+
+    cls = getattr(import_keras().callbacks, str(spec.get("type")), None)
+    param = inspect.signature(cls).parameters.get("monitor") if inspect.isclass(cls) else None
+    return param.default if param is not None and isinstance(param.default, str) else None
+
+
 def create_callbacks(specs: list[Any]) -> list[Any]:
     """The config's callbacks, each a ``keras.callbacks`` class by name."""
     from nnrun.tf import import_keras

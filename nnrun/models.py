@@ -18,7 +18,7 @@ import numpy as np
 from nnrun.backbones import backbone_names, build_backbone
 from nnrun.config import RunConfig
 from nnrun.errors import ConfigError, did_you_mean, first_line
-from nnrun.keras_names import layer_names, metric_names, resolve_layer
+from nnrun.keras_names import layer_names, metric_names, monitored, resolve_layer
 
 
 def build_model(layers: list[Any], input_shape: tuple[int, ...], *, name: str = "model", input_scale: float = 1.0):
@@ -116,16 +116,17 @@ def check_compatibility(model: Any, prepared_y: np.ndarray, num_classes: int, co
         _check_loss_fits(loss, width, num_classes, label_encoding, last)
     available = metric_names(config, validation)
     for i, spec in enumerate(config.training.callbacks):
-        monitor = spec.kwargs().get("monitor")
+        monitor = monitored({"type": spec.type, **spec.kwargs()})
         if monitor is None or monitor in available:
             continue
+        given = "" if "monitor" in spec.kwargs() else f" ({spec.type}'s default)"
         hint = (
             " There is no validation data: set dataset.validation to a fraction or 'test'."
             if monitor.startswith("val_") and not validation
             else ""
         )
         raise ConfigError(
-            f"training.callbacks[{i}].monitor: '{monitor}' is not a logged metric{did_you_mean(monitor, available)} "
+            f"training.callbacks[{i}].monitor: '{monitor}'{given} is not a logged metric{did_you_mean(monitor, available)} "
             f"Logged metrics: {', '.join(available)}.{hint}"
         )
 

@@ -155,7 +155,7 @@ CASES = [
     Case("unknown-callback", ["training.callbacks[0].type", "did you mean 'EarlyStopping'"],
          mutate=set_training(callbacks=[{"type": "EarlyStoping"}])),
     Case("unknown-callback-arg", ["training.callbacks[0]", "no argument 'patiance'", "did you mean 'patience'"],
-         mutate=set_training(callbacks=[{"type": "EarlyStopping", "patiance": 3}])),
+         mutate=set_training(callbacks=[{"type": "EarlyStopping", "monitor": "loss", "patiance": 3}])),
     # ---- model and data that don't fit together
     Case("wrong-output-width", ["the last layer gives 7 outputs but the dataset has 10 classes", "model.layers[1].units to 10"],
          base="mnist_dense32", mutate=set_layer(1, units=7), args=["--set", "dataset.limit=100"]),
@@ -173,6 +173,9 @@ CASES = [
          mutate=lambda c, t: (c.update(preprocessing=["flatten"]), c["training"].update(loss="binary_crossentropy"))),
     Case("monitor-without-validation", ["training.callbacks[0].monitor", "'val_accuracy'", "no validation data"],
          mutate=set_training(callbacks=[{"type": "EarlyStopping", "monitor": "val_accuracy"}])),
+    Case("default-monitor-without-validation", ["training.callbacks[0].monitor: 'val_loss' (EarlyStopping's default)",
+                                                "no validation data"],  # else it never stops, with a warning only
+         mutate=set_training(callbacks=[{"type": "EarlyStopping", "patience": 2}])),
     # ---- data files
     csv_case("csv-non-numeric", "a,b,label\n1,2,0\n3,x,1\n", ["data.csv", "column 'b' is numeric (dataset.columns) but row 3 has 'x'"],
              dataset={"columns": {"b": "numeric"}}),

@@ -388,6 +388,21 @@ def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
                        "--set training.batch_size=32 --set dataset.validation=none --name diabetes_sweep-best")
 
 
+def test_the_retrain_command_keeps_the_validation_split_a_callback_monitors(tmp_path):
+    from nnrun.sweep.orchestrate import retrain_command, watches_validation
+
+    config = ROOT / "configs" / "mnist_mlp_earlystop.yaml"  # EarlyStopping on val_loss, validation 0.1
+    _, state = start_sweep(config, [], ["training.batch_size=64,128"], runs_dir=tmp_path)
+    assert watches_validation(state) == "val_loss"
+    assert "dataset.validation" not in retrain_command(state, {"training.batch_size": 64})  # =none: it would fail
+    _, state = start_sweep(config, ["training.callbacks=[{type: EarlyStopping}]"], ["training.batch_size=64,128"],
+                           runs_dir=tmp_path)  # fmt: skip
+    assert watches_validation(state) == "val_loss"  # EarlyStopping's default monitor
+    _, state = start_sweep(config, ["training.callbacks=[]"], ["training.batch_size=64,128"], runs_dir=tmp_path)
+    assert watches_validation(state) is None
+    assert retrain_command(state, {"training.batch_size": 64}).endswith("--set dataset.validation=none --name mnist_mlp_earlystop-best")
+
+
 def test_the_flags_set_sweep_keys_even_for_a_config_without_a_sweep_section(tmp_path):
     _, state = start_sweep(ROOT / "configs" / "diabetes_mlp.yaml", ["dataset.validation=0.2"], [LR], search="random",
                            trials=2, seed=7, heartbeat=3, runs_dir=tmp_path)  # fmt: skip

@@ -62,7 +62,7 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
     """Start a sweep (CONFIG), or work on one (--join, --resume); print the table and the best trial."""
     from nnrun import rundir
     from nnrun.console import make_console
-    from nnrun.sweep.orchestrate import resume_state, start_sweep, sweep_comparison, work
+    from nnrun.sweep.orchestrate import resume_state, start_sweep, sweep_comparison, watches_validation, work
 
     console = make_console()
     if sum(x is not None for x in (config, join, resume)) != 1:
@@ -97,8 +97,11 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
     console.print(f"sweep {state.status}: {counts}; {path / rundir.SWEEP}", soft_wrap=True)
     if best := state.best:
         spread = f" ± {best['std']:.4f}" if best.get("std") is not None else ""
-        console.print(f"best: trial {best['trial']}, {state.metric} {best['value']:.4f}{spread}. "
-                      f"Train it on all the training data:\n  {best['retrain']}", soft_wrap=True)
+        watched = watches_validation(state)
+        how = (f"Train it again in a new run (its callbacks monitor {watched}, so the validation split stays)" if watched
+               else "Train it on all the training data")  # fmt: skip
+        console.print(f"best: trial {best['trial']}, {state.metric} {best['value']:.4f}{spread}. {how}:\n"
+                      f"  {best['retrain']}", soft_wrap=True)  # fmt: skip
     if any(t.status in ("failed", "interrupted") for t in state.trials):
         console.print(f"Run the failed or interrupted trials again: nnrun sweep --resume {shlex.quote(str(path))}",
                       soft_wrap=True)  # fmt: skip

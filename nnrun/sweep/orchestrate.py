@@ -331,10 +331,19 @@ def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
     varied = set(params)  # the sweep's --set values first (not its sweep: keys), then the trial's
     sets = [s for s in state.sets if not s.startswith("sweep.") and space.normalize_key(s.split("=")[0]) not in varied]
     sets += [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in params.items()]
-    if state.base_config["dataset"].get("validation") not in ("none", "test", None):
+    if not watches_validation(state) and state.base_config["dataset"].get("validation") not in ("none", "test", None):
         sets.append("dataset.validation=none")  # the validation part goes back into training
     words = ["nnrun", "train", state.config_file or "CONFIG"] + [w for s in sets for w in ("--set", s)]
     return " ".join(shlex.quote(w) for w in words + ["--name", f"{state.name}-best"])
+
+
+def watches_validation(state: SweepState) -> str | None:
+    """The ``val_`` metric a callback of the trials monitors (EarlyStopping's default ``val_loss``, say), if any: the
+    retrain keeps its validation split for it."""
+    from nnrun.keras_names import monitored
+
+    watched = [monitored(c) for c in state.base_config["training"].get("callbacks") or []]
+    return next((m for m in watched if m and m.startswith("val_")), None)
 
 
 def resume_state(sweep_dir: str | Path, *, retry_failed: bool) -> SweepState:
