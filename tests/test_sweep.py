@@ -281,6 +281,49 @@ def test_ctrl_c_while_waiting_for_the_jobs_workers_stops_them_and_says_how_to_re
     assert read_state(path).status == "interrupted"
 
 
+def test_an_error_in_the_main_worker_stops_its_jobs_workers_rather_than_waiting_out_the_budget(tmp_path, monkeypatch):
+    import tempfile
+
+    from nnrun.sweep import orchestrate
+
+    for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "TF_NUM_INTEROP_THREADS"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    helper = subprocess.Popen([sys.executable, "-c", "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: "
+                               "sys.exit(130)); time.sleep(60)"])  # fmt: skip
+    monkeypatch.setattr(orchestrate, "_join_process", lambda sweep_dir: (helper, tempfile.TemporaryFile("w+")))
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(orchestrate, "_optimize", disk_full)
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
+    started = time.perf_counter()
+    with pytest.raises(OSError, match="No space left"):
+        work(path, state, jobs=2)
+    assert helper.wait(timeout=10) == 130 and time.perf_counter() - started < 10
+
+
+def test_a_jobs_worker_gets_a_red_line_for_its_own_error_or_death_not_for_a_sweep_that_ended_failed():
+    import tempfile
+
+    from nnrun.sweep.orchestrate import _reap
+
+    def helper(code, stderr):
+        log = tempfile.TemporaryFile("w+")
+        script = f"import os, sys; sys.stderr.write({stderr!r}); sys.stderr.flush(); " + (
+            "os.kill(os.getpid(), 9)" if code == -9 else f"sys.exit({code})")  # -9: killed
+        return subprocess.Popen([sys.executable, "-c", script], stderr=log, text=True), log
+
+    lines = []
+    _reap([helper(1, "W0000 some TensorFlow log line\n"), helper(130, ""), helper(0, "")], lines.append)
+    assert lines == []  # exit 1 as the sweep failed: the main worker prints the sweep's status
+    _reap([helper(1, "noise\nError: unexpected OSError: disk full (run again with --debug)\n"), helper(-9, "")],
+          lines.append)  # fmt: skip
+    assert len(lines) == 2 and "exit code 1" in lines[0] and lines[0].endswith("Error: unexpected OSError: disk full "
+                                                                             "(run again with --debug)")  # fmt: skip
+    assert "exit code -9" in lines[1]
+
+
 def test_a_trial_that_heard_ctrl_c_in_its_last_epoch_stops_the_worker_after_it_is_told(tmp_path, monkeypatch):
     from nnrun.sweep import orchestrate
 
@@ -714,9 +757,12 @@ def test_ctrl_c_in_a_trials_last_epoch_completes_it_and_stops_the_sweep(tmp_path
 @pytest.mark.slow
 def test_parallel_jobs_give_the_same_results_as_sequential(grid_sweep, tmp_path):
     path, state = start_sweep(SWEEP_CONFIG, sets=TWO_EPOCHS, grid_options=["training.batch_size=16,64"], runs_dir=tmp_path)
-    result = work(path, state, jobs=2)
+    lines = []
+    result = work(path, state, jobs=2, echo=lines.append)
     assert result.status == "completed"
     assert result.history[-1]["jobs"] == 2
+    assert not [line for line in lines if "ended with exit code" in line]  # the helper did not fail...
+    assert {entry["pid"] for entry in result.history} - {os.getpid()}  # ...and worked on the study until it was done
     assert_same_results(trial_results(path), trial_results(grid_sweep[0]))
 
 

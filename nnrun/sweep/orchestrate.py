@@ -191,13 +191,15 @@ def work(
             _optimize(study, state, sweep_dir, echo)
         _reap(helpers, echo)  # here, so that Ctrl-C while it waits stops the sweep as any other Ctrl-C does
     except KeyboardInterrupt:
-        for helper, _ in helpers:
-            helper.send_signal(signal.SIGINT)  # Ctrl-C, passed on: each finishes its epoch and tells it interrupted
+        _stop(helpers)  # Ctrl-C, passed on
         refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
         raise RunInterrupted(f"sweep stopped; finished trials are kept in {sweep_dir}.",
                              resume=f"nnrun sweep --resume {shlex.quote(str(sweep_dir))}") from None
     except NnrunError:  # Ray unreachable, or every Ray worker stopped
         refresh(sweep_dir, state, study, finished=("failed", now(), time.perf_counter() - started))
+        raise
+    except Exception:  # a full disk, say: the helpers stop too, rather than finish the budget before it is shown
+        _stop(helpers)
         raise
     finally:
         _reap(helpers, echo)
@@ -247,17 +249,24 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
                  "worker failed it and queued it again; the runs it finished are kept.")
 
 
+def _stop(helpers: list[tuple[Any, Any]]) -> None:
+    """SIGINT to each ``--jobs`` worker, once: each finishes its epoch and tells its trial interrupted."""
+    for helper, _ in helpers:
+        helper.send_signal(signal.SIGINT)
+
+
 def _reap(helpers: list[tuple[Any, Any]], echo: Callable[[str], None]) -> None:
-    """Wait for the ``--jobs`` workers, and show the last line of each that failed (not of one interrupted: this
-    worker was too, and says how to resume)."""
+    """Wait for the ``--jobs`` workers, and show the last line of each that failed (not of one interrupted, nor of one
+    that ended as the sweep did: this worker says so, and how to resume)."""
     while helpers:
         helper, log = helpers[0]
         code = helper.wait()
         helpers.pop(0)  # after the wait: one that Ctrl-C cut short is still there for the caller to stop
-        if code not in (0, ExitCode.INTERRUPTED):
-            log.seek(0)
-            echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: "
-                 f"{(log.read().strip().splitlines() or [''])[-1]}")
+        log.seek(0)
+        last = (log.read().strip().splitlines() or [""])[-1]
+        # Exit 1 without an error of its own: it ended as the sweep did (failed trials), which this worker shows.
+        if code not in (0, ExitCode.INTERRUPTED) and not (code == ExitCode.FAILURE and not last.startswith("Error")):
+            echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: {last}")
         log.close()
 
 
