@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -429,6 +430,18 @@ def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
     command = retrain_command(state, {"model.layers.0.units": 64, "training.batch_size": 32})
     assert command == (f"nnrun train {SWEEP_CONFIG} --set training.epochs=3 --set model.layers.0.units=64 "
                        "--set training.batch_size=32 --set dataset.validation=none --name diabetes_sweep-best")
+    # The sweep's --set training.optimizer=sgd, and a grid over its learning rate: train reads --set in order and
+    # cannot set a key inside "sgd", so the command sets the optimizer whole. It must load as the trial's config.
+    _, state = start_sweep(SWEEP_CONFIG, ["training.optimizer=sgd"], ["training.optimizer.learning_rate=0.1,0.01"],
+                           runs_dir=tmp_path)  # fmt: skip
+    words = shlex.split(retrain_command(state, {"training.optimizer.learning_rate": 0.01}))
+    sets = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+    assert sets == ['training.optimizer={"type": "sgd", "learning_rate": 0.01}', "dataset.validation=none"]
+    optimizer = load_config(SWEEP_CONFIG, sets).training.optimizer
+    assert (optimizer.type, optimizer.learning_rate) == ("sgd", 0.01)
+    with pytest.raises(ConfigError, match=r"training.optimizer is a value \('sgd'\).*set it whole instead, e.g. --set "
+                       r"'training.optimizer=\{type: sgd, learning_rate: ...\}'"):  # fmt: skip
+        load_config(SWEEP_CONFIG, ["training.optimizer=sgd", "training.optimizer.learning_rate=0.01"])
 
 
 def test_the_retrain_command_keeps_the_validation_split_a_callback_monitors(tmp_path):

@@ -7,6 +7,7 @@ starts such workers as Ray tasks instead.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from nnrun import rundir as rd
 from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical, compare_runs, lookup
 from nnrun.compare.query import ABSENT, higher_is_better
 from nnrun.compare.records import read_record
-from nnrun.config import RunConfig, load_config, validate_config
+from nnrun.config import RunConfig, apply_override, load_config, parse_key, validate_config
 from nnrun.config.schema import SweepConfig
 from nnrun.datasets.table import resolve_task
 from nnrun.errors import ConfigError, ExitCode, NnrunError, RunInterrupted
@@ -339,7 +340,17 @@ def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
     run."""
     varied = set(params)  # the sweep's --set values first (not its sweep: keys), then the trial's
     sets = [s for s in state.sets if not s.startswith("sweep.") and space.normalize_key(s.split("=")[0]) not in varied]
-    sets += [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in params.items()]
+    given, resolved = [space.normalize_key(s.split("=")[0]) for s in sets], copy.deepcopy(state.base_config)
+    for key, value in params.items():
+        apply_override(resolved, parse_key(key), value)
+    for key, value in params.items():
+        if parent := next((g for g in given if key.startswith(f"{g}.")), None):  # --set training.optimizer=sgd, then
+            node = resolved  # its learning_rate: train's --set cannot reach into "sgd", so the whole mapping, once
+            for part in parse_key(parent):
+                node = node[part]
+            sets[given.index(parent)] = f"{parent}={json.dumps(node)}"
+        else:
+            sets.append(f"{key}={value if isinstance(value, str) else json.dumps(value)}")
     if not watches_validation(state) and state.base_config["dataset"].get("validation") not in ("none", "test", None):
         sets.append("dataset.validation=none")  # the validation part goes back into training
     words = ["nnrun", "train", state.config_file or "CONFIG"] + [w for s in sets for w in ("--set", s)]
