@@ -46,6 +46,7 @@ def make_run_callbacks(run: rd.RunDir, config: RunConfig, *, validation: bool, r
             self.best = min((r[monitor] for r in self.rows if monitor in r), default=math.inf)
             self.epoch_start = time.perf_counter()
             self.last_save: float | None = None
+            self.diverged = False
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.epoch_start = time.perf_counter()
@@ -60,6 +61,15 @@ def make_run_callbacks(run: rd.RunDir, config: RunConfig, *, validation: bool, r
             run.write_history(self.rows)
             if stop.requested:
                 self.model.stop_training = True  # a clean stop: this epoch is complete and saved
+            if math.isnan(row.get("loss", 0.0)):  # NaN weights stay NaN: the epochs left would only burn time
+                self.model.stop_training = self.diverged = True
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            if self.diverged:  # here: after the epoch's own line
+                reporter.print(f"[yellow]warning:[/] the loss is NaN in epoch {self.rows[-1]['epoch']}: the training "
+                               "diverged, so it stopped there. Lower training.optimizer.learning_rate, or scale the "
+                               "inputs (preprocessing: standardize) or a regression's label (dataset.label_scaling).",
+                               soft_wrap=True)  # fmt: skip
 
         def _checkpoint(self, epoch: int, row: dict) -> None:
             # Saving a .keras file costs ~25 ms; at 150 short epochs that is 10% of

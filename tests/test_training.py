@@ -172,3 +172,20 @@ def test_the_metric_names_nnrun_checks_monitors_against_are_the_ones_keras_logs(
     logged = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0).history
     config = SimpleNamespace(training=SimpleNamespace(metrics=names))
     assert sorted(metric_names(config, validation=True)) == sorted(logged), sorted(logged)
+
+
+@pytest.mark.slow
+def test_a_diverged_training_stops_at_the_first_nan_loss_and_says_how_to_fix_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from nnrun.cli import app
+
+    result = CliRunner().invoke(app, ["train", str(ROOT / "configs" / "penguins_mass.yaml"), "--set",
+                                      "training.optimizer={type: sgd, learning_rate: 1.0e9}", "--set", "training.epochs=5",
+                                      "--runs-dir", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run = Path(result.stdout.strip().splitlines()[-1])
+    rows = list(csv.DictReader((run / rd.HISTORY).open()))
+    assert len(rows) == 1 and rows[0]["loss"] == "nan"  # not four more epochs of NaN
+    assert "warning: the loss is NaN in epoch 1: the training diverged" in result.output
+    assert "Lower training.optimizer.learning_rate" in (run / rd.LOG).read_text()
