@@ -51,6 +51,8 @@ def sweep_line(config: Any) -> str:
     """The sweep that the config's ``sweep:`` section describes, checked as ``nnrun sweep`` checks it first."""
     from nnrun.sweep.orchestrate import plan
 
+    if not config.sweep.grid:  # the space comes from nnrun sweep's --grid options
+        return "[yellow]note:[/] the sweep: section has no grid; nnrun sweep checks it with the --grid options it is given"
     sweep = plan(config)
     extras = [f"{sweep['prune']} pruning" if sweep["prune"] != "none" else "",
               f"{sweep['repeats']} seeds each" if sweep["repeats"] > 1 else ""]

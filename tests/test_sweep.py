@@ -414,6 +414,7 @@ def test_check_shows_the_sweep_of_a_configs_sweep_section_and_refuses_a_bad_one_
     line = sweep_line(load_config(SWEEP_CONFIG, ["sweep.prune=median", "sweep.repeats=3"]))
     assert line.endswith("sweep: grid search, 4 trials over model.layers.0.units, training.batch_size; ranked by "
                          "best_val_accuracy (higher is better), median pruning, 3 seeds each")  # fmt: skip
+    assert "has no grid" in sweep_line(load_config(SWEEP_CONFIG, ["sweep.grid={}", "sweep.search=tpe", "sweep.trials=9"]))
     bad = tmp_path / "bad.yaml"
     bad.write_text(SWEEP_CONFIG.read_text().replace("model.layers.0.units:", "model.layers.0.unit:"))
     code = "import sys\nfrom nnrun.cli import app\ntry:\n    app()\nfinally:\n    assert 'tensorflow' not in sys.modules"
