@@ -264,7 +264,9 @@ def test_ctrl_c_while_waiting_for_the_jobs_workers_stops_them_and_says_how_to_re
     for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "TF_NUM_INTEROP_THREADS"):
         monkeypatch.setenv(name, os.environ.get(name, ""))  # work() sets them for its workers; restored after
     helper = subprocess.Popen([sys.executable, "-c", "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: "
-                               "sys.exit(130)); time.sleep(60)"])  # a --join worker still training; 130 as nnrun's  # fmt: skip
+                               "sys.exit(130)); print('ready', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE)  # a --join worker still training; 130 as nnrun's  # fmt: skip
+    assert helper.stdout.readline() == b"ready\n"  # its handler is set before the SIGINT comes
     monkeypatch.setattr(orchestrate, "_join_process", lambda sweep_dir: (helper, tempfile.TemporaryFile("w+")))
     monkeypatch.setattr(orchestrate, "_optimize", lambda *args: None)  # this worker has nothing left to train
     path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
@@ -290,7 +292,8 @@ def test_an_error_in_the_main_worker_stops_its_jobs_workers_rather_than_waiting_
     for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "TF_NUM_INTEROP_THREADS"):
         monkeypatch.setenv(name, os.environ.get(name, ""))
     helper = subprocess.Popen([sys.executable, "-c", "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: "
-                               "sys.exit(130)); time.sleep(60)"])  # fmt: skip
+                               "sys.exit(130)); print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE)
+    assert helper.stdout.readline() == b"ready\n"  # its handler is set: the SIGINT below cannot come before it
     monkeypatch.setattr(orchestrate, "_join_process", lambda sweep_dir: (helper, tempfile.TemporaryFile("w+")))
 
     def disk_full(*args):
