@@ -192,6 +192,7 @@ def summarize_metrics(rows: list[dict], test: dict[str, float], validation: bool
         "test": test,
         "best_epoch": best_epoch,
         "epochs_run": len(rows),
+        **({"diverged_epoch": bad[0]} if (bad := [r["epoch"] for r in rows if math.isnan(r.get("loss", 0))]) else {}),
     }
 
 

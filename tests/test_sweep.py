@@ -692,11 +692,22 @@ def test_a_diverged_trial_is_told_apart_and_not_offered_again(tmp_path):
     sweep_dir = Path(result.stdout.strip().splitlines()[-1])
     by_rate = {t.params["training.optimizer.learning_rate"]: t for t in read_state(sweep_dir).trials}
     assert by_rate["1e-9"].status == "completed" and by_rate["1e-9"].value is not None  # YAML 1.1 reads 1e-9 as text
-    assert by_rate["1e9"].status == "diverged" and "best_val_loss is NaN: the training diverged" in by_rate["1e9"].error
+    assert by_rate["1e9"].status == "diverged" and by_rate["1e9"].error.startswith("the loss became NaN in epoch 1: "
+                                                                                   "the training diverged")  # fmt: skip
     assert "sweep completed: 1 completed, 1 diverged" in result.output and "--resume" not in result.output
     resumed = CliRunner().invoke(app, ["sweep", "--resume", str(sweep_dir)])
     assert resumed.exit_code == 0, resumed.output
     assert [t.attempts for t in read_state(sweep_dir).trials] == [1, 1]  # neither trained again
+    # A classifier's accuracy on NaN weights is still a number (one class's share): the run's NaN loss tells.
+    result = CliRunner().invoke(app, ["sweep", str(SWEEP_CONFIG), "--smoke", "--set", "training.optimizer=sgd", "--grid",
+                                      "training.optimizer.learning_rate=1e9,0.01", "--grid", "training.batch_size=64",
+                                      "--grid", "model.layers.0.units=12",
+                                      "--runs-dir", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    state = read_state(Path(result.stdout.strip().splitlines()[-1]))
+    by_rate = {t.params["training.optimizer.learning_rate"]: t for t in state.trials}
+    assert by_rate["1e9"].status == "diverged" and "the loss became NaN in epoch 1" in by_rate["1e9"].error
+    assert by_rate[0.01].status == "completed" and state.best["trial"] == by_rate[0.01].index
 
 
 def test_data_missing_where_a_worker_runs_fails_the_trial_for_a_retry_rather_than_skipping_it(tmp_path):

@@ -187,5 +187,6 @@ def test_a_diverged_training_stops_at_the_first_nan_loss_and_says_how_to_fix_it(
     run = Path(result.stdout.strip().splitlines()[-1])
     rows = list(csv.DictReader((run / rd.HISTORY).open()))
     assert len(rows) == 1 and rows[0]["loss"] == "nan"  # not four more epochs of NaN
+    assert json.loads((run / rd.METRICS).read_text())["diverged_epoch"] == 1  # the run says so itself
     assert "warning: the loss is NaN in epoch 1: the training diverged" in result.output
     assert "Lower training.optimizer.learning_rate" in (run / rd.LOG).read_text()

@@ -63,7 +63,7 @@ def lookup(record: RunRecord, key: str) -> Any:
     head, _, rest = key.partition(".")
     if head in METRIC_SECTIONS and isinstance(record.metrics.get(head), dict):
         return record.metrics[head].get(rest, ABSENT)
-    if key in ("best_epoch", "epochs_run") and key in record.metrics:
+    if key in ("best_epoch", "epochs_run", "diverged_epoch") and key in record.metrics:
         return record.metrics[key]
     if key in record.flat_config:
         return record.flat_config[key]

@@ -31,6 +31,10 @@ def thread_env(threads: int) -> dict[str, str]:
             "TF_NUM_INTEROP_THREADS": "1" if threads == 1 else "2"}  # fmt: skip
 
 
+_DIVERGED = "the training diverged at these values, and would again at the same seed; narrow the space (a lower "\
+            "learning rate, say)"
+
+
 class TrialFailed(Exception):
     """A trial that failed (or was invalid): Optuna records it as failed, and the sweep goes on."""
 
@@ -70,6 +74,9 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         values.append(pruned_at if status == "pruned" else run_value(run, state.metric))
         if status == "pruned":
             break
+        if epoch := run_value(run, "diverged_epoch"):  # the loss went NaN: an accuracy may still read as a number
+            status, error = "diverged", f"the loss became NaN in epoch {epoch:.0f}{f' of seed {seed}' * (state.repeats > 1)}: {_DIVERGED}"
+            break
         if stopped and repeat < state.repeats - 1:  # Ctrl-C in a seed's last epoch: the other seeds wait
             status, error = "interrupted", f"{stopped}: stopped after seed {seed}"
             break
@@ -77,8 +84,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
     if status == "completed" and None in values:
         status, error = "failed", f"no {state.metric} in the trial's run directories"
     elif status == "completed" and len(measured) < len(values):
-        status, error = "diverged", (f"{state.metric} is NaN: the training diverged at these values, and would again "
-                                     "at the same seed; narrow the space (a lower learning rate, say)")  # fmt: skip
+        status, error = "diverged", f"{state.metric} is NaN: {_DIVERGED}"
     duration = time.perf_counter() - started
     attrs = {"status": status, "error": error, "run_dirs": runs, "values": values, "duration_s": round(duration, 3),
              "std": statistics.stdev(measured) if len(measured) > 1 else None, "host": socket.gethostname(),
