@@ -169,16 +169,17 @@ def metric_names(config: RunConfig, validation: bool) -> list[str]:
 # ------------------------------------------------------------ callbacks
 
 
+#: The Keras callbacks with a ``monitor`` argument, and its default (tests/test_training.py checks it against Keras).
+DEFAULT_MONITORS = {"EarlyStopping": "val_loss", "ReduceLROnPlateau": "val_loss", "ModelCheckpoint": "val_loss",
+                    "OrbaxCheckpoint": "val_loss"}  # fmt: skip
+
+
 def monitored(spec: dict[str, Any]) -> str | None:
     """What a callback (a config entry: ``{type: EarlyStopping, ...}``) monitors: its ``monitor``, else its Keras
-    class's default (``val_loss`` for EarlyStopping, ReduceLROnPlateau and ModelCheckpoint); None if it monitors none."""
-    if spec.get("monitor") is not None:
-        return spec["monitor"]
-    from nnrun.tf import import_keras
-
-    cls = getattr(import_keras().callbacks, str(spec.get("type")), None)
-    param = inspect.signature(cls).parameters.get("monitor") if inspect.isclass(cls) else None
-    return param.default if param is not None and isinstance(param.default, str) else None
+    class's default (``val_loss``); None if it watches none. The checkpoints read it only with ``save_best_only``."""
+    if spec.get("type") in ("ModelCheckpoint", "OrbaxCheckpoint") and not spec.get("save_best_only"):
+        return None
+    return spec.get("monitor") or DEFAULT_MONITORS.get(str(spec.get("type")))
 
 
 def create_callbacks(specs: list[Any]) -> list[Any]:

@@ -176,6 +176,8 @@ CASES = [
     Case("default-monitor-without-validation", ["training.callbacks[0].monitor: 'val_loss' (EarlyStopping's default)",
                                                 "no validation data"],  # else it never stops, with a warning only
          mutate=set_training(callbacks=[{"type": "EarlyStopping", "patience": 2}])),
+    Case("default-checkpoint-monitor-without-validation", ["'val_loss' (ModelCheckpoint's default)", "no validation data"],
+         mutate=set_training(callbacks=[{"type": "ModelCheckpoint", "filepath": "m.keras", "save_best_only": True}])),
     # ---- data files
     csv_case("csv-non-numeric", "a,b,label\n1,2,0\n3,x,1\n", ["data.csv", "column 'b' is numeric (dataset.columns) but row 3 has 'x'"],
              dataset={"columns": {"b": "numeric"}}),

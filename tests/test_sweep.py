@@ -458,6 +458,9 @@ def test_the_retrain_command_keeps_the_validation_split_a_callback_monitors(tmp_
     _, state = start_sweep(config, ["training.callbacks=[{type: EarlyStopping}]"], ["training.batch_size=64,128"],
                            runs_dir=tmp_path)  # fmt: skip
     assert watches_validation(state) == "val_loss"  # EarlyStopping's default monitor
+    _, state = start_sweep(config, ["training.callbacks=[{type: ModelCheckpoint, filepath: m.keras}]"],
+                           ["training.batch_size=64,128"], runs_dir=tmp_path)  # fmt: skip
+    assert watches_validation(state) is None  # it reads its monitor only with save_best_only
     _, state = start_sweep(config, ["training.callbacks=[]"], ["training.batch_size=64,128"], runs_dir=tmp_path)
     assert watches_validation(state) is None
     assert retrain_command(state, {"training.batch_size": 64}).endswith("--set dataset.validation=none --name mnist_mlp_earlystop-best")

@@ -190,3 +190,16 @@ def test_a_diverged_training_stops_at_the_first_nan_loss_and_says_how_to_fix_it(
     assert json.loads((run / rd.METRICS).read_text())["diverged_epoch"] == 1  # the run says so itself
     assert "warning: the loss is NaN in epoch 1: the training diverged" in result.output
     assert "Lower training.optimizer.learning_rate" in (run / rd.LOG).read_text()
+
+
+@pytest.mark.slow
+def test_the_default_monitors_nnrun_assumes_are_keras_own():
+    import inspect
+
+    from nnrun.keras_names import DEFAULT_MONITORS
+    from nnrun.tf import import_keras
+
+    callbacks = vars(import_keras().callbacks)
+    defaults = {name: inspect.signature(cls).parameters["monitor"].default for name, cls in callbacks.items()
+                if inspect.isclass(cls) and "monitor" in inspect.signature(cls).parameters}  # fmt: skip
+    assert defaults == DEFAULT_MONITORS
