@@ -37,6 +37,10 @@ class DataError(NnrunError):
     exit_code = ExitCode.BAD_INPUT
 
 
+class DataNotFound(DataError):
+    """The data is not where the config says, or cannot be read there: a matter of the machine, not of the data."""
+
+
 class RunDirError(NnrunError):
     """A run directory cannot be read or written (exit code 2)."""
 

@@ -721,6 +721,12 @@ def test_data_missing_where_a_worker_runs_fails_the_trial_for_a_retry_rather_tha
     (trial,) = read_state(Path(result.stdout.strip().splitlines()[-1])).trials
     assert trial.status == "failed" and "nosuch.csv" in trial.error  # not "invalid", which --resume never runs again
     assert "nnrun sweep --resume" in result.output
+    # Data that is there but cannot serve this point (a continuous label for a classifier) is a bad point: invalid.
+    result = CliRunner().invoke(app, ["sweep", str(config), "--grid", "dataset.label=body_mass_g",
+                                      "--runs-dir", str(tmp_path)])  # fmt: skip
+    (trial,) = read_state(Path(result.stdout.strip().splitlines()[-1])).trials
+    assert trial.status == "invalid" and "body_mass_g" in trial.error, trial
+    assert "--resume" not in result.output
 
 
 def test_join_and_resume_work_in_the_folder_the_sweep_started_in(tmp_path, monkeypatch):

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from nnrun.errors import DataError
+from nnrun.errors import DataError, DataNotFound
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 #: Larger images are skipped before they are decoded: 100 megapixels is 300 MB of RGB pixels.
@@ -68,7 +68,7 @@ def resolve_folder(path: str, key: str) -> Path:
         folder = Path(data_dir) / folder
     if not folder.exists():
         where = f" (nor under $NNRUN_DATA_DIR={data_dir})" if data_dir and not folder.is_absolute() else ""
-        raise DataError(f"{key}: folder '{path}' does not exist{where}; expected a folder with one sub-folder of "
+        raise DataNotFound(f"{key}: folder '{path}' does not exist{where}; expected a folder with one sub-folder of "
                         f"images per class, e.g. {path.rstrip('/')}/cats/*.jpg. Fix the path in the config.")
     if not folder.is_dir():
         raise DataError(f"{key}: '{path}' is a file; expected a folder with one sub-folder of images per class "
