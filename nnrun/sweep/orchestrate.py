@@ -7,7 +7,6 @@ starts such workers as Ray tasks instead.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -27,7 +26,7 @@ from nnrun import rundir as rd
 from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical, compare_runs, lookup
 from nnrun.compare.query import ABSENT, higher_is_better
 from nnrun.compare.records import read_record
-from nnrun.config import RunConfig, apply_override, load_config, parse_key, validate_config
+from nnrun.config import RunConfig, load_config, validate_config
 from nnrun.config.schema import SweepConfig
 from nnrun.datasets.table import resolve_task
 from nnrun.errors import ConfigError, ExitCode, NnrunError, RunInterrupted
@@ -337,20 +336,18 @@ def refresh(sweep_dir: Path, state: SweepState, study: Any,
 
 def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
     """``nnrun train CONFIG --set ...``: the sweep's settings with the best values, on all the training data, in a new
-    run."""
-    varied = set(params)  # the sweep's --set values first (not its sweep: keys), then the trial's
-    sets = [s for s in state.sets if not s.startswith("sweep.") and space.normalize_key(s.split("=")[0]) not in varied]
-    given, resolved = [space.normalize_key(s.split("=")[0]) for s in sets], copy.deepcopy(state.base_config)
+    run. Where a trial's key lies inside one the sweep's ``--set`` gave as a short form (``training.optimizer=sgd``,
+    then its ``learning_rate``), that mapping is set whole: train's ``--set`` cannot reach into ``sgd``."""
+    resolved = space.resolve(state.base_config, params)
+    given = [(s, space.normalize_key(s.split("=")[0])) for s in state.sets if not s.startswith("sweep.")]
+    parents = list(dict.fromkeys(k for _, k in given if any(p.startswith(f"{k}.") for p in params)))
+    # The sweep's --set values first, less those the trial's values (or a mapping set whole) replace.
+    sets = [s for s, k in given if k not in parents and not any(k == p or k.startswith(f"{p}.") for p in params)]
+    sets += [f"{k}={json.dumps(space.value_at(resolved, k))}" for k in parents]
     for key, value in params.items():
-        apply_override(resolved, parse_key(key), value)
-    for key, value in params.items():
-        if parent := next((g for g in given if key.startswith(f"{g}.")), None):  # --set training.optimizer=sgd, then
-            node = resolved  # its learning_rate: train's --set cannot reach into "sgd", so the whole mapping, once
-            for part in parse_key(parent):
-                node = node[part]
-            sets[given.index(parent)] = f"{parent}={json.dumps(node)}"
-        else:
-            sets.append(f"{key}={value if isinstance(value, str) else json.dumps(value)}")
+        if not any(key.startswith(f"{k}.") for k in parents):
+            node = space.value_at(resolved, key)  # a mapping where a short form met a --set below it
+            sets.append(f"{key}={value if isinstance(value, str) and not isinstance(node, dict) else json.dumps(node)}")
     if not watches_validation(state) and state.base_config["dataset"].get("validation") not in ("none", "test", None):
         sets.append("dataset.validation=none")  # the validation part goes back into training
     words = ["nnrun", "train", state.config_file or "CONFIG"] + [w for s in sets for w in ("--set", s)]

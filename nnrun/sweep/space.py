@@ -113,7 +113,7 @@ def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1, fla
             values = [low, high] if isinstance(low, int) else [low, low + (high - low) * 0.382, high]  # not whole
         for value in axis if isinstance(axis, list) else values:
             data = copy.deepcopy(base)
-            apply_override(data, parts, value)
+            put(data, key, value)
             validate_config({**data, "sweep": None}, source=f"{said} {key}", flags={dotted(parts): f"{said} {key} value"})
 
 
@@ -147,11 +147,33 @@ def _choice(value: Any) -> Any:
     return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
 
 
-def trial_config(base: dict[str, Any], params: dict[str, Any], *, name: str, runs_dir: str) -> RunConfig:
-    """The base config with ``params`` applied, named and placed for the sweep. ConfigError if invalid."""
+def put(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key`` in a resolved config dict. A short form (``sgd``) where the config holds a mapping
+    (``{type: adam, learning_rate: 0.5}``) changes its type and keeps the rest: what a ``--set`` below it asked for."""
+    parts = parse_key(key)
+    old = apply_override(data, parts, value)
+    if isinstance(value, str) and isinstance(old, dict) and "type" in old:
+        apply_override(data, parts, {**old, "type": value})
+
+
+def resolve(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the resolved config ``base`` with a trial's ``params`` put in."""
     data = copy.deepcopy(base)
     for key, value in params.items():
-        apply_override(data, parse_key(key), value)
+        put(data, key, value)
+    return data
+
+
+def value_at(data: dict[str, Any], key: str) -> Any:
+    """The value at a dotted ``key`` of a config dict."""
+    for part in parse_key(key):
+        data = data[part]
+    return data
+
+
+def trial_config(base: dict[str, Any], params: dict[str, Any], *, name: str, runs_dir: str) -> RunConfig:
+    """The base config with ``params`` applied, named and placed for the sweep. ConfigError if invalid."""
+    data = resolve(base, params)
     data["run"].update(name=name, runs_dir=runs_dir)
     flags = {dotted(parse_key(key)): f"--grid {key} value" for key in params}  # the fix names --grid, not --set
     return validate_config({**data, "sweep": None}, source=f"trial {name}", flags=flags)
