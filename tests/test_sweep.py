@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 
 from nnrun.cli import app
 from nnrun.config import load_config
-from nnrun.errors import ConfigError, RunInterrupted
+from nnrun.errors import ConfigError, RunDirError, RunInterrupted
 from nnrun.sweep.orchestrate import start_sweep, work
 from nnrun.sweep.space import collect_grid, decode, distributions, parse_grid_option
 from nnrun.sweep.state import read_state
@@ -284,7 +284,9 @@ def test_ctrl_c_while_waiting_for_the_jobs_workers_stops_them_and_says_how_to_re
     assert read_state(path).status == "interrupted"
 
 
-def test_an_error_in_the_main_worker_stops_its_jobs_workers_rather_than_waiting_out_the_budget(tmp_path, monkeypatch):
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), RunDirError("sweep.json: No space left")])
+def test_an_error_in_the_main_worker_stops_its_jobs_workers_rather_than_waiting_out_the_budget(tmp_path, monkeypatch,
+                                                                                              error):
     import tempfile
 
     from nnrun.sweep import orchestrate
@@ -297,12 +299,12 @@ def test_an_error_in_the_main_worker_stops_its_jobs_workers_rather_than_waiting_
     monkeypatch.setattr(orchestrate, "_join_process", lambda sweep_dir: (helper, tempfile.TemporaryFile("w+")))
 
     def disk_full(*args):
-        raise OSError(28, "No space left on device")
+        raise error
 
     monkeypatch.setattr(orchestrate, "_optimize", disk_full)
     path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
     started = time.perf_counter()
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(type(error), match="No space left"):
         work(path, state, jobs=2)
     assert helper.wait(timeout=10) == 130 and time.perf_counter() - started < 10
 
@@ -321,11 +323,12 @@ def test_a_jobs_worker_gets_a_red_line_for_its_own_error_or_death_not_for_a_swee
     lines = []
     _reap([helper(1, "W0000 some TensorFlow log line\n"), helper(130, ""), helper(0, "")], lines.append)
     assert lines == []  # exit 1 as the sweep failed: the main worker prints the sweep's status
-    _reap([helper(1, "noise\nError: unexpected OSError: disk full (run again with --debug)\n"), helper(-9, "")],
+    _reap([helper(1, "noise\n\x1b[1;31mError:\x1b[0m unexpected OSError: disk full (run again with --debug)\n"),
+           helper(-9, ""), helper(1, "Traceback (most recent call last):\n  ...\nValueError: bug\n")],
           lines.append)  # fmt: skip
-    assert len(lines) == 2 and "exit code 1" in lines[0] and lines[0].endswith("Error: unexpected OSError: disk full "
+    assert len(lines) == 3 and "exit code 1" in lines[0] and lines[0].endswith("Error: unexpected OSError: disk full "
                                                                              "(run again with --debug)")  # fmt: skip
-    assert "exit code -9" in lines[1]
+    assert "exit code -9" in lines[1] and lines[2].endswith("ValueError: bug")
 
 
 def test_a_trial_that_heard_ctrl_c_in_its_last_epoch_stops_the_worker_after_it_is_told(tmp_path, monkeypatch):

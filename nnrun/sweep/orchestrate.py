@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -195,11 +196,10 @@ def work(
         refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
         raise RunInterrupted(f"sweep stopped; finished trials are kept in {sweep_dir}.",
                              resume=f"nnrun sweep --resume {shlex.quote(str(sweep_dir))}") from None
-    except NnrunError:  # Ray unreachable, or every Ray worker stopped
-        refresh(sweep_dir, state, study, finished=("failed", now(), time.perf_counter() - started))
-        raise
-    except Exception:  # a full disk, say: the helpers stop too, rather than finish the budget before it is shown
+    except Exception as exc:  # a full disk, say: the helpers stop too, rather than finish the budget before it is shown
         _stop(helpers)
+        if isinstance(exc, NnrunError):  # Ray unreachable, or every Ray worker stopped
+            refresh(sweep_dir, state, study, finished=("failed", now(), time.perf_counter() - started))
         raise
     finally:
         _reap(helpers, echo)
@@ -263,9 +263,11 @@ def _reap(helpers: list[tuple[Any, Any]], echo: Callable[[str], None]) -> None:
         code = helper.wait()
         helpers.pop(0)  # after the wait: one that Ctrl-C cut short is still there for the caller to stop
         log.seek(0)
-        last = (log.read().strip().splitlines() or [""])[-1]
+        text = re.sub(r"\x1b\[[0-9;]*m", "", log.read())  # FORCE_COLOR: rich's colours
+        last = (text.strip().splitlines() or [""])[-1]
         # Exit 1 without an error of its own: it ended as the sweep did (failed trials), which this worker shows.
-        if code not in (0, ExitCode.INTERRUPTED) and not (code == ExitCode.FAILURE and not last.startswith("Error")):
+        told = code == ExitCode.FAILURE and not re.search(r"^(Error:|Traceback)", text, re.MULTILINE)
+        if code not in (0, ExitCode.INTERRUPTED) and not told:
             echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: {last}")
         log.close()
 
