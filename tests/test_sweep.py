@@ -468,6 +468,8 @@ def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
     with pytest.raises(ConfigError, match=r"training.optimizer is a value \('sgd'\).*set it whole instead, e.g. --set "
                        r"'training.optimizer=\{type: sgd, learning_rate: ...\}'"):  # fmt: skip
         load_config(SWEEP_CONFIG, ["training.optimizer=sgd", "training.optimizer.learning_rate=0.01"])
+    with pytest.raises(ConfigError, match=r"training.loss is a value \('binary_crossentropy'\), not a section with keys.$"):
+        load_config(SWEEP_CONFIG, ["training.loss.from_logits=true"])  # a plain string: no {type: ...} to suggest
 
 
 def test_the_retrain_command_keeps_the_validation_split_a_callback_monitors(tmp_path):

@@ -129,8 +129,9 @@ def apply_override(data: dict[str, Any], parts: list[str | int], value: Any) -> 
                 return old
             node = node[part]
         else:
+            named = re.fullmatch(r"training\.optimizer|(model\.layers|preprocessing|training\.callbacks)\[\d+\]", here)
             whole = (f"; set it whole instead, e.g. --set '{here}={{type: {node}, {part}: ...}}'"
-                     if isinstance(node, str) else "")  # adam: the short form of {type: adam}
+                     if named and isinstance(node, str) else "")  # adam: the short form of {type: adam}
             raise ConfigError(f"--set {dotted(parts)}: {here} is a value ({node!r}), not a section with keys{whole}.")
     return None
 
