@@ -357,11 +357,26 @@ def test_wide_tables_are_cut_to_the_terminal_width():
     assert max(len(line) for line in text.splitlines()) <= 50 and "…" in text
 
 
+def test_which_way_is_better_for_keras_metrics_and_their_short_names():
+    from nnrun.compare.query import higher_is_better
+
+    higher = ["best_val_accuracy", "test_r2", "validation.AUC", "test.auc", "validation.acc", "test.f1_score",
+              "validation.FBetaScore", "validation.cosine_similarity", "validation.MeanIoU", "test.mean_io_u",
+              "train.TruePositives", "validation.precision", "validation.pearson_correlation"]  # fmt: skip
+    lower = ["best_val_loss", "test_rmse", "test.mae", "validation.bce", "test.ce", "validation.KLDivergence",
+             "validation.kld", "test.huber", "validation.root_mean_squared_error", "train.FalseNegatives",
+             "validation.logcosh", "test.categorical_hinge"]  # fmt: skip
+    assert [k for k in higher if higher_is_better(k) is not True] == []
+    assert [k for k in lower if higher_is_better(k) is not False] == []
+    assert [higher_is_better(k) for k in ("validation.mean", "learning_rate", "model.layers[0].units")] == [None] * 3
+
+
 def test_a_groups_mean_and_std_are_shown_to_the_digits_their_column_needs():
     from nnrun.compare.query import MeanStd
     from nnrun.compare.tables import display
 
     assert display("model.layers[0].units", MeanStd([1.0, 2.0, 2.0, 3.0, 3.0])) == "2.2 ± 0.837"  # not 0.83666
+    assert display("dataset.limit", MeanStd([1000.0, 5000.0])) == "3000 ± 2828"  # not 2.83e+03
     assert display("test_accuracy", MeanStd([0.70, 0.74, 0.78])) == "0.7400 ± 0.0400"
     assert display("duration", MeanStd([30.0, 90.0])) == "1m00s ± 42.4s"
     assert display("epochs", MeanStd([5.0])) == "5"

@@ -36,7 +36,7 @@ CONFIG_SECTIONS = ("dataset", "preprocessing", "model", "training", "run")
 HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "f1", "fbeta", "r2", "cosinesimilarity", "correlation",
                     "iou", "truepositives", "truenegatives", "sensitivity", "specificity")  # fmt: skip
 LOWER_IS_BETTER = ("loss", "error", "mae", "mse", "mape", "msle", "hinge", "crossentropy", "divergence", "poisson",
-                   "logcosh", "falsepositives", "falsenegatives")  # fmt: skip
+                   "logcosh", "huber", "kld", "falsepositives", "falsenegatives")  # fmt: skip
 #: Regression runs show these instead of the accuracy columns (beside them in a mixed set of runs).
 REGRESSION_COLUMNS = {"best_val_accuracy": (), "test_accuracy": (), "test_loss": ("test_loss", "test_r2", "test_mae")}
 
@@ -167,6 +167,9 @@ def default_descending(key: str) -> bool:
 def higher_is_better(key: str) -> bool | None:
     """True for a metric where higher is better (accuracy, AUC, R², cosine similarity...), False where lower is (loss,
     errors, crossentropy...), None for one nnrun cannot tell."""
+    name = key.lower().rpartition(".")[2].removeprefix("val_")  # Keras's short names: acc, ce, bce...
+    if name in ("acc", "ce", "bce", "cce", "scce"):
+        return name == "acc"
     key = key.lower().replace("_", "")
     return True if any(w in key for w in HIGHER_IS_BETTER) else False if any(w in key for w in LOWER_IS_BETTER) else None
 

@@ -55,7 +55,8 @@ def display(column: str, value: Any) -> str:
         if value.std is None:
             return display(column, float(value))
         plain = column not in ("duration", "params") and not _metric_like(column)  # units, rates: 2.2 ± 1.1
-        return display(column, float(value)) + f" ± {f'{value.std:.3g}' if plain else display(column, value.std)}"
+        spread = f"{value.std:{'.3g' if abs(value.std) < 1000 else '.0f'}}" if plain else display(column, value.std)
+        return display(column, float(value)) + f" ± {spread}"
     if isinstance(value, bool):
         return str(value).lower()
     if column == "duration" and isinstance(value, (int, float)):
