@@ -583,7 +583,7 @@ def test_start_writes_the_set_up_and_an_empty_study(tmp_path):
     assert saved["direction"] == "maximize" and saved["prune"] == "none" and saved["trials"] == []
     assert (path / "study.journal").is_file() and path.name.startswith("sweep-") and path.name.endswith("-diabetes_sweep")
     assert open_study(path, state).user_attrs["nnrun.budget"] == 8
-    with pytest.raises(ConfigError, match="--search tpe needs --trials N"):
+    with pytest.raises(ConfigError, match=r"--search tpe \(sweep.search\) needs --trials N"):
         start_sweep(SWEEP_CONFIG, search="tpe", runs_dir=tmp_path / "other")
     assert not (tmp_path / "other").exists()
 

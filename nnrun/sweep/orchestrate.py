@@ -93,7 +93,8 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
         size = math.prod(len(values) for values in space.grid_choices(grid).values())  # refuses ranges
         budget = min(budget or size, size)
     elif budget is None:
-        raise ConfigError(f"--search {search} needs --trials N (how many trials to run), e.g. --trials 20.")
+        raise ConfigError(f"--search {search} (sweep.search) needs --trials N (sweep.trials: how many trials to run), "
+                          "e.g. --trials 20.")
     base = {**config.to_dict(), "sweep": None}
     space.check_grid(grid, base, section.repeats, flags={space.parse_grid_option(text)[0] for text in grid_options})
     said = "--metric" if "metric" in given else "sweep.metric" if section.metric else "the default metric"
@@ -146,7 +147,7 @@ def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metr
     if prune == "none":
         return key, None
     if epochs is None:
-        raise ConfigError(f"--prune {prune} needs a metric logged after every epoch, such as val_accuracy or "
+        raise ConfigError(f"--prune {prune} (sweep.prune) needs a metric logged after every epoch, such as val_accuracy or "
                           f"val_loss; {said} {key} is measured once, at the end. Pass --metric val_accuracy.")
     return key, epochs
 
