@@ -711,7 +711,7 @@ def test_a_grid_over_a_value_the_runs_keep_as_a_mapping_is_shown_by_the_keys_und
 
 
 @pytest.mark.slow
-def test_a_diverged_trial_is_told_apart_and_not_offered_again(tmp_path):
+def test_a_diverged_trial_is_told_apart_and_not_offered_again(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["sweep", str(ROOT / "configs" / "penguins_mass.yaml"), "--smoke", "--set",
                                       "training.optimizer=sgd", "--grid", "training.optimizer.learning_rate=1e9,1e-9",
                                       "--runs-dir", str(tmp_path)])  # fmt: skip
@@ -722,9 +722,12 @@ def test_a_diverged_trial_is_told_apart_and_not_offered_again(tmp_path):
     assert by_rate["1e9"].status == "diverged" and by_rate["1e9"].error.startswith("the loss became NaN in epoch 1: "
                                                                                    "the training diverged")  # fmt: skip
     assert "sweep completed: 1 completed, 1 diverged" in result.output and "--resume" not in result.output
+    started_in = Path.cwd()
+    monkeypatch.chdir(tmp_path)  # another terminal: the retrain command's config path is from the sweep's folder
     resumed = CliRunner().invoke(app, ["sweep", "--resume", str(sweep_dir)])
     assert resumed.exit_code == 0, resumed.output
     assert [t.attempts for t in read_state(sweep_dir).trials] == [1, 1]  # neither trained again
+    assert f"  cd {shlex.quote(str(started_in))} && nnrun train " in resumed.output
     # A classifier's accuracy on NaN weights is still a number (one class's share): the run's NaN loss tells.
     result = CliRunner().invoke(app, ["sweep", str(SWEEP_CONFIG), "--smoke", "--set", "training.optimizer=sgd", "--grid",
                                       "training.optimizer.learning_rate=1e9,0.01", "--grid", "training.batch_size=64",
@@ -761,7 +764,7 @@ def test_join_and_resume_work_in_the_folder_the_sweep_started_in(tmp_path, monke
     path, _ = start_sweep(SWEEP_CONFIG, runs_dir="runs")
     monkeypatch.chdir(tmp_path / "b")  # another terminal, or another machine's mount of the same folder
     state = resume_state(Path("..") / "a" / path.relative_to(tmp_path / "a"), retry_failed=False)
-    assert Path.cwd() == tmp_path / "a" and state.cwd == str(tmp_path / "a")  # relative dataset paths mean the same
+    assert Path.cwd().resolve() == (tmp_path / "a").resolve() and Path(state.cwd).resolve() == Path.cwd().resolve()
 
 
 @pytest.mark.slow
@@ -823,7 +826,7 @@ def test_parallel_jobs_give_the_same_results_as_sequential(grid_sweep, tmp_path)
     assert result.status == "completed"
     assert result.history[-1]["jobs"] == 2
     assert not [line for line in lines if "ended with exit code" in line]  # the helper did not fail...
-    assert {entry["pid"] for entry in result.history} - {os.getpid()}  # ...and worked on the study until it was done
+    assert {entry["pid"] for entry in result.history} - {os.getpid()}  # ...and ran to its end (its own history entry)
     assert_same_results(trial_results(path), trial_results(grid_sweep[0]))
 
 

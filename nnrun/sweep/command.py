@@ -64,7 +64,7 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
     from nnrun.console import make_console
     from nnrun.sweep.orchestrate import resume_state, start_sweep, sweep_comparison, watches_validation, work
 
-    console = make_console()
+    console, shell = make_console(), Path.cwd()  # --join and --resume move to the folder the sweep started in
     if sum(x is not None for x in (config, join, resume)) != 1:
         raise ConfigError("give exactly one of CONFIG, --join SWEEP_DIR or --resume SWEEP_DIR, "
                           "e.g. nnrun sweep configs/diabetes_sweep.yaml.")
@@ -100,8 +100,9 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
         watched = watches_validation(state)
         how = (f"Train it again in a new run (its callbacks monitor {watched}, so the validation split stays)" if watched
                else "Train it on all the training data")  # fmt: skip
+        where = f"cd {shlex.quote(str(Path.cwd()))} && " if Path.cwd() != shell else ""  # its config path is from there
         console.print(f"best: trial {best['trial']}, {state.metric} {best['value']:.4f}{spread}. {how}:\n"
-                      f"  {best['retrain']}", soft_wrap=True)  # fmt: skip
+                      f"  {where}{best['retrain']}", soft_wrap=True)  # fmt: skip
     if any(t.status in ("failed", "interrupted") for t in state.trials):
         console.print(f"Run the failed or interrupted trials again: nnrun sweep --resume {shlex.quote(str(path))}",
                       soft_wrap=True)  # fmt: skip
