@@ -37,8 +37,9 @@ class DataError(NnrunError):
     exit_code = ExitCode.BAD_INPUT
 
 
-class DataNotFound(DataError):
-    """The data is not where the config says, or cannot be read there: a matter of the machine, not of the data."""
+class DataUnavailable(DataError):
+    """The data cannot be had on this machine now: not where the config says, unreadable there, or no room in memory
+    to decode it. A matter of the machine, not of the data: a sweep retries such a trial."""
 
 
 class RunDirError(NnrunError):

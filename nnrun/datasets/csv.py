@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnrun.errors import DataError, DataNotFound, did_you_mean
+from nnrun.errors import DataError, DataUnavailable, did_you_mean
 
 Rows = list[tuple[int, list[str]]]  # (line number, cells), blank lines left out
 
@@ -26,7 +26,7 @@ def read_rows(path: str | Path, *, delimiter: str = ",", key: str = "dataset.pat
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise DataNotFound(f"{key} {path}: file not found. Check the path.")
+        raise DataUnavailable(f"{key} {path}: file not found. Check the path.")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from nnrun.errors import DataError, DataNotFound, first_line
+from nnrun.errors import DataError, DataUnavailable, first_line
 from nnrun.tf import keras_home
 
 DATA_DIR_ENV = "NNRUN_DATA_DIR"
@@ -73,9 +73,9 @@ def read_idx(path: str | Path, expected_sha256: str | None = None) -> np.ndarray
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise DataNotFound(f"{path}: file not found.") from None
+        raise DataUnavailable(f"{path}: file not found.") from None
     except OSError as exc:
-        raise DataNotFound(f"{path}: cannot read: {exc.strerror}.") from None
+        raise DataUnavailable(f"{path}: cannot read: {exc.strerror}.") from None
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -150,7 +150,7 @@ def load_idx_dataset(
     """Find and read MNIST or Fashion-MNIST; return ``x_train, y_train, x_test, y_test, source``."""
     places = idx_search_path(name, path)
     if path and not Path(path).expanduser().is_dir():
-        raise DataNotFound(f"dataset.path {path}: folder not found. Point it at the folder with the four IDX files.")
+        raise DataUnavailable(f"dataset.path {path}: folder not found. Point it at the folder with the four IDX files.")
     for folder in places:
         files = {key: _find_idx_file(folder, stem) for key, stem in IDX_FILES.items()}
         if all(files.values()):
@@ -165,7 +165,7 @@ def load_idx_dataset(
             )  # fmt: skip
         if path and folder == places[0]:
             missing = [IDX_FILES[k] for k, f in files.items() if f is None]
-            raise DataError(
+            raise DataUnavailable(
                 f"dataset.path {path}: missing {', '.join(missing)} (.gz or raw). "
                 "Put all four IDX files in that folder."
             )
@@ -179,7 +179,7 @@ def load_idx_dataset(
         looked = ", ".join(str(p) for p in places)
         env_hint = "" if os.environ.get(DATA_DIR_ENV) else f" (set {DATA_DIR_ENV} to a folder with a {FOLDER_NAMES[name]}/ subfolder)"
         reason = first_line(exc)[:120]
-        raise DataNotFound(
+        raise DataUnavailable(
             f"{DISPLAY_NAMES[name]} not found. Looked in: {looked}{env_hint}. "
             f"Download failed: {reason}. Put the four IDX files ({', '.join(IDX_FILES.values())}, "
             "gzipped or raw) in one of those folders, or set dataset.path."

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from nnrun.errors import DataError, DataNotFound
+from nnrun.errors import DataError, DataUnavailable
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 #: Larger images are skipped before they are decoded: 100 megapixels is 300 MB of RGB pixels.
@@ -68,7 +68,7 @@ def resolve_folder(path: str, key: str) -> Path:
         folder = Path(data_dir) / folder
     if not folder.exists():
         where = f" (nor under $NNRUN_DATA_DIR={data_dir})" if data_dir and not folder.is_absolute() else ""
-        raise DataNotFound(f"{key}: folder '{path}' does not exist{where}; expected a folder with one sub-folder of "
+        raise DataUnavailable(f"{key}: folder '{path}' does not exist{where}; expected a folder with one sub-folder of "
                         f"images per class, e.g. {path.rstrip('/')}/cats/*.jpg. Fix the path in the config.")
     if not folder.is_dir():
         raise DataError(f"{key}: '{path}' is a file; expected a folder with one sub-folder of images per class "
@@ -91,7 +91,7 @@ def list_image_folder(path: str, key: str = "dataset.path", class_names: tuple[s
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as exc:
-        raise DataError(f"{key}: cannot list '{path}' ({exc.strerror}). Check its permissions.") from None
+        raise DataUnavailable(f"{key}: cannot list '{path}' ({exc.strerror}). Check its permissions.") from None
     skipped: list[str] = []
     classes = []
     for entry in entries:
@@ -262,7 +262,7 @@ def _check_memory(count: int, values_per_image: int) -> None:
     need = count * values_per_image
     available = available_memory()
     if available and need > MEMORY_SHARE * available:
-        raise DataError(f"dataset: {count:,} images of {values_per_image:,} values take {need / 2**30:.1f} GiB decoded, "
+        raise DataUnavailable(f"dataset: {count:,} images of {values_per_image:,} values take {need / 2**30:.1f} GiB decoded, "
                         f"more than half of the {available / 2**30:.1f} GiB available; lower dataset.image_size or "
                         "set dataset.limit.")
 

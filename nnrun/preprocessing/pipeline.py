@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from nnrun.config.schema import as_typed
-from nnrun.errors import DataError
+from nnrun.errors import DataError, DataUnavailable
 from nnrun.preprocessing.columns import EncodeColumns
 from nnrun.preprocessing.steps import Cast, NotFittedError, Scale, Standardize, Step, create_step
 
@@ -112,6 +112,6 @@ def check_room(step: Step, x: np.ndarray) -> None:
     dtype = np.dtype(step.dtype if isinstance(step, Cast) else np.float32)
     need, available = x.size * dtype.itemsize, available_memory()
     if available and need > MEMORY_SHARE * available:
-        raise DataError(f"preprocessing step {step.type}: {len(x):,} images as {dtype} take {need / 2**30:.1f} GiB "
+        raise DataUnavailable(f"preprocessing step {step.type}: {len(x):,} images as {dtype} take {need / 2**30:.1f} GiB "
                         f"beside the decoded ones, more than half of the {available / 2**30:.1f} GiB available; "
                         "lower dataset.image_size or set dataset.limit.")

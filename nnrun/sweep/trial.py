@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 
 from nnrun import rundir as rd
-from nnrun.errors import ConfigError, DataError, DataNotFound, NnrunError, RunDirError, RunInterrupted, first_line
+from nnrun.errors import ConfigError, DataError, DataUnavailable, NnrunError, RunDirError, RunInterrupted, first_line
 from nnrun.sweep import space
 from nnrun.sweep.state import SweepState
 
@@ -63,7 +63,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one trial's error must not end the sweep
             runs += [p.name for p in _runs_named(sweep_dir, run_name)[-1:] if p.name not in runs]
             # Never trained: a bad point of the space; but data missing where this worker runs fails, for a retry.
-            invalid = isinstance(exc, (ConfigError, DataError)) and not isinstance(exc, DataNotFound) and not runs
+            invalid = isinstance(exc, (ConfigError, DataError)) and not isinstance(exc, DataUnavailable) and not runs
             interrupted = isinstance(exc, (RunInterrupted, KeyboardInterrupt))
             status = "interrupted" if interrupted else "invalid" if invalid else "failed"
             detail = f": {first_line(exc)}" if str(exc).strip() else ""
