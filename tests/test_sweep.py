@@ -450,21 +450,28 @@ def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
     from nnrun.sweep.space import trial_config
 
     for sets, grid, params in (
-        (["training.optimizer.learning_rate=0.5"], ["training.optimizer=adam,sgd"], {"training.optimizer": "sgd"}),
         (["training.optimizer=adam", "training.optimizer=sgd"], ["training.optimizer.learning_rate=0.1,0.01"],
          {"training.optimizer.learning_rate": 0.01}),
         (["training.optimizer=sgd", "training.epochs=3"], ["training.optimizer.learning_rate=0.1,0.01", "model.layers.0.units=4,8"],
          {"training.optimizer.learning_rate": 0.1, "model.layers.0.units": 8}),
+        (["training.callbacks=[{type: EarlyStopping, patience: 2, monitor: val_loss}]", "training.callbacks.0.patience=5"],
+         ["training.callbacks.0.monitor=val_loss,val_accuracy"], {"training.callbacks.0.monitor": "val_accuracy"}),
+        ([], ["model.layers.0.activation=relu,'null'"], {"model.layers.0.activation": "null"}),  # text, not None
+        (["training.optimizer={type: sgd, momentum: 0.9}"], ["training.optimizer=sgd,adam"], {"training.optimizer": "adam"}),
     ):  # fmt: skip
         _, state = start_sweep(SWEEP_CONFIG, sets, grid, runs_dir=tmp_path)
         trained = trial_config(state.base_config, params, name="x", runs_dir="r").to_dict()
-        assert trained["training"]["optimizer"]["learning_rate"] is not None  # the --set inside a varied type is kept
         words = shlex.split(retrain_command(state, params))
         again = load_config(SWEEP_CONFIG, [words[i + 1] for i, word in enumerate(words) if word == "--set"]).to_dict()
         for config in (trained, again):
             config["run"].update(name=None, runs_dir=None)
             config.update(sweep=None, dataset={**config["dataset"], "validation": None})
         assert again == trained, (sets, grid)
+    with pytest.raises(ConfigError, match=r"--set training.optimizer.learning_rate=0.5: --grid training.optimizer replaces "
+                       r"training.optimizer whole with each of its values, so this --set would be lost; give the values "
+                       r"whole, e.g. --grid 'training.optimizer=\{type: sgd, learning_rate: ...\},"):  # fmt: skip
+        start_sweep(SWEEP_CONFIG, ["training.optimizer.learning_rate=0.5"], ["training.optimizer=adam,sgd"],
+                    runs_dir=tmp_path / "refused")  # fmt: skip
     with pytest.raises(ConfigError, match=r"training.optimizer is a value \('sgd'\).*set it whole instead, e.g. --set "
                        r"'training.optimizer=\{type: sgd, learning_rate: ...\}'"):  # fmt: skip
         load_config(SWEEP_CONFIG, ["training.optimizer=sgd", "training.optimizer.learning_rate=0.01"])

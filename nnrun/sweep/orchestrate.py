@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import yaml
 
 from nnrun import rundir as rd
 from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical, compare_runs, lookup
@@ -61,6 +62,7 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
         config = validate_config({**data, "sweep": section}, source=f"{config_path} with the sweep's flags",
                                  flags={f"sweep.{key}": f"--{key}" for key in keys})  # the flag wins over --set
     checked = plan(config, grid_options, given=keys)
+    space.check_sets(checked["grid"], list(sets))
     started = now()
     sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
     state = SweepState(id=sweep_dir.name, name=config.run.name, config_file=str(config_path), smoke=smoke,
@@ -344,17 +346,24 @@ def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
     resolved = space.resolve(state.base_config, params)
     given = [(s, space.normalize_key(s.split("=")[0])) for s in state.sets if not s.startswith("sweep.")]
     parents = list(dict.fromkeys(k for _, k in given if any(p.startswith(f"{k}.") for p in params)))
-    # The sweep's --set values first, less those the trial's values (or a mapping set whole) replace.
-    sets = [s for s, k in given if k not in parents and not any(k == p or k.startswith(f"{p}.") for p in params)]
+    # The sweep's --set values first, less those the trial's values or a mapping set whole replace (or lie in).
+    sets = [s for s, k in given if not any(k == p or k.startswith(f"{p}.") for p in [*params, *parents])]
     sets += [f"{k}={json.dumps(space.value_at(resolved, k))}" for k in parents]
     for key, value in params.items():
-        if not any(key.startswith(f"{k}.") for k in parents):
-            node = space.value_at(resolved, key)  # a mapping where a short form met a --set below it
-            sets.append(f"{key}={value if isinstance(value, str) and not isinstance(node, dict) else json.dumps(node)}")
+        if not any(key.startswith(f"{k}.") for k in parents):  # a text YAML reads as another value ('null') as JSON
+            sets.append(f"{key}={value if _plain(value) else json.dumps(value)}")
     if not watches_validation(state) and state.base_config["dataset"].get("validation") not in ("none", "test", None):
         sets.append("dataset.validation=none")  # the validation part goes back into training
     words = ["nnrun", "train", state.config_file or "CONFIG"] + [w for s in sets for w in ("--set", s)]
     return " ".join(shlex.quote(w) for w in words + ["--name", f"{state.name}-best"])
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``--set KEY=value`` reads back as this very text."""
+    try:
+        return isinstance(value, str) and yaml.safe_load(value) == value and " #" not in value
+    except yaml.YAMLError:
+        return False
 
 
 def watches_validation(state: SweepState) -> str | None:

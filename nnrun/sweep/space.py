@@ -89,6 +89,18 @@ def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Any]:
     return grid
 
 
+def check_sets(grid: dict[str, Any], sets: list[str]) -> None:
+    """ConfigError for a ``--set`` inside a grid key whose values include a short form, which replaces the mapping
+    the ``--set`` went into (``--set training.optimizer.learning_rate=0.5`` with ``--grid training.optimizer=sgd``)."""
+    for text in sets:
+        inner = normalize_key(text.split("=")[0])
+        for key, axis in grid.items():
+            if inner.startswith(f"{key}.") and any(isinstance(v, str) for v in axis if isinstance(axis, list)):
+                raise ConfigError(f"--set {text}: --grid {key} replaces {key} whole with each of its values, so this "
+                                  f"--set would be lost; give the values whole, e.g. --grid "
+                                  f"'{key}={{type: sgd, {inner[len(key) + 1:]}: ...}},{{type: adam, ...}}'.")
+
+
 def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1, flags: Any = ()) -> None:
     """Every key must exist in the resolved config, be one a sweep may vary, and take each of its values alone
     (a list's every value; a range's bounds and a point inside) as far as the schema types it. A layer's own
@@ -112,8 +124,7 @@ def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1, fla
             low, high = (bounds := parse_range(axis, key)).low, bounds.high
             values = [low, high] if isinstance(low, int) else [low, low + (high - low) * 0.382, high]  # not whole
         for value in axis if isinstance(axis, list) else values:
-            data = copy.deepcopy(base)
-            put(data, key, value)
+            data = resolve(base, {key: value})
             validate_config({**data, "sweep": None}, source=f"{said} {key}", flags={dotted(parts): f"{said} {key} value"})
 
 
@@ -147,20 +158,12 @@ def _choice(value: Any) -> Any:
     return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
 
 
-def put(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``key`` in a resolved config dict. A short form (``sgd``) where the config holds a mapping
-    (``{type: adam, learning_rate: 0.5}``) changes its type and keeps the rest: what a ``--set`` below it asked for."""
-    parts = parse_key(key)
-    old = apply_override(data, parts, value)
-    if isinstance(value, str) and isinstance(old, dict) and "type" in old:
-        apply_override(data, parts, {**old, "type": value})
-
-
 def resolve(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the resolved config ``base`` with a trial's ``params`` put in."""
+    """A copy of the resolved config ``base`` with a trial's ``params`` set, each as ``--set`` sets it (``sgd``
+    replaces the whole optimizer mapping)."""
     data = copy.deepcopy(base)
     for key, value in params.items():
-        put(data, key, value)
+        apply_override(data, parse_key(key), value)
     return data
 
 
