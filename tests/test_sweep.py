@@ -469,7 +469,7 @@ def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
         assert again == trained, (sets, grid)
     with pytest.raises(ConfigError, match=r"--set training.optimizer.learning_rate=0.5: --grid training.optimizer replaces "
                        r"training.optimizer whole with each of its values, so this --set would be lost; give the values "
-                       r"whole, e.g. --grid 'training.optimizer=\{type: sgd, learning_rate: ...\},"):  # fmt: skip
+                       r"whole, e.g. --grid 'training.optimizer=\{type: adam, learning_rate: ...\},"):  # fmt: skip
         start_sweep(SWEEP_CONFIG, ["training.optimizer.learning_rate=0.5"], ["training.optimizer=adam,sgd"],
                     runs_dir=tmp_path / "refused")  # fmt: skip
     with pytest.raises(ConfigError, match=r"training.optimizer is a value \('sgd'\).*set it whole instead, e.g. --set "

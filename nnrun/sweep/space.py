@@ -95,10 +95,11 @@ def check_sets(grid: dict[str, Any], sets: list[str]) -> None:
     for text in sets:
         inner = normalize_key(text.split("=")[0])
         for key, axis in grid.items():
-            if inner.startswith(f"{key}.") and any(isinstance(v, str) for v in axis if isinstance(axis, list)):
+            short = [v for v in axis if isinstance(v, str)] if isinstance(axis, list) else []
+            if inner.startswith(f"{key}.") and short:
                 raise ConfigError(f"--set {text}: --grid {key} replaces {key} whole with each of its values, so this "
                                   f"--set would be lost; give the values whole, e.g. --grid "
-                                  f"'{key}={{type: sgd, {inner[len(key) + 1:]}: ...}},{{type: adam, ...}}'.")
+                                  f"'{key}={{type: {short[0]}, {inner[len(key) + 1:]}: ...}},...'.")
 
 
 def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1, flags: Any = ()) -> None:
