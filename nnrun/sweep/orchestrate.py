@@ -415,7 +415,7 @@ def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
     columns = list(dict.fromkeys([*(["status"] if state.repeats > 1 else ["name", "status"]), *keys, state.metric,
                                   test, "duration"]))  # fmt: skip
     # Repeats: a row per trial (its seeds; run.json's trial), though random and tpe may draw one point twice.
-    trial = ["trial"] if any("trial" in rd.read_json(p / rd.RUN) for p in paths) else []  # not in older runs
+    trial = ["trial"] if any("trial" in r.info for r in records) else []  # not in older runs
     comparison = compare_runs(paths, sort=state.metric, columns=[",".join(columns)],
                               group_by=[*trial, *keys] if state.repeats > 1 else None)
     comparison.records.sort(key=lambda row: row.status != "completed")  # a pruned trial's value is of fewer epochs

@@ -72,10 +72,11 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
             break
         runs.append(run.name)
         pruned_at = reported[-1] if reported else math.nan  # an earlier attempt's pruned run reports nothing
-        values.append(pruned_at if status == "pruned" else run_value(run, state.metric))
+        value, epoch = run_values(run, state.metric, "diverged_epoch")
+        values.append(pruned_at if status == "pruned" else value)
         if status == "pruned":
             break
-        if epoch := run_value(run, "diverged_epoch"):  # the loss went NaN: an accuracy may still read as a number
+        if epoch:  # the loss went NaN: an accuracy may still read as a number
             status, error = "diverged", f"the loss became NaN in epoch {epoch:.0f}{f' of seed {seed}' * (state.repeats > 1)}: {_DIVERGED}"
             break
         if stopped and repeat < state.repeats - 1:  # Ctrl-C in a seed's last epoch: the other seeds wait
@@ -142,13 +143,13 @@ def _train_one(state: SweepState, config: Any, judge: Any, index: int) -> tuple[
         rd.release_all()  # a run that failed before it finished is not left locked while this worker goes on
 
 
-def run_value(run: Path, metric: str) -> float | None:
-    """The sweep metric of a finished run, read as ``nnrun compare`` reads it (NaN if it diverged); None if absent."""
+def run_values(run: Path, *keys: str) -> list[float | None]:
+    """Numbers of a finished run (the sweep metric, say), read once as ``nnrun compare`` reads them; None if absent."""
     from nnrun.compare import lookup
     from nnrun.compare.records import read_record
 
-    value = lookup(read_record(run), metric)
-    return float(value) if isinstance(value, (int, float)) else None
+    record = read_record(run)
+    return [float(v) if isinstance(v := lookup(record, key), (int, float)) else None for key in keys]
 
 
 def _runs_named(runs_dir: Path, name: str) -> list[Path]:
