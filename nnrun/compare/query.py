@@ -292,10 +292,12 @@ def _value(record: RunRecord, key: str) -> Any:
 
 def compare_runs(paths: list[str | Path], *, sort: str | None = None, descending: bool | None = None,
                  filters: list[str] = (), only_changed: bool = False, columns: list[str] = (),
-                 default_columns: tuple[str, ...] = DEFAULT_COLUMNS, group_by: list[str] | None = None) -> Comparison:
+                 default_columns: tuple[str, ...] = DEFAULT_COLUMNS, group_by: list[str] | None = None,
+                 records: list[RunRecord] | None = None) -> Comparison:
     """Read, filter and sort the runs under ``paths`` and choose the columns.
 
     Args:
+        records: the runs, already read (``paths`` is then not read again).
         columns: keys to show (comma-separated items allowed); items all starting
             with ``+`` are added to the defaults.
         group_by: keys (comma-separated items allowed) whose values make a group: one row per
@@ -305,7 +307,7 @@ def compare_runs(paths: list[str | Path], *, sort: str | None = None, descending
         RunDirError: a path does not exist.
         ConfigError: a bad filter, or a sort or column key that no run has.
     """
-    records = load_records(paths)
+    records = load_records(paths) if records is None else records
     chosen_filters = [parse_filter(f, records) for f in filters]
     shown = [r for r in records if all(f.matches(r) for f in chosen_filters)]
     if group_by:

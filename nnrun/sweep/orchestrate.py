@@ -406,7 +406,7 @@ def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
     Columns: name, status, the varied keys, the metric, test accuracy (R² for a regression) and duration. Invalid
     trials have no run directory; they appear in the notes.
     """
-    paths = [sweep_dir / d for t in state.trials for d in t.run_dirs if (sweep_dir / d).is_dir()]
+    paths = list(dict.fromkeys(sweep_dir / d for t in state.trials for d in t.run_dirs if (sweep_dir / d).is_dir()))
     if not paths:
         return None
     records = [read_record(p) for p in paths]
@@ -416,7 +416,7 @@ def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
                                   test, "duration"]))  # fmt: skip
     # Repeats: a row per trial (its seeds; run.json's trial), though random and tpe may draw one point twice.
     trial = ["trial"] if any("trial" in r.info for r in records) else []  # not in older runs
-    comparison = compare_runs(paths, sort=state.metric, columns=[",".join(columns)],
+    comparison = compare_runs(paths, sort=state.metric, columns=[",".join(columns)], records=records,
                               group_by=[*trial, *keys] if state.repeats > 1 else None)
     comparison.records.sort(key=lambda row: row.status != "completed")  # a pruned trial's value is of fewer epochs
     comparison.notes.extend(f"trial {t.index} ({space.params_text(t.params)}): {t.status}: {t.error}"
