@@ -114,6 +114,15 @@ def test_overrides_apply_and_echo():
     assert len(echo) == 5
 
 
+def test_an_override_reaches_into_a_short_form_an_earlier_one_set():
+    config = load_config(ROOT / "configs" / "mnist_mlp.yaml", [
+        "training.optimizer=sgd", "training.optimizer.learning_rate=0.05",  # sgd stands for {type: sgd}
+        "model.layers.1=Dropout", "model.layers.1.type=Dense", "training.callbacks=[EarlyStopping]",
+        "training.callbacks.0.type=ReduceLROnPlateau"])  # fmt: skip
+    assert (config.training.optimizer.type, config.training.optimizer.learning_rate) == ("sgd", 0.05)
+    assert config.model.layers[1].type == "Dense" and config.training.callbacks[0].type == "ReduceLROnPlateau"
+
+
 @pytest.mark.parametrize(
     "override, expected",
     [
@@ -123,6 +132,8 @@ def test_overrides_apply_and_echo():
         ("training.epochs", "expected KEY=VALUE"),
         ("training.epochs.x=1", "is a value"),
         ("model.layers.0.unitz=3", "no key 'unitz' in model.layers[0]; did you mean 'units'?"),
+        ("training.callbacks.0.patience=3", "training.callbacks is a list of 0 items; set the list whole instead, "
+         "e.g. --set 'training.callbacks=[...]'."),  # not 'index 0..-1'
     ],
 )
 def test_override_errors(override, expected):

@@ -437,13 +437,13 @@ def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
     command = retrain_command(state, {"model.layers.0.units": 64, "training.batch_size": 32})
     assert command == (f"nnrun train {SWEEP_CONFIG} --set training.epochs=3 --set model.layers.0.units=64 "
                        "--set training.batch_size=32 --set dataset.validation=none --name diabetes_sweep-best")
-    # The sweep's --set training.optimizer=sgd, and a grid over its learning rate: train reads --set in order and
-    # cannot set a key inside "sgd", so the command sets the optimizer whole. It must load as the trial's config.
+    # The sweep's --set training.optimizer=sgd, and a grid over its learning rate: train reads --set in order, and
+    # reaches the key inside "sgd" as the sweep did.
     _, state = start_sweep(SWEEP_CONFIG, ["training.optimizer=sgd"], ["training.optimizer.learning_rate=0.1,0.01"],
                            runs_dir=tmp_path)  # fmt: skip
     words = shlex.split(retrain_command(state, {"training.optimizer.learning_rate": 0.01}))
     sets = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
-    assert sets == ['training.optimizer={"type": "sgd", "learning_rate": 0.01}', "dataset.validation=none"]
+    assert sets == ["training.optimizer=sgd", "training.optimizer.learning_rate=0.01", "dataset.validation=none"]
     optimizer = load_config(SWEEP_CONFIG, sets).training.optimizer
     assert (optimizer.type, optimizer.learning_rate) == ("sgd", 0.01)
     # Whatever the mix of short forms and keys below them, the command trains the trial's own config.
@@ -458,6 +458,8 @@ def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
          ["training.callbacks.0.monitor=val_loss,val_accuracy"], {"training.callbacks.0.monitor": "val_accuracy"}),
         ([], ["model.layers.0.activation=relu,'null'"], {"model.layers.0.activation": "null"}),  # text, not None
         (["training.optimizer={type: sgd, momentum: 0.9}"], ["training.optimizer=sgd,adam"], {"training.optimizer": "adam"}),
+        ([], ["training.optimizer=sgd,adam", "training.optimizer.learning_rate=0.1,0.01"],  # a key inside a short form
+         {"training.optimizer": "sgd", "training.optimizer.learning_rate": 0.1}),
     ):  # fmt: skip
         _, state = start_sweep(SWEEP_CONFIG, sets, grid, runs_dir=tmp_path)
         trained = trial_config(state.base_config, params, name="x", runs_dir="r").to_dict()
@@ -472,9 +474,15 @@ def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
                        r"whole, e.g. --grid 'training.optimizer=\{type: adam, learning_rate: ...\},"):  # fmt: skip
         start_sweep(SWEEP_CONFIG, ["training.optimizer.learning_rate=0.5"], ["training.optimizer=adam,sgd"],
                     runs_dir=tmp_path / "refused")  # fmt: skip
-    with pytest.raises(ConfigError, match=r"training.optimizer is a value \('sgd'\).*set it whole instead, e.g. --set "
-                       r"'training.optimizer=\{type: sgd, learning_rate: ...\}'"):  # fmt: skip
-        load_config(SWEEP_CONFIG, ["training.optimizer=sgd", "training.optimizer.learning_rate=0.01"])
+    with pytest.raises(ConfigError, match=r"--set training.optimizer.learning_rate=0.5: --grid training.optimizer "
+                       r"replaces .* --grid 'training.optimizer=\{type: sgd, learning_rate: ...\},"):  # fmt: skip
+        start_sweep(SWEEP_CONFIG, ["training.optimizer.learning_rate=0.5"], ["training.optimizer={type: sgd},{type: adam}"],
+                    runs_dir=tmp_path / "refused")  # a mapping replaces it whole too
+    with pytest.raises(ConfigError, match=r"no key 'momentum' in training.optimizer. Valid keys: type, learning_rate. "
+                       r"To pass sgd an argument it has no key for yet, set training.optimizer whole, e.g. --set "
+                       r"'training.optimizer=\{type: sgd, learning_rate: 0.01, momentum: ...\}'.$"):  # fmt: skip
+        load_config(SWEEP_CONFIG, ["training.optimizer=sgd", "training.optimizer.learning_rate=0.01",
+                                   "training.optimizer.momentum=0.9"])  # fmt: skip
     with pytest.raises(ConfigError, match=r"training.loss is a value \('binary_crossentropy'\), not a section with keys.$"):
         load_config(SWEEP_CONFIG, ["training.loss.from_logits=true"])  # a plain string: no {type: ...} to suggest
 

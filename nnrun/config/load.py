@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -101,8 +102,14 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     return parts, value
 
 
+#: Where a bare string is the short form of a mapping: ``adam`` of ``{type: adam}``.
+SHORT_FORM_PLACES = r"training\.optimizer|(model\.layers|preprocessing|training\.callbacks)\[-?\d+\]"
+
+
 def apply_override(data: dict[str, Any], parts: list[str | int], value: Any) -> Any:
-    """Set one existing key in the (resolved) config dict; return the old value."""
+    """Set one existing key in the (resolved) config dict; return the old value. A key inside a short form that an
+    earlier override set (``training.optimizer=sgd``, then ``training.optimizer.learning_rate``) is reached as in the
+    mapping it stands for."""
     node: Any = data
     for depth, part in enumerate(parts):
         here = dotted(parts[:depth]) or "the config"
@@ -110,29 +117,31 @@ def apply_override(data: dict[str, Any], parts: list[str | int], value: Any) -> 
         if isinstance(node, dict):
             if not isinstance(part, str) or part not in node:
                 hint = did_you_mean(str(part), [k for k in node if isinstance(k, str)])
-                raise ConfigError(
-                    f"--set {dotted(parts)}: there is no key '{part}' in {here}{hint} "
-                    f"Valid keys: {', '.join(map(str, node))}."
-                )
+                keys = "".join(f"{k}: {json.dumps(v)}, " for k, v in node.items() if v is not None and k != "type")
+                new = (f" To pass {node['type']} an argument it has no key for yet, set {here} whole, e.g. --set "
+                       f"'{here}={{type: {node['type']}, {keys}{part}: ...}}'." if re.fullmatch(SHORT_FORM_PLACES, here)
+                       else "")  # fmt: skip
+                raise ConfigError(f"--set {dotted(parts)}: there is no key '{part}' in {here}{hint} "
+                                  f"Valid keys: {', '.join(map(str, node))}.{new}")  # fmt: skip
             if last:
                 old, node[part] = node[part], value
                 return old
             node = node[part]
         elif isinstance(node, list):
             if not isinstance(part, int) or not -len(node) <= part < len(node):
-                raise ConfigError(
-                    f"--set {dotted(parts)}: {here} is a list of {len(node)} items; "
-                    f"address one by index 0..{len(node) - 1}, e.g. {dotted(parts[:depth])}.0."
-                )
+                fix = (f"address one by index 0..{len(node) - 1}, e.g. {dotted(parts[:depth])}.0" if node else
+                       f"set the list whole instead, e.g. --set '{dotted(parts[:depth])}=[...]'")  # fmt: skip
+                raise ConfigError(f"--set {dotted(parts)}: {here} is a list of {len(node)} items; {fix}.")
             if last:
                 old, node[part] = node[part], value
                 return old
             node = node[part]
+        elif isinstance(node, str) and re.fullmatch(SHORT_FORM_PLACES, here):
+            # An earlier --set gave a short form ('sgd'): validated, it is the mapping ({type: sgd, learning_rate: null}).
+            data.update(validate_config(data, source=f"the config before --set {dotted(parts)}").to_dict())
+            return apply_override(data, parts, value)
         else:
-            named = re.fullmatch(r"training\.optimizer|(model\.layers|preprocessing|training\.callbacks)\[\d+\]", here)
-            whole = (f"; set it whole instead, e.g. --set '{here}={{type: {node}, {part}: ...}}'"
-                     if named and isinstance(node, str) else "")  # adam: the short form of {type: adam}
-            raise ConfigError(f"--set {dotted(parts)}: {here} is a value ({node!r}), not a section with keys{whole}.")
+            raise ConfigError(f"--set {dotted(parts)}: {here} is a value ({node!r}), not a section with keys.")
     return None
 
 

@@ -341,17 +341,11 @@ def refresh(sweep_dir: Path, state: SweepState, study: Any,
 
 def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
     """``nnrun train CONFIG --set ...``: the sweep's settings with the best values, on all the training data, in a new
-    run. Where a trial's key lies inside one the sweep's ``--set`` gave as a short form (``training.optimizer=sgd``,
-    then its ``learning_rate``), that mapping is set whole: train's ``--set`` cannot reach into ``sgd``."""
-    resolved = space.resolve(state.base_config, params)
+    run."""
     given = [(s, space.normalize_key(s.split("=")[0])) for s in state.sets if not s.startswith("sweep.")]
-    parents = list(dict.fromkeys(k for _, k in given if any(p.startswith(f"{k}.") for p in params)))
-    # The sweep's --set values first, less those the trial's values or a mapping set whole replace (or lie in).
-    sets = [s for s, k in given if not any(k == p or k.startswith(f"{p}.") for p in [*params, *parents])]
-    sets += [f"{k}={json.dumps(space.value_at(resolved, k))}" for k in parents]
-    for key, value in params.items():
-        if not any(key.startswith(f"{k}.") for k in parents):  # a text YAML reads as another value ('null') as JSON
-            sets.append(f"{key}={value if _plain(value) else json.dumps(value)}")
+    sets = [s for s, k in given if k not in params]  # the sweep's --set values, less those the trial's replace
+    for key, value in params.items():  # a text YAML reads as another value ('null') as JSON
+        sets.append(f"{key}={value if _plain(value) else json.dumps(value)}")
     if not watches_validation(state) and state.base_config["dataset"].get("validation") not in ("none", "test", None):
         sets.append("dataset.validation=none")  # the validation part goes back into training
     words = ["nnrun", "train", state.config_file or "CONFIG"] + [w for s in sets for w in ("--set", s)]

@@ -90,16 +90,16 @@ def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Any]:
 
 
 def check_sets(grid: dict[str, Any], sets: list[str]) -> None:
-    """ConfigError for a ``--set`` inside a grid key whose values include a short form, which replaces the mapping
-    the ``--set`` went into (``--set training.optimizer.learning_rate=0.5`` with ``--grid training.optimizer=sgd``)."""
+    """ConfigError for a ``--set`` inside a grid key, whose every value replaces the mapping the ``--set`` went into
+    (``--set training.optimizer.learning_rate=0.5`` with ``--grid training.optimizer=sgd,adam``)."""
     for text in sets:
         inner = normalize_key(text.split("=")[0])
         for key, axis in grid.items():
-            short = [v for v in axis if isinstance(v, str)] if isinstance(axis, list) else []
-            if inner.startswith(f"{key}.") and short:
+            if inner.startswith(f"{key}."):
+                first = axis[0].get("type", "...") if isinstance(axis[0], dict) else axis[0]
                 raise ConfigError(f"--set {text}: --grid {key} replaces {key} whole with each of its values, so this "
                                   f"--set would be lost; give the values whole, e.g. --grid "
-                                  f"'{key}={{type: {short[0]}, {inner[len(key) + 1:]}: ...}},...'.")
+                                  f"'{key}={{type: {first}, {inner[len(key) + 1:]}: ...}},...'.")
 
 
 def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1, flags: Any = ()) -> None:
@@ -165,13 +165,6 @@ def resolve(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     data = copy.deepcopy(base)
     for key, value in params.items():
         apply_override(data, parse_key(key), value)
-    return data
-
-
-def value_at(data: dict[str, Any], key: str) -> Any:
-    """The value at a dotted ``key`` of a config dict."""
-    for part in parse_key(key):
-        data = data[part]
     return data
 
 
