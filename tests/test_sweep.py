@@ -460,11 +460,15 @@ def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
         (["training.optimizer={type: sgd, momentum: 0.9}"], ["training.optimizer=sgd,adam"], {"training.optimizer": "adam"}),
         ([], ["training.optimizer=sgd,adam", "training.optimizer.learning_rate=0.1,0.01"],  # a key inside a short form
          {"training.optimizer": "sgd", "training.optimizer.learning_rate": 0.1}),
+        ([], ["training.optimizer.learning_rate=0.1,0.01", "training.optimizer=sgd,adam"],  # given first: set after
+         {"training.optimizer.learning_rate": 0.1, "training.optimizer": "sgd"}),
     ):  # fmt: skip
         _, state = start_sweep(SWEEP_CONFIG, sets, grid, runs_dir=tmp_path)
         trained = trial_config(state.base_config, params, name="x", runs_dir="r").to_dict()
         words = shlex.split(retrain_command(state, params))
         again = load_config(SWEEP_CONFIG, [words[i + 1] for i, word in enumerate(words) if word == "--set"]).to_dict()
+        if "training.optimizer.learning_rate" in params:
+            assert trained["training"]["optimizer"]["learning_rate"] == params["training.optimizer.learning_rate"]
         for config in (trained, again):
             config["run"].update(name=None, runs_dir=None)
             config.update(sweep=None, dataset={**config["dataset"], "validation": None})

@@ -344,7 +344,7 @@ def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
     run."""
     given = [(s, space.normalize_key(s.split("=")[0])) for s in state.sets if not s.startswith("sweep.")]
     sets = [s for s, k in given if k not in params]  # the sweep's --set values, less those the trial's replace
-    for key, value in params.items():  # a text YAML reads as another value ('null') as JSON
+    for key, value in space.in_order(params).items():  # a text YAML reads as another value ('null') as JSON
         sets.append(f"{key}={value if _plain(value) else json.dumps(value)}")
     if not watches_validation(state) and state.base_config["dataset"].get("validation") not in ("none", "test", None):
         sets.append("dataset.validation=none")  # the validation part goes back into training

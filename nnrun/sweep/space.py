@@ -163,9 +163,14 @@ def resolve(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """A copy of the resolved config ``base`` with a trial's ``params`` set, each as ``--set`` sets it (``sgd``
     replaces the whole optimizer mapping)."""
     data = copy.deepcopy(base)
-    for key, value in params.items():
+    for key, value in in_order(params).items():
         apply_override(data, parse_key(key), value)
     return data
+
+
+def in_order(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with a key before the keys inside it: ``training.optimizer=sgd``, then its ``learning_rate``."""
+    return dict(sorted(params.items(), key=lambda item: sum(item[0].startswith(f"{key}.") for key in params)))
 
 
 def trial_config(base: dict[str, Any], params: dict[str, Any], *, name: str, runs_dir: str) -> RunConfig:
