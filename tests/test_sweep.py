@@ -741,6 +741,10 @@ def test_a_diverged_trial_is_told_apart_and_not_offered_again(tmp_path, monkeypa
     assert by_rate["1e9"].status == "diverged" and by_rate["1e9"].error.startswith("the loss became NaN in epoch 1: "
                                                                                    "the training diverged")  # fmt: skip
     assert "sweep completed: 1 completed, 1 diverged" in result.output and "--resume" not in result.output
+    from nnrun.sweep.study import open_study
+
+    frozen = {t.user_attrs["status"]: t.state.name for t in open_study(sweep_dir, read_state(sweep_dir)).trials}
+    assert frozen == {"completed": "COMPLETE", "diverged": "PRUNED"}  # not FAIL, which TPE would not learn from
     started_in = Path.cwd()
     monkeypatch.chdir(tmp_path)  # another terminal: the retrain command's config path is from the sweep's folder
     resumed = CliRunner().invoke(app, ["sweep", "--resume", str(sweep_dir)])

@@ -303,7 +303,8 @@ def summarize(study: Any, state: SweepState) -> None:
         index = indices[first]
         trial = trials.setdefault(first, Trial(index, trial_name(state, index), attrs.get("params") or {}))
         recorded = attrs.get("number") == frozen.number  # a retry starts with its first attempt's attributes
-        status = _STATES.get(frozen.state.name) or (attrs.get("status") if recorded else None) or "failed"
+        told = attrs.get("status") if recorded and frozen.state.name in ("PRUNED", "FAIL") else None  # diverged, too
+        status = told or _STATES.get(frozen.state.name) or "failed"
         dirs = list(attrs.get("run_dirs") or [])
         trial.previous_run_dirs += [d for d in trial.run_dirs if d not in dirs and d not in trial.previous_run_dirs]
         trial.status = status

@@ -43,8 +43,9 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
               echo: Callable[[str], None]) -> float:
     """Train (or resume) each seed of one trial, keep the result in the trial's user attributes and print its line.
 
-    Returns the sweep metric (the mean over the seeds). A pruned, failed, invalid or interrupted trial raises
-    ``TrialPruned``, ``TrialFailed`` or ``KeyboardInterrupt`` for Optuna to record; its own errors never escape.
+    Returns the sweep metric (the mean over the seeds). A pruned or diverged, failed or invalid, or interrupted
+    trial raises ``TrialPruned``, ``TrialFailed`` or ``KeyboardInterrupt`` for Optuna to record; its own errors never
+    escape.
     """
     started, reported, runs, values, status, error, stopped = time.perf_counter(), [], [], [], "completed", None, None
 
@@ -99,7 +100,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
     shown = f" {state.metric} {value:.4f}" if value is not None else ""
     where = f" -> {', '.join(runs)}" if runs else ""
     echo(f"trial {index}/{state.budget} [{style}]{status}[/]{shown} in {duration:.1f}s{where}{f': {error}' if error else ''}")
-    if status == "pruned":
+    if status in ("pruned", "diverged"):  # diverged: pruned to Optuna, whose TPE then counts its values as the worst
         raise optuna.TrialPruned()
     if status == "interrupted":
         raise KeyboardInterrupt
