@@ -13,8 +13,11 @@ from pathlib import Path
 
 
 def keras_home() -> Path:
-    """Keras's own folder, ``$KERAS_HOME`` else ``~/.keras``: its ``datasets/`` and ``models/`` caches."""
-    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
+    """Keras's own folder, found as Keras finds it: ``$KERAS_HOME`` (even empty: the current folder), else ``~/.keras``,
+    else ``/tmp/.keras`` where the home folder is read-only. Its ``datasets/`` and ``models/`` caches."""
+    if "KERAS_HOME" in os.environ:
+        return Path(os.environ["KERAS_HOME"]).expanduser()
+    return Path(Path.home() if os.access(Path.home(), os.W_OK) else "/tmp") / ".keras"
 
 
 def import_keras():

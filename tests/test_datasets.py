@@ -227,3 +227,16 @@ def test_cache_can_be_turned_off(isolated, fake_checksums, monkeypatch):
     load_idx_dataset("mnist", str(folder), download=no_download)
     again = load_idx_dataset("mnist", str(folder), download=no_download)
     assert not isinstance(again[0], np.memmap)
+
+
+
+def test_keras_home_is_where_keras_itself_looks(monkeypatch, tmp_path):
+    from nnrun.tf import keras_home
+
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert keras_home() == tmp_path / ".keras"
+    monkeypatch.setenv("HOME", str(tmp_path / "missing"))  # a home it cannot write to, as in some containers
+    assert keras_home() == Path("/tmp/.keras")
+    monkeypatch.setenv("KERAS_HOME", "")
+    assert keras_home() == Path(".")  # Keras joins "" and "datasets": the current folder
