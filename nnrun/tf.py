@@ -13,11 +13,14 @@ from pathlib import Path
 
 
 def keras_home() -> Path:
-    """Keras's own folder, found as Keras finds it: ``$KERAS_HOME`` (even empty: the current folder), else ``~/.keras``,
-    else ``/tmp/.keras`` where the home folder is read-only. Its ``datasets/`` and ``models/`` caches."""
+    """Where Keras keeps its ``datasets/`` and ``models/`` caches, by Keras's own rules: ``$KERAS_HOME``, else
+    ``~/.keras`` (``/tmp/.keras`` if the home folder is read-only); and ``get_file`` uses ``/tmp/.keras`` where that
+    folder cannot be written (an empty ``KERAS_HOME`` too). Keras makes a missing one when it loads."""
     if "KERAS_HOME" in os.environ:
-        return Path(os.environ["KERAS_HOME"]).expanduser()
-    return Path(Path.home() if os.access(Path.home(), os.W_OK) else "/tmp") / ".keras"
+        home = os.path.expanduser(os.environ["KERAS_HOME"])
+    else:
+        home = os.path.join(os.path.expanduser("~") if os.access(os.path.expanduser("~"), os.W_OK) else "/tmp", ".keras")
+    return Path(home if home and (not os.path.exists(home) or os.access(home, os.W_OK)) else "/tmp/.keras")
 
 
 def import_keras():

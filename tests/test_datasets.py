@@ -239,4 +239,6 @@ def test_keras_home_is_where_keras_itself_looks(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "missing"))  # a home it cannot write to, as in some containers
     assert keras_home() == Path("/tmp/.keras")
     monkeypatch.setenv("KERAS_HOME", "")
-    assert keras_home() == Path(".")  # Keras joins "" and "datasets": the current folder
+    assert keras_home() == Path("/tmp/.keras")  # get_file cannot write to "": it falls back
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "k"))
+    assert keras_home() == tmp_path / "k"
