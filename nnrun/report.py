@@ -43,7 +43,7 @@ td.num { text-align: right; } td:first-child { white-space: nowrap; }
 img { max-width: 100%; border: 1px solid #eee; }
 .note { color: #8a6d00; background: #fff8e1; border-left: 3px solid #f0c000; padding: .4em .8em; }
 .status-completed { color: #137333; } .status-failed, .status-crashed { color: #c5221f; }
-.status-interrupted, .status-running { color: #b06000; } .status-pruned { color: #8430ce; }
+.status-interrupted, .status-running, .status-diverged { color: #b06000; } .status-pruned { color: #8430ce; }
 nav a { margin-right: 1em; }
 """
 

@@ -87,7 +87,8 @@ def evaluation_files(suffix: str = "") -> dict[str, str]:
     }
 
 #: ``pruned``: a sweep's pruner stopped the run after an epoch (history and checkpoint kept, no test metrics).
-STATUSES = ("running", "completed", "pruned", "failed", "interrupted", "crashed")
+#: ``crashed`` and ``diverged`` are only shown (``effective_status``), never written.
+STATUSES = ("running", "completed", "pruned", "failed", "interrupted", "crashed", "diverged")
 
 
 # ----------------------------------------------------------- creating runs
@@ -359,13 +360,16 @@ def pid_alive(pid: int | None) -> bool:
 
 
 def effective_status(info: dict[str, Any], path: str | Path | None = None) -> str:
-    """The status to show: a 'running' run that no process trains any more is 'crashed'.
+    """The status to show: a 'running' run that no process trains any more is 'crashed'; a 'completed' one whose loss
+    became NaN is 'diverged'.
 
     On the host that trained it, its pid must be gone, and no process may hold its ``run.lock`` (at ``path``); on
     another host, which cannot see the pid, the lock alone tells (with a shared filesystem whose locks work across
     machines); without a lock to ask, a run there stays 'running'.
     """
     status = info.get("status", "unknown")
+    if status == "completed" and info.get("diverged_epoch"):
+        return "diverged"  # trained to its end, or to the epoch its loss became NaN: its model is no use
     here = info.get("host") == socket.gethostname()
     if status != "running" or (here and info.get("pid") == os.getpid()):
         return status

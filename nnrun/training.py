@@ -359,7 +359,7 @@ def fit_run(
 
         plot_curves(rows, run.file(rd.CURVES), title=config.run.name)
         run.write_metrics(metrics)
-        info = run.finish("completed", now=now(), epochs_run=len(rows), fit_s=fit_s)
+        info = run.finish("completed", now=now(), epochs_run=len(rows), fit_s=fit_s, **{k: v for k, v in metrics.items() if k == "diverged_epoch"})
         _print_result(reporter, run, metrics, info["duration_s"])
         return TrainResult(run.path, "completed", metrics, time.perf_counter() - t0, stop.signal)
     except RunInterrupted as exc:

@@ -761,6 +761,12 @@ def test_a_diverged_trial_is_told_apart_and_not_offered_again(tmp_path, monkeypa
     by_rate = {t.params["training.optimizer.learning_rate"]: t for t in state.trials}
     assert by_rate["1e9"].status == "diverged" and "the loss became NaN in epoch 1" in by_rate["1e9"].error
     assert by_rate[0.01].status == "completed" and state.best["trial"] == by_rate[0.01].index
+    # Its run shows diverged wherever runs are listed: the table (after the completed one), compare and show.
+    rows = [line.split() for line in result.output.splitlines() if line.startswith("diabetes_sweep-t")]
+    assert [row[1] for row in rows] == ["completed", "diverged"], result.output
+    diverged_run = Path(result.stdout.strip().splitlines()[-1]) / by_rate["1e9"].run_dir
+    shown = CliRunner().invoke(app, ["show", str(diverged_run)])
+    assert shown.output.splitlines()[0].split()[1] == "diverged", shown.output
 
 
 def test_data_missing_where_a_worker_runs_fails_the_trial_for_a_retry_rather_than_skipping_it(tmp_path):

@@ -188,6 +188,8 @@ def test_a_diverged_training_stops_at_the_first_nan_loss_and_says_how_to_fix_it(
     rows = list(csv.DictReader((run / rd.HISTORY).open()))
     assert len(rows) == 1 and rows[0]["loss"] == "nan"  # not four more epochs of NaN
     assert json.loads((run / rd.METRICS).read_text())["diverged_epoch"] == 1  # the run says so itself
+    info = json.loads((run / rd.RUN).read_text())
+    assert (info["status"], info["diverged_epoch"], rd.effective_status(info, run)) == ("completed", 1, "diverged")
     assert "warning: the loss is NaN in epoch 1: the training diverged" in result.output
     assert "Lower training.optimizer.learning_rate" in (run / rd.LOG).read_text()
 

@@ -19,7 +19,7 @@ from nnrun.compare.query import Comparison, MeanStd, higher_is_better, number, t
 from nnrun.errors import ConfigError
 
 STATUS_STYLES = {"completed": "green", "failed": "red", "interrupted": "yellow", "running": "cyan", "pruned": "magenta",
-                 "crashed": "bold red", "unreadable": "dim red"}  # fmt: skip
+                 "diverged": "yellow", "crashed": "bold red", "unreadable": "dim red"}  # fmt: skip
 _SHRINKABLE = ("id", "name", "layers", "error", "path", "dataset")
 _MIN_WIDTH = 8
 

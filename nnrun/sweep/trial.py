@@ -128,7 +128,7 @@ def _train_one(state: SweepState, config: Any, judge: Any, index: int) -> tuple[
     earlier = _runs_named(Path(config.run.runs_dir), config.run.name)[-1:]
     record = read_record(earlier[0]) if earlier else None
     status = record.status if record and record.config == config.to_dict() else None  # else another trial's run
-    if status in ("completed", "pruned"):
+    if status in ("completed", "pruned", "diverged"):
         return earlier[0], status, None
     try:
         if status in ("interrupted", "crashed") and (earlier[0] / rd.LAST_CHECKPOINT).is_file():
