@@ -718,8 +718,10 @@ def test_a_grid_over_a_value_the_runs_keep_as_a_mapping_is_shown_by_the_keys_und
     """``training.optimizer: sgd`` is stored as ``{type: sgd, learning_rate: null}``: the table crashed on the key."""
     result = CliRunner().invoke(app, ["sweep", str(SWEEP_CONFIG), "--smoke", "--grid", "training.optimizer=adam,sgd",
                                       "--grid", "model.layers.0.units=12", "--grid", "training.batch_size=64",
-                                      "--runs-dir", str(tmp_path)])  # fmt: skip
+                                      "--set", "training.metrics=[accuracy,AUC]", "--runs-dir", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 0, result.output
+    # The printed retrain command keeps '[accuracy,AUC]' (rich read it as a style tag, and printed 'training.metrics=').
+    assert "--set 'training.metrics=[accuracy,AUC]'" in result.output.replace("\n", "")
     header = next(line for line in result.output.splitlines() if line.startswith("name "))
     assert "training.optimizer.type" in header and "training.optimizer.learning_rate" not in header  # only what differs
     rows = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("diabetes_sweep-t")}

@@ -60,6 +60,8 @@ def add_command(app: typer.Typer, guarded: Guard, debug_option: Any, sets_option
 def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Path], grid: list[str], sets: list[str],
               smoke: bool, flags: dict[str, Any], options: dict[str, Any]) -> None:
     """Start a sweep (CONFIG), or work on one (--join, --resume); print the table and the best trial."""
+    from rich.markup import escape  # the user's values, paths and commands: '[accuracy,AUC]' is no style tag
+
     from nnrun import rundir
     from nnrun.console import make_console
     from nnrun.sweep.orchestrate import resume_state, start_sweep, sweep_comparison, watches_validation, work
@@ -77,10 +79,10 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
             raise ConfigError(f"{'--join' if join else '--resume'} works on a sweep exactly as it was set up; "
                               f"drop {', '.join(setup)}.")  # fmt: skip
         state = resume_state(path, retry_failed=resume is not None)
-        console.print(f"[bold]nnrun[/] {'joining' if join else 'resuming'} sweep [cyan]{path}[/]", soft_wrap=True)
+        console.print(f"[bold]nnrun[/] {'joining' if join else 'resuming'} sweep [cyan]{escape(str(path))}[/]", soft_wrap=True)
     else:
         path, state = start_sweep(config, sets, grid, smoke=smoke, argv=sys.argv, **flags)
-        console.print(f"[bold]nnrun[/] sweep [cyan]{path}[/]: {state.budget} trials ({state.mode}, seed {state.seed}"
+        console.print(f"[bold]nnrun[/] sweep [cyan]{escape(str(path))}[/]: {state.budget} trials ({state.mode}, seed {state.seed}"
                       + (f", {state.prune} pruning" if state.prune != "none" else "")
                       + (f", {state.repeats} seeds each" if state.repeats > 1 else "") + f"), ranked by {state.metric}",
                       soft_wrap=True)  # fmt: skip
@@ -92,9 +94,9 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
 
         console.print(render_text(comparison), soft_wrap=True)  # full column names: the varied keys are the point
         for note in comparison.notes:
-            console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+            console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     counts = ", ".join(f"{n} {s}" for s, n in state.to_dict()["counts"].items())
-    console.print(f"sweep {state.status}: {counts}; {path / rundir.SWEEP}", soft_wrap=True)
+    console.print(f"sweep {state.status}: {counts}; {escape(str(path / rundir.SWEEP))}", soft_wrap=True)
     if best := state.best:
         spread = f" ± {best['std']:.4f}" if best.get("std") is not None else ""
         watched = watches_validation(state)
@@ -102,9 +104,9 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
                else "Train it on all the training data")  # fmt: skip
         where = f"cd {shlex.quote(str(Path.cwd()))} && " if Path.cwd() != shell else ""  # its config path is from there
         console.print(f"best: trial {best['trial']}, {state.metric} {best['value']:.4f}{spread}. {how}:\n"
-                      f"  {where}{best['retrain']}", soft_wrap=True)  # fmt: skip
+                      f"  {escape(where + best['retrain'])}", soft_wrap=True)  # fmt: skip
     if any(t.status in ("failed", "interrupted") for t in state.trials):
-        console.print(f"Run the failed or interrupted trials again: nnrun sweep --resume {shlex.quote(str(path))}",
+        console.print(f"Run the failed or interrupted trials again: nnrun sweep --resume {escape(shlex.quote(str(path)))}",
                       soft_wrap=True)  # fmt: skip
     typer.echo(str(path))
     if state.status not in ("completed", "running"):

@@ -23,6 +23,7 @@ from typing import Any
 
 import optuna
 import yaml
+from rich.markup import escape
 
 from nnrun import rundir as rd
 from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical, compare_runs, lookup
@@ -220,7 +221,7 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
         params = space.decode(trial, state.grid)
         trial.set_user_attr("params", params)
         attempt = f" (attempt {len(system['retry_history']) + 1})" if RETRY_OF in system else ""
-        echo(f"trial {index}/{state.budget} training {space.params_text(params)}{attempt}")
+        echo(f"trial {index}/{state.budget} training {escape(space.params_text(params))}{attempt}")
         refresh(sweep_dir, state, study)  # sweep.json shows it running
         try:
             return run_trial(trial, index, trial_name(state, index), params, state, sweep_dir, echo)
@@ -271,7 +272,7 @@ def _reap(helpers: list[tuple[Any, Any]], echo: Callable[[str], None]) -> None:
         # Exit 1 without an error of its own: it ended as the sweep did (failed trials), which this worker shows.
         told = code == ExitCode.FAILURE and not re.search(r"^(Error:|Traceback)", text, re.MULTILINE)
         if code not in (0, ExitCode.INTERRUPTED) and not told:
-            echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: {last}")
+            echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: {escape(last)}")
         log.close()
 
 

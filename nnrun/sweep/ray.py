@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from nnrun.errors import ConfigError, NnrunError, first_line
 from nnrun.sweep.trial import thread_env
 
@@ -74,7 +76,7 @@ def run_workers(sweep_dir: Path, *, address: str | None, gpus_per_trial: float =
             except ray.exceptions.RayError as exc:  # the worker died, or failed outside its trials
                 cause = getattr(exc, "cause", None) or exc  # a RayTaskError's own text is the traceback's
                 stopped.append(f"{type(cause).__name__}: {first_line(cause)}")
-                echo(f"[red]a Ray worker stopped[/]: {stopped[-1]}")
+                echo(f"[red]a Ray worker stopped[/]: {escape(stopped[-1])}")
     except KeyboardInterrupt:
         for ref in refs:
             ray.cancel(ref)  # a KeyboardInterrupt in each worker: it tells its trial interrupted

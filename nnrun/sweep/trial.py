@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from rich.markup import escape
 
 from nnrun import rundir as rd
 from nnrun.errors import ConfigError, DataError, DataUnavailable, NnrunError, RunDirError, RunInterrupted, first_line
@@ -98,8 +99,8 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
     style = {"completed": "green", "pruned": "magenta", "invalid": "yellow", "interrupted": "yellow",
              "diverged": "yellow"}.get(status, "red")  # fmt: skip
     shown = f" {state.metric} {value:.4f}" if value is not None else ""
-    where = f" -> {', '.join(runs)}" if runs else ""
-    echo(f"trial {index}/{state.budget} [{style}]{status}[/]{shown} in {duration:.1f}s{where}{f': {error}' if error else ''}")
+    where = escape(f" -> {', '.join(runs)}" if runs else "") + escape(f": {error}" if error else "")  # '[...]': no tag
+    echo(f"trial {index}/{state.budget} [{style}]{status}[/]{shown} in {duration:.1f}s{where}")
     if status in ("pruned", "diverged"):  # diverged: pruned to Optuna, whose TPE then counts its values as the worst
         raise optuna.TrialPruned()
     if status == "interrupted":
