@@ -489,3 +489,9 @@ def test_group_by_gives_each_groups_run_count_and_mean_and_std_by_hand(tmp_path)
     assert "1 group of 3 runs" in filtered.output  # the runs in the groups, not every run read
     result = invoke("compare", folder, "--group-by", "model.layers.0.unit")
     assert result.exit_code == 2 and "--group-by 'model.layers.0.unit': no run has the key" in result.output
+    # Trial numbers repeat from sweep to sweep: grouping two sweeps' runs by trial would merge strangers.
+    for sweep, day in (("sweep-a", 21), ("sweep-a", 22), ("sweep-b", 23)):
+        make_run(tmp_path / sweep, f"202501{day}-100000-t01", trial=1, test={"accuracy": 0.5, "loss": 0.5})
+    assert as_json(tmp_path / "sweep-a", "--group-by", "trial")[0]["runs"] == 2
+    result = invoke("compare", tmp_path / "sweep-a", tmp_path / "sweep-b", "--group-by", "trial")
+    assert result.exit_code == 2 and "--group-by trial: these runs come from 2 sweeps (sweep-a, sweep-b)" in result.output
