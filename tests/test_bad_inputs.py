@@ -278,9 +278,21 @@ CASES = [
     Case("sweep-repeats-zero", ["sweep.repeats: input should be greater than or equal to 1, got 0"], base="diabetes_sweep", command="sweep", args=["--repeats", "0"]),
     Case("sweep-bad-storage", ["--storage nosuchdb://x: cannot open it", "sqlite:////"], base="diabetes_sweep", command="sweep",
          args=["--storage", "nosuchdb://x"]),
-    Case("sweep-join-not-a-sweep", ["is not a sweep directory (no sweep.json)"], base="", command="sweep", args=["--join", "{tmp}"]),
-    Case("sweep-join-with-set-up", ["--join works on a sweep exactly as it was set up; drop --grid"], base="", command="sweep",
+    Case("sweep-join-not-a-sweep", ["is not a sweep directory (no sweep.json); pass the runs/sweep-... folder a sweep printed."],
+         base="", command="sweep", args=["--join", "{tmp}"]),
+    Case("sweep-join-with-set-up", ["--join works on a sweep exactly as it was set up; drop --trials (a sweep with other "
+                                    "settings is a new sweep: nnrun sweep CONFIG ...)."], base="", command="sweep",
          args=["--join", "{tmp}", "--trials", "3"]),
+    Case("sweep-fractions-for-whole-numbers", ["--grid training.batch_size: uniform(8,64) draws fractions: use randint(8, 64) "
+                                               "for whole numbers."], base="diabetes_sweep", command="sweep",
+         args=["--search", "tpe", "--trials", "2", "--grid", "training.batch_size=uniform(8,64)"]),
+    Case("sweep-values-in-brackets", ["--grid training.optimizer.learning_rate: to try each value in [0.1, 0.01], drop the "
+                                      "brackets: --grid training.optimizer.learning_rate=0.1,0.01."], base="diabetes_sweep",
+         command="sweep", args=["--grid", "training.optimizer.learning_rate=[0.1,0.01]"]),
+    Case("sweep-grid-without-key", ["--grid '=1,2': no key before '='"], base="diabetes_sweep", command="sweep",
+         args=["--grid", "=1,2"]),
+    Case("sweep-prune-a-loss-measured-at-the-end", ["--metric test.loss is measured once, at the end. Pass --metric val_loss."],
+         base="diabetes_sweep", command="sweep", args=["--prune", "median", "--metric", "test.loss"]),
     # ---- nnrun mlflow sync (an unreachable server is a run case below; more in test_mlflow.py)
     # ---- image folders: wrong before anything trains
     image_case("images-nonexistent-path", lambda f: None, [

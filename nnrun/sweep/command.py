@@ -74,10 +74,11 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
     path = join or resume
     if path is not None:
         path = path.resolve()  # before resume_state moves to the folder the sweep started in
-        if grid or sets or smoke or any(v is not None for v in flags.values()):
-            setup = ["--grid", "--set", *(f"--{key.replace('_', '-')}" for key in flags), "--smoke"]
-            raise ConfigError(f"{'--join' if join else '--resume'} works on a sweep exactly as it was set up; "
-                              f"drop {', '.join(setup)}.")  # fmt: skip
+        given = {"--grid": grid, "--set": sets, "--smoke": smoke} | {f"--{k.replace('_', '-')}": v is not None
+                                                                    for k, v in flags.items()}  # fmt: skip
+        if setup := [flag for flag, value in given.items() if value]:
+            raise ConfigError(f"{'--join' if join else '--resume'} works on a sweep exactly as it was set up; drop "
+                              f"{', '.join(setup)} (a sweep with other settings is a new sweep: nnrun sweep CONFIG ...).")
         state = resume_state(path, retry_failed=resume is not None)
         console.print(f"[bold]nnrun[/] {'joining' if join else 'resuming'} sweep [cyan]{escape(str(path))}[/]", soft_wrap=True)
     else:

@@ -151,7 +151,8 @@ def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metr
         return key, None
     if epochs is None:
         raise ConfigError(f"--prune {prune} (sweep.prune) needs a metric logged after every epoch, such as val_accuracy or "
-                          f"val_loss; {said} {key} is measured once, at the end. Pass --metric val_accuracy.")
+                          f"val_loss; {said} {metric} is measured once, at the end. Pass --metric "
+                          f"{'val_loss' if regression or not higher_is_better(key) else 'val_accuracy'}.")  # fmt: skip
     return key, epochs
 
 

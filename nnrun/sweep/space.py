@@ -52,6 +52,8 @@ def parse_grid_option(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--grid {text!r}: expected KEY=V1,V2,... e.g. --grid model.layers.0.units=32,64,512.")
     key, raw = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"--grid {text!r}: no key before '='; e.g. --grid model.layers.0.units=32,64.")
     key = normalize_key(key)
     if not raw.strip():
         raise ConfigError(f"--grid {text!r}: no values after '='; e.g. --grid {key}=32,64.")
@@ -125,8 +127,27 @@ def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1, fla
             low, high = (bounds := parse_range(axis, key)).low, bounds.high
             values = [low, high] if isinstance(low, int) else [low, low + (high - low) * 0.382, high]  # not whole
         for value in axis if isinstance(axis, list) else values:
-            data = resolve(base, {key: value})
-            validate_config({**data, "sweep": None}, source=f"{said} {key}", flags={dotted(parts): f"{said} {key} value"})
+            try:
+                _check_value(base, key, value, said)
+            except ConfigError as exc:
+                fix = (f"{axis} draws fractions: use randint({low:g}, {high:g}) for whole numbers" if isinstance(axis, str)
+                       and "valid integer" in str(exc) else f"to try each value in {value}, drop the brackets: "
+                       f"{said} {key}={','.join(map(str, value))}" if isinstance(value, list) and value
+                       and _valid(base, key, value[0], said) else None)  # fmt: skip
+                raise ConfigError(f"{said} {key}: {fix}." if fix else str(exc)) from None
+
+
+def _check_value(base: dict[str, Any], key: str, value: Any, said: str) -> None:
+    flags = {dotted(parse_key(key)): f"{said} {key} value"}
+    validate_config({**resolve(base, {key: value}), "sweep": None}, source=f"{said} {key}", flags=flags)
+
+
+def _valid(base: dict[str, Any], key: str, value: Any, said: str) -> bool:
+    try:
+        _check_value(base, key, value, said)
+        return True
+    except ConfigError:
+        return False
 
 
 def grid_choices(grid: dict[str, Any]) -> dict[str, list[Any]]:

@@ -89,9 +89,11 @@ def read_state(sweep_dir: str | Path) -> SweepState:
     sweep_dir = Path(sweep_dir)
     path = sweep_dir / rd.SWEEP
     if not sweep_dir.is_dir():
-        raise RunDirError(f"sweep directory {sweep_dir} not found; pass the runs/sweep-... folder a sweep printed.")
+        what = "is a file, not a sweep directory" if sweep_dir.exists() else "not found"
+        raise RunDirError(f"sweep directory {sweep_dir} {what}; pass the runs/sweep-... folder a sweep printed.")
     if not path.is_file():
-        raise RunDirError(f"{sweep_dir} is not a sweep directory (no {rd.SWEEP}).")
+        raise RunDirError(f"{sweep_dir} is not a sweep directory (no {rd.SWEEP}); pass the runs/sweep-... folder a "
+                          "sweep printed.")
     try:
         return SweepState.from_dict(rd.read_json(path))
     except (KeyError, TypeError) as exc:
