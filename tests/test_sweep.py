@@ -436,7 +436,8 @@ def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
                            ["training.batch_size=16,32"], runs_dir=tmp_path)  # fmt: skip
     command = retrain_command(state, {"model.layers.0.units": 64, "training.batch_size": 32})
     assert command == (f"nnrun train {SWEEP_CONFIG} --set training.epochs=3 --set model.layers.0.units=64 "
-                       "--set training.batch_size=32 --set dataset.validation=none --name diabetes_sweep-best")
+                       f"--set training.batch_size=32 --set dataset.validation=none --runs-dir {tmp_path} "
+                       "--name diabetes_sweep-best")  # the new run goes beside the sweep's folder
     # The sweep's --set training.optimizer=sgd, and a grid over its learning rate: train reads --set in order, and
     # reaches the key inside "sgd" as the sweep did.
     _, state = start_sweep(SWEEP_CONFIG, ["training.optimizer=sgd"], ["training.optimizer.learning_rate=0.1,0.01"],
@@ -506,7 +507,7 @@ def test_the_retrain_command_keeps_the_validation_split_a_callback_monitors(tmp_
     assert watches_validation(state) is None  # it reads its monitor only with save_best_only
     _, state = start_sweep(config, ["training.callbacks=[]"], ["training.batch_size=64,128"], runs_dir=tmp_path)
     assert watches_validation(state) is None
-    assert retrain_command(state, {"training.batch_size": 64}).endswith("--set dataset.validation=none --name mnist_mlp_earlystop-best")
+    assert retrain_command(state, {"training.batch_size": 64}).endswith(f"--set dataset.validation=none --runs-dir {tmp_path} --name mnist_mlp_earlystop-best")
 
 
 def test_the_flags_set_sweep_keys_even_for_a_config_without_a_sweep_section(tmp_path):

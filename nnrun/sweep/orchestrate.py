@@ -352,6 +352,8 @@ def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
     if not watches_validation(state) and state.base_config["dataset"].get("validation") not in ("none", "test", None):
         sets.append("dataset.validation=none")  # the validation part goes back into training
     words = ["nnrun", "train", state.config_file or "CONFIG"] + [w for s in sets for w in ("--set", s)]
+    runs_dir = state.base_config["run"].get("runs_dir")  # beside the sweep's folder
+    words += ["--runs-dir", runs_dir] if runs_dir not in (None, "runs") else []
     return " ".join(shlex.quote(w) for w in words + ["--name", f"{state.name}-best"])
 
 
