@@ -485,6 +485,11 @@ def test_group_by_gives_each_groups_run_count_and_mean_and_std_by_hand(tmp_path)
     table = invoke("compare", folder, "--group-by", "model.layers.0.units")
     assert "0.7400 ± 0.0400" in table.output and "mean ± standard deviation" in table.output
     assert "2 groups of 6 runs" in table.output
+    table = invoke("compare", folder, "--group-by", "model.layers.0.units", "--columns", "epochs,test_accuracy",
+                   "--format", "csv", "--sort", "test_accuracy")  # fmt: skip
+    header, wide = table.stdout.splitlines()[:2]  # numbers a spreadsheet reads, not 'a ± b' in one cell
+    assert header == "model.layers[0].units,runs,epochs,epochs_std,test_accuracy,test_accuracy_std"
+    assert [float(x) for x in wide.split(",")] == pytest.approx([512, 3, 3, 0, 0.82, 0.02 * 2**0.5])
     filtered = invoke("compare", folder, "--group-by", "model.layers.0.units", "--filter", "model.layers.0.units=64")
     assert "1 group of 3 runs" in filtered.output  # the runs in the groups, not every run read
     result = invoke("compare", folder, "--group-by", "model.layers.0.unit")

@@ -55,8 +55,11 @@ def display(column: str, value: Any) -> str:
         if value.std is None:
             return display(column, float(value))
         plain = column not in ("duration", "params") and not _metric_like(column)  # units, rates: 2.2 ± 1.1
-        spread = f"{value.std:{'.3g' if abs(value.std) < 1000 else '.0f'}}" if plain else display(column, value.std)
-        return display(column, float(value)) + f" ± {spread}"
+
+        def shown(x: float) -> str:
+            return f"{x:{'.3g' if abs(x) < 1000 else '.0f'}}" if plain else display(column, x)
+
+        return f"{shown(float(value))} ± {shown(value.std)}"
     if isinstance(value, bool):
         return str(value).lower()
     if column == "duration" and isinstance(value, (int, float)):
@@ -135,12 +138,15 @@ def _fit(cell: str, width: int, right: bool) -> str:
 
 
 def to_csv(comparison: Comparison) -> str:
-    """Raw values, full precision, one row per run."""
+    """Raw values, full precision, one row per run (or group: its mean, and the std in a ``_std`` column beside it)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(comparison.columns)
-    for record in comparison.records:
-        writer.writerow(["" if v is None else text_of(v) for v in (comparison.value(record, c) for c in comparison.columns)])
+    rows = [[comparison.value(record, c) for c in comparison.columns] for record in comparison.records]
+    spread = [any(isinstance(row[i], MeanStd) for row in rows) for i in range(len(comparison.columns))]
+    writer.writerow([n for c, s in zip(comparison.columns, spread) for n in ([c, f"{c}_std"] if s else [c])])
+    for row in rows:
+        cells = [(float(v), v.std) if isinstance(v, MeanStd) else (v, None) if s else (v,) for v, s in zip(row, spread)]
+        writer.writerow(["" if v is None else text_of(v) for cell in cells for v in cell])
     return buffer.getvalue()
 
 
