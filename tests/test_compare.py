@@ -115,6 +115,8 @@ def as_json(*args: str) -> list[dict]:
 
 
 def test_every_run_is_shown_with_its_status_and_unreadable_folders_with_the_reason(runs):
+    (runs / "sweep-20250109-100000-fresh").mkdir()
+    (runs / "sweep-20250109-100000-fresh" / rd.SWEEP).write_text("{}")  # its first trial has not started
     result = invoke("compare", runs)
     assert result.exit_code == 0, result.output
     assert result.stdout == ""  # the table is for people: stderr
@@ -128,9 +130,10 @@ def test_every_run_is_shown_with_its_status_and_unreadable_folders_with_the_reas
         assert f" {status} " in lines[run_id], lines[run_id]
     assert ".hidden" not in result.stderr
     assert "zz-no-run-json: unreadable: not a run directory (no run.json)" in result.stderr
+    assert "sweep-20250109-100000-fresh: unreadable: a sweep folder with no trial runs yet" in result.stderr
     assert "zz-corrupt: unreadable: corrupt run.json" in result.stderr
     assert "20250108-100000-damaged: metrics.json is corrupt" in result.stderr
-    assert "10 runs" in result.stderr
+    assert "11 runs" in result.stderr
 
 
 def test_the_default_columns_and_their_values(runs):

@@ -128,7 +128,8 @@ def read_record(path: Path) -> RunRecord:
     try:
         info = json.loads((path / rd.RUN).read_bytes())
     except FileNotFoundError:
-        return _unreadable(path, f"not a run directory (no {rd.RUN})")
+        sweep = (path / rd.SWEEP).is_file()  # its trials' runs are listed once they have started
+        return _unreadable(path, "a sweep folder with no trial runs yet" if sweep else f"not a run directory (no {rd.RUN})")
     except OSError as exc:
         return _unreadable(path, f"cannot read {rd.RUN} ({exc.strerror})")
     except ValueError as exc:  # bad JSON or bad UTF-8
