@@ -11,6 +11,7 @@ killed with ``kill -9``; ``--repeats``; and a TPE sweep on a local Ray instance.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -1066,11 +1067,15 @@ def test_resume_refuses_a_folder_that_is_not_a_sweep(tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_executor_runs_a_tpe_sweep_with_pruning(tmp_path):
-    pytest.importorskip("ray", reason="Ray is optional: pip install 'nnrun[ray]'")
+def test_ray_executor_runs_a_tpe_sweep_with_pruning(tmp_path, capfd, monkeypatch):
+    if importlib.util.find_spec("ray") is None:  # not imported here: nnrun sets Ray's log options before it loads
+        pytest.skip("Ray is optional: pip install 'nnrun[ray]'")
+    monkeypatch.delenv("RAY_COLOR_PREFIX", raising=False)
     path, state = start_sweep(SWEEP_CONFIG, sets=TWO_EPOCHS, grid_options=[LR, "training.batch_size=64"], search="tpe",
                               trials=3, prune="median", seed=5, runs_dir=tmp_path)  # fmt: skip
     result = work(path, state, executor="ray", ray_cpus=2)
+    shown = capfd.readouterr().err  # the workers' lines, as Ray passes them on to this process
+    assert "(sweep_worker pid=" in shown and "\x1b[" not in shown  # not a terminal: no colour codes in a log
     assert result.status == "completed" and result.executor == "ray"
     assert len(result.trials) == 3 and all(t.status in ("completed", "pruned") for t in result.trials)
     study = open_study(path, state)

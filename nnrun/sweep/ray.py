@@ -9,6 +9,7 @@ cluster, every node must reach the sweep folder (or the ``--storage`` database) 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ FORWARDED_ENV = ("NNRUN_DATA_DIR", "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL")  # p
 def import_ray() -> Any:
     """The ``ray`` module; ConfigError with the install hint when it is missing."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # Ray would merge the workers' similar lines into one
+    if not sys.stderr.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # its workers' prefixes uncoloured in a log file or a pipe
     try:
         import ray
     except ImportError:
