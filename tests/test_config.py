@@ -121,6 +121,16 @@ def test_an_override_reaches_into_a_short_form_an_earlier_one_set():
         "training.callbacks.0.type=ReduceLROnPlateau"])  # fmt: skip
     assert (config.training.optimizer.type, config.training.optimizer.learning_rate) == ("sgd", 0.05)
     assert config.model.layers[1].type == "Dense" and config.training.callbacks[0].type == "ReduceLROnPlateau"
+    # A key the schema gives such a mapping, though the mapping set whole leaves it out; and a step's required one.
+    config = load_config(ROOT / "configs" / "mnist_mlp.yaml", ["training.optimizer={type: sgd, momentum: 0.9}",
+                         "training.optimizer.learning_rate=0.05", "preprocessing=[scale]", "preprocessing.0.factor=0.5"])
+    assert config.training.optimizer.model_dump() == {"type": "sgd", "learning_rate": 0.05, "momentum": 0.9}
+    assert config.preprocessing[0].factor == 0.5
+    with pytest.raises(ConfigError, match=r"no key 'factr' in preprocessing\[0\]; did you mean 'factor'\? Valid keys: "
+                       r"type, factor.$"):  # fmt: skip
+        load_config(ROOT / "configs" / "mnist_mlp.yaml", ["preprocessing=[scale]", "preprocessing.0.factr=0.5"])
+    with pytest.raises(ConfigError, match=r"did you mean 'learning_rate'\? Valid keys: type, learning_rate.$"):
+        load_config(ROOT / "configs" / "mnist_mlp.yaml", ["training.optimizer.learning_rat=0.5"])  # no 'set it whole'
 
 
 @pytest.mark.parametrize(

@@ -464,6 +464,8 @@ def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
          {"training.optimizer": "sgd", "training.optimizer.learning_rate": 0.1}),
         ([], ["training.optimizer.learning_rate=0.1,0.01", "training.optimizer=sgd,adam"],  # given first: set after
          {"training.optimizer.learning_rate": 0.1, "training.optimizer": "sgd"}),
+        (["training.optimizer={type: sgd, momentum: 0.9}"], ["training.optimizer.learning_rate=0.1,0.01"],  # no rate key
+         {"training.optimizer.learning_rate": 0.01}),
     ):  # fmt: skip
         _, state = start_sweep(SWEEP_CONFIG, sets, grid, runs_dir=tmp_path)
         trained = trial_config(state.base_config, params, name="x", runs_dir="r").to_dict()
@@ -758,12 +760,13 @@ def test_a_diverged_trial_is_told_apart_and_not_offered_again(tmp_path, monkeypa
     # A classifier's accuracy on NaN weights is still a number (one class's share): the run's NaN loss tells.
     result = CliRunner().invoke(app, ["sweep", str(SWEEP_CONFIG), "--smoke", "--set", "training.optimizer=sgd", "--grid",
                                       "training.optimizer.learning_rate=1e9,0.01", "--grid", "training.batch_size=64",
-                                      "--grid", "model.layers.0.units=12",
+                                      "--grid", "model.layers.0.units=12", "--prune", "median",  # epochs reported
                                       "--runs-dir", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 0, result.output
     state = read_state(Path(result.stdout.strip().splitlines()[-1]))
     by_rate = {t.params["training.optimizer.learning_rate"]: t for t in state.trials}
     assert by_rate["1e9"].status == "diverged" and "the loss became NaN in epoch 1" in by_rate["1e9"].error
+    assert by_rate["1e9"].value is None  # not the NaN run's accuracy, which Optuna keeps for a pruned trial
     assert by_rate[0.01].status == "completed" and state.best["trial"] == by_rate[0.01].index
     # Its run shows diverged wherever runs are listed: the table (after the completed one), compare and show.
     rows = [line.split() for line in result.output.splitlines() if line.startswith("diabetes_sweep-t")]

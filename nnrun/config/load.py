@@ -22,7 +22,16 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from nnrun.config.schema import DATASET_NAMES, SECTIONS, STEP_TYPES, RunConfig, expand_short_forms
+from nnrun.config.schema import (
+    DATASET_NAMES,
+    SECTIONS,
+    STEP_TYPES,
+    OptimizerConfig,
+    RunConfig,
+    StepConfig,
+    as_typed,
+    expand_short_forms,
+)
 from nnrun.errors import ConfigError, did_you_mean, first_line
 
 
@@ -107,42 +116,52 @@ SHORT_FORM_PLACES = r"training\.optimizer|(model\.layers|preprocessing|training\
 
 
 def apply_override(data: dict[str, Any], parts: list[str | int], value: Any) -> Any:
-    """Set one existing key in the (resolved) config dict; return the old value. A key inside a short form that an
-    earlier override set (``training.optimizer=sgd``, then ``training.optimizer.learning_rate``) is reached as in the
-    mapping it stands for."""
+    """Set one existing key in the (resolved) config dict; return the old value.
+
+    Inside a mapping an earlier override gave (``training.optimizer=sgd``, a short form, or ``{type: sgd}``), a key
+    its schema has may be set though the mapping leaves it out: ``training.optimizer.learning_rate`` after either.
+    """
     node: Any = data
+    parent: Any = None
     for depth, part in enumerate(parts):
         here = dotted(parts[:depth]) or "the config"
         last = depth == len(parts) - 1
+        if isinstance(node, str) and re.fullmatch(SHORT_FORM_PLACES, here):
+            node = parent[parts[depth - 1]] = as_typed(node)
         if isinstance(node, dict):
+            known = [*node, *sorted(_schema_keys(here, node.get("type")) - set(node))]
+            if isinstance(part, str) and part not in node and last and part in known:
+                node[part] = None
             if not isinstance(part, str) or part not in node:
-                hint = did_you_mean(str(part), [k for k in node if isinstance(k, str)])
+                hint = did_you_mean(str(part), [k for k in known if isinstance(k, str)])
+                free = (isinstance(part, str) and hint == "." and re.fullmatch(SHORT_FORM_PLACES, here)
+                        and not here.startswith("preprocessing"))  # a step's keys are all in the schema
                 keys = "".join(f"{k}: {json.dumps(v)}, " for k, v in node.items() if v is not None and k != "type")
                 new = (f" To pass {node['type']} an argument it has no key for yet, set {here} whole, e.g. --set "
-                       f"'{here}={{type: {node['type']}, {keys}{part}: ...}}'." if re.fullmatch(SHORT_FORM_PLACES, here)
-                       else "")  # fmt: skip
+                       f"'{here}={{type: {node['type']}, {keys}{part}: ...}}'." if free else "")  # fmt: skip
                 raise ConfigError(f"--set {dotted(parts)}: there is no key '{part}' in {here}{hint} "
-                                  f"Valid keys: {', '.join(map(str, node))}.{new}")  # fmt: skip
-            if last:
-                old, node[part] = node[part], value
-                return old
-            node = node[part]
+                                  f"Valid keys: {', '.join(map(str, known))}.{new}")  # fmt: skip
         elif isinstance(node, list):
             if not isinstance(part, int) or not -len(node) <= part < len(node):
                 fix = (f"address one by index 0..{len(node) - 1}, e.g. {dotted(parts[:depth])}.0" if node else
                        f"set the list whole instead, e.g. --set '{dotted(parts[:depth])}=[...]'")  # fmt: skip
                 raise ConfigError(f"--set {dotted(parts)}: {here} is a list of {len(node)} items; {fix}.")
-            if last:
-                old, node[part] = node[part], value
-                return old
-            node = node[part]
-        elif isinstance(node, str) and re.fullmatch(SHORT_FORM_PLACES, here):
-            # An earlier --set gave a short form ('sgd'): validated, it is the mapping ({type: sgd, learning_rate: null}).
-            data.update(validate_config(data, source=f"the config before --set {dotted(parts)}").to_dict())
-            return apply_override(data, parts, value)
         else:
             raise ConfigError(f"--set {dotted(parts)}: {here} is a value ({node!r}), not a section with keys.")
+        if last:
+            old, node[part] = node[part], value
+            return old
+        parent, node = node, node[part]
     return None
+
+
+def _schema_keys(here: str, kind: Any) -> set[str]:
+    """The keys the schema gives the mapping at ``here`` of type ``kind`` (an optimizer's learning_rate, a scale step's
+    factor); layers and callbacks take Keras's arguments, which Keras checks."""
+    if here == "training.optimizer":
+        return set(OptimizerConfig.model_fields)
+    steps = get_args(get_args(StepConfig)[0]) if here.startswith("preprocessing[") else ()
+    return next((set(s.model_fields) for s in steps if get_args(s.model_fields["type"].annotation) == (kind,)), set())
 
 
 def dotted(loc: tuple | list) -> str:

@@ -314,7 +314,8 @@ def summarize(study: Any, state: SweepState) -> None:
             attrs.get("error") if recorded else "its worker stopped before it recorded a result")  # killed (no heartbeat)
         trial.run_dirs = dirs or trial.run_dirs
         trial.run_dir = (trial.run_dirs or [None])[0]
-        trial.value, trial.std, trial.duration_s = frozen.value, attrs.get("std"), attrs.get("duration_s")
+        trial.value = frozen.value if status in ("completed", "pruned") else None  # Optuna keeps a diverged one's last
+        trial.std, trial.duration_s = attrs.get("std"), attrs.get("duration_s")
         trial.attempts += frozen.state.name != "WAITING"
     state.trials = list(trials.values())
     done = [t for t in state.trials if t.status == "completed" and t.value is not None]
