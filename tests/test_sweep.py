@@ -495,6 +495,33 @@ def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
         load_config(SWEEP_CONFIG, ["training.loss.from_logits=true"])  # a plain string: no {type: ...} to suggest
 
 
+def test_a_grid_key_inside_another_is_checked_in_each_of_its_values_and_negative_indexes_are_one_key(tmp_path):
+    from nnrun.sweep.space import trial_config
+
+    # model.layers[-1] is model.layers.2 of three: the activation is set after the layer, not lost under it.
+    with pytest.raises(ConfigError, match=r"--grid model.layers.2.activation: model.layers.2 'Dense' has no key "
+                       r"'activation' to vary; give model.layers.2's values whole with it, e.g. --grid "
+                       r"'model.layers.2=\{type: Dense, activation: ...\},...'.$"):  # before: every trial invalid
+        start_sweep(SWEEP_CONFIG, [], ["model.layers[-1].activation=linear,tanh", "model.layers[2]=Dense,Dropout"],
+                    runs_dir=tmp_path / "a")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"--set model.layers\[-1\].activation=linear: --grid model.layers.2 replaces"):
+        start_sweep(SWEEP_CONFIG, ["model.layers[-1].activation=linear"], ["model.layers[2]={type: Dense, units: 1}"],
+                    runs_dir=tmp_path / "b")  # fmt: skip
+    layers = "model.layers.2={type: Dense, units: 1, activation: relu},{type: Dense, units: 1, activation: relu}"
+    _, state = start_sweep(SWEEP_CONFIG, [], ["model.layers[-1].activation=linear,tanh", layers], runs_dir=tmp_path)
+    assert list(state.grid)[-2:] == ["model.layers.2.activation", "model.layers.2"]
+    params = {"model.layers.2.activation": "tanh", "model.layers.2": state.grid["model.layers.2"][0]}
+    assert trial_config(state.base_config, params, name="x", runs_dir="r").model.layers[2].activation == "tanh"
+    # A mapping without the inner key the schema gives it (an optimizer's learning_rate), unchanged in sweep.json.
+    optimizers = "training.optimizer={type: sgd, momentum: 0.9},{type: adam}"
+    _, state = start_sweep(SWEEP_CONFIG, [], [optimizers, "training.optimizer.learning_rate=0.1,0.01"], runs_dir=tmp_path)
+    assert state.grid["training.optimizer"] == [{"type": "sgd", "momentum": 0.9}, {"type": "adam"}]
+    params = {"training.optimizer": {"type": "sgd", "momentum": 0.9}, "training.optimizer.learning_rate": 0.1}
+    optimizer = trial_config(state.base_config, params, name="x", runs_dir="r").training.optimizer
+    assert optimizer.model_dump() == {"type": "sgd", "learning_rate": 0.1, "momentum": 0.9}
+    assert params["training.optimizer"] == {"type": "sgd", "momentum": 0.9}  # the trial's own value, not changed
+
+
 def test_the_retrain_command_keeps_the_validation_split_a_callback_monitors(tmp_path):
     from nnrun.sweep.orchestrate import retrain_command, watches_validation
 

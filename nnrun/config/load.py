@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -148,8 +149,8 @@ def apply_override(data: dict[str, Any], parts: list[str | int], value: Any) -> 
                 raise ConfigError(f"--set {dotted(parts)}: {here} is a list of {len(node)} items; {fix}.")
         else:
             raise ConfigError(f"--set {dotted(parts)}: {here} is a value ({node!r}), not a section with keys.")
-        if last:
-            old, node[part] = node[part], value
+        if last:  # a copy: a later override into it must not change the caller's value (a sweep's grid)
+            old, node[part] = node[part], copy.deepcopy(value)
             return old
         parent, node = node, node[part]
     return None

@@ -63,7 +63,7 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
         config = validate_config({**data, "sweep": section}, source=f"{config_path} with the sweep's flags",
                                  flags={f"sweep.{key}": f"--{key}" for key in keys})  # the flag wins over --set
     checked = plan(config, grid_options, given=keys)
-    space.check_sets(checked["grid"], list(sets))
+    space.check_sets(checked["grid"], list(sets), checked["base_config"])
     started = now()
     sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
     state = SweepState(id=sweep_dir.name, name=config.run.name, config_file=str(config_path), smoke=smoke,
@@ -99,7 +99,8 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
         raise ConfigError(f"--search {search} (sweep.search) needs --trials N (sweep.trials: how many trials to run), "
                           "e.g. --trials 20.")
     base = {**config.to_dict(), "sweep": None}
-    space.check_grid(grid, base, section.repeats, flags={space.parse_grid_option(text)[0] for text in grid_options})
+    flags = {space.normalize_key(space.parse_grid_option(text)[0], base) for text in grid_options}
+    space.check_grid(grid, base, section.repeats, flags=flags)
     said = "--metric" if "metric" in given else "sweep.metric" if section.metric else "the default metric"
     metric, monitor = check_metric(section.metric or default_metric(config), section.prune, config, said)
     return dict(mode=search, grid=grid, metric=metric, base_config=base, budget=budget, seed=section.seed,
@@ -346,7 +347,7 @@ def refresh(sweep_dir: Path, state: SweepState, study: Any,
 def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
     """``nnrun train CONFIG --set ...``: the sweep's settings with the best values, on all the training data, in a new
     run."""
-    given = [(s, space.normalize_key(s.split("=")[0])) for s in state.sets if not s.startswith("sweep.")]
+    given = [(s, space.normalize_key(s.split("=")[0], state.base_config)) for s in state.sets if not s.startswith("sweep.")]
     sets = [s for s, k in given if k not in params]  # the sweep's --set values, less those the trial's replace
     for key, value in space.in_order(params).items():  # a text YAML reads as another value ('null') as JSON
         sets.append(f"{key}={value if _plain(value) else json.dumps(value)}")

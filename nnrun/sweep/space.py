@@ -66,24 +66,34 @@ def parse_grid_option(text: str) -> tuple[str, Any]:
                           "separate them with commas and quote one that has a comma or starts with @, ! or *.") from None
 
 
-def normalize_key(key: str) -> str:
-    """``model.layers[0].units`` -> ``model.layers.0.units`` (the form ``--set`` takes)."""
+def normalize_key(key: str, data: dict[str, Any] | None = None) -> str:
+    """``model.layers[0].units`` -> ``model.layers.0.units`` (the form ``--set`` takes); with the config ``data``, a
+    negative index counts from its list's end: ``model.layers.-1`` is ``model.layers.2`` of three, one key."""
     try:
-        return ".".join(map(str, parse_key(key)))
+        parts = parse_key(key)
     except ConfigError as exc:
         raise ConfigError(f"sweep: {exc}") from None
+    node: Any = data
+    for i, part in enumerate(parts):
+        if isinstance(node, list) and isinstance(part, int):
+            parts[i] = part = part + len(node) if -len(node) <= part < 0 else part
+            node = node[part] if 0 <= part < len(node) else None
+        else:
+            node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(map(str, parts))
 
 
 def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Any]:
     """The config's ``sweep.grid``, then each ``--grid`` option (which replaces the same key). ConfigError if empty."""
     grid: dict[str, Any] = {}
+    data = config.to_dict()
     for key, axis in (config.sweep.grid if config.sweep else {}).items():
-        key = normalize_key(key)
+        key = normalize_key(key, data)
         if isinstance(axis, str) and parse_range(axis, key) is None:
             raise ConfigError(f"sweep.grid.{key}: expected a list of values or a range such as "
                               f"loguniform(1e-4, 1e-1), got {axis!r}.")  # fmt: skip
         grid[key] = axis.strip() if isinstance(axis, str) else list(axis)
-    grid.update(parse_grid_option(text) for text in options)
+    grid.update((normalize_key(key, data), axis) for key, axis in map(parse_grid_option, options))
     # YAML reads 2024-01-01 as a date: keep the text the user wrote, as sweep.json and the config can hold it.
     grid = {key: json.loads(json.dumps(axis, default=str)) for key, axis in grid.items()}
     if not grid:
@@ -91,11 +101,11 @@ def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Any]:
     return grid
 
 
-def check_sets(grid: dict[str, Any], sets: list[str]) -> None:
+def check_sets(grid: dict[str, Any], sets: list[str], base: dict[str, Any]) -> None:
     """ConfigError for a ``--set`` inside a grid key, whose every value replaces the mapping the ``--set`` went into
     (``--set training.optimizer.learning_rate=0.5`` with ``--grid training.optimizer=sgd,adam``)."""
     for text in sets:
-        inner = normalize_key(text.split("=")[0])
+        inner = normalize_key(text.split("=")[0], base)
         for key, axis in grid.items():
             if inner.startswith(f"{key}."):
                 first = axis[0].get("type", "...") if isinstance(axis[0], dict) else axis[0]
@@ -135,6 +145,16 @@ def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1, fla
                        f"{said} {key}={','.join(map(str, value))}" if isinstance(value, list) and value
                        and _valid(base, key, value[0], said) else None)  # fmt: skip
                 raise ConfigError(f"{said} {key}: {fix}." if fix else str(exc)) from None
+    for outer, axis in grid.items():  # a key inside another: in each of its values
+        for inner in (k for k in grid if k.startswith(f"{outer}.") and isinstance(axis, list)):
+            for value in axis:
+                try:
+                    apply_override(resolve(base, {outer: value}), parse_key(inner), None)
+                except ConfigError:
+                    rest, kind = inner[len(outer) + 1 :], value.get("type", "...") if isinstance(value, dict) else value
+                    raise ConfigError(f"{'--grid' if inner in flags else 'sweep.grid'} {inner}: {outer} {value!r} has no "
+                                      f"key '{rest}' to vary; give {outer}'s values whole with it, e.g. --grid "
+                                      f"'{outer}={{type: {kind}, {rest}: ...}},...'.") from None  # fmt: skip
 
 
 def _check_value(base: dict[str, Any], key: str, value: Any, said: str) -> None:
