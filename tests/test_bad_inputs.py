@@ -289,6 +289,8 @@ CASES = [
     Case("sweep-values-in-brackets", ["--grid training.optimizer.learning_rate: to try each value in [0.1, 0.01], drop the "
                                       "brackets: --grid training.optimizer.learning_rate=0.1,0.01."], base="diabetes_sweep",
          command="sweep", args=["--grid", "training.optimizer.learning_rate=[0.1,0.01]"]),
+    Case("sweep-misspelt-metric-every-trial-would-have", ["training.metrics[1]: unknown metric 'bogus'"],
+         base="diabetes_sweep", command="sweep", args=["--set", "training.metrics=[accuracy,bogus]"]),
     Case("sweep-grid-without-key", ["--grid '=1,2': no key before '='"], base="diabetes_sweep", command="sweep",
          args=["--grid", "=1,2"]),
     Case("sweep-prune-a-loss-measured-at-the-end", ["--metric test.loss is measured once, at the end. Pass --metric val_loss."],

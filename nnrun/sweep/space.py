@@ -170,6 +170,24 @@ def _valid(base: dict[str, Any], key: str, value: Any, said: str) -> bool:
         return False
 
 
+def check_names(base: dict[str, Any], grid: dict[str, Any]) -> None:
+    """Keras's names in the parts of the config that no grid key varies (a misspelt metric, a callback's argument),
+    which every trial would fail on: checked as ``train`` checks them, before the sweep starts. ConfigError."""
+    from nnrun import keras_names as kn
+    from nnrun.backbones import backbone_names
+
+    training, layers = (config := validate_config({**base, "sweep": None})).training, config.model.layers
+    checks = {"training.optimizer": lambda: kn.create_optimizer(training.optimizer),
+              "training.loss": lambda: kn.check_loss(training.loss),
+              "training.metrics": lambda: kn.check_metrics(training.metrics),
+              "training.callbacks": lambda: kn.create_callbacks(training.callbacks)}  # fmt: skip
+    checks |= {f"model.layers.{i}": lambda i=i, spec=spec: kn.resolve_layer(spec.model_dump(), i)
+               for i, spec in enumerate(layers) if spec.type not in backbone_names()}  # fmt: skip
+    for place, check in checks.items():
+        if not any(k == place or k.startswith(f"{place}.") or place.startswith(f"{k}.") for k in grid):
+            check()
+
+
 def grid_choices(grid: dict[str, Any]) -> dict[str, list[Any]]:
     """The space as Optuna's GridSampler takes it; ConfigError for a range, which a grid cannot enumerate."""
     for key, axis in grid.items():
