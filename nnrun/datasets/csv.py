@@ -18,15 +18,21 @@ from nnrun.errors import DataError, DataUnavailable, did_you_mean
 Rows = list[tuple[int, list[str]]]  # (line number, cells), blank lines left out
 
 
+def existing_file(path: str | Path, key: str = "dataset.path") -> Path:
+    """``path`` (``~`` expanded); DataUnavailable if no such file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataUnavailable(f"{key} {path}: file not found. Check the path.")
+    return path
+
+
 def read_rows(path: str | Path, *, delimiter: str = ",", key: str = "dataset.path") -> tuple[Path, Rows]:
     """Every non-blank row of a CSV file, with its line number.
 
     Raises:
         DataError: the file is missing, not UTF-8 text, not a readable CSV, or empty.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataUnavailable(f"{key} {path}: file not found. Check the path.")
+    path = existing_file(path, key)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -64,7 +64,7 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
                                  flags={f"sweep.{key}": f"--{key}" for key in keys})  # the flag wins over --set
     checked = plan(config, grid_options, given=keys)
     space.check_sets(checked["grid"], list(sets), checked["base_config"])
-    space.check_names(checked["base_config"], checked["grid"])  # Keras's: nnrun check's sweep line stays TF-free
+    space.check_fixed(checked["base_config"], checked["grid"])  # Keras's: nnrun check's sweep line stays TF-free
     started = now()
     sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
     state = SweepState(id=sweep_dir.name, name=config.run.name, config_file=str(config_path), smoke=smoke,
