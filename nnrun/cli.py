@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+from rich.markup import escape
 
 from nnrun import rundir
 from nnrun.console import make_console
@@ -38,8 +39,6 @@ ConfigPath = Annotated[Path, typer.Argument(help="The YAML config, e.g. configs/
 
 
 def _fail(message: str, code: int) -> None:
-    from rich.markup import escape
-
     make_console().print(f"[bold red]Error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
@@ -196,17 +195,17 @@ def _show_runs(paths: list[Path] | None, fmt: str, output: Path | None, **option
     width = console.width if console.is_terminal and output is None else None
     formatted = format_comparison(comparison, fmt, width=width, styled=output is None)
     if not comparison.total and fmt == "table" and output is None:
-        console.print(f"no runs in {', '.join(map(str, paths or [Path('runs')]))}. `nnrun train CONFIG` makes one.")
+        console.print(f"no runs in {escape(', '.join(map(str, paths or [Path('runs')])))}. `nnrun train CONFIG` makes one.")
         return comparison
     if output is not None:
         write_text_atomic(output, formatted.plain if fmt == "table" else formatted)
-        console.print(f"wrote {len(comparison.records)} runs to [cyan]{output}[/]", soft_wrap=True)
+        console.print(f"wrote {len(comparison.records)} runs to [cyan]{escape(str(output))}[/]", soft_wrap=True)
     elif fmt == "table":
         console.print(formatted, soft_wrap=True, end="")
     else:
         sys.stdout.write(formatted)
     for note in comparison.notes:
-        console.print(f"[yellow]note:[/] {note}", soft_wrap=True, markup=True)
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     if fmt == "table" and output is None:
         shown, total = len(comparison.records), comparison.total
         if "runs" in comparison.columns:  # --group-by: a row per group, of the runs the filters kept
@@ -248,8 +247,8 @@ def compare(
 
             console = make_console()
             for note in plot_comparison(comparison, plot, metric):
-                console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
-            console.print(f"wrote plot [cyan]{plot}[/]", soft_wrap=True)
+                console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+            console.print(f"wrote plot [cyan]{escape(str(plot))}[/]", soft_wrap=True)
 
     guarded(debug, run)
 

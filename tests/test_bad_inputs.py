@@ -283,12 +283,18 @@ CASES = [
     Case("sweep-join-with-set-up", ["--join works on a sweep exactly as it was set up; drop --trials (a sweep with other "
                                     "settings is a new sweep: nnrun sweep CONFIG ...)."], base="", command="sweep",
          args=["--join", "{tmp}", "--trials", "3"]),
-    Case("sweep-fractions-for-whole-numbers", ["--grid training.batch_size: uniform(8,64) draws fractions: use randint(8, 64) "
+    Case("sweep-fractions-for-whole-numbers", ["--grid training.batch_size: uniform(8.5,64) draws fractions: use randint(9, 64) "
                                                "for whole numbers."], base="diabetes_sweep", command="sweep",
-         args=["--search", "tpe", "--trials", "2", "--grid", "training.batch_size=uniform(8,64)"]),
-    Case("sweep-values-in-brackets", ["--grid training.optimizer.learning_rate: to try each value in [0.1, 0.01], drop the "
-                                      "brackets: --grid training.optimizer.learning_rate=0.1,0.01."], base="diabetes_sweep",
-         command="sweep", args=["--grid", "training.optimizer.learning_rate=[0.1,0.01]"]),
+         args=["--search", "tpe", "--trials", "2", "--grid", "training.batch_size=uniform(8.5,64)"]),
+    Case("sweep-prune-without-validation", ["is measured once, at the end. Pass --metric train_accuracy."],
+         base="diabetes_sweep", command="sweep", args=["--prune", "median", "--metric", "test_accuracy", "--set",
+                                                       "dataset.validation=none"]),
+    Case("sweep-values-in-brackets", ["--grid training.optimizer.learning_rate: to try each value in [0.1, 0.01], list them "
+                                      "without the brackets: --grid training.optimizer.learning_rate=0.1,0.01."],
+         base="diabetes_sweep", command="sweep", args=["--grid", "training.optimizer.learning_rate=[0.1,0.01]"]),
+    Case("sweep-texts-in-brackets", ["to try each value in [\"mse\", \"a b\"], list them without the brackets: "
+                                     "--grid 'training.loss=mse,\"a b\"'."],  # one word for the shell
+         base="diabetes_sweep", command="sweep", args=["--grid", "training.loss=[mse,'a b']"]),
     Case("sweep-misspelt-metric-every-trial-would-have", ["training.metrics[1]: unknown metric 'bogus'"],
          base="diabetes_sweep", command="sweep", args=["--set", "training.metrics=[accuracy,bogus]"]),
     Case("sweep-data-file-missing-where-it-starts", ["dataset.path configs/data/nope.csv: file not found. Check the path."],

@@ -117,6 +117,8 @@ def as_json(*args: str) -> list[dict]:
 def test_every_run_is_shown_with_its_status_and_unreadable_folders_with_the_reason(runs):
     (runs / "sweep-20250109-100000-fresh").mkdir()
     (runs / "sweep-20250109-100000-fresh" / rd.SWEEP).write_text("{}")  # its first trial has not started
+    (runs / "zz-[dim]x").mkdir()  # a name rich would read as a style tag
+    (runs / "zz-[dim]x" / "notes.txt").write_text("x")
     result = invoke("compare", runs)
     assert result.exit_code == 0, result.output
     assert result.stdout == ""  # the table is for people: stderr
@@ -131,9 +133,10 @@ def test_every_run_is_shown_with_its_status_and_unreadable_folders_with_the_reas
     assert ".hidden" not in result.stderr
     assert "zz-no-run-json: unreadable: not a run directory (no run.json)" in result.stderr
     assert "sweep-20250109-100000-fresh: unreadable: a sweep folder with no trial runs yet" in result.stderr
+    assert "zz-[dim]x: unreadable" in result.stderr
     assert "zz-corrupt: unreadable: corrupt run.json" in result.stderr
     assert "20250108-100000-damaged: metrics.json is corrupt" in result.stderr
-    assert "11 runs" in result.stderr
+    assert "12 runs" in result.stderr
 
 
 def test_the_default_columns_and_their_values(runs):
@@ -503,3 +506,5 @@ def test_group_by_gives_each_groups_run_count_and_mean_and_std_by_hand(tmp_path)
     assert as_json(tmp_path / "sweep-a", "--group-by", "trial")[0]["runs"] == 2
     result = invoke("compare", tmp_path / "sweep-a", tmp_path / "sweep-b", "--group-by", "trial")
     assert result.exit_code == 2 and "--group-by trial: these runs come from 2 sweeps (sweep-a, sweep-b)" in result.output
+    result = invoke("compare", tmp_path, "--group-by", "trial")  # runs/ first, whose runs are no trials
+    assert f"e.g. nnrun compare {tmp_path / 'sweep-a'} --group-by trial." in result.output.replace("\n", "")

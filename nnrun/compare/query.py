@@ -339,11 +339,11 @@ def compare_runs(paths: list[str | Path], *, sort: str | None = None, descending
 def _grouped(records: list[RunRecord], shown: list[RunRecord], group_by: list[str], sort: str | None,
              descending: bool | None, columns: list[str]) -> Comparison:
     keys = [check_key(k, records, "--group-by") for item in group_by for k in item.split(",") if k.strip()]
-    sweeps = sorted({r.path.parent.name for r in shown if "trial" in keys and not _absent(_value(r, "trial"))})
+    sweeps = sorted({r.path.parent for r in shown if "trial" in keys and not _absent(_value(r, "trial"))})
     if len(sweeps) > 1:  # trial 1 of one sweep is not trial 1 of another
-        raise ConfigError(f"--group-by trial: these runs come from {len(sweeps)} sweeps ({', '.join(sweeps[:3])}"
+        raise ConfigError(f"--group-by trial: these runs come from {len(sweeps)} sweeps ({', '.join(s.name for s in sweeps[:3])}"
                           f"{', ...' * (len(sweeps) > 3)}), whose trial numbers repeat; compare one sweep folder at "
-                          f"a time, e.g. nnrun compare {shown[0].path.parent} --group-by trial.")  # fmt: skip
+                          f"a time, e.g. nnrun compare {sweeps[0]} --group-by trial.")  # fmt: skip
     if only := [c.strip() for item in columns for c in item.split(",") if c.strip()]:
         chosen = [check_key(c.lstrip("+"), records, "--columns") for c in only]
         chosen = list(GROUPED_COLUMNS) + chosen if all(c.startswith("+") for c in only) else chosen

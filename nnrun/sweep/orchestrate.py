@@ -100,7 +100,7 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
         raise ConfigError(f"--search {search} (sweep.search) needs --trials N (sweep.trials: how many trials to run), "
                           "e.g. --trials 20.")
     base = {**config.to_dict(), "sweep": None}
-    flags = {space.normalize_key(space.parse_grid_option(text)[0], base) for text in grid_options}
+    flags = {space.grid_key(space.parse_grid_option(text)[0], grid, base) for text in grid_options}
     space.check_grid(grid, base, section.repeats, flags=flags)
     said = "--metric" if "metric" in given else "sweep.metric" if section.metric else "the default metric"
     metric, monitor = check_metric(section.metric or default_metric(config), section.prune, config, said)
@@ -154,7 +154,8 @@ def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metr
     if epochs is None:
         raise ConfigError(f"--prune {prune} (sweep.prune) needs a metric logged after every epoch, such as val_accuracy or "
                           f"val_loss; {said} {metric} is measured once, at the end. Pass --metric "
-                          f"{'val_loss' if regression or not higher_is_better(key) else 'val_accuracy'}.")  # fmt: skip
+                          f"{'train' if config.dataset.validation == 'none' else 'val'}_"
+                          f"{'loss' if regression or not higher_is_better(key) else 'accuracy'}.")  # fmt: skip
     return key, epochs
 
 
@@ -355,8 +356,7 @@ def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
     if not watches_validation(state) and state.base_config["dataset"].get("validation") not in ("none", "test", None):
         sets.append("dataset.validation=none")  # the validation part goes back into training
     words = ["nnrun", "train", state.config_file or "CONFIG"] + [w for s in sets for w in ("--set", s)]
-    runs_dir = state.base_config["run"].get("runs_dir")  # beside the sweep's folder
-    words += ["--runs-dir", runs_dir] if runs_dir not in (None, "runs") else []
+    words += ["--runs-dir", str(state.base_config["run"]["runs_dir"])]  # beside the sweep's folder
     return " ".join(shlex.quote(w) for w in words + ["--name", f"{state.name}-best"])
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
+import shlex
 from typing import Any
 
 import yaml
@@ -83,17 +85,23 @@ def normalize_key(key: str, data: dict[str, Any] | None = None) -> str:
     return ".".join(map(str, parts))
 
 
+def grid_key(key: str, grid: dict[str, Any], data: dict[str, Any]) -> str:
+    """``key`` as the sweep names it: ``model.layers.-1`` is ``model.layers.2`` of three, unless another grid key
+    above it replaces the list."""
+    return normalize_key(key, None if any(key.startswith(f"{outer}.") for outer in grid) else data)
+
+
 def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Any]:
     """The config's ``sweep.grid``, then each ``--grid`` option (which replaces the same key). ConfigError if empty."""
     grid: dict[str, Any] = {}
-    data = config.to_dict()
     for key, axis in (config.sweep.grid if config.sweep else {}).items():
-        key = normalize_key(key, data)
+        key = normalize_key(key)
         if isinstance(axis, str) and parse_range(axis, key) is None:
             raise ConfigError(f"sweep.grid.{key}: expected a list of values or a range such as "
                               f"loguniform(1e-4, 1e-1), got {axis!r}.")  # fmt: skip
         grid[key] = axis.strip() if isinstance(axis, str) else list(axis)
-    grid.update((normalize_key(key, data), axis) for key, axis in map(parse_grid_option, options))
+    grid.update(parse_grid_option(text) for text in options)
+    grid = {grid_key(key, grid, config.to_dict()): axis for key, axis in grid.items()}
     # YAML reads 2024-01-01 as a date: keep the text the user wrote, as sweep.json and the config can hold it.
     grid = {key: json.loads(json.dumps(axis, default=str)) for key, axis in grid.items()}
     if not grid:
@@ -129,32 +137,40 @@ def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1, fla
         if dotted(parts) == "run.seed" and repeats > 1:
             raise ConfigError(f"sweep key {key}: --repeats {repeats} already trains every trial at seeds run.seed, "
                               "run.seed + 1, ...; drop --repeats or stop varying run.seed.")  # fmt: skip
-        try:
-            apply_override(copy.deepcopy(base), parts, None)
-        except ConfigError as exc:
-            raise ConfigError(str(exc).replace("--set ", f"{said} ", 1)) from None
         if isinstance(axis, str):
             low, high = (bounds := parse_range(axis, key)).low, bounds.high
             values = [low, high] if isinstance(low, int) else [low, low + (high - low) * 0.382, high]  # not whole
-        for value in axis if isinstance(axis, list) else values:
+        # A key inside another grid key is checked in each of that key's values.
+        outer = next((k for k in grid if key.startswith(f"{k}.") and isinstance(grid[k], list)), None)
+        for around, data in [(v, resolve(base, {outer: v})) for v in grid[outer]] if outer else [(None, base)]:
             try:
-                _check_value(base, key, value, said)
+                apply_override(copy.deepcopy(data), parts, None)
             except ConfigError as exc:
-                fix = (f"{axis} draws fractions: use randint({low:g}, {high:g}) for whole numbers" if isinstance(axis, str)
-                       and "valid integer" in str(exc) else f"to try each value in {value}, drop the brackets: "
-                       f"{said} {key}={','.join(map(str, value))}" if isinstance(value, list) and value
-                       and _valid(base, key, value[0], said) else None)  # fmt: skip
-                raise ConfigError(f"{said} {key}: {fix}." if fix else str(exc)) from None
-    for outer, axis in grid.items():  # a key inside another: in each of its values
-        for inner in (k for k in grid if k.startswith(f"{outer}.") and isinstance(axis, list)):
-            for value in axis:
+                if outer is None:
+                    raise ConfigError(str(exc).replace("--set ", f"{said} ", 1)) from None
+                rest, kind = key[len(outer) + 1 :], around.get("type", "...") if isinstance(around, dict) else around
+                whole = isinstance(around, (str, dict)) and not outer.startswith("preprocessing")  # steps: fixed keys
+                fix = f"give it the key, e.g. {{type: {kind}, {rest}: ...}}" if whole else f"drop it, or stop varying {key}"
+                raise ConfigError(f"{said} {key}: {outer} value {json.dumps(around)} has no key '{rest}' to vary; {fix}.") from None
+            for value in axis if isinstance(axis, list) else values:
                 try:
-                    apply_override(resolve(base, {outer: value}), parse_key(inner), None)
-                except ConfigError:
-                    rest, kind = inner[len(outer) + 1 :], value.get("type", "...") if isinstance(value, dict) else value
-                    raise ConfigError(f"{'--grid' if inner in flags else 'sweep.grid'} {inner}: {outer} {value!r} has no "
-                                      f"key '{rest}' to vary; give {outer}'s values whole with it, e.g. --grid "
-                                      f"'{outer}={{type: {kind}, {rest}: ...}},...'.") from None  # fmt: skip
+                    _check_value(data, key, value, said)
+                except ConfigError as exc:
+                    raise ConfigError(_value_fix(exc, data, key, axis, value, said)) from None
+
+
+def _value_fix(exc: ConfigError, data: dict[str, Any], key: str, axis: Any, value: Any, said: str) -> str:
+    """The error for a grid value the schema refuses, with the fix for two slips: a float range over whole numbers,
+    and one list in brackets where its items were meant."""
+    if isinstance(axis, str) and "valid integer" in str(exc):
+        bounds = parse_range(axis, key)
+        return f"{said} {key}: {axis} draws fractions: use randint({math.ceil(bounds.low)}, {math.floor(bounds.high)}) for whole numbers."
+    if isinstance(value, list) and value and _valid(data, key, value[0], said):
+        items = [v if isinstance(v, str) and re.fullmatch(r"[\w.+-]+", v) else json.dumps(v) for v in value]
+        given = (f"--grid {shlex.quote(f'{key}=' + ','.join(items))}" if said == "--grid"
+                 else f"sweep.grid: {{{key}: {json.dumps(value)}}}")  # fmt: skip
+        return f"{said} {key}: to try each value in {json.dumps(value)}, list them without the brackets: {given}."
+    return str(exc)
 
 
 def _check_value(base: dict[str, Any], key: str, value: Any, said: str) -> None:
