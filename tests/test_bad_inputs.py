@@ -283,10 +283,11 @@ CASES = [
     Case("sweep-join-with-set-up", ["--join works on a sweep exactly as it was set up; drop --trials (a sweep with other "
                                     "settings is a new sweep: nnrun sweep CONFIG ...)."], base="", command="sweep",
          args=["--join", "{tmp}", "--trials", "3"]),
-    Case("sweep-fractions-for-whole-numbers", ["--grid training.batch_size: uniform(8.5,64) draws fractions: use randint(9, 64) "
-                                               "for whole numbers."], base="diabetes_sweep", command="sweep",
+    Case("sweep-fractions-for-whole-numbers", ["--grid training.batch_size: uniform(8.5,64) draws fractions, and "
+                                               "training.batch_size takes whole numbers: use randint(9, 64)."], base="diabetes_sweep", command="sweep",
          args=["--search", "tpe", "--trials", "2", "--grid", "training.batch_size=uniform(8.5,64)"]),
-    Case("sweep-prune-without-validation", ["is measured once, at the end. Pass --metric train_accuracy."],
+    Case("sweep-prune-without-validation", ["is measured once, at the end. Pass --metric train.accuracy, its value after "
+                                            "each epoch."],
          base="diabetes_sweep", command="sweep", args=["--prune", "median", "--metric", "test_accuracy", "--set",
                                                        "dataset.validation=none"]),
     Case("sweep-values-in-brackets", ["--grid training.optimizer.learning_rate: to try each value in [0.1, 0.01], list them "
@@ -302,7 +303,7 @@ CASES = [
                                                          "training.batch_size=16,32"]),
     Case("sweep-grid-without-key", ["--grid '=1,2': no key before '='"], base="diabetes_sweep", command="sweep",
          args=["--grid", "=1,2"]),
-    Case("sweep-prune-a-loss-measured-at-the-end", ["--metric test.loss is measured once, at the end. Pass --metric val_loss."],
+    Case("sweep-prune-a-loss-measured-at-the-end", ["--metric test.loss is measured once, at the end. Pass --metric validation.loss"],
          base="diabetes_sweep", command="sweep", args=["--prune", "median", "--metric", "test.loss"]),
     # ---- nnrun mlflow sync (an unreachable server is a run case below; more in test_mlflow.py)
     # ---- image folders: wrong before anything trains

@@ -403,8 +403,8 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
     shutil.rmtree(tmp_path / "auc")
     with pytest.raises(ConfigError, match="validation.mean: nnrun cannot tell whether a higher or a lower mean is better"):
         start(sets=["training.metrics=[mean]"], metric="validation.mean")
-    with pytest.raises(ConfigError, match=r"--grid training.batch_size: uniform\(8, 64\) draws fractions: use "
-                       r"randint\(8, 64\) for whole numbers.$"):  # not 'got 29.392', a point the user never gave
+    with pytest.raises(ConfigError, match=r"--grid training.batch_size: uniform\(8, 64\) draws fractions, and "
+                       r"training.batch_size takes whole numbers: use randint\(8, 64\).$"):  # not 'got 29.392', a point
         start("training.batch_size=uniform(8, 64)", search="random", trials=2)  # a fraction inside the range
     with pytest.raises(ConfigError, match=r"training.batch_size: input should be greater than or equal to 1, got 0"):
         start("training.batch_size=16,0")
@@ -500,7 +500,8 @@ def test_a_grid_key_inside_another_is_checked_in_each_of_its_values_and_negative
 
     # model.layers[-1] is model.layers.2 of three: the activation is set after the layer, not lost under it.
     with pytest.raises(ConfigError, match=r"--grid model.layers.2.activation: model.layers.2 value \"Dense\" has no key "
-                       r"'activation' to vary; give it the key, e.g. \{type: Dense, activation: ...\}.$"):  # fmt: skip
+                       r"'activation' to vary; drop that value, or stop varying model.layers.2.activation \(or, if "
+                       r"Dense takes activation, give it: \{type: Dense, activation: ...\}\).$"):  # fmt: skip
         start_sweep(SWEEP_CONFIG, [], ["model.layers[-1].activation=linear,tanh", "model.layers[2]=Dense,Dropout"],
                     runs_dir=tmp_path / "a")  # fmt: skip
     with pytest.raises(ConfigError, match=r"--set model.layers\[-1\].activation=linear: --grid model.layers.2 replaces"):
@@ -526,8 +527,8 @@ def test_a_grid_key_inside_another_is_checked_in_each_of_its_values_and_negative
     _, state = start_sweep(SWEEP_CONFIG, [], [f"model.layers={two},{one}", "model.layers.-1.activation=sigmoid"],
                            runs_dir=tmp_path)  # fmt: skip
     assert "model.layers.-1.activation" in state.grid  # the last of each value's layers, not the base's third
-    with pytest.raises(ConfigError, match=r"preprocessing.0 value \"flatten\" has no key 'factor' to vary; drop it, or "
-                       r"stop varying preprocessing.0.factor.$"):  # a step's keys are fixed: {type: flatten, factor} fails
+    with pytest.raises(ConfigError, match=r"preprocessing.0 value \"flatten\" has no key 'factor' to vary; drop that "
+                       r"value, or stop varying preprocessing.0.factor.$"):  # a step's keys are fixed: {type: flatten, factor} fails
         start_sweep(SWEEP_CONFIG, ["preprocessing=[{type: scale, factor: 1}]"], ["preprocessing.0=flatten,{type: scale, "
                     "factor: 2}", "preprocessing.0.factor=1,2"], runs_dir=tmp_path)  # fmt: skip
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+import shlex
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,7 +344,7 @@ def _grouped(records: list[RunRecord], shown: list[RunRecord], group_by: list[st
     if len(sweeps) > 1:  # trial 1 of one sweep is not trial 1 of another
         raise ConfigError(f"--group-by trial: these runs come from {len(sweeps)} sweeps ({', '.join(s.name for s in sweeps[:3])}"
                           f"{', ...' * (len(sweeps) > 3)}), whose trial numbers repeat; compare one sweep folder at "
-                          f"a time, e.g. nnrun compare {sweeps[0]} --group-by trial.")  # fmt: skip
+                          f"a time, e.g. nnrun compare {shlex.quote(str(sweeps[0]))} --group-by trial.")  # fmt: skip
     if only := [c.strip() for item in columns for c in item.split(",") if c.strip()]:
         chosen = [check_key(c.lstrip("+"), records, "--columns") for c in only]
         chosen = list(GROUPED_COLUMNS) + chosen if all(c.startswith("+") for c in only) else chosen

@@ -152,10 +152,9 @@ def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metr
     if prune == "none":
         return key, None
     if epochs is None:
-        raise ConfigError(f"--prune {prune} (sweep.prune) needs a metric logged after every epoch, such as val_accuracy or "
-                          f"val_loss; {said} {metric} is measured once, at the end. Pass --metric "
-                          f"{'train' if config.dataset.validation == 'none' else 'val'}_"
-                          f"{'loss' if regression or not higher_is_better(key) else 'accuracy'}.")  # fmt: skip
+        each = f"{'train' if config.dataset.validation == 'none' else 'validation'}.{once or rest or 'loss'}"
+        raise ConfigError(f"--prune {prune} (sweep.prune) needs a metric logged after every epoch; {said} {metric} is "
+                          f"measured once, at the end. Pass --metric {each}, its value after each epoch.")  # fmt: skip
     return key, epochs
 
 

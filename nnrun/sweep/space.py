@@ -149,9 +149,10 @@ def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1, fla
                 if outer is None:
                     raise ConfigError(str(exc).replace("--set ", f"{said} ", 1)) from None
                 rest, kind = key[len(outer) + 1 :], around.get("type", "...") if isinstance(around, dict) else around
-                whole = isinstance(around, (str, dict)) and not outer.startswith("preprocessing")  # steps: fixed keys
-                fix = f"give it the key, e.g. {{type: {kind}, {rest}: ...}}" if whole else f"drop it, or stop varying {key}"
-                raise ConfigError(f"{said} {key}: {outer} value {json.dumps(around)} has no key '{rest}' to vary; {fix}.") from None
+                free = re.fullmatch(r"training\.optimizer|(model\.layers|training\.callbacks)\.-?\d+", outer)  # Keras's args
+                whole = f" (or, if {kind} takes {rest}, give it: {{type: {kind}, {rest}: ...}})" if free else ""
+                raise ConfigError(f"{said} {key}: {outer} value {json.dumps(around)} has no key '{rest}' to vary; drop "
+                                  f"that value, or stop varying {key}{whole}.") from None  # fmt: skip
             for value in axis if isinstance(axis, list) else values:
                 try:
                     _check_value(data, key, value, said)
@@ -163,12 +164,13 @@ def _value_fix(exc: ConfigError, data: dict[str, Any], key: str, axis: Any, valu
     """The error for a grid value the schema refuses, with the fix for two slips: a float range over whole numbers,
     and one list in brackets where its items were meant."""
     if isinstance(axis, str) and "valid integer" in str(exc):
-        bounds = parse_range(axis, key)
-        return f"{said} {key}: {axis} draws fractions: use randint({math.ceil(bounds.low)}, {math.floor(bounds.high)}) for whole numbers."
+        low, high = math.ceil((bounds := parse_range(axis, key)).low), math.floor(bounds.high)
+        fix = f"use randint({low}, {high})" if low < high else "give them as a list"
+        return f"{said} {key}: {axis} draws fractions, and {key} takes whole numbers: {fix}."
     if isinstance(value, list) and value and _valid(data, key, value[0], said):
         items = [v if isinstance(v, str) and re.fullmatch(r"[\w.+-]+", v) else json.dumps(v) for v in value]
         given = (f"--grid {shlex.quote(f'{key}=' + ','.join(items))}" if said == "--grid"
-                 else f"sweep.grid: {{{key}: {json.dumps(value)}}}")  # fmt: skip
+                 else f"in the config's sweep: grid: section, {key}: {json.dumps(value)}")  # fmt: skip
         return f"{said} {key}: to try each value in {json.dumps(value)}, list them without the brackets: {given}."
     return str(exc)
 
