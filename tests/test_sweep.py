@@ -1130,6 +1130,17 @@ def test_ray_executor_runs_a_tpe_sweep_with_pruning(tmp_path, capfd, monkeypatch
         assert run["config"]["training"]["optimizer"]["learning_rate"] == trial.params["training.optimizer.learning_rate"]
 
 
+def test_the_data_file_is_looked_for_where_the_sweep_starts_unless_a_ray_cluster_trains(tmp_path):
+    from nnrun.errors import DataError
+
+    start = dict(sets=["dataset.path=elsewhere/penguins.csv"], grid_options=["training.batch_size=16,32"])
+    with pytest.raises(DataError, match="dataset.path elsewhere/penguins.csv: file not found"):
+        start_sweep(ROOT / "configs" / "penguins_species.yaml", runs_dir=tmp_path, **start)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # refused before the sweep folder
+    path, _ = start_sweep(ROOT / "configs" / "penguins_species.yaml", runs_dir=tmp_path, data_here=False, **start)
+    assert (path / "sweep.json").is_file()  # the cluster's nodes may mount what this machine lacks
+
+
 def test_ray_missing_gives_an_install_hint(monkeypatch, tmp_path):
     import builtins
 

@@ -82,7 +82,7 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
         state = resume_state(path, retry_failed=resume is not None)
         console.print(f"[bold]nnrun[/] {'joining' if join else 'resuming'} sweep [cyan]{escape(str(path))}[/]", soft_wrap=True)
     else:
-        path, state = start_sweep(config, sets, grid, smoke=smoke, argv=sys.argv, **flags)
+        path, state = start_sweep(config, sets, grid, smoke=smoke, argv=sys.argv, data_here=not options["address"], **flags)
         console.print(f"[bold]nnrun[/] sweep [cyan]{escape(str(path))}[/]: {state.budget} trials ({state.mode}, seed {state.seed}"
                       + (f", {state.prune} pruning" if state.prune != "none" else "")
                       + (f", {state.repeats} seeds each" if state.repeats > 1 else "") + f"), ranked by {state.metric}",

@@ -43,11 +43,13 @@ _STATES = {"RUNNING": "running", "WAITING": "pending", "COMPLETE": "completed", 
 
 
 def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: list[str] = (), *, smoke: bool = False,
-                argv: list[str] = (), now: Callable[[], datetime] = datetime.now, **flags: Any) -> tuple[Path, SweepState]:
+                argv: list[str] = (), now: Callable[[], datetime] = datetime.now, data_here: bool = True,
+                **flags: Any) -> tuple[Path, SweepState]:
     """Check the space, metric and pruner (``plan``), then create the sweep folder, its study and ``sweep.json``.
 
     ``flags`` (``search="tpe"``, ``trials=30``, ``runs_dir``, ``name``...) set the ``sweep:`` section's keys and
     ``run.runs_dir`` and ``run.name``, as the command's flags do; None leaves a key as the config has it.
+    ``data_here=False``: the trials train elsewhere (a Ray cluster), so the data file is not looked for here.
 
     Raises:
         ConfigError: a bad config, grid key, value, range, search, pruner or metric (nothing is created).
@@ -64,7 +66,7 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
                                  flags={f"sweep.{key}": f"--{key}" for key in keys})  # the flag wins over --set
     checked = plan(config, grid_options, given=keys)
     space.check_sets(checked["grid"], list(sets), checked["base_config"])
-    space.check_fixed(checked["base_config"], checked["grid"])  # Keras's: nnrun check's sweep line stays TF-free
+    space.check_fixed(checked["base_config"], checked["grid"], data_here)  # Keras's: `nnrun check`'s plan stays TF-free
     started = now()
     sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
     state = SweepState(id=sweep_dir.name, name=config.run.name, config_file=str(config_path), smoke=smoke,

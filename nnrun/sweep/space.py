@@ -188,10 +188,10 @@ def _valid(base: dict[str, Any], key: str, value: Any, said: str) -> bool:
         return False
 
 
-def check_fixed(base: dict[str, Any], grid: dict[str, Any]) -> None:
+def check_fixed(base: dict[str, Any], grid: dict[str, Any], data_here: bool = True) -> None:
     """Keras's names in the parts of the config that no grid key varies (a misspelt metric, a callback's argument),
-    and its data file or folder, which every trial would fail on: checked as ``train`` checks them, before the sweep
-    starts. ConfigError or DataError."""
+    and (``data_here``) its data file or folder, which every trial would fail on: checked as ``train`` checks them,
+    before the sweep starts. ConfigError or DataError."""
     from nnrun import keras_names as kn
     from nnrun.backbones import backbone_names
     from nnrun.datasets.csv import existing_file
@@ -204,9 +204,9 @@ def check_fixed(base: dict[str, Any], grid: dict[str, Any]) -> None:
               "training.callbacks": lambda: kn.create_callbacks(training.callbacks)}  # fmt: skip
     checks |= {f"model.layers.{i}": lambda i=i, spec=spec: kn.resolve_layer(spec.model_dump(), i)
                for i, spec in enumerate(layers) if spec.type not in backbone_names()}  # fmt: skip
-    if config.dataset.name == "csv":  # from here, where the sweep starts: its trials work there too
+    if config.dataset.name == "csv" and data_here:  # from here, where the sweep starts: its trials work there too
         checks["dataset.path"] = lambda: existing_file(config.dataset.path)
-    elif config.dataset.name == "images":
+    elif config.dataset.name == "images" and data_here:
         checks["dataset.path"] = lambda: resolve_folder(config.dataset.path, "dataset.path")
     for place, check in checks.items():
         if not any(k == place or k.startswith(f"{place}.") or place.startswith(f"{k}.") for k in grid):
