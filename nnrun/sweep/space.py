@@ -17,6 +17,7 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from nnrun.config import RunConfig, apply_override, dotted, parse_key, validate_config
+from nnrun.config.load import SHORT_FORM_PLACES
 from nnrun.errors import ConfigError, first_line
 
 RANGE_KINDS = ("loguniform", "uniform", "randint")
@@ -149,7 +150,8 @@ def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1, fla
                 if outer is None:
                     raise ConfigError(str(exc).replace("--set ", f"{said} ", 1)) from None
                 rest, kind = key[len(outer) + 1 :], around.get("type", "...") if isinstance(around, dict) else around
-                free = re.fullmatch(r"training\.optimizer|(model\.layers|training\.callbacks)\.-?\d+", outer)  # Keras's args
+                place = dotted(parse_key(outer))  # a Keras object's arguments are free; a step's keys are fixed
+                free = re.fullmatch(SHORT_FORM_PLACES, place) and not place.startswith("preprocessing")
                 whole = f" (or, if {kind} takes {rest}, give it: {{type: {kind}, {rest}: ...}})" if free else ""
                 raise ConfigError(f"{said} {key}: {outer} value {json.dumps(around)} has no key '{rest}' to vary; drop "
                                   f"that value, or stop varying {key}{whole}.") from None  # fmt: skip
