@@ -284,13 +284,29 @@ class RunDir:
         if handle is not None:
             handle.close()
 
+    def mark_resumed(self, info: dict[str, Any], *, from_epoch: int, argv: list[str], now: datetime) -> None:
+        """``run.json`` says running again, here, with a ``resumed`` entry that keeps the time trained so far
+        (``active_s``): ``duration_s`` counts training, not the pause before a resume. A killed segment counts up to
+        its last checkpoint."""
+        last = (info.get("resumed") or [{}])[-1]
+        since = datetime.fromisoformat(last.get("at", info["started"]))
+        saved = datetime.fromtimestamp(self.file(LAST_CHECKPOINT_STATE).stat().st_mtime)
+        active = info.get("duration_s")  # interrupted or failed: finish counted it; killed (crashed): None
+        active = active if active is not None else last.get("active_s", 0) + max(0.0, (saved - since).total_seconds())
+        entry = {"at": now.isoformat(timespec="seconds"), "from_epoch": from_epoch, "active_s": round(active, 3),
+                 "argv": list(argv), "pid": os.getpid(), "host": socket.gethostname()}  # fmt: skip
+        self.update_run(status="running", pid=os.getpid(), host=socket.gethostname(), error=None, duration_s=None,
+                        resumed=[*info.get("resumed", []), entry])  # fmt: skip
+
     def finish(self, status: str, *, now: datetime, error: str | None = None, **extra: Any) -> dict[str, Any]:
+        """``run.json`` with its final status; ``duration_s`` is the time trained, over every resume."""
         info = self.read_run()
-        started = datetime.fromisoformat(info["started"])
+        last = (info.get("resumed") or [{}])[-1]
+        since = datetime.fromisoformat(last.get("at", info["started"]))
         info.update(
             status=status,
             finished=now.isoformat(timespec="seconds"),
-            duration_s=round((now - started).total_seconds(), 3),
+            duration_s=round(last.get("active_s", 0) + (now - since).total_seconds(), 3),
             error=error,
             versions=versions(),
             **extra,

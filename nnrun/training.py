@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -404,9 +403,7 @@ def resume(path: str | Path, *, reporter: Reporter, argv: list[str],
         run.release()  # not resumed: another process may try
         raise
     done = len(rows)
-    resumes = list(info.get("resumed", [])) + [{"at": now().isoformat(timespec="seconds"), "from_epoch": done,
-                                                  "argv": list(argv), "pid": os.getpid(), "host": socket.gethostname()}]
-    run.update_run(status="running", pid=os.getpid(), host=socket.gethostname(), error=None, resumed=resumes)
+    run.mark_resumed(info, from_epoch=done, argv=argv, now=now())
     reporter.attach_log(run.file(rd.LOG))
     reporter.print(f"[bold]nnrun[/] resuming [cyan]{run.path}[/] at epoch {done + 1}/{epochs}")
     return fit_run(run, prepared, reporter=reporter, now=now, epochs=epochs, history=rows, pruning=pruning)

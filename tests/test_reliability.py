@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -126,12 +127,16 @@ def test_kill_9_leaves_a_crashed_run_that_resumes(tmp_path, uninterrupted):
     proc.wait(timeout=30)
     info = json.loads((run_dir / rd.RUN).read_text())
     assert info["status"] == "running" and rd.effective_status(info) == "crashed"
+    time.sleep(3)  # a pause before the resume, which its duration leaves out
     assert (run_dir / rd.CONFIG).read_text() and (run_dir / rd.LAST_CHECKPOINT).is_file()
     assert len(history(run_dir)) >= 2  # the files already written are intact
 
     resumed = subprocess.run([*NNRUN, "train", "--resume", str(run_dir), "--quiet"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((run_dir / rd.RUN).read_text())["status"] == "completed"
+    info = json.loads((run_dir / rd.RUN).read_text())
+    assert info["status"] == "completed"
+    wall = (datetime.fromisoformat(info["finished"]) - datetime.fromisoformat(info["started"])).total_seconds()
+    assert 0 < info["duration_s"] <= wall - 2  # second-precision timestamps: 3 s of pause, less up to 1 s
     assert without_times(history(run_dir)) == without_times(history(uninterrupted))
 
 
@@ -234,6 +239,35 @@ def test_resuming_a_completed_run_says_so_even_where_its_lock_cannot_be_opened(t
     with pytest.raises(RunDirError, match="has no checkpoint"):
         run.claim_to_resume()  # crashed: the lock is free and the pid gone
     assert can_claim(run)
+
+
+def test_duration_counts_the_time_trained_not_the_pause_before_a_resume(tmp_path):
+    from datetime import timedelta
+
+    t0 = datetime(2026, 1, 1, 12, 0, 0)
+    run = rd.RunDir(tmp_path / "20260101-120000-x")
+    run.path.mkdir()
+    run.start(name="x", seed=1, argv=[], now=t0)
+    (run.path / rd.CHECKPOINTS).mkdir()
+    write_json_atomic(run.file(rd.LAST_CHECKPOINT_STATE), {"epoch": 2})
+    assert run.finish("interrupted", now=t0 + timedelta(seconds=10))["duration_s"] == 10  # Ctrl-C after 10 s
+
+    def resume_then(stop: str, after: float, pause: timedelta) -> dict:
+        at = datetime.fromisoformat(run.read_run().get("finished") or run.read_run()["started"]) + pause
+        run.mark_resumed(run.read_run(), from_epoch=2, argv=[], now=at)
+        assert run.read_run()["duration_s"] is None  # running again
+        return run.finish(stop, now=at + timedelta(seconds=after))
+
+    assert resume_then("interrupted", 5, timedelta(hours=1))["duration_s"] == 15  # an hour's pause, then 5 s more
+    # Killed (kill -9) in the next segment, whose last checkpoint came 3 s in: the epochs lost after it do not count.
+    at = datetime.fromisoformat(run.read_run()["finished"]) + timedelta(days=1)
+    run.mark_resumed(run.read_run(), from_epoch=3, argv=[], now=at)
+    saved = (at + timedelta(seconds=3)).timestamp()
+    os.utime(run.file(rd.LAST_CHECKPOINT_STATE), (saved, saved))
+    run.mark_resumed(run.read_run(), from_epoch=4, argv=[], now=at + timedelta(days=2))
+    info = run.finish("completed", now=at + timedelta(days=2, seconds=2))
+    assert info["duration_s"] == 15 + 3 + 2
+    assert [r["active_s"] for r in info["resumed"]] == [10, 15, 18]
 
 
 @pytest.mark.slow
