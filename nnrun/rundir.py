@@ -74,6 +74,7 @@ SWEEP_PREFIX = "sweep-"
 STUDY = "study.journal"  # the sweep's Optuna study (journal file storage)
 RUN_LOCK = "run.lock"  # an fcntl lock on it, held while a process trains the run; the kernel lets go when it dies
 STUDY_LOCK = "study.lock"  # held by a sweep worker while it asks the study for a trial or rewrites sweep.json
+JOURNAL_LOCK = "journal.lock"  # held by a worker while it writes to study.journal
 
 
 def evaluation_files(suffix: str = "") -> dict[str, str]:

@@ -37,7 +37,7 @@ from nnrun.errors import ConfigError, RunDirError, RunInterrupted
 from nnrun.sweep.orchestrate import start_sweep, work
 from nnrun.sweep.space import collect_grid, decode, distributions, parse_grid_option
 from nnrun.sweep.state import read_state
-from nnrun.sweep.study import HEARTBEAT, RETRY_OF, BudgetSpent, open_study, retry
+from nnrun.sweep.study import HEARTBEAT, RETRY_OF, BudgetSpent, fail_stale, open_study, retry
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP_CONFIG = ROOT / "configs" / "diabetes_sweep.yaml"
@@ -198,33 +198,70 @@ def optuna_state(name: str):
     return getattr(optuna.trial.TrialState, name)
 
 
-def test_a_trial_whose_heartbeat_stopped_is_failed_and_queued_again(tmp_path, monkeypatch):
+@pytest.mark.parametrize("storage", ["journal", "sqlite"])
+def test_a_trial_whose_heartbeat_stopped_is_failed_and_queued_again(tmp_path, monkeypatch, storage):
     import optuna
 
-    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path, heartbeat=1)
+    url = f"sqlite:///{tmp_path / 'study.db'}" if storage == "sqlite" else None
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path, heartbeat=1, storage=url)
     study = open_study(path, state)
     lost = ask(study)
+    lost.report(0.25, 1)  # its first epoch
     params = decode(lost, state.grid)
     assert abs(study._storage.get_trial_system_attrs(lost._trial_id)[HEARTBEAT] - time.time()) < 5  # beaten at once
-    optuna.storages.fail_stale_trials(study)  # what study.optimize does before it asks
+    fail_stale(study)
     assert study.trials[0].state == optuna.trial.TrialState.RUNNING  # beating: left alone
     study._storage.set_trial_system_attr(lost._trial_id, HEARTBEAT, time.time() - 10)  # its worker stopped beating
-    optuna.storages.fail_stale_trials(study)
+    fail_stale(study)
     assert study.trials[0].state == optuna.trial.TrialState.RUNNING  # but it started 1 s ago, not 2 intervals
     later = time.time() + 2.5  # more than two heartbeats after its start and its last beat
     with monkeypatch.context() as clock:
         clock.setattr("nnrun.sweep.study.time", SimpleNamespace(time=lambda: later))
-        optuna.storages.fail_stale_trials(study)
+        optuna.storages.fail_stale_trials(study)  # Optuna's own call, outside study.lock, before each trial: idle
+        assert study.trials[0].state == optuna.trial.TrialState.RUNNING
+        fail_stale(study)  # under study.lock, as each ask does
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
     again = ask(study)  # the retry first
     assert again.number == 1 and study._storage.get_trial_system_attrs(again._trial_id)[RETRY_OF] == 0
     assert decode(again, state.grid) == params
+    assert study.trials[1].intermediate_values == {1: 0.25}  # what the pruner compares, kept
     # The retry starts with its first attempt's attributes, old beat included: its own start keeps it alive.
     study._storage.set_trial_system_attr(again._trial_id, HEARTBEAT, time.time() - 10)
-    optuna.storages.fail_stale_trials(study)
+    fail_stale(study)
     assert study.trials[1].state == optuna.trial.TrialState.RUNNING
-    # The retry is the same trial: the budget (the 4 grid points) still has 3 new trials.
-    assert [ask(study) is not None for _ in range(4)] == [True, True, True, False]
+    study.tell(again, 0.5)
+    # A worker killed inside ask, after the trial was made but before its first beat: failed two intervals after its
+    # start (Optuna's RDB storage would leave such a trial running for ever, and the sweep would never end).
+    unbeaten = study._storage.create_new_trial(study._study_id)
+    with monkeypatch.context() as clock:
+        clock.setattr("nnrun.sweep.study.time", SimpleNamespace(time=lambda: later))
+        fail_stale(study)
+    assert study._storage.get_trial(unbeaten).state == optuna.trial.TrialState.FAIL
+    assert study.trials[-1].state == optuna.trial.TrialState.WAITING  # and queued again
+    assert [ask(study) is not None for _ in range(4)] == [True, True, True, False]  # it, then 2 new: 4 grid points
+
+
+def test_the_journal_lock_of_a_killed_worker_goes_at_once(tmp_path):
+    """A worker killed while it writes the journal must not hold up the others' writes (their heartbeats)."""
+    import threading
+
+    from nnrun.sweep.study import JournalLock
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from nnrun.sweep.study import JournalLock; lock = JournalLock(Path(sys.argv[1])); lock.acquire(); "
+                               "print('held', flush=True); time.sleep(60)", str(tmp_path / "journal.lock")],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdout.readline() == "held\n"
+    lock = JournalLock(tmp_path / "journal.lock")
+    waiter = threading.Thread(target=lock.acquire)
+    waiter.start()
+    waiter.join(1)
+    assert waiter.is_alive()  # held by the other process
+    holder.kill()
+    holder.wait()
+    waiter.join(5)
+    assert not waiter.is_alive()
+    lock.release()
 
 
 def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_on(tmp_path, monkeypatch):

@@ -36,7 +36,16 @@ from nnrun.errors import ConfigError, ExitCode, NnrunError, RunInterrupted
 from nnrun.keras_names import metric_names
 from nnrun.sweep import space
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
-from nnrun.sweep.study import RETRY_OF, BudgetSpent, locked, open_study, requeue, running_count, trial_indices
+from nnrun.sweep.study import (
+    RETRY_OF,
+    BudgetSpent,
+    fail_stale,
+    locked,
+    open_study,
+    requeue,
+    running_count,
+    trial_indices,
+)
 from nnrun.sweep.trial import TrialFailed, run_trial, thread_env
 
 _STATES = {"RUNNING": "running", "WAITING": "pending", "COMPLETE": "completed", "PRUNED": "pruned"}
@@ -394,7 +403,7 @@ def resume_state(sweep_dir: str | Path, *, retry_failed: bool) -> SweepState:
     if retry_failed:
         study = open_study(sweep_dir, state)
         with locked(sweep_dir):  # not while another worker asks for a trial (a stale one may be queued meanwhile)
-            optuna.storages.fail_stale_trials(study)  # a killed worker's trial: its retry is queued, or FAIL below
+            fail_stale(study)  # a killed worker's trial: its retry is queued, or FAIL below
             last = {t.system_attrs.get(RETRY_OF, t.number): t for t in study.get_trials()}  # by number: the last attempt
             for frozen in last.values():
                 if frozen.state.name == "FAIL" and frozen.user_attrs.get("status") not in DONE:

@@ -1,10 +1,11 @@
 """The sweep's Optuna study: storage, sampler and pruner; trials asked for under a lock; heartbeats and retries.
 
 Workers ask for trials under ``study.lock`` in the sweep folder, so that two never take the same trial or one
-beyond the budget. Heartbeats are Optuna's: ``study.optimize`` beats for a running trial and, before it asks for the
-next, fails the trials whose beat stopped (their worker was killed) and queues each again with
-``RetryHeartbeatStaleTrialCallback``; the retry resumes its run from the checkpoint. Optuna's RDB storage has
-heartbeats of its own; the journal file gets them here, as a system attribute of each trial.
+beyond the budget. Heartbeats run on Optuna's machinery: ``study.optimize`` beats for a running trial (here, a system
+attribute of it, in either storage), and before each trial is asked for, the trials whose beat stopped (their worker
+was killed) are failed and queued again with ``RetryHeartbeatStaleTrialCallback``, under the same lock (Optuna's own
+call, outside it, is left idle: between failing a trial and queueing it another worker would find the budget spent).
+The retry resumes its run from the checkpoint.
 """
 
 from __future__ import annotations
@@ -35,21 +36,23 @@ MAX_RETRIES = 3
 
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats and retries, since 2.8
-#: Queues a stale trial again with its values and user attributes (its run directories), at most MAX_RETRIES times.
-retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
-requeue = RetryHeartbeatStaleTrialCallback()  # --resume: a failed trial again, however often the user asks
+warnings.filterwarnings("ignore", message="The reported value is ignored")  # a resumed epoch its first attempt reported
+#: Queues a stale trial again with its values, user attributes (its run directories) and the values it reported each
+#: epoch (the pruner compares the trials by them), at most MAX_RETRIES times.
+retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES, inherit_intermediate_values=True)
+requeue = RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)  # --resume: as often as the user asks
 
 
 class BudgetSpent(Exception):
     """From ``ask``: every trial of the budget has been asked for, and no retry is queued."""
 
 
-class Journal(JournalStorage, BaseHeartbeat):
-    """The journal file in the sweep folder, with the heartbeats Optuna's RDB storage has."""
+class Heartbeats(BaseHeartbeat):
+    """A running trial's last beat as its system attribute, with its start for a trial asked for but never beaten
+    (Optuna's RDB storage would never fail that one); stale ones are found only while ``judging`` (``fail_stale``)."""
 
-    def __init__(self, path: Path, interval: float) -> None:
-        super().__init__(JournalFileBackend(str(path)))
-        self.interval = interval
+    interval: float
+    judging = False
 
     def record_heartbeat(self, trial_id: int) -> None:
         try:
@@ -58,6 +61,8 @@ class Journal(JournalStorage, BaseHeartbeat):
             pass  # Optuna's beat thread has no guard: an error would end it, and the live trial would go stale
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        if not self.judging:
+            return []
         trials = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
         # A retry carries its first attempt's last beat: its own start counts too.
         return [t._trial_id for t in trials if time.time() - max(t.system_attrs.get(HEARTBEAT, 0),
@@ -70,6 +75,49 @@ class Journal(JournalStorage, BaseHeartbeat):
         return retry
 
 
+class Journal(Heartbeats, JournalStorage):
+    """The journal file in the sweep folder, locked with ``fcntl``: the lock of a worker killed while it writes goes
+    at once (Optuna's default lock file stays 30 s, and meanwhile no worker could beat: their trials went stale)."""
+
+    def __init__(self, path: Path, interval: float) -> None:
+        super().__init__(JournalFileBackend(str(path), lock_obj=JournalLock(path.with_name(rd.JOURNAL_LOCK))))
+        self.interval = interval
+
+
+class Database(Heartbeats, optuna.storages.RDBStorage):
+    """``--storage URL``: Optuna's RDB storage, with the journal's heartbeats."""
+
+    def __init__(self, url: str, interval: float) -> None:
+        super().__init__(url)
+        self.interval = interval
+
+
+class JournalLock:
+    """One process at a time writes the journal (JournalStorage's own lock keeps this process's threads apart); the
+    ``acquire`` and ``release`` of Optuna's journal file locks."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.handle = path, None
+
+    def acquire(self) -> bool:
+        self.handle = open(self.path, "a")  # noqa: SIM115 - held until release
+        fcntl.lockf(self.handle, fcntl.LOCK_EX)
+        return True
+
+    def release(self) -> None:
+        self.handle.close()
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Fail the trials whose worker stopped beating, and queue each again (at most MAX_RETRIES times): Optuna's
+    ``fail_stale_trials``, called under ``locked``, so that no worker asks meanwhile."""
+    Heartbeats.judging = True  # on the class: Optuna wraps an RDB storage in a cache of its own
+    try:
+        optuna.storages.fail_stale_trials(study)
+    finally:
+        Heartbeats.judging = False
+
+
 class SweepStudy(optuna.Study):
     """The study, whose ``ask`` gives a queued retry first, else a new trial while the budget lasts."""
 
@@ -79,6 +127,7 @@ class SweepStudy(optuna.Study):
 
     def ask(self, fixed_distributions: Any = None) -> optuna.Trial:
         with locked(self.sweep_dir):
+            fail_stale(self)
             trials = self.get_trials(deepcopy=False)
             first_attempts = sum(RETRY_OF not in t.system_attrs for t in trials)  # a retry is the same trial
             if first_attempts >= self.state.budget and not any(t.state == TrialState.WAITING for t in trials):
@@ -110,8 +159,7 @@ def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False
         storage = Journal(Path(sweep_dir) / rd.STUDY, state.heartbeat_s)
     else:
         try:
-            storage = optuna.storages.RDBStorage(state.storage, heartbeat_interval=state.heartbeat_s,
-                                                 heartbeat_stale_trial_callback=retry)  # fmt: skip
+            storage = Database(state.storage, state.heartbeat_s)
         except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors: a bad URL, a missing driver, no server
             raise ConfigError(f"--storage {state.storage}: cannot open it ({first_line(exc)}). Give an SQLAlchemy "
                               "URL such as sqlite:////shared/sweeps.db or postgresql://user@host/db.") from None
