@@ -241,6 +241,29 @@ def test_a_trial_whose_heartbeat_stopped_is_failed_and_queued_again(tmp_path, mo
     assert [ask(study) is not None for _ in range(4)] == [True, True, True, False]  # it, then 2 new: 4 grid points
 
 
+def test_sweep_json_gives_a_pruned_trial_its_metric_and_every_run_an_attempt_left(tmp_path):
+    import optuna
+
+    from nnrun.sweep.orchestrate import summarize, trial_name
+
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path, search="random", trials=3, prune="median")
+    study, params = open_study(path, state), {"params": {"model.layers.0.units": 12}}
+    # Trial 1 pruned: Optuna keeps the last value the pruner heard; sweep.json the trial's metric, as the table.
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.PRUNED, value=0.61, intermediate_values={1: 0.61},
+                                        user_attrs={**params, "number": 0, "status": "pruned", "value": 0.75}))
+    # Trial 2: its worker was killed after its run directory was made, before it recorded anything; trial 3 runs.
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs=params))
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.RUNNING, user_attrs=params))
+    names = [f"20260101-12000{i}-{trial_name(state, i)}" for i in (1, 2, 3)]
+    for name in [*names, names[1] + "-1", f"20260101-120002-{trial_name(state, 2)}0"]:  # a same-second twin; not trial 20's
+        (path / name).mkdir()
+    summarize(study, state, path)
+    pruned, killed, running = state.trials
+    assert pruned.status == "pruned" and pruned.value == 0.75
+    assert killed.status == "failed" and killed.previous_run_dirs == [names[1], names[1] + "-1"]
+    assert running.previous_run_dirs == []  # its run is this attempt's, not yet recorded
+
+
 def test_the_journal_lock_of_a_killed_worker_goes_at_once(tmp_path):
     """A worker killed while it writes the journal must not hold up the others' writes (their heartbeats)."""
     import threading
@@ -1018,6 +1041,7 @@ def test_median_pruning_stops_a_clearly_worse_trial_after_an_epoch(tmp_path):
     history = list(csv.DictReader(open(pruned / "history.csv")))
     assert len(history) == run["epochs_run"]
     assert study.trials[2].intermediate_values == {i + 1: float(r["val_loss"]) for i, r in enumerate(history)}
+    assert by_rate[1e-5].value == pytest.approx(min(float(r["val_loss"]) for r in history))  # best_val_loss, ranked
     # compare and show say pruned too.
     listed = CliRunner().invoke(app, ["compare", str(path), "--format", "csv", "--columns", "id,status"])
     assert f"{pruned.name},pruned" in listed.stdout

@@ -308,8 +308,9 @@ def trial_name(state: SweepState, index: int) -> str:
     return f"{state.name}-t{index:0{max(2, len(str(state.budget)))}d}"
 
 
-def summarize(study: Any, state: SweepState) -> None:
-    """``state.trials`` and ``state.best`` from the study: one entry per trial, its retries folded in."""
+def summarize(study: Any, state: SweepState, sweep_dir: Path) -> None:
+    """``state.trials`` and ``state.best`` from the study: one entry per trial, its retries folded in, and the run
+    directories of attempts whose worker was killed before it recorded them."""
     trials: dict[int, Trial] = {}
     frozen_trials = study.get_trials(deepcopy=False)  # by number
     indices = trial_indices(frozen_trials)
@@ -327,10 +328,16 @@ def summarize(study: Any, state: SweepState) -> None:
             attrs.get("error") if recorded else "its worker stopped before it recorded a result")  # killed (no heartbeat)
         trial.run_dirs = dirs or trial.run_dirs
         trial.run_dir = (trial.run_dirs or [None])[0]
-        trial.value = frozen.value if status in ("completed", "pruned") else None  # Optuna keeps a diverged one's last
+        # A pruned one's own metric, not the last value the pruner heard (Optuna keeps that, and a diverged one's).
+        trial.value = attrs.get("value", frozen.value) if status in ("completed", "pruned") else None
         trial.std, trial.duration_s = attrs.get("std"), attrs.get("duration_s")
         trial.attempts += frozen.state.name != "WAITING"
     state.trials = list(trials.values())
+    on_disk = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    for trial in state.trials:
+        pattern = re.compile(rf"\d{{8}}-\d{{6}}-{re.escape(trial.name)}(-seed\d+)?(-\d+)?")
+        trial.previous_run_dirs += [d for d in on_disk if re.fullmatch(pattern, d) and trial.status != "running"
+                                    and d not in trial.run_dirs and d not in trial.previous_run_dirs]  # fmt: skip
     done = [t for t in state.trials if t.status == "completed" and t.value is not None]
     best = (max if state.direction == "maximize" else min)(done, key=lambda t: t.value) if done else None
     state.best = None if best is None else {"trial": best.index, "value": best.value, "std": best.std, "params": best.params,
@@ -342,7 +349,7 @@ def refresh(sweep_dir: Path, state: SweepState, study: Any,
     """Rewrite ``sweep.json`` from the study (under the study lock: workers take turns)."""
     with locked(sweep_dir):
         state.history = read_state(sweep_dir).history
-        summarize(study, state)
+        summarize(study, state, sweep_dir)
         state.host, state.pid = socket.gethostname(), os.getpid()
         state.status = "running"
         if len(state.trials) >= state.budget and not running_count(study):

@@ -75,7 +75,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         runs.append(run.name)
         pruned_at = reported[-1] if reported else math.nan  # an earlier attempt's pruned run reports nothing
         value, epoch = run_values(run, state.metric, "diverged_epoch")
-        values.append(pruned_at if status == "pruned" else value)
+        values.append(pruned_at if status == "pruned" and value is None else value)  # the metric, as the table's
         if status == "pruned":
             break
         if epoch:  # the loss went NaN: an accuracy may still read as a number
@@ -90,15 +90,15 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
     elif status == "completed" and len(measured) < len(values):
         status, error = "diverged", f"{state.metric} is NaN: {_DIVERGED}"
     duration = time.perf_counter() - started
+    value = statistics.fmean(measured) if status == "completed" else measured[0] if status == "pruned" and measured else None
     attrs = {"status": status, "error": error, "run_dirs": runs, "values": values, "duration_s": round(duration, 3),
              "std": statistics.stdev(measured) if len(measured) > 1 else None, "host": socket.gethostname(),
-             "pid": os.getpid(), "number": trial.number, "stopped": stopped}  # fmt: skip
+             "pid": os.getpid(), "number": trial.number, "stopped": stopped, "value": value}  # fmt: skip
     for key, attr in attrs.items():
         trial.set_user_attr(key, attr)
-    value = statistics.fmean(measured) if status == "completed" else None
     style = {"completed": "green", "pruned": "magenta", "invalid": "yellow", "interrupted": "yellow",
              "diverged": "yellow"}.get(status, "red")  # fmt: skip
-    shown = f" {state.metric} {value:.4f}" if value is not None else ""
+    shown = f" {state.metric} {value:.4f}" if value is not None and status == "completed" else ""
     where = escape(f" -> {', '.join(runs)}" if runs else "") + escape(f": {error}" if error else "")  # '[...]': no tag
     echo(f"trial {index}/{state.budget} [{style}]{status}[/]{shown} in {duration:.1f}s{where}")
     if status in ("pruned", "diverged"):  # diverged: pruned to Optuna, whose TPE then counts its values as the worst
