@@ -237,6 +237,7 @@ class StopFlag:
     def __init__(self) -> None:
         self.requested = False
         self.signal: str | None = None
+        self.when = "at the end of this epoch and saving it"  # what a stop waits for, as the handler says
 
 
 @contextmanager
@@ -249,8 +250,7 @@ def stop_on_signals(stop: StopFlag, reporter: Reporter) -> Iterator[None]:
             raise KeyboardInterrupt
         stop.requested = True
         stop.signal = signal.Signals(signum).name
-        reporter.print(f"[yellow]{stop.signal}: stopping at the end of this epoch and saving it "
-                       "(Ctrl-C again to stop at once).[/]")
+        reporter.print(f"[yellow]{stop.signal}: stopping {stop.when} (Ctrl-C again to stop at once).[/]")
 
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -334,33 +334,34 @@ def fit_run(
                 validation_batch_size=EVAL_BATCH_SIZE,
                 callbacks=callbacks, verbose=0,
             )  # fmt: skip
-        fit_s = round(time.perf_counter() - fit_started, 3)  # the whole fit() call, as bench/ times plain Keras
-        rows = callbacks[0].rows
-        if stop.requested and len(rows) < epochs:  # a stop during the last epoch still completes the run
-            raise RunInterrupted(
-                f"{stop.signal}: stopped after {len(rows)} completed epoch(s); history and checkpoint kept in "
-                f"{run.path}.", resume=f"nnrun train --resume {run.path}"
-            )
-        if pruning is not None and pruning.reason:
-            run.finish("pruned", now=now(), error=pruning.reason, epochs_run=len(rows))
-            reporter.print(f"[magenta]{pruning.reason}[/]; run directory: [cyan]{run.path}[/]", soft_wrap=True)
-            return TrainResult(run.path, "pruned", {}, time.perf_counter() - t0)
-        test = evaluate_arrays(model, prepared.x_test, prepared.y_test)
-        if prepared.dataset.regression:  # MAE, RMSE and R² of the test split, in the label's units
-            from nnrun.metrics import regression_report
+            stop.when = "once the run is saved"  # the test evaluation, the model file, the plot
+            fit_s = round(time.perf_counter() - fit_started, 3)  # the whole fit() call, as bench/ times plain Keras
+            rows = callbacks[0].rows
+            if stop.requested and len(rows) < epochs:  # a stop during the last epoch still completes the run
+                raise RunInterrupted(
+                    f"{stop.signal}: stopped after {len(rows)} completed epoch(s); history and checkpoint kept in "
+                    f"{run.path}.", resume=f"nnrun train --resume {run.path}"
+                )
+            if pruning is not None and pruning.reason:
+                run.finish("pruned", now=now(), error=pruning.reason, epochs_run=len(rows))
+                reporter.print(f"[magenta]{pruning.reason}[/]; run directory: [cyan]{run.path}[/]", soft_wrap=True)
+                return TrainResult(run.path, "pruned", {}, time.perf_counter() - t0)
+            test = evaluate_arrays(model, prepared.x_test, prepared.y_test)
+            if prepared.dataset.regression:  # MAE, RMSE and R² of the test split, in the label's units
+                from nnrun.metrics import regression_report
 
-            predicted = model.predict(prepared.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
-            test.update(regression_report(prepared.y_test, predicted))
-        metrics = summarize_metrics(rows, test, validation)
-        with atomic_path(run.file(rd.MODEL)) as tmp:
-            model.save(tmp)
-        from nnrun.plots import plot_curves
+                predicted = model.predict(prepared.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
+                test.update(regression_report(prepared.y_test, predicted))
+            metrics = summarize_metrics(rows, test, validation)
+            with atomic_path(run.file(rd.MODEL)) as tmp:
+                model.save(tmp)
+            from nnrun.plots import plot_curves
 
-        plot_curves(rows, run.file(rd.CURVES), title=config.run.name)
-        run.write_metrics(metrics)
-        info = run.finish("completed", now=now(), epochs_run=len(rows), fit_s=fit_s, **{k: v for k, v in metrics.items() if k == "diverged_epoch"})
-        _print_result(reporter, run, metrics, info["duration_s"])
-        return TrainResult(run.path, "completed", metrics, time.perf_counter() - t0, stop.signal)
+            plot_curves(rows, run.file(rd.CURVES), title=config.run.name)
+            run.write_metrics(metrics)
+            info = run.finish("completed", now=now(), epochs_run=len(rows), fit_s=fit_s, **{k: v for k, v in metrics.items() if k == "diverged_epoch"})
+            _print_result(reporter, run, metrics, info["duration_s"])
+            return TrainResult(run.path, "completed", metrics, time.perf_counter() - t0, stop.signal)
     except RunInterrupted as exc:
         run.finish("interrupted", now=now(), error=str(exc), epochs_run=len(callbacks[0].rows))
         raise

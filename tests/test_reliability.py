@@ -365,6 +365,35 @@ def test_readers_never_see_half_a_json(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != "big.json"]  # no temp files left
 
 
+SLOW_PLOT = """import sys, time
+import nnrun.plots as plots
+plot = plots.plot_curves
+def slow(*args, **kwargs):
+    print("plotting", file=sys.stderr, flush=True)
+    time.sleep(3)
+    plot(*args, **kwargs)
+plots.plot_curves = slow
+from nnrun.cli import app
+app(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_a_stop_after_the_last_epoch_still_completes_the_run(tmp_path):
+    """Ctrl-C while the test split is evaluated, the model saved or the curves plotted: the run is saved, not lost."""
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_PLOT, "train", DIABETES, "--set", "training.epochs=2",
+                             "--runs-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while "plotting" not in (line := proc.stderr.readline()):
+        assert line, "training ended before it plotted"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopping once the run is saved" in out + err
+    run_dir = Path(out.strip().splitlines()[-1])
+    assert json.loads((run_dir / rd.RUN).read_text())["status"] == "completed"
+    assert (run_dir / rd.MODEL).is_file() and (run_dir / rd.CURVES).is_file() and (run_dir / rd.METRICS).is_file()
+
+
 @pytest.mark.slow
 def test_cnn_is_deterministic(tmp_path, data_dir):
     sets = ["training.epochs=2", "dataset.limit=600", "training.batch_size=64", "run.seed=3"]
