@@ -49,7 +49,7 @@ def check_config(config: Any, path: Path) -> list[Any]:
 
 def sweep_line(config: Any) -> str:
     """The sweep that the config's ``sweep:`` section describes, checked as ``nnrun sweep`` checks it first."""
-    from nnrun.sweep.orchestrate import plan
+    from nnrun.sweep.plan import plan
 
     if not config.sweep.grid:  # the space comes from nnrun sweep's --grid options
         return "[yellow]note:[/] the sweep: section has no grid; nnrun sweep checks it with the --grid options it is given"

@@ -157,6 +157,8 @@ def test_parse_override_reads_yaml_values():
     assert parse_override("a=[1, 2]") == (["a"], [1, 2])
     assert parse_override("a=true") == (["a"], True)
     assert parse_override("a=hello") == (["a"], "hello")
+    # YAML 1.2's numbers, which PyYAML's YAML 1.1 reads as text: a layer's free argument would get '1e-5'.
+    assert [parse_override(f"a={v}")[1] for v in ("1e-5", "-2E+3", "5e-05", "1e5x", "e5")] == [1e-5, -2000.0, 5e-5, "1e5x", "e5"]
     data = {"a": {"b": [1, 2]}}
     assert apply_override(data, ["a", "b", 1], 5) == 2 and data == {"a": {"b": [1, 5]}}
 

@@ -526,6 +526,8 @@ def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
          {"training.optimizer.learning_rate": 0.1, "training.optimizer": "sgd"}),
         (["training.optimizer={type: sgd, momentum: 0.9}"], ["training.optimizer.learning_rate=0.1,0.01"],  # no rate key
          {"training.optimizer.learning_rate": 0.01}),
+        (["model.layers.1={type: Dropout, rate: 0.2}"], ["model.layers.1.rate=0.00005,0.3"],  # printed 5e-05: a number
+         {"model.layers.1.rate": 0.00005}),
     ):  # fmt: skip
         _, state = start_sweep(SWEEP_CONFIG, sets, grid, runs_dir=tmp_path)
         trained = trial_config(state.base_config, params, name="x", runs_dir="r").to_dict()

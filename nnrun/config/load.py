@@ -36,6 +36,20 @@ from nnrun.config.schema import (
 from nnrun.errors import ConfigError, did_you_mean, first_line
 
 
+class Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, which also reads ``1e-5`` as a number, as YAML 1.2 does (PyYAML's YAML 1.1 wants
+    ``1.0e-5``: ``rate: 1e-5`` was the text '1e-5', which a Keras layer refuses, and a retrain command printed)."""
+
+
+Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)[eE][-+]?\d+$"),
+                             list("-+.0123456789"))  # fmt: skip
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text (a config file, a ``--set`` or ``--grid`` value) as nnrun reads it: ``Loader``'s."""
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader
+
+
 def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[tuple, int]]:
     """Read a YAML mapping and the line number of every key path in it."""
     path = Path(path)
@@ -46,8 +60,8 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[tuple, int]]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}.") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=Loader)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -106,7 +120,7 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     except ConfigError as exc:
         raise ConfigError(f"--set {text!r}: {exc}") from None
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return parts, value

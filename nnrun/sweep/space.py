@@ -17,7 +17,7 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from nnrun.config import RunConfig, apply_override, dotted, parse_key, validate_config
-from nnrun.config.load import SHORT_FORM_PLACES
+from nnrun.config.load import SHORT_FORM_PLACES, load_yaml
 from nnrun.errors import ConfigError, first_line
 
 RANGE_KINDS = ("loguniform", "uniform", "randint")
@@ -63,7 +63,7 @@ def parse_grid_option(text: str) -> tuple[str, Any]:
     if parse_range(raw, key) is not None:
         return key, raw.strip()
     try:  # one YAML flow list: 32,64 -> [32, 64]; [1,2],[3,4] and 'a,b',c keep their inner commas
-        return key, yaml.safe_load(f"[{raw}]")
+        return key, load_yaml(f"[{raw}]")
     except yaml.YAMLError as exc:
         raise ConfigError(f"--grid {text!r}: cannot read the values as YAML ({first_line(exc)}); "
                           "separate them with commas and quote one that has a comma or starts with @, ! or *.") from None

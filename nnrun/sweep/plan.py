@@ -1,0 +1,93 @@
+"""What a sweep will do, from its config and ``--grid`` options, checked before anything is created: the space,
+the search and its budget, and the metric that ranks the trials (and that the pruner hears each epoch)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical
+from nnrun.compare.query import higher_is_better
+from nnrun.config import RunConfig
+from nnrun.config.schema import SweepConfig
+from nnrun.datasets.table import resolve_task
+from nnrun.errors import ConfigError
+from nnrun.keras_names import metric_names
+from nnrun.sweep import space
+
+
+def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> dict[str, Any]:
+    """The sweep that ``config`` (its ``sweep:`` section) and ``--grid`` options describe, checked as far as it can be
+    without training: ``SweepState``'s set-up fields. ``given``: the sweep keys a flag set (errors name the flag).
+
+    Raises:
+        ConfigError: a bad grid key, value, range, search, pruner or metric.
+    """
+    grid = space.collect_grid(config, list(grid_options))
+    section = config.sweep or SweepConfig()
+    if section.random and (section.search not in (None, "random") or section.trials):
+        raise ConfigError("--random N (sweep.random) is --search random --trials N; give one spelling, not both.")
+    search, budget = section.search or ("random" if section.random else "grid"), section.trials or section.random
+    if search == "grid":
+        size = math.prod(len(values) for values in space.grid_choices(grid).values())  # refuses ranges
+        budget = min(budget or size, size)
+    elif budget is None:
+        raise ConfigError(f"--search {search} (sweep.search) needs --trials N (sweep.trials: how many trials to run), "
+                          "e.g. --trials 20.")
+    base = {**config.to_dict(), "sweep": None}
+    flags = {space.grid_key(space.parse_grid_option(text)[0], grid, base) for text in grid_options}
+    space.check_grid(grid, base, section.repeats, flags=flags)
+    said = "--metric" if "metric" in given else "sweep.metric" if section.metric else "the default metric"
+    metric, monitor = check_metric(section.metric or default_metric(config), section.prune, config, said)
+    return dict(mode=search, grid=grid, metric=metric, base_config=base, budget=budget, seed=section.seed,
+                prune=section.prune, monitor=monitor, direction="maximize" if higher_is_better(metric) else "minimize",
+                repeats=section.repeats, storage=section.storage, heartbeat_s=section.heartbeat)  # fmt: skip
+
+
+def default_metric(config: RunConfig) -> str:
+    """What ranks the trials when neither --metric nor sweep.metric says: val_accuracy, or val_loss for a regression."""
+    task = resolve_task(getattr(config.dataset, "task", "classification"), config.training.loss)
+    return "val_loss" if task == "regression" else "val_accuracy"
+
+
+def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metric") -> tuple[str, str | None]:
+    """The compare column for ``metric``, and the epoch's log key the pruner hears for it (None without pruning);
+    ``said`` is where the metric came from, for the errors: ``--metric``, ``sweep.metric`` or the default.
+
+    Raises:
+        ConfigError: not a metric, one the trials do not log (or without the validation it needs), or one the
+            pruner cannot hear.
+    """
+    key = canonical(metric)
+    numeric = [c for c in COLUMNS if any(w in c for w in ("accuracy", "loss"))] + ["test_r2", "test_mae", "test_rmse"]
+    if key not in numeric and key.partition(".")[0] not in METRIC_SECTIONS:
+        raise ConfigError(f"{said} {metric!r}: not a metric the compare table has. Use one of {', '.join(numeric)}, "
+                          "or a metrics.json path such as test.accuracy, validation.loss or best_validation.AUC.")
+    if key in ("test_r2", "test_mae", "test_rmse") and default_metric(config) != "val_loss":
+        raise ConfigError(f"{said} {metric}: only a regression's runs measure it, and these trials classify; "
+                          "rank them by test_accuracy or val_accuracy, say.")  # fmt: skip
+    if key.startswith(("best_val_", "validation.", "best_validation.")) and config.dataset.validation == "none":
+        raise ConfigError(f"{said} {metric}: the trials have no validation data (dataset.validation is 'none'); add "
+                          "--set dataset.validation=0.2 (or 'test'), or rank by another metric, e.g. --metric test_accuracy.")
+    head, _, rest = key.partition(".")
+    epochs = {"best_val_accuracy": "val_accuracy", "best_val_loss": "val_loss"}.get(key) or (
+        f"val_{rest}" if head in ("validation", "best_validation") else rest if head == "train" else None)
+    once = {"test_accuracy": "accuracy", "test_loss": "loss"}.get(key) or (rest if head == "test" else None)
+    logged, regression = metric_names(config, config.dataset.validation != "none"), default_metric(config) == "val_loss"
+    need = (epochs or once or "").removeprefix("val_")
+    if need and need not in logged and not (regression and once in ("mae", "rmse", "r2")):  # nnrun's own, at the end
+        spelled = next((n for n in logged if n.lower() == need.lower()), None)  # Keras logs AUC as AUC
+        fix = (f"Keras logs a metric by the name training.metrics gives it: pass {key.replace(need, spelled)}" if spelled
+               else "rank these regressions by val_loss, test_r2 or test_mae" if regression and need == "accuracy"
+               else f"add {need} to training.metrics, or rank by one of those")  # fmt: skip
+        raise ConfigError(f"{said} {key}: the trials log only {', '.join(logged)}; {fix}.")
+    if higher_is_better(key) is None:
+        raise ConfigError(f"{said} {key}: nnrun cannot tell whether a higher or a lower {rest or key} is better, so it "
+                          "cannot rank the trials by it; rank them by an accuracy, AUC, R², loss or error metric.")
+    if prune == "none":
+        return key, None
+    if epochs is None:
+        each = f"{'train' if config.dataset.validation == 'none' else 'validation'}.{once or rest or 'loss'}"
+        raise ConfigError(f"--prune {prune} (sweep.prune) needs a metric logged after every epoch; {said} {metric} is "
+                          f"measured once, at the end. Pass --metric {each}, its value after each epoch.")  # fmt: skip
+    return key, epochs
