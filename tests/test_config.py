@@ -144,6 +144,8 @@ def test_an_override_reaches_into_a_short_form_an_earlier_one_set():
         ("model.layers.0.unitz=3", "no key 'unitz' in model.layers[0]; did you mean 'units'?"),
         ("training.callbacks.0.patience=3", "training.callbacks is a list of 0 items; set the list whole instead, "
          "e.g. --set 'training.callbacks=[...]'."),  # not 'index 0..-1'
+        ("run.seed=-1", "run.seed: input should be greater than or equal to 0, got -1"),  # not NumPy's ValueError
+        ("run.seed=5000000000", "run.seed: input should be less than or equal to 4294967295"),
     ],
 )
 def test_override_errors(override, expected):

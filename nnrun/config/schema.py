@@ -64,6 +64,7 @@ class Named(BaseModel):
 
 
 Validation = Annotated[float, Field(gt=0, lt=1)] | Literal["test", "none"]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # what NumPy and Keras take
 
 
 class _DatasetBase(Strict):
@@ -84,7 +85,7 @@ class _TabularBase(_DatasetBase):
     header: bool = True
     delimiter: str = ","
     test_split: Annotated[float, Field(gt=0, lt=1)] = 0.25
-    split_seed: int = 87
+    split_seed: Seed = 87
     stratify: bool = False
     task: Literal["auto", "classification", "regression"] = Field(
         "auto", description="auto: regression when training.loss is a regression loss (mse, mae, huber, ...)"
@@ -137,7 +138,7 @@ class ImageFolderDataset(_DatasetBase):
     test: Annotated[float, Field(gt=0, lt=1)] = Field(0.2, description="fraction held out by split_seed, "
                                                       "stratified per class (ignored with test_path)")
     test_path: str | None = Field(None, description="a folder of class folders to test on instead of a held-out fraction")
-    split_seed: int = Field(87, description="shuffles the files before the test and validation splits")
+    split_seed: Seed = Field(87, description="shuffles the files before the test and validation splits")
 
 
 # typing.Union, not A | B: before Python 3.14 a | of classes is types.UnionType, which load._unwrap does not walk.
@@ -244,7 +245,7 @@ class TrainingConfig(Strict):
 
 class RunSection(Strict):
     name: str | None = Field(None, description="run name; default: the config file's stem")
-    seed: int = 42
+    seed: Seed = 42
     runs_dir: str = "runs"
 
     @field_validator("name")
@@ -287,7 +288,7 @@ class SweepConfig(Strict):
     prune: Literal["none", "median", "hyperband"] = Field("none", description="stop poor trials early")
     repeats: Annotated[int, Field(ge=1)] = Field(1, description="train each trial at this many seeds")
     random: Annotated[int, Field(ge=1)] | None = Field(None, description="older spelling of search: random, trials: N")
-    seed: int = Field(0, description="seed of the sampler")
+    seed: Seed = Field(0, description="seed of the sampler")
     storage: str | None = Field(None, description="an SQLAlchemy URL for the study; default study.journal in the sweep folder")
     heartbeat: Annotated[float, Field(gt=0)] = Field(10.0, description="seconds between a worker's beats; 2x without one fails its trials")
 
