@@ -414,6 +414,11 @@ def test_cli_grid_replaces_the_config_section_key():
     assert grid == {"model.layers.0.units": [12, 64], "training.batch_size": [8, 32, 128], "training.epochs": [1, 2]}
     with pytest.raises(ConfigError, match="nothing to sweep"):
         collect_grid(load_config(ROOT / "configs" / "diabetes_mlp.yaml"), [])
+    # A value twice would train its point twice; true and 1 would be one choice to Optuna, and decode true as 1.
+    with pytest.raises(ConfigError, match=r"^sweep key training.batch_size: 32 is listed twice; list each value once.$"):
+        collect_grid(config, ["training.batch_size=32,8,32"])
+    with pytest.raises(ConfigError, match=r"^sweep key training.shuffle: 1 and true are one value to Python; list each"):
+        collect_grid(config, ["training.shuffle=true,1"])
 
 
 def test_grid_values_yaml_reads_as_dates_stay_the_text_written():

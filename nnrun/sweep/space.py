@@ -107,6 +107,11 @@ def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Any]:
     grid = {key: json.loads(json.dumps(axis, default=str)) for key, axis in grid.items()}
     if not grid:
         raise ConfigError("nothing to sweep: give --grid KEY=V1,V2 (repeatable) or a sweep: section with grid: {KEY: [V1, V2]}.")
+    for key, axis in grid.items():  # a grid would train the point twice; Optuna's choices cannot tell true from 1
+        if twice := [(a, b) for i, b in enumerate(axis if isinstance(axis, list) else []) for a in axis[:i] if a == b]:
+            (a, b), same = twice[0], json.dumps(twice[0][0]) == json.dumps(twice[0][1])
+            raise ConfigError(f"sweep key {key}: {json.dumps(b)} {'is listed twice' if same else f'and {json.dumps(a)} are one value to Python'}; "
+                              "list each value once.")  # fmt: skip
     return grid
 
 
