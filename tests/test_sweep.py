@@ -1209,6 +1209,24 @@ def test_the_data_file_is_looked_for_where_the_sweep_starts_unless_a_ray_cluster
     assert (path / "sweep.json").is_file()  # the cluster's nodes may mount what this machine lacks
 
 
+def test_a_ray_address_where_nothing_answers_is_refused_at_once(tmp_path):
+    from nnrun.sweep.ray import check_address
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        check_address(f"127.0.0.1:{port}")  # a head that answers
+    check_address("auto")  # Ray's own forms: Ray's own errors
+    with pytest.raises(ConfigError, match=rf"^--address ray://127.0.0.1:{port}: nothing answers there \(Connection refused"):
+        check_address(f"ray://127.0.0.1:{port}")  # Ray would retry for many minutes
+    if importlib.util.find_spec("ray") is not None:
+        result = CliRunner().invoke(app, ["sweep", str(SWEEP_CONFIG), "--executor", "ray", "--address",
+                                          f"127.0.0.1:{port}", "--runs-dir", str(tmp_path / "runs")])  # fmt: skip
+        assert result.exit_code == 2 and "nothing answers there" in result.output
+        assert not (tmp_path / "runs").exists()  # before the sweep folder
+
+
 def test_ray_missing_gives_an_install_hint(monkeypatch, tmp_path):
     import builtins
 

@@ -125,6 +125,8 @@ def check_executor(executor: str, jobs: int, address: str | None = None, gpus_pe
     if executor == "ray" and jobs > 1:
         raise ConfigError("--jobs is for --executor local; Ray runs as many trials at once as its cluster has CPUs (or GPUs).")
     if executor == "ray":
-        from nnrun.sweep.ray import import_ray
+        from nnrun.sweep.ray import check_address, import_ray
 
         import_ray()  # the install hint
+        if address:
+            check_address(address)

@@ -9,6 +9,7 @@ cluster, every node must reach the sweep folder (or the ``--storage`` database) 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,18 @@ def import_ray() -> Any:
     except ImportError:
         raise ConfigError(f"--executor ray needs Ray, which is not installed; install it with: {INSTALL_HINT}.") from None
     return ray
+
+
+def check_address(address: str) -> None:
+    """ConfigError when nothing listens at a cluster's ``HOST:PORT`` (Ray itself would retry for many minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():  # auto, or a form Ray reads: Ray's own error
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ConfigError(f"--address {address}: nothing answers there ({exc.strerror or exc}); start the cluster with "
+                          "`ray start --head` on its head node and pass the address it prints.") from None
 
 
 def run_workers(sweep_dir: Path, *, address: str | None, gpus_per_trial: float = 0, num_cpus: int | None = None,
