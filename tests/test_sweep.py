@@ -287,6 +287,24 @@ def test_the_journal_lock_of_a_killed_worker_goes_at_once(tmp_path):
     lock.release()
 
 
+def test_ctrl_c_on_an_idle_worker_leaves_the_sweep_running_while_another_worker_trains(tmp_path, monkeypatch):
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path, heartbeat=60)
+    study = open_study(path, state)
+    trials = [ask(study) for _ in range(4)]  # the whole budget; another worker still trains the last
+    for trial in trials[:3]:
+        study.tell(trial, 0.5)
+
+    def ctrl_c(seconds):  # while this worker waits for the other's trial
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("nnrun.sweep.orchestrate.time.sleep", ctrl_c)
+    with pytest.raises(RunInterrupted, match="this worker stopped; other workers still train 1 trial") as stopped:
+        work(path, state)
+    assert "Continue with: nnrun sweep --join" in str(stopped.value)
+    after = read_state(path)
+    assert after.status == "running" and after.history[-1]["status"] == "interrupted"  # the sweep, and this worker
+
+
 def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_on(tmp_path, monkeypatch):
     """A worker too slow to beat: another fails its trial and queues it again; this one's tell must not crash it."""
     import optuna

@@ -133,6 +133,9 @@ def work(
     except KeyboardInterrupt:
         _stop(helpers)  # Ctrl-C, passed on
         refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
+        if not helpers and (others := running_count(study)):  # --join workers elsewhere go on with the sweep
+            raise RunInterrupted(f"this worker stopped; other workers still train {others} trial(s) of {sweep_dir}.",
+                                 resume=f"nnrun sweep --join {shlex.quote(str(sweep_dir))}") from None
         raise RunInterrupted(f"sweep stopped; finished trials are kept in {sweep_dir}.",
                              resume=f"nnrun sweep --resume {shlex.quote(str(sweep_dir))}") from None
     except Exception as exc:  # a full disk, say: the helpers stop too, rather than finish the budget before it is shown
@@ -277,9 +280,10 @@ def refresh(sweep_dir: Path, state: SweepState, study: Any,
             trained = any(t.status in ("completed", "pruned") for t in state.trials)  # not every trial invalid
             state.status = "completed" if trained and all(t.status in DONE for t in state.trials) else "failed"
         if finished is not None:
-            status, at, wall_s = finished
-            state.status, state.finished = status or state.status, at.isoformat(timespec="seconds")
-            state.history.append({"finished": state.finished, "host": state.host, "pid": state.pid, "status": state.status,
+            status, at, wall_s = finished  # this worker's end; the sweep goes on while another worker trains
+            ended, state.finished = status or state.status, at.isoformat(timespec="seconds")
+            state.status = "running" if status == "interrupted" and running_count(study) else ended
+            state.history.append({"finished": state.finished, "host": state.host, "pid": state.pid, "status": ended,
                                   "executor": state.executor, "jobs": state.jobs, "wall_s": round(wall_s, 3)})  # fmt: skip
         write_state(sweep_dir, state)
 
