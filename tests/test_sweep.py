@@ -592,7 +592,7 @@ def test_a_grid_key_inside_another_is_checked_in_each_of_its_values_and_negative
     with pytest.raises(ConfigError, match=r"--set model.layers\[-1\].activation=linear: --grid model.layers.2 replaces"):
         start_sweep(SWEEP_CONFIG, ["model.layers[-1].activation=linear"], ["model.layers[2]={type: Dense, units: 1}"],
                     runs_dir=tmp_path / "b")  # fmt: skip
-    layers = "model.layers.2={type: Dense, units: 1, activation: relu},{type: Dense, units: 1, activation: relu}"
+    layers = "model.layers.2={type: Dense, units: 1, activation: relu},{type: Dense, units: 1, activation: sigmoid}"
     _, state = start_sweep(SWEEP_CONFIG, [], ["model.layers[-1].activation=linear,tanh", layers], runs_dir=tmp_path)
     assert list(state.grid)[-2:] == ["model.layers.2.activation", "model.layers.2"]
     params = {"model.layers.2.activation": "tanh", "model.layers.2": state.grid["model.layers.2"][0]}
@@ -866,8 +866,8 @@ def test_a_diverged_trial_is_told_apart_and_not_offered_again(tmp_path, monkeypa
     assert result.exit_code == 0, result.output  # a point of the space that diverges is a result, not a failure
     sweep_dir = Path(result.stdout.strip().splitlines()[-1])
     by_rate = {t.params["training.optimizer.learning_rate"]: t for t in read_state(sweep_dir).trials}
-    assert by_rate["1e-9"].status == "completed" and by_rate["1e-9"].value is not None  # YAML 1.1 reads 1e-9 as text
-    assert by_rate["1e9"].status == "diverged" and by_rate["1e9"].error.startswith("the loss became NaN in epoch 1: "
+    assert by_rate[1e-9].status == "completed" and by_rate[1e-9].value is not None  # a number, as YAML 1.2 reads it
+    assert by_rate[1e9].status == "diverged" and by_rate[1e9].error.startswith("the loss became NaN in epoch 1: "
                                                                                    "the training diverged")  # fmt: skip
     assert "sweep completed: 1 completed, 1 diverged" in result.output and "--resume" not in result.output
     from nnrun.sweep.study import open_study
@@ -888,13 +888,13 @@ def test_a_diverged_trial_is_told_apart_and_not_offered_again(tmp_path, monkeypa
     assert result.exit_code == 0, result.output
     state = read_state(Path(result.stdout.strip().splitlines()[-1]))
     by_rate = {t.params["training.optimizer.learning_rate"]: t for t in state.trials}
-    assert by_rate["1e9"].status == "diverged" and "the loss became NaN in epoch 1" in by_rate["1e9"].error
-    assert by_rate["1e9"].value is None  # not the NaN run's accuracy, which Optuna keeps for a pruned trial
+    assert by_rate[1e9].status == "diverged" and "the loss became NaN in epoch 1" in by_rate[1e9].error
+    assert by_rate[1e9].value is None  # not the NaN run's accuracy, which Optuna keeps for a pruned trial
     assert by_rate[0.01].status == "completed" and state.best["trial"] == by_rate[0.01].index
     # Its run shows diverged wherever runs are listed: the table (after the completed one), compare and show.
     rows = [line.split() for line in result.output.splitlines() if line.startswith("diabetes_sweep-t")]
     assert [row[1] for row in rows] == ["completed", "diverged"], result.output
-    diverged_run = Path(result.stdout.strip().splitlines()[-1]) / by_rate["1e9"].run_dir
+    diverged_run = Path(result.stdout.strip().splitlines()[-1]) / by_rate[1e9].run_dir
     shown = CliRunner().invoke(app, ["show", str(diverged_run)])
     assert shown.output.splitlines()[0].split()[1] == "diverged", shown.output
 
