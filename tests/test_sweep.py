@@ -476,6 +476,8 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
     with pytest.raises(ConfigError, match="validation.auc: the trials log only loss, accuracy, AUC, .*Keras logs a metric "
                        "by the name training.metrics gives it: pass validation.AUC"):  # fmt: skip
         start(sets=["training.metrics=[accuracy, AUC]"], metric="validation.auc")
+    with pytest.raises(ConfigError, match="training.metrics has 'acuracy': if you meant accuracy, spell it so there"):
+        start(sets=["training.metrics=[acuracy]"])  # a typo there, not a metric to add: the default metric needs it
     _, state = start_sweep(SWEEP_CONFIG, ["training.metrics=[accuracy, AUC]"], metric="best_validation.AUC",
                            runs_dir=tmp_path / "auc")  # fmt: skip
     assert (state.metric, state.direction) == ("best_validation.AUC", "maximize")

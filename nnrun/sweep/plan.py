@@ -3,6 +3,7 @@ the search and its budget, and the metric that ranks the trials (and that the pr
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any
 
@@ -77,7 +78,9 @@ def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metr
     need = (epochs or once or "").removeprefix("val_")
     if need and need not in logged and not (regression and once in ("mae", "rmse", "r2")):  # nnrun's own, at the end
         spelled = next((n for n in logged if n.lower() == need.lower()), None)  # Keras logs AUC as AUC
+        typo = difflib.get_close_matches(need, [str(m) for m in config.training.metrics], n=1, cutoff=0.75)
         fix = (f"Keras logs a metric by the name training.metrics gives it: pass {key.replace(need, spelled)}" if spelled
+               else f"training.metrics has {typo[0]!r}: if you meant {need}, spell it so there" if typo
                else "rank these regressions by val_loss, test_r2 or test_mae" if regression and need == "accuracy"
                else f"add {need} to training.metrics, or rank by one of those")  # fmt: skip
         raise ConfigError(f"{said} {key}: the trials log only {', '.join(logged)}; {fix}.")
