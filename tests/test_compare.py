@@ -504,6 +504,16 @@ def test_group_by_gives_each_groups_run_count_and_mean_and_std_by_hand(tmp_path)
     for sweep, day in (("sweep-a", 21), ("sweep-a", 22), ("sweep-b", 23)):
         make_run(tmp_path / sweep, f"202501{day}-100000-t01", trial=1, test={"accuracy": 0.5, "loss": 0.5})
     assert as_json(tmp_path / "sweep-a", "--group-by", "trial")[0]["runs"] == 2
+    # A run that a retry replaced (a killed attempt) is not one of the trial's seeds: sweep.json lists it as such.
+    trial = {"index": 1, "name": "t01", "params": {}, "run_dir": "20250122-100000-t01",
+             "previous_run_dirs": ["20250121-100000-t01"]}  # fmt: skip
+    sweep = {"id": "sweep-a", "name": "x", "mode": "grid", "grid": {}, "metric": "test_accuracy", "base_config": {},
+             "trials": [trial]}  # fmt: skip
+    (tmp_path / "sweep-a" / rd.SWEEP).write_text(json.dumps(sweep))
+    assert as_json(tmp_path / "sweep-a", "--group-by", "trial")[0]["runs"] == 1
+    grouped = invoke("compare", tmp_path / "sweep-a", "--group-by", "trial")
+    assert "left out 1 run(s) of earlier attempts that a retry replaced (20250121-100000-t01)" in grouped.output
+    assert len(as_json(tmp_path / "sweep-a")) == 2  # ungrouped, every run is listed, with its own status
     result = invoke("compare", tmp_path / "sweep-a", tmp_path / "sweep-b", "--group-by", "trial")
     assert result.exit_code == 2 and "--group-by trial: these runs come from 2 sweeps (sweep-a, sweep-b)" in result.output
     result = invoke("compare", tmp_path, "--group-by", "trial")  # runs/ first, whose runs are no trials

@@ -345,6 +345,15 @@ def _grouped(records: list[RunRecord], shown: list[RunRecord], group_by: list[st
         raise ConfigError(f"--group-by trial: these runs come from {len(sweeps)} sweeps ({', '.join(s.name for s in sweeps[:3])}"
                           f"{', ...' * (len(sweeps) > 3)}), whose trial numbers repeat; compare one sweep folder at "
                           f"a time, e.g. nnrun compare {shlex.quote(str(sweeps[0]))} --group-by trial.")  # fmt: skip
+    notes = [f"{r.path}: unreadable: {r.error}." for r in shown if not r.readable]
+    if sweeps and (sweeps[0] / rd.SWEEP).is_file():  # a trial's mean is over its last attempt's seeds, as sweep.json's
+        from nnrun.sweep.state import read_state
+
+        replaced = {d for t in read_state(sweeps[0]).trials for d in t.previous_run_dirs}
+        if left := [r for r in shown if r.path.parent == sweeps[0] and r.path.name in replaced]:
+            shown = [r for r in shown if r not in left]
+            notes.append(f"left out {len(left)} run(s) of earlier attempts that a retry replaced "
+                         f"({', '.join(r.path.name for r in left)}), as the sweep does.")  # fmt: skip
     if only := [c.strip() for item in columns for c in item.split(",") if c.strip()]:
         chosen = [check_key(c.lstrip("+"), records, "--columns") for c in only]
         chosen = list(GROUPED_COLUMNS) + chosen if all(c.startswith("+") for c in only) else chosen
@@ -354,6 +363,5 @@ def _grouped(records: list[RunRecord], shown: list[RunRecord], group_by: list[st
     rows = group_records(shown, keys, chosen)
     if sort:
         rows = sort_records(rows, check_key(sort, records, "--sort"), descending)
-    notes = [f"{r.path}: unreadable: {r.error}." for r in shown if not r.readable]
     notes.append("grouped: numbers are the mean ± standard deviation (n - 1) of each group's runs.")
     return Comparison(chosen, rows, len(records), notes)
