@@ -1040,6 +1040,8 @@ def test_resume_after_an_interrupted_trial(grid_sweep, tmp_path, monkeypatch):
     assert resumed.trials[1].run_dir == stopped.trials[1].run_dir
     second_run = json.loads((path / resumed.trials[1].run_dir / "run.json").read_text())
     assert second_run["resumed"][0]["from_epoch"] == 1
+    # Its duration is the run's time trained, both epochs, not only the attempt that resumed it.
+    assert resumed.trials[1].duration_s == pytest.approx(second_run["duration_s"], abs=1e-3)
     # ...and every trial ends exactly where the uninterrupted sweep did.
     assert_same_results(trial_results(path), trial_results(grid_sweep[0]), tolerance=1e-6)
     assert len(resumed.history) == 2 and resumed.history[0]["status"] == "interrupted"
