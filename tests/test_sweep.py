@@ -522,15 +522,21 @@ def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
                            ["training.batch_size=16,32"], runs_dir=tmp_path)  # fmt: skip
     command = retrain_command(state, {"model.layers.0.units": 64, "training.batch_size": 32})
     assert command == (f"nnrun train {SWEEP_CONFIG} --set training.epochs=3 --set model.layers.0.units=64 "
-                       f"--set training.batch_size=32 --set dataset.validation=none --runs-dir {tmp_path} "
+                       f"--set training.batch_size=32 --set dataset.validation=none --set sweep=null --runs-dir {tmp_path} "
                        "--name diabetes_sweep-best")  # the new run goes beside the sweep's folder
+    # Without validation the config's sweep: section (ranked by val_accuracy) would not pass nnrun check: it goes.
+    from nnrun.sweep.plan import plan
+
+    with pytest.raises(ConfigError, match="the trials have no validation data"):
+        plan(load_config(SWEEP_CONFIG, ["dataset.validation=none"]))
+    assert load_config(SWEEP_CONFIG, ["dataset.validation=none", "sweep=null"]).sweep is None
     # The sweep's --set training.optimizer=sgd, and a grid over its learning rate: train reads --set in order, and
     # reaches the key inside "sgd" as the sweep did.
     _, state = start_sweep(SWEEP_CONFIG, ["training.optimizer=sgd"], ["training.optimizer.learning_rate=0.1,0.01"],
                            runs_dir=tmp_path)  # fmt: skip
     words = shlex.split(retrain_command(state, {"training.optimizer.learning_rate": 0.01}))
     sets = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
-    assert sets == ["training.optimizer=sgd", "training.optimizer.learning_rate=0.01", "dataset.validation=none"]
+    assert sets == ["training.optimizer=sgd", "training.optimizer.learning_rate=0.01", "dataset.validation=none", "sweep=null"]
     optimizer = load_config(SWEEP_CONFIG, sets).training.optimizer
     assert (optimizer.type, optimizer.learning_rate) == ("sgd", 0.01)
     # Whatever the mix of short forms and keys below them, the command trains the trial's own config.

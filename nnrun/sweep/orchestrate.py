@@ -297,9 +297,18 @@ def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
         sets.append(f"{key}={value if _plain(value) else json.dumps(value)}")
     if not watches_validation(state) and state.base_config["dataset"].get("validation") not in ("none", "test", None):
         sets.append("dataset.validation=none")  # the validation part goes back into training
+        if _has_sweep_section(state):  # which ranks by a val_ metric: nnrun check would hold that against the retrain
+            sets.append("sweep=null")
     words = ["nnrun", "train", state.config_file or "CONFIG"] + [w for s in sets for w in ("--set", s)]
     words += ["--runs-dir", str(state.base_config["run"]["runs_dir"])]  # beside the sweep's folder
     return " ".join(shlex.quote(w) for w in words + ["--name", f"{state.name}-best"])
+
+
+def _has_sweep_section(state: SweepState) -> bool:
+    try:
+        return "sweep" in load_yaml(Path(state.cwd or ".", state.config_file or "").read_text())
+    except (OSError, yaml.YAMLError, TypeError):
+        return False
 
 
 def _plain(value: Any) -> bool:
