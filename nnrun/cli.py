@@ -69,12 +69,14 @@ def _load(config: Path, sets: list[str] | None, *, name: str | None = None, runs
           echo: list[str] | None = None):
     from nnrun.config import load_config
 
-    overrides = list(sets or [])
+    overrides, flags = list(sets or []), {}
     if name is not None:
         overrides.append(f"run.name={name}")
+        flags["run.name"] = "--name"
     if runs_dir is not None:
         overrides.append(f"run.runs_dir={runs_dir}")
-    return load_config(config, overrides, echo=echo)
+        flags["run.runs_dir"] = "--runs-dir"
+    return load_config(config, overrides, echo=echo, flags=flags)
 
 
 @app.command()

@@ -248,7 +248,7 @@ CASES = [
     Case("set-bad-index", ["--set model.layers[7].units", "list of 3 items"], args=["--set", "model.layers.7.units=3"]),
     Case("set-without-value", ["expected KEY=VALUE"], args=["--set", "training.epochs"]),
     Case("set-wrong-type", ["training.epochs", "valid integer"], args=["--set", "training.epochs=many"]),
-    Case("name-with-slash", ["run.name"], args=["--name", "a/b"]),
+    Case("name-with-slash", ["run.name", "got 'a/b'", "Pass another --name."], args=["--name", "a/b"]),
     Case("runs-dir-is-a-file", ["runs folder", "cannot create it"], args=["--runs-dir", "{tmp}/file.txt"]),
     Case("no-config", ["give exactly one of CONFIG"], args=[], base=""),
     Case("config-and-resume", ["give exactly one of CONFIG", "--resume"], args=["--resume", "{tmp}"]),
@@ -262,6 +262,8 @@ CASES = [
     # ---- nnrun sweep: checked before the sweep folder exists
     Case("sweep-bad-search", ["sweep.search: input should be 'grid', 'random' or 'tpe', got 'bayes'", "Pass another --search."], base="diabetes_sweep",
          command="sweep", args=["--search", "bayes"]),
+    Case("sweep-name-with-slash", ["run.name", "got 'a/b'", "Pass another --name."], base="diabetes_sweep",
+         command="sweep", args=["--name", "a/b"]),
     Case("sweep-bad-prune", ["sweep.prune: input should be 'none', 'median' or 'hyperband', got 'always'"], base="diabetes_sweep",
          command="sweep", args=["--prune", "always"]),
     Case("sweep-metric-not-logged", ["--metric validation.auc: the trials log only loss, accuracy", "add auc to training.metrics"],

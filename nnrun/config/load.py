@@ -195,6 +195,7 @@ def load_config(
     overrides: list[str] | tuple[str, ...] = (),
     *,
     echo: list[str] | None = None,
+    flags: dict[str, str] | None = None,
 ) -> RunConfig:
     """Read, validate and resolve a config file.
 
@@ -202,6 +203,7 @@ def load_config(
         path: the YAML file.
         overrides: ``KEY=VALUE`` strings, applied in order to the resolved config.
         echo: if given, one ``key: old -> new`` line per applied override is appended.
+        flags: dotted key -> the command-line flag whose override set it (``{"run.name": "--name"}``).
 
     Returns:
         The frozen, resolved RunConfig. ``run.name`` defaults to the file's stem.
@@ -219,7 +221,7 @@ def load_config(
             old = apply_override(resolved, parts, value)
             if echo is not None:
                 echo.append(f"{dotted(parts)}: {old!r} -> {value!r}")
-        config = validate_config(resolved, source=f"{path} with --set", lines={})
+        config = validate_config(resolved, source=f"{path} with --set", lines={}, flags=flags)
     if config.run.name is None:
         run = config.run.model_copy(update={"name": re.sub(r"[^A-Za-z0-9._-]", "-", path.stem)})
         config = config.model_copy(update={"run": run})

@@ -61,9 +61,9 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
     Raises:
         ConfigError: a bad config, grid key, value, range, search, pruner or metric (nothing is created).
     """
-    places = {key: flags.pop(key, None) for key in ("runs_dir", "name")}
-    places = [f"run.{k}={json.dumps(str(v))}" for k, v in places.items() if v is not None]  # strings, even with '#'
-    config = load_config(config_path, [*sets, *places])
+    places = {key: v for key in ("runs_dir", "name") if (v := flags.pop(key, None)) is not None}
+    config = load_config(config_path, [*sets, *(f"run.{k}={json.dumps(str(v))}" for k, v in places.items())],  # '#' too
+                         flags={f"run.{k}": f"--{k.replace('_', '-')}" for k in places})  # the fix names the flag
     keys = {k: v for k, v in flags.items() if v is not None}
     if keys:  # the command line's keys win over the config's, and over its other spelling of search and trials
         data = config.to_dict()
