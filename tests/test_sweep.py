@@ -864,6 +864,7 @@ def test_a_grid_over_a_value_the_runs_keep_as_a_mapping_is_shown_by_the_keys_und
     assert sorted(by_trial.values()) == ["adam", "sgd"]
     assert all(f" {by_trial[name]} " in row for name, row in rows.items())
     assert "best: trial" in result.output
+    assert "--smoke --name diabetes_sweep-best" in result.output.replace("\n", "")  # a smoke sweep's retrain is one too
 
 
 @pytest.mark.slow

@@ -300,7 +300,7 @@ def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
         if _has_sweep_section(state):  # which ranks by a val_ metric: nnrun check would hold that against the retrain
             sets.append("sweep=null")
     words = ["nnrun", "train", state.config_file or "CONFIG"] + [w for s in sets for w in ("--set", s)]
-    words += ["--runs-dir", str(state.base_config["run"]["runs_dir"])]  # beside the sweep's folder
+    words += ["--runs-dir", str(state.base_config["run"]["runs_dir"])] + ["--smoke"] * state.smoke  # beside the sweep's folder
     return " ".join(shlex.quote(w) for w in words + ["--name", f"{state.name}-best"])
 
 
