@@ -147,8 +147,13 @@ def build_run_report(path: str | Path, *, evaluate: bool = True, notes: list[str
         body = _note(f"no {rd.METRICS}: the run is {status}; metrics are written when training completes.")
     sections.append(_section("metrics", "Metrics", body))
 
-    curves = run.file(rd.CURVES)
+    curves, rows = run.file(rd.CURVES), []
+    if not curves.is_file() and (rows := run.read_history()):  # pruned, interrupted or running: drawn from its history
+        from nnrun.plots import plot_curves
+
+        drawn = _img(render_png(lambda path: plot_curves(rows, path, title=info.get("name") or "")), "training curves")
     sections.append(_section("curves", "Training curves", _img(curves.read_bytes(), "training curves") if curves.is_file()
+                             else drawn + _note(f"drawn from {rd.HISTORY}: the run is {status}.") if rows
                              else _note(f"no {rd.CURVES}: the run is {status}.")))  # fmt: skip
 
     evaluation, samples = _evaluation_figures(run, info, status, evaluate, notes)

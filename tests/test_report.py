@@ -61,6 +61,12 @@ def test_run_report_without_a_model_says_what_is_missing(diabetes_run, tmp_path)
     (run / "model.keras").unlink()
     page = build_run_report(run)
     assert "no confusion matrix: the run is completed and has no model.keras." in page
+    # A run without curves.png (pruned, interrupted, still running) has them drawn from its history.csv.
+    (run / "curves.png").unlink()
+    page = build_run_report(run)
+    assert 'alt="training curves"' in page and "drawn from history.csv: the run is completed." in page
+    (run / "history.csv").unlink()
+    assert "no curves.png: the run is completed." in build_run_report(run)
 
 
 @pytest.mark.slow
