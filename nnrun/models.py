@@ -49,21 +49,25 @@ def build_model(layers: list[Any], input_shape: tuple[int, ...], *, name: str = 
             for layer in build_backbone(spec["type"], kwargs, before, index, input_scale):
                 model.add(layer)
             continue
-        cls, kwargs = resolve_layer(spec, index)
-        key = f"model.layers[{index}]"
-        try:
-            layer = cls(**kwargs)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{key} ({cls.__name__}): {first_line(exc)}. Fix the layer's arguments.") from None
+        layer, kind = create_layer(spec, index), spec["type"]
         before = model.output_shape if model.layers else (None, *tuple(input_shape))
         try:
             model.add(layer)
         except Exception as exc:  # noqa: BLE001 - Keras raises ValueError, TypeError or framework errors here
-            hint = _shape_hint(cls.__name__, before)
+            hint = _shape_hint(kind, before)
             raise ConfigError(
-                f"{key} ({cls.__name__}) cannot take input of shape {before}: {first_line(exc)}{hint}"
+                f"model.layers[{index}] ({kind}) cannot take input of shape {before}: {first_line(exc)}{hint}"
             ) from None
     return model
+
+
+def create_layer(spec: dict[str, Any], index: int) -> Any:
+    """One ``keras.layers`` item of the config as a layer, not yet built. ConfigError: a bad name, argument or value."""
+    cls, kwargs = resolve_layer(spec, index)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model.layers[{index}] ({cls.__name__}): {first_line(exc)}. Fix the layer's arguments.") from None
 
 
 def _shape_hint(layer: str, shape: tuple) -> str:

@@ -300,6 +300,13 @@ CASES = [
          base="diabetes_sweep", command="sweep", args=["--grid", "training.loss=[mse,'a b']"]),
     Case("sweep-misspelt-metric-every-trial-would-have", ["training.metrics[1]: unknown metric 'bogus'"],
          base="diabetes_sweep", command="sweep", args=["--set", "training.metrics=[accuracy,bogus]"]),
+    Case("sweep-grid-value-no-trial-can-build", ["sweep key model.layers.1.activation value \"reluu\": model.layers[1] "
+                                                "(Dense): Could not interpret activation function identifier: reluu.",
+                                                "Every trial with that value would fail on this: fix or drop the value."],
+         base="diabetes_sweep", command="sweep", args=["--grid", "model.layers.1.activation=relu,reluu"]),
+    Case("sweep-grid-value-no-such-data-file", ["sweep key dataset.path value \"configs/data/nope.csv\": dataset.path "
+                                                "configs/data/nope.csv: file not found."],
+         base="penguins_species", command="sweep", args=["--grid", "dataset.path=configs/data/penguins.csv,configs/data/nope.csv"]),
     Case("sweep-data-file-missing-where-it-starts", ["dataset.path configs/data/nope.csv: file not found. Check the path."],
          base="penguins_species", command="sweep", args=["--set", "dataset.path=configs/data/nope.csv", "--grid",
                                                          "training.batch_size=16,32"]),

@@ -910,11 +910,13 @@ def test_a_diverged_trial_is_told_apart_and_not_offered_again(tmp_path, monkeypa
 
 def test_data_missing_where_a_worker_runs_fails_the_trial_for_a_retry_rather_than_skipping_it(tmp_path):
     config = ROOT / "configs" / "penguins_species.yaml"
-    result = CliRunner().invoke(app, ["sweep", str(config), "--grid", "dataset.path=nosuch.csv",
-                                      "--runs-dir", str(tmp_path)])  # fmt: skip
+    data = Path(shutil.copy(ROOT / "configs" / "data" / "penguins.csv", tmp_path / "here-at-the-start.csv"))
+    path, _ = start_sweep(config, [f"dataset.path={data}"], ["training.batch_size=16"], runs_dir=tmp_path)
+    data.unlink()  # gone where the worker runs (the sweep's start refuses a file missing there)
+    result = CliRunner().invoke(app, ["sweep", "--resume", str(path)])
     assert result.exit_code == 1, result.output
-    (trial,) = read_state(Path(result.stdout.strip().splitlines()[-1])).trials
-    assert trial.status == "failed" and "nosuch.csv" in trial.error  # not "invalid", which --resume never runs again
+    (trial,) = read_state(path).trials
+    assert trial.status == "failed" and "here-at-the-start.csv: file not found" in trial.error  # not "invalid", which --resume never runs again
     assert "nnrun sweep --resume" in result.output
     # Data that is there but cannot serve this point (a continuous label for a classifier) is a bad point: invalid.
     result = CliRunner().invoke(app, ["sweep", str(config), "--grid", "dataset.label=body_mass_g",

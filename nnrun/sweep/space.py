@@ -18,7 +18,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from nnrun.config import RunConfig, apply_override, dotted, parse_key, validate_config
 from nnrun.config.load import SHORT_FORM_PLACES, load_yaml
-from nnrun.errors import ConfigError, first_line
+from nnrun.errors import ConfigError, DataError, first_line
 
 RANGE_KINDS = ("loguniform", "uniform", "randint")
 _RANGE = re.compile(r"^\s*(\w+)\s*\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)\s*$")
@@ -196,28 +196,45 @@ def _valid(base: dict[str, Any], key: str, value: Any, said: str) -> bool:
 
 
 def check_fixed(base: dict[str, Any], grid: dict[str, Any], data_here: bool = True) -> None:
-    """Keras's names in the parts of the config that no grid key varies (a misspelt metric, a callback's argument),
-    and (``data_here``) its data file or folder, which every trial would fail on: checked as ``train`` checks them,
-    before the sweep starts. ConfigError or DataError."""
+    """Keras's names (a misspelt metric, a callback's or a layer's argument) and (``data_here``) the data file or
+    folder, checked as ``train`` checks them before the sweep starts: in the parts of the config no grid key varies,
+    and in each value of a list that is the only key varying its part (a combination is checked as its trial starts).
+
+    Raises:
+        ConfigError, DataError: what every trial (or every trial with that value) would fail on.
+    """
     from nnrun import keras_names as kn
     from nnrun.backbones import backbone_names
     from nnrun.datasets.csv import existing_file
     from nnrun.datasets.images import resolve_folder
+    from nnrun.models import create_layer
 
-    training, layers = (config := validate_config({**base, "sweep": None})).training, config.model.layers
-    checks = {"training.optimizer": lambda: kn.create_optimizer(training.optimizer),
-              "training.loss": lambda: kn.check_loss(training.loss),
-              "training.metrics": lambda: kn.check_metrics(training.metrics),
-              "training.callbacks": lambda: kn.create_callbacks(training.callbacks)}  # fmt: skip
-    checks |= {f"model.layers.{i}": lambda i=i, spec=spec: kn.resolve_layer(spec.model_dump(), i)
-               for i, spec in enumerate(layers) if spec.type not in backbone_names()}  # fmt: skip
+    config = validate_config({**base, "sweep": None})
+
+    def layer(c: RunConfig, i: int) -> None:
+        if i < len(c.model.layers) and (spec := c.model.layers[i]).type not in backbone_names():
+            create_layer(spec.model_dump(), i)
+
+    checks = {"training.optimizer": lambda c: kn.create_optimizer(c.training.optimizer),
+              "training.loss": lambda c: kn.check_loss(c.training.loss),
+              "training.metrics": lambda c: kn.check_metrics(c.training.metrics),
+              "training.callbacks": lambda c: kn.create_callbacks(c.training.callbacks)}  # fmt: skip
+    checks |= {f"model.layers.{i}": lambda c, i=i: layer(c, i) for i in range(len(config.model.layers))}
     if config.dataset.name == "csv" and data_here:  # from here, where the sweep starts: its trials work there too
-        checks["dataset.path"] = lambda: existing_file(config.dataset.path)
+        checks["dataset.path"] = lambda c: existing_file(c.dataset.path)
     elif config.dataset.name == "images" and data_here:
-        checks["dataset.path"] = lambda: resolve_folder(config.dataset.path, "dataset.path")
+        checks["dataset.path"] = lambda c: resolve_folder(c.dataset.path, "dataset.path")
     for place, check in checks.items():
-        if not any(k == place or k.startswith(f"{place}.") or place.startswith(f"{k}.") for k in grid):
-            check()
+        varied = [k for k in grid if k == place or k.startswith(f"{place}.") or place.startswith(f"{k}.")]
+        if not varied:
+            check(config)
+        elif len(varied) == 1 and isinstance(values := grid[varied[0]], list):
+            for value in values:
+                try:
+                    check(validate_config({**resolve(base, {varied[0]: value}), "sweep": None}))
+                except (ConfigError, DataError) as exc:
+                    raise type(exc)(f"sweep key {varied[0]} value {json.dumps(value)}: {exc} Every trial with that "
+                                    "value would fail on this: fix or drop the value.") from None  # fmt: skip
 
 
 def grid_choices(grid: dict[str, Any]) -> dict[str, list[Any]]:
