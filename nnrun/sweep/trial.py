@@ -91,8 +91,9 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         status, error = "diverged", f"{state.metric} is NaN: {_DIVERGED}"
     duration = time.perf_counter() - started
     trained = [run_values(sweep_dir / run, "duration")[0] for run in runs]  # a resumed run counts its earlier epochs
+    trained_s = sum(trained) if runs and None not in trained else duration
     value = statistics.fmean(measured) if status == "completed" else measured[0] if status == "pruned" and measured else None
-    attrs = {"status": status, "error": error, "run_dirs": runs, "values": values, "duration_s": round(sum(trained) if runs and None not in trained else duration, 3),
+    attrs = {"status": status, "error": error, "run_dirs": runs, "values": values, "duration_s": round(trained_s, 3),
              "std": statistics.stdev(measured) if len(measured) > 1 else None, "host": socket.gethostname(),
              "pid": os.getpid(), "number": trial.number, "stopped": stopped, "value": value}  # fmt: skip
     for key, attr in attrs.items():
