@@ -4,12 +4,13 @@ the search and its budget, and the metric that ranks the trials (and that the pr
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from typing import Any
 
 from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical
 from nnrun.compare.query import higher_is_better
-from nnrun.config import RunConfig
+from nnrun.config import RunConfig, validate_config
 from nnrun.config.schema import SweepConfig
 from nnrun.datasets.table import resolve_task
 from nnrun.errors import ConfigError
@@ -40,6 +41,13 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
     space.check_grid(grid, base, section.repeats, flags=flags)
     said = "--metric" if "metric" in given else "sweep.metric" if section.metric else "the default metric"
     metric, monitor = check_metric(section.metric or default_metric(config), section.prune, config, said)
+    for key, axis in grid.items():  # a value that drops the metric (validation: none, metrics without it) fails its trials
+        if key.startswith(("training.metrics", "dataset.validation")) and isinstance(axis, list):
+            for value in axis:
+                try:
+                    check_metric(metric, section.prune, validate_config(space.resolve(base, {key: value})), said)
+                except ConfigError as exc:
+                    raise ConfigError(f"sweep key {key} value {json.dumps(value)}: {exc} Or drop that value.") from None
     return dict(mode=search, grid=grid, metric=metric, base_config=base, budget=budget, seed=section.seed,
                 prune=section.prune, monitor=monitor, direction="maximize" if higher_is_better(metric) else "minimize",
                 repeats=section.repeats, storage=section.storage, heartbeat_s=section.heartbeat)  # fmt: skip
