@@ -16,6 +16,7 @@ runs as columns) and each run's curves overlaid, one figure per metric.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import tempfile
 from datetime import datetime
@@ -148,7 +149,9 @@ def build_run_report(path: str | Path, *, evaluate: bool = True, notes: list[str
     sections.append(_section("metrics", "Metrics", body))
 
     curves, rows = run.file(rd.CURVES), []
-    if not curves.is_file() and (rows := run.read_history()):  # pruned, interrupted or running: drawn from its history
+    with contextlib.suppress(RunDirError):  # a history cut off mid-line: no curves, as before
+        rows = [] if curves.is_file() else run.read_history()
+    if rows:  # pruned, interrupted or running: drawn from its history
         from nnrun.plots import plot_curves
 
         drawn = _img(render_png(lambda path: plot_curves(rows, path, title=info.get("name") or "")), "training curves")

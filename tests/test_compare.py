@@ -514,6 +514,10 @@ def test_group_by_gives_each_groups_run_count_and_mean_and_std_by_hand(tmp_path)
     grouped = invoke("compare", tmp_path / "sweep-a", "--group-by", "trial")
     assert "left out 1 run(s) of earlier attempts that a retry replaced (20250121-100000-t01)" in grouped.output
     assert len(as_json(tmp_path / "sweep-a")) == 2  # ungrouped, every run is listed, with its own status
+    (tmp_path / "sweep-a" / rd.SWEEP).write_text("{bad")  # unreadable: every run counts, and the note says why
+    grouped = invoke("compare", tmp_path / "sweep-a", "--group-by", "trial")
+    assert grouped.exit_code == 0 and "corrupt JSON" in grouped.output and "Every run of each trial is counted." in grouped.output
+    assert as_json(tmp_path / "sweep-a", "--group-by", "trial")[0]["runs"] == 2
     result = invoke("compare", tmp_path / "sweep-a", tmp_path / "sweep-b", "--group-by", "trial")
     assert result.exit_code == 2 and "--group-by trial: these runs come from 2 sweeps (sweep-a, sweep-b)" in result.output
     result = invoke("compare", tmp_path, "--group-by", "trial")  # runs/ first, whose runs are no trials

@@ -65,7 +65,7 @@ def test_run_report_without_a_model_says_what_is_missing(diabetes_run, tmp_path)
     (run / "curves.png").unlink()
     page = build_run_report(run)
     assert 'alt="training curves"' in page and "drawn from history.csv: the run is completed." in page
-    (run / "history.csv").unlink()
+    (run / "history.csv").write_text("epoch,accuracy,loss\n1,0.5,0.6\n2,0.5")  # cut off mid-line: the page still comes
     assert "no curves.png: the run is completed." in build_run_report(run)
 
 

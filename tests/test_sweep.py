@@ -33,7 +33,7 @@ from typer.testing import CliRunner
 
 from nnrun.cli import app
 from nnrun.config import load_config
-from nnrun.errors import ConfigError, RunDirError, RunInterrupted
+from nnrun.errors import ConfigError, DataError, RunDirError, RunInterrupted
 from nnrun.sweep.orchestrate import start_sweep, work
 from nnrun.sweep.space import collect_grid, decode, distributions, parse_grid_option
 from nnrun.sweep.state import read_state
@@ -444,6 +444,23 @@ def test_grid_values_yaml_reads_as_dates_stay_the_text_written():
     grid = collect_grid(config, ["dataset.path=2024-01-01,b.csv", "model.layers.0.units=[2024-01-02 10:00:00]"])
     assert grid["dataset.path"] == ["2024-01-01", "b.csv"]  # a str, which sweep.json and Optuna's choices hold
     assert grid["model.layers.0.units"] == [["2024-01-02 10:00:00"]]
+
+
+def test_each_value_of_a_grid_list_is_checked_as_its_own_config_before_the_sweep_starts(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the data paths below are the repository's
+    # A value holding more layers than the base config: its extra layer is checked too.
+    layers = ("model.layers=[{type: Dense, units: 4}, {type: Dense, units: 1, activation: sigmoid}],"
+              "[{type: Dense, units: 4}, {type: Dense, units: 4}, {type: Dense, units: 4}, {type: Dense, units: -1}]")
+    with pytest.raises(ConfigError, match=r"sweep key model.layers value .*model.layers\[3\] \(Dense\): .*units"):
+        start_sweep(SWEEP_CONFIG, [], [layers], runs_dir=tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    # A value that changes what the data is (a CSV, an image folder, MNIST) is checked as what it is.
+    data = ("dataset={name: images, path: data/shapes, image_size: [32, 32], validation: 0.2},"
+            "{name: mnist, validation: 0.2}")  # fmt: skip
+    start_sweep(ROOT / "configs" / "shapes_rgb.yaml", [], [data], runs_dir=tmp_path / "b")
+    with pytest.raises(DataError, match="sweep key dataset value .*data/nowhere"):
+        start_sweep(ROOT / "configs" / "shapes_rgb.yaml", [], [data.replace("data/shapes", "data/nowhere")],
+                    runs_dir=tmp_path / "c")  # fmt: skip
 
 
 def test_bad_sweeps_fail_before_anything_is_created(tmp_path):

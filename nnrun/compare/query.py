@@ -22,7 +22,7 @@ from typing import Any
 
 from nnrun import rundir as rd
 from nnrun.compare.records import COLUMNS, RunRecord, load_records
-from nnrun.errors import ConfigError, did_you_mean
+from nnrun.errors import ConfigError, RunDirError, did_you_mean
 
 DEFAULT_COLUMNS = COLUMNS[:16]
 LIST_COLUMNS = ("id", "dataset", "status", "epochs", "best_val_accuracy", "test_accuracy", "duration", "started")
@@ -349,7 +349,11 @@ def _grouped(records: list[RunRecord], shown: list[RunRecord], group_by: list[st
     if sweeps and (sweeps[0] / rd.SWEEP).is_file():  # a trial's mean is over its last attempt's seeds, as sweep.json's
         from nnrun.sweep.state import read_state
 
-        replaced = {d for t in read_state(sweeps[0]).trials for d in t.previous_run_dirs}
+        try:
+            replaced = {d for t in read_state(sweeps[0]).trials for d in t.previous_run_dirs}
+        except RunDirError as exc:
+            replaced = set()
+            notes.append(f"{exc} Every run of each trial is counted.")
         if left := [r for r in shown if r.path.parent == sweeps[0] and r.path.name in replaced]:
             shown = [r for r in shown if r not in left]
             notes.append(f"left out {len(left)} run(s) of earlier attempts that a retry replaced "

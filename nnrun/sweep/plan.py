@@ -42,7 +42,7 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
     said = "--metric" if "metric" in given else "sweep.metric" if section.metric else "the default metric"
     metric, monitor = check_metric(section.metric or default_metric(config), section.prune, config, said)
     for key, axis in grid.items():  # a value that drops the metric (validation: none, metrics without it) fails its trials
-        if key.startswith(("training.metrics", "dataset.validation")) and isinstance(axis, list):
+        if (space.reaches(key, "training.metrics") or space.reaches(key, "dataset.validation")) and isinstance(axis, list):
             for value in axis:
                 try:
                     check_metric(metric, section.prune, validate_config(space.resolve(base, {key: value})), said)

@@ -7,6 +7,7 @@ turned into Optuna's distributions when a trial is asked for: every sampler draw
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import re
@@ -209,32 +210,46 @@ def check_fixed(base: dict[str, Any], grid: dict[str, Any], data_here: bool = Tr
     from nnrun.datasets.images import resolve_folder
     from nnrun.models import create_layer
 
-    config = validate_config({**base, "sweep": None})
+    config, lists = validate_config({**base, "sweep": None}), {k: v for k, v in grid.items() if isinstance(v, list)}
+
+    @functools.cache
+    def valued(key: str, i: int) -> RunConfig:  # the config with one grid value set: once, for every place it reaches
+        return validate_config({**resolve(base, {key: lists[key][i]}), "sweep": None})
 
     def layer(c: RunConfig, i: int) -> None:
         if i < len(c.model.layers) and (spec := c.model.layers[i]).type not in backbone_names():
             create_layer(spec.model_dump(), i)
 
+    def data(c: RunConfig) -> None:  # from here, where the sweep starts: its trials work there too
+        if c.dataset.name == "csv":
+            existing_file(c.dataset.path)
+        elif c.dataset.name == "images":
+            resolve_folder(c.dataset.path, "dataset.path")
+
     checks = {"training.optimizer": lambda c: kn.create_optimizer(c.training.optimizer),
               "training.loss": lambda c: kn.check_loss(c.training.loss),
               "training.metrics": lambda c: kn.check_metrics(c.training.metrics),
               "training.callbacks": lambda c: kn.create_callbacks(c.training.callbacks)}  # fmt: skip
-    checks |= {f"model.layers.{i}": lambda c, i=i: layer(c, i) for i in range(len(config.model.layers))}
-    if config.dataset.name == "csv" and data_here:  # from here, where the sweep starts: its trials work there too
-        checks["dataset.path"] = lambda c: existing_file(c.dataset.path)
-    elif config.dataset.name == "images" and data_here:
-        checks["dataset.path"] = lambda c: resolve_folder(c.dataset.path, "dataset.path")
+    layers = max(len(c.model.layers) for c in [config, *(valued(k, i) for k in lists if k in ("model", "model.layers")
+                                                          for i in range(len(lists[k])))])  # a value may hold more
+    checks |= {f"model.layers.{i}": lambda c, i=i: layer(c, i) for i in range(layers)}
+    checks |= {"dataset.path": data} if data_here else {}
     for place, check in checks.items():
-        varied = [k for k in grid if k == place or k.startswith(f"{place}.") or place.startswith(f"{k}.")]
+        varied = [k for k in grid if reaches(k, place)]
         if not varied:
             check(config)
-        elif len(varied) == 1 and isinstance(values := grid[varied[0]], list):
-            for value in values:
+        elif len(varied) == 1 and varied[0] in lists:
+            for i, value in enumerate(lists[varied[0]]):
                 try:
-                    check(validate_config({**resolve(base, {varied[0]: value}), "sweep": None}))
+                    check(valued(varied[0], i))
                 except (ConfigError, DataError) as exc:
                     raise type(exc)(f"sweep key {varied[0]} value {json.dumps(value)}: {exc} Every trial with that "
                                     "value would fail on this: fix or drop the value.") from None  # fmt: skip
+
+
+def reaches(key: str, place: str) -> bool:
+    """Whether varying ``key`` changes ``place``: the same key, one inside it, or one around it."""
+    return key == place or key.startswith(f"{place}.") or place.startswith(f"{key}.")
 
 
 def grid_choices(grid: dict[str, Any]) -> dict[str, list[Any]]:
