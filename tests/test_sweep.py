@@ -39,6 +39,8 @@ from nnrun.sweep.space import collect_grid, decode, distributions, parse_grid_op
 from nnrun.sweep.state import read_state
 from nnrun.sweep.study import HEARTBEAT, RETRY_OF, BudgetSpent, fail_stale, open_study, retry
 
+from conftest import make_image_folder
+
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP_CONFIG = ROOT / "configs" / "diabetes_sweep.yaml"
 TWO_EPOCHS = ["training.epochs=2"]
@@ -446,8 +448,7 @@ def test_grid_values_yaml_reads_as_dates_stay_the_text_written():
     assert grid["model.layers.0.units"] == [["2024-01-02 10:00:00"]]
 
 
-def test_each_value_of_a_grid_list_is_checked_as_its_own_config_before_the_sweep_starts(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)  # the data paths below are the repository's
+def test_each_value_of_a_grid_list_is_checked_as_its_own_config_before_the_sweep_starts(tmp_path):
     # A value holding more layers than the base config: its extra layer is checked too.
     layers = ("model.layers=[{type: Dense, units: 4}, {type: Dense, units: 1, activation: sigmoid}],"
               "[{type: Dense, units: 4}, {type: Dense, units: 4}, {type: Dense, units: 4}, {type: Dense, units: -1}]")
@@ -455,11 +456,12 @@ def test_each_value_of_a_grid_list_is_checked_as_its_own_config_before_the_sweep
         start_sweep(SWEEP_CONFIG, [], [layers], runs_dir=tmp_path / "a")
     assert not (tmp_path / "a").exists()
     # A value that changes what the data is (a CSV, an image folder, MNIST) is checked as what it is.
-    data = ("dataset={name: images, path: data/shapes, image_size: [32, 32], validation: 0.2},"
+    folder = make_image_folder(tmp_path / "shapes", per_class=4)
+    data = (f"dataset={{name: images, path: {folder}, image_size: [32, 32], validation: 0.2}},"
             "{name: mnist, validation: 0.2}")  # fmt: skip
     start_sweep(ROOT / "configs" / "shapes_rgb.yaml", [], [data], runs_dir=tmp_path / "b")
-    with pytest.raises(DataError, match="sweep key dataset value .*data/nowhere"):
-        start_sweep(ROOT / "configs" / "shapes_rgb.yaml", [], [data.replace("data/shapes", "data/nowhere")],
+    with pytest.raises(DataError, match="sweep key dataset value .*nowhere"):
+        start_sweep(ROOT / "configs" / "shapes_rgb.yaml", [], [data.replace(str(folder), str(tmp_path / "nowhere"))],
                     runs_dir=tmp_path / "c")  # fmt: skip
 
 
