@@ -8,6 +8,7 @@ exit codes (0 ok, 1 failure, 2 bad input, 130 interrupted). Heavy modules
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -71,10 +72,10 @@ def _load(config: Path, sets: list[str] | None, *, name: str | None = None, runs
 
     overrides, flags = list(sets or []), {}
     if name is not None:
-        overrides.append(f"run.name={name}")
+        overrides.append(f"run.name={json.dumps(name)}")  # as text: --name 2024 is not a number, nor 'null' none
         flags["run.name"] = "--name"
     if runs_dir is not None:
-        overrides.append(f"run.runs_dir={runs_dir}")
+        overrides.append(f"run.runs_dir={json.dumps(str(runs_dir))}")
         flags["run.runs_dir"] = "--runs-dir"
     return load_config(config, overrides, echo=echo, flags=flags)
 

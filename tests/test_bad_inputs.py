@@ -249,6 +249,7 @@ CASES = [
     Case("set-without-value", ["expected KEY=VALUE"], args=["--set", "training.epochs"]),
     Case("set-wrong-type", ["training.epochs", "valid integer"], args=["--set", "training.epochs=many"]),
     Case("name-with-slash", ["run.name", "got 'a/b'", "Pass another --name."], args=["--name", "a/b"]),
+    Case("name-empty", ["run.name", "got ''", "(given by --name). Pass another --name."], args=["--name", ""]),
     Case("runs-dir-is-a-file", ["runs folder", "cannot create it"], args=["--runs-dir", "{tmp}/file.txt"]),
     Case("no-config", ["give exactly one of CONFIG"], args=[], base=""),
     Case("config-and-resume", ["give exactly one of CONFIG", "--resume"], args=["--resume", "{tmp}"]),

@@ -167,3 +167,12 @@ def test_an_unexpected_exception_is_one_line_and_exit_1(monkeypatch, tmp_path):
     result = runner.invoke(app, ["predict", str(tmp_path), "a.png"])
     assert result.exit_code == 1
     assert result.stderr.strip() == "Error: unexpected RuntimeError: disk on fire (run again with --debug for the traceback)."
+
+
+def test_name_and_runs_dir_are_taken_as_the_text_typed():
+    from nnrun.cli import _load
+
+    # As YAML, 2024 is a number, null is none and ' #' starts a comment: the flags are plain text.
+    config = _load(Path(DIABETES), [], name="2024", runs_dir=Path("/tmp/my runs #2"))
+    assert (config.run.name, config.run.runs_dir) == ("2024", "/tmp/my runs #2")
+    assert _load(Path(DIABETES), [], name="null").run.name == "null"

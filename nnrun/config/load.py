@@ -280,6 +280,7 @@ def format_validation_error(exc: ValidationError, data: dict, source: str, lines
         return f"{key}.{tag} must be one of {choices}, got {got!r}{hint} ({where})."
     msg = " or ".join(dict.fromkeys(m[0].lower() + m[1:] for m in alternatives if m))
     fix = f" Pass another {flags[key]}." if key in (flags or {}) else f" Fix the file or pass --set {_set_path(loc)}=..."
+    where = f"given by {flags[key]}" if key in (flags or {}) else where  # not the file, nor a --set
     fix = fix if loc else ""
     return f"{key or 'the config'}: {msg}, got {received!r} ({where}).{fix}"
 
