@@ -41,8 +41,9 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
     space.check_grid(grid, base, section.repeats, flags=flags)
     said = "--metric" if "metric" in given else "sweep.metric" if section.metric else "the default metric"
     metric, monitor = check_metric(section.metric or default_metric(config), section.prune, config, said)
-    for key, axis in grid.items():  # a value that drops the metric (validation: none, metrics without it) fails its trials
-        if (space.reaches(key, "training.metrics") or space.reaches(key, "dataset.validation")) and isinstance(axis, list):
+    for place in ("training.metrics", "dataset.validation"):  # a value that drops the metric fails its trials
+        varied = [k for k in grid if space.reaches(k, place)]  # one key alone: as space.check_fixed
+        if len(varied) == 1 and isinstance(axis := grid[key := varied[0]], list):
             for value in axis:
                 try:
                     check_metric(metric, section.prune, validate_config(space.resolve(base, {key: value})), said)
