@@ -42,9 +42,8 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
     said = "--metric" if "metric" in given else "sweep.metric" if section.metric else "the default metric"
     metric, monitor = check_metric(section.metric or default_metric(config), section.prune, config, said)
     for place in ("training.metrics", "dataset.validation"):  # a value that drops the metric fails its trials
-        varied = [k for k in grid if space.reaches(k, place)]  # one key alone: as space.check_fixed
-        if len(varied) == 1 and isinstance(axis := grid[key := varied[0]], list):
-            for value in axis:
+        if key := space.sole_list_key(grid, place):  # as space.check_fixed
+            for value in grid[key]:
                 try:
                     check_metric(metric, section.prune, validate_config(space.resolve(base, {key: value})), said)
                 except ConfigError as exc:

@@ -235,21 +235,27 @@ def check_fixed(base: dict[str, Any], grid: dict[str, Any], data_here: bool = Tr
     checks |= {f"model.layers.{i}": lambda c, i=i: layer(c, i) for i in range(layers)}
     checks |= {"dataset.path": data} if data_here else {}
     for place, check in checks.items():
-        varied = [k for k in grid if reaches(k, place)]
-        if not varied:
+        if not any(reaches(k, place) for k in grid):
             check(config)
-        elif len(varied) == 1 and varied[0] in lists:
-            for i, value in enumerate(lists[varied[0]]):
+        elif key := sole_list_key(grid, place):
+            for i, value in enumerate(lists[key]):
                 try:
-                    check(valued(varied[0], i))
+                    check(valued(key, i))
                 except (ConfigError, DataError) as exc:
-                    raise type(exc)(f"sweep key {varied[0]} value {json.dumps(value)}: {exc} Every trial with that "
+                    raise type(exc)(f"sweep key {key} value {json.dumps(value)}: {exc} Every trial with that "
                                     "value would fail on this: fix or drop the value.") from None  # fmt: skip
 
 
 def reaches(key: str, place: str) -> bool:
     """Whether varying ``key`` changes ``place``: the same key, one inside it, or one around it."""
     return key == place or key.startswith(f"{place}.") or place.startswith(f"{key}.")
+
+
+def sole_list_key(grid: dict[str, Any], place: str) -> str | None:
+    """The grid key that alone varies ``place``, if its values are a list: each value can be checked before the
+    sweep starts, against the base config (a key inside another's values can only be checked with them)."""
+    varied = [k for k in grid if reaches(k, place)]
+    return varied[0] if len(varied) == 1 and isinstance(grid[varied[0]], list) else None
 
 
 def grid_choices(grid: dict[str, Any]) -> dict[str, list[Any]]:
