@@ -35,7 +35,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -177,6 +177,9 @@ class RunDir:
     """A run directory being written or read."""
 
     path: Path
+    # When this process started (or resumed) training it, to the microsecond: run.json's "started" is to the second,
+    # and a duration from it would count the part of that second already gone.
+    since: datetime | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -226,6 +229,7 @@ class RunDir:
         info.update(extra or {})
         self.claim()
         self.write_run(info)
+        self.since = now
         return info
 
     def claim(self) -> None:
@@ -298,12 +302,13 @@ class RunDir:
                  "argv": list(argv), "pid": os.getpid(), "host": socket.gethostname()}  # fmt: skip
         self.update_run(status="running", pid=os.getpid(), host=socket.gethostname(), error=None, duration_s=None,
                         resumed=[*info.get("resumed", []), entry])  # fmt: skip
+        self.since = now
 
     def finish(self, status: str, *, now: datetime, error: str | None = None, **extra: Any) -> dict[str, Any]:
         """``run.json`` with its final status; ``duration_s`` is the time trained, over every resume."""
         info = self.read_run()
         last = (info.get("resumed") or [{}])[-1]
-        since = datetime.fromisoformat(last.get("at", info["started"]))
+        since = self.since or datetime.fromisoformat(last.get("at", info["started"]))
         info.update(
             status=status,
             finished=now.isoformat(timespec="seconds"),

@@ -270,6 +270,22 @@ def test_duration_counts_the_time_trained_not_the_pause_before_a_resume(tmp_path
     assert [r["active_s"] for r in info["resumed"]] == [10, 15, 18]
 
 
+def test_duration_is_not_rounded_to_the_second_the_run_started_in(tmp_path):
+    from datetime import timedelta
+
+    t0 = datetime(2026, 1, 1, 12, 0, 0, 900_000)  # run.json says 12:00:00
+    run = rd.RunDir(tmp_path / "20260101-120000-x")
+    run.path.mkdir()
+    run.start(name="x", seed=1, argv=[], now=t0)
+    assert run.finish("completed", now=t0 + timedelta(seconds=0.2))["duration_s"] == 0.2  # not 1.1
+    (run.path / rd.CHECKPOINTS).mkdir()
+    write_json_atomic(run.file(rd.LAST_CHECKPOINT_STATE), {"epoch": 2})
+    run.update_run(status="interrupted")
+    at = t0 + timedelta(hours=1)  # resumed at 13:00:00.9 by this process: 0.3 s more
+    run.mark_resumed(run.read_run(), from_epoch=2, argv=[], now=at)
+    assert run.finish("completed", now=at + timedelta(seconds=0.3))["duration_s"] == 0.5
+
+
 @pytest.mark.slow
 def test_resume_refuses_a_completed_run(uninterrupted):
     result = subprocess.run([*NNRUN, "train", "--resume", str(uninterrupted)], capture_output=True, text=True)
