@@ -66,7 +66,7 @@ def guarded(debug: bool, fn: Callable[[], object]) -> object:
     return None
 
 
-def _load(config: Path, sets: list[str] | None, *, name: str | None = None, runs_dir: Path | None = None,
+def _load(config: Path, sets: list[str] | None, *, name: str | None = None, runs_dir: str | None = None,
           echo: list[str] | None = None):
     from nnrun.config import load_config
 
@@ -85,7 +85,7 @@ def train(
     config: Annotated[Optional[Path], typer.Argument(help="The YAML config, e.g. configs/mnist_mlp.yaml.", show_default=False)] = None,
     sets: Sets = None,
     name: Annotated[Optional[str], typer.Option("--name", "-n", help="Run name (default: the config's run.name or file name).")] = None,
-    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Folder for run directories (default: run.runs_dir, 'runs').")] = None,
+    runs_dir: Annotated[Optional[str], typer.Option("--runs-dir", help="Folder for run directories (default: run.runs_dir, 'runs').")] = None,
     smoke: Annotated[bool, typer.Option("--smoke", help="Seconds-long check: 512 training samples, 1 epoch.")] = False,
     resume: Annotated[Optional[Path], typer.Option("--resume", metavar="RUN_DIR", help="Continue an interrupted or crashed run from its last completed epoch.")] = None,
     rerun: Annotated[Optional[Path], typer.Option("--rerun", metavar="RUN_DIR", help="Train a run's saved config again, in a new run directory.")] = None,
@@ -106,7 +106,7 @@ def train(
             )
         reporter = Reporter(make_console(quiet=quiet))
         if resume is not None:
-            if sets or name or runs_dir or smoke:
+            if sets or name is not None or runs_dir is not None or smoke:
                 raise ConfigError("--resume continues a run exactly as it was configured; drop --set, --name, --runs-dir and --smoke.")
             from nnrun.training import resume as resume_run
 

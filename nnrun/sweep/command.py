@@ -43,7 +43,7 @@ def add_command(app: typer.Typer, guarded: Guard, debug_option: Any, sets_option
         join: Annotated[Optional[Path], typer.Option("--join", metavar="SWEEP_DIR", help="Work on a running sweep's study too, from another process or machine.")] = None,
         resume: Annotated[Optional[Path], typer.Option("--resume", metavar="SWEEP_DIR", help="Continue a stopped sweep: failed or interrupted trials again (from their checkpoints), then the rest.")] = None,
         name: Annotated[Optional[str], typer.Option("--name", "-n", help="Sweep name (default: the config's run.name or file name).")] = None,
-        runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Folder for the sweep directory (default: run.runs_dir, 'runs').")] = None,
+        runs_dir: Annotated[Optional[str], typer.Option("--runs-dir", help="Folder for the sweep directory (default: run.runs_dir, 'runs').")] = None,
         smoke: Annotated[bool, typer.Option("--smoke", help="Seconds-long trials: 512 training samples, 1 epoch each.")] = False,
         debug: debug_option = False,
     ) -> None:
