@@ -34,7 +34,7 @@ from typer.testing import CliRunner
 from nnrun.cli import app
 from nnrun.config import load_config
 from nnrun.errors import ConfigError, DataError, RunDirError, RunInterrupted
-from nnrun.sweep.orchestrate import start_sweep, work
+from nnrun.sweep.orchestrate import start_sweep, sweep_comparison, work
 from nnrun.sweep.space import collect_grid, decode, distributions, parse_grid_option
 from nnrun.sweep.state import read_state
 from nnrun.sweep.study import HEARTBEAT, RETRY_OF, BudgetSpent, fail_stale, open_study, retry
@@ -712,6 +712,30 @@ def test_the_table_of_a_sweep_whose_runs_name_no_trial_groups_by_the_keys(tmp_pa
     assert "trial" not in comparison.columns and [r.fields["runs"] for r in comparison.records] == [2]
 
 
+@pytest.mark.parametrize("repeats", [1, 2])
+def test_a_table_of_pruned_trials_only_says_where_their_values_are_when_the_metric_is_measured_at_the_end(tmp_path, repeats):
+    from nnrun import rundir as rd
+    from nnrun.sweep.space import trial_config
+    from nnrun.sweep.state import Trial
+
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path, prune="median", metric="validation.accuracy",
+                              repeats=repeats)  # fmt: skip
+    params = {"model.layers.0.units": 12, "training.batch_size": 16}
+    trial = Trial(1, f"{state.name}-t01", params, status="pruned", error="pruned after epoch 1: val_accuracy 0.5345")
+    name = trial.name + "-seed42" * (repeats > 1)  # a pruned trial stops at its first seed
+    config = trial_config(state.base_config, params, name=name, runs_dir=str(path))
+    run = rd.RunDir(rd.create_run_dir(path, name, datetime(2026, 1, 1)))
+    run.start(name=name, seed=42, argv=[], now=datetime(2026, 1, 1), extra={"config": config.to_dict(), "trial": 1})
+    run.finish("pruned", now=datetime(2026, 1, 1, 0, 1), error=trial.error)
+    trial.run_dirs.append(run.path.name)
+    state.trials = [trial]
+    # No run has validation.accuracy (no metrics.json): compare would refuse to sort by it, so the table leaves it out.
+    comparison = sweep_comparison(path, state)
+    assert [r.status for r in comparison.records] == ["pruned"] and "validation.accuracy" not in comparison.columns
+    assert comparison.notes[-1] == ("pruned trials stop before validation.accuracy is measured, at the end of "
+                                    "training: the val_accuracy each was pruned at is in sweep.json (the trial's error).")
+
+
 def test_resume_queues_a_failed_trial_again_even_after_its_heartbeat_retries(tmp_path):
     import optuna
 
@@ -1099,6 +1123,8 @@ def test_median_pruning_stops_a_clearly_worse_trial_after_an_epoch(tmp_path):
     assert len(history) == run["epochs_run"]
     assert study.trials[2].intermediate_values == {i + 1: float(r["val_loss"]) for i, r in enumerate(history)}
     assert by_rate[1e-5].value == pytest.approx(min(float(r["val_loss"]) for r in history))  # best_val_loss, ranked
+    assert by_rate[1e-5].error == run["error"]  # sweep.json says where it was pruned, as its trial line did
+    assert not [n for n in sweep_comparison(path, result).notes if "pruned" in n]  # best_val_loss: from its history
     # compare and show say pruned too.
     listed = CliRunner().invoke(app, ["compare", str(path), "--format", "csv", "--columns", "id,status"])
     assert f"{pruned.name},pruned" in listed.stdout

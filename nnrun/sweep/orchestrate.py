@@ -365,15 +365,20 @@ def sweep_comparison(sweep_dir: Path, state: SweepState) -> Any:
     records = [read_record(p) for p in paths]
     keys = [column for key in state.grid for column in _columns(canonical(key), records)]
     test = "test_r2" if default_metric(validate_config(state.base_config)) == "val_loss" else "test_accuracy"
-    columns = list(dict.fromkeys([*(["status"] if state.repeats > 1 else ["name", "status"]), *keys, state.metric,
+    # No run has a metric measured at the end when every run so far was pruned or failed: compare would refuse it.
+    metric = [state.metric] if any(lookup(r, state.metric) not in (ABSENT, None) for r in records) else []
+    columns = list(dict.fromkeys([*(["status"] if state.repeats > 1 else ["name", "status"]), *keys, *metric,
                                   test, "duration"]))  # fmt: skip
     # Repeats: a row per trial (its seeds; run.json's trial), though random and tpe may draw one point twice.
     trial = ["trial"] if any("trial" in r.info for r in records) else []  # not in older runs
-    comparison = compare_runs(paths, sort=state.metric, columns=[",".join(columns)], records=records,
+    comparison = compare_runs(paths, sort=(metric or [None])[0], columns=[",".join(columns)], records=records,
                               group_by=[*trial, *keys] if state.repeats > 1 else None)
     comparison.records.sort(key=lambda row: row.status != "completed")  # a pruned trial's value is of fewer epochs
     comparison.notes.extend(f"trial {t.index} ({space.params_text(t.params)}): {t.status}: {t.error}"
                             for t in state.trials if t.status in ("invalid", "diverged"))  # fmt: skip
+    if any(r.status == "pruned" and lookup(r, state.metric) in (ABSENT, None) for r in records):
+        comparison.notes.append(f"pruned trials stop before {state.metric} is measured, at the end of training: the "
+                                f"{state.monitor} each was pruned at is in sweep.json (the trial's error).")  # fmt: skip
     return comparison
 
 

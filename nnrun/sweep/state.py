@@ -26,7 +26,7 @@ class Trial:
     params: dict[str, Any]
     status: str = "pending"
     run_dir: str | None = None  # the first seed's, relative to the sweep directory
-    error: str | None = None
+    error: str | None = None  # why it did not complete; a pruned one: the epoch and value it was pruned at
     duration_s: float | None = None
     attempts: int = 0
     previous_run_dirs: list[str] = field(default_factory=list)  # left by earlier attempts

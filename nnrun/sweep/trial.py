@@ -77,6 +77,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         value, epoch = run_values(run, state.metric, "diverged_epoch")
         values.append(pruned_at if status == "pruned" and value is None else value)  # the metric, as the table's
         if status == "pruned":
+            error = rd.RunDir(run).read_run().get("error")  # why: "pruned after epoch 2: val_accuracy 0.51"
             break
         if epoch:  # the loss went NaN: an accuracy may still read as a number
             status, error = "diverged", f"the loss became NaN in epoch {epoch:.0f}{f' of seed {seed}' * (state.repeats > 1)}: {_DIVERGED}"
