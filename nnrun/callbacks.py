@@ -104,7 +104,7 @@ def make_pruning_callback(monitor: str, judge: Any) -> Any:
     """A callback that reports ``logs[monitor]`` after every epoch to ``judge(epoch, value) -> bool``.
 
     ``judge`` (a sweep's pruner) says whether to stop; the callback then ends ``fit`` after this
-    epoch, which is already saved, and records why in ``reason``. A monitor missing from the
+    epoch (unless it was the last), which is already saved, and records why in ``reason``. A monitor missing from the
     logs raises instead of doing nothing: a pruner that never hears a value never prunes.
     """
 
@@ -120,7 +120,9 @@ def make_pruning_callback(monitor: str, judge: Any) -> Any:
 
                 raise ConfigError(f"the sweep metric {monitor} is not in the epoch's logs ({', '.join(sorted(logs))}); "
                                   "rank by one of those with --metric.")
-            if judge(epoch + 1, float(logs[monitor])):
+            # The last epoch is reported too (the median pruner compares finished trials by it), but a trial that
+            # trained every epoch completed: it is evaluated and saved, and can be the best.
+            if judge(epoch + 1, float(logs[monitor])) and epoch + 1 < self.params.get("epochs", float("inf")):
                 self.reason = f"pruned after epoch {epoch + 1}: {monitor} {float(logs[monitor]):.4f}"
                 self.model.stop_training = True
 

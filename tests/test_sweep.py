@@ -200,6 +200,22 @@ def optuna_state(name: str):
     return getattr(optuna.trial.TrialState, name)
 
 
+def test_a_trial_is_not_pruned_after_its_last_epoch_which_it_still_reports():
+    from types import SimpleNamespace
+
+    from nnrun.callbacks import make_pruning_callback
+
+    heard: list[int] = []
+    callback = make_pruning_callback("val_loss", lambda epoch, value: heard.append(epoch) or True)  # "prune" always
+    callback.set_params({"epochs": 3, "steps": 1, "verbose": 0})
+    callback.set_model(SimpleNamespace(stop_training=False))
+    callback.on_epoch_end(1, {"val_loss": 0.7})
+    assert callback.model.stop_training and callback.reason == "pruned after epoch 2: val_loss 0.7000"
+    callback.model.stop_training, callback.reason = False, None
+    callback.on_epoch_end(2, {"val_loss": 0.6})  # epoch 3 of 3: it trained them all, so it completes
+    assert heard == [2, 3] and not callback.model.stop_training and callback.reason is None
+
+
 @pytest.mark.parametrize("storage", ["journal", "sqlite"])
 def test_a_trial_whose_heartbeat_stopped_is_failed_and_queued_again(tmp_path, monkeypatch, storage):
     import optuna
