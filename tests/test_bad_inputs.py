@@ -267,6 +267,9 @@ CASES = [
          command="sweep", args=["--search", "bayes"]),
     Case("sweep-name-with-slash", ["run.name", "got 'a/b'", "Pass another --name."], base="diabetes_sweep",
          command="sweep", args=["--name", "a/b"]),
+    Case("sweep-set-on-a-grid-key", ["--set training.batch_size=32: the sweep varies training.batch_size over [16, 64]",
+                                     "drop the --set"], base="diabetes_sweep", command="sweep",
+         args=["--set", "training.batch_size=32"]),  # else every trial replaced it, and sweep.json kept it
     Case("sweep-runs-dir-empty", ["run.runs_dir: must name a folder", "Pass another --runs-dir."],
          base="diabetes_sweep", command="sweep", args=["--runs-dir", ""]),
     Case("resume-with-empty-runs-dir", ["--resume continues a run exactly as it was configured"],

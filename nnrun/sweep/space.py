@@ -117,11 +117,14 @@ def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Any]:
 
 
 def check_sets(grid: dict[str, Any], sets: list[str], base: dict[str, Any]) -> None:
-    """ConfigError for a ``--set`` inside a grid key, whose every value replaces the mapping the ``--set`` went into
-    (``--set training.optimizer.learning_rate=0.5`` with ``--grid training.optimizer=sgd,adam``)."""
+    """ConfigError for a ``--set`` of a grid key, or inside one, whose every value replaces the mapping the ``--set``
+    went into (``--set training.optimizer.learning_rate=0.5`` with ``--grid training.optimizer=sgd,adam``)."""
     for text in sets:
         inner = normalize_key(text.split("=")[0], base)
         for key, axis in grid.items():
+            if inner == key:  # every trial sets its own value
+                raise ConfigError(f"--set {text}: the sweep varies {key} over {json.dumps(axis)}, so every trial would "
+                                  f"replace this value; drop the --set, or give the values to try: --grid {key}=V1,V2.")
             if inner.startswith(f"{key}."):
                 first = axis[0].get("type", "...") if isinstance(axis[0], dict) else axis[0]
                 raise ConfigError(f"--set {text}: --grid {key} replaces {key} whole with each of its values, so this "
