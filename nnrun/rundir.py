@@ -378,7 +378,17 @@ def pid_alive(pid: int | None) -> bool:
         return True
     except (OSError, ValueError):
         return False
-    return True
+    return not _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` exited and only waits for its parent to read its exit code (a sweep's ``--jobs`` worker killed
+    with ``kill -9`` while the main worker trains): signal 0 still reaches it, but it trains nothing (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def effective_status(info: dict[str, Any], path: str | Path | None = None) -> str:

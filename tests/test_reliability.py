@@ -270,6 +270,20 @@ def test_duration_counts_the_time_trained_not_the_pause_before_a_resume(tmp_path
     assert [r["active_s"] for r in info["resumed"]] == [10, 15, 18]
 
 
+def test_a_process_that_exited_but_was_not_waited_for_is_not_alive():
+    """A killed --jobs worker stays a zombie until the main worker reaps it: its runs are crashed, to resume."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.time() + 30
+        while open(f"/proc/{child.pid}/stat").read().rpartition(")")[2].split()[0] != "Z":
+            assert time.time() < deadline
+            time.sleep(0.05)
+        assert not rd.pid_alive(child.pid)
+    finally:
+        child.wait()
+    assert rd.pid_alive(os.getpid())
+
+
 def test_duration_is_not_rounded_to_the_second_the_run_started_in(tmp_path):
     from datetime import timedelta
 
