@@ -660,6 +660,25 @@ def test_a_grid_key_inside_another_is_checked_in_each_of_its_values_and_negative
                     "factor: 2}", "preprocessing.0.factor=1,2"], runs_dir=tmp_path)  # fmt: skip
 
 
+def test_the_retrain_command_trains_the_trials_own_config_once_the_config_file_has_changed(tmp_path):
+    from nnrun.sweep.orchestrate import retrain_command
+
+    config, runs = tmp_path / "cfg.yaml", tmp_path / "runs"
+    config.write_text(SWEEP_CONFIG.read_text())
+    _, state = start_sweep(config, ["dataset.validation=0.25"], runs_dir=runs)
+    params, run = {"model.layers.0.units": 64, "training.batch_size": 16}, Path("runs/sweep-x/20260101-120000-cfg-t01")
+    command = retrain_command(state, params, run)
+    assert command.startswith(f"nnrun train {config} --set model.layers.0.units=64")
+    assert command.count("dataset.validation") == 1  # =none; not =0.25 first
+    # Edited since the sweep started (or gone): the file would train another model, so the trial's run directory
+    # gives the config, which --rerun trains again in a new run.
+    config.write_text(SWEEP_CONFIG.read_text().replace("units: 8, activation: relu", "units: 16, activation: relu"))
+    rerun = f"nnrun train --rerun {run} --set dataset.validation=none --runs-dir {runs} --name cfg-best"
+    assert retrain_command(state, params, run) == rerun
+    config.unlink()
+    assert retrain_command(state, params, run) == rerun
+
+
 def test_the_retrain_command_keeps_the_validation_split_a_callback_monitors(tmp_path):
     from nnrun.sweep.orchestrate import retrain_command, watches_validation
 

@@ -265,7 +265,15 @@ def summarize(study: Any, state: SweepState, sweep_dir: Path) -> None:
     done = [t for t in state.trials if t.status == "completed" and t.value is not None]
     best = (max if state.direction == "maximize" else min)(done, key=lambda t: t.value) if done else None
     state.best = None if best is None else {"trial": best.index, "value": best.value, "std": best.std, "params": best.params,
-                           "retrain": retrain_command(state, best.params)}  # fmt: skip
+                           "retrain": retrain_command(state, best.params, best.run_dir and _shown(sweep_dir / best.run_dir, state))}  # fmt: skip
+
+
+def _shown(path: Path, state: SweepState) -> Path:
+    """``path`` relative to the folder the sweep started in, where it is inside it."""
+    try:
+        return path.relative_to(state.cwd or "")
+    except ValueError:
+        return path
 
 
 def refresh(sweep_dir: Path, state: SweepState, study: Any,
@@ -288,20 +296,38 @@ def refresh(sweep_dir: Path, state: SweepState, study: Any,
         write_state(sweep_dir, state)
 
 
-def retrain_command(state: SweepState, params: dict[str, Any]) -> str:
+def retrain_command(state: SweepState, params: dict[str, Any], run_dir: Path | None = None) -> str:
     """``nnrun train CONFIG --set ...``: the sweep's settings with the best values, on all the training data, in a new
-    run."""
+    run. Where CONFIG no longer reads as the config the trials varied (edited, moved or gone since the sweep started),
+    ``nnrun train --rerun RUN_DIR ...``: the trial's own config, from its run directory ``run_dir``."""
+    split = not watches_validation(state) and state.base_config["dataset"].get("validation") not in ("none", "test", None)
+    tail = ["--runs-dir", str(state.base_config["run"]["runs_dir"])] + ["--smoke"] * state.smoke  # beside the sweep's
+    tail += ["--name", f"{state.name}-best"]
+    if run_dir is not None and not _config_file_unchanged(state):
+        words = ["nnrun", "train", "--rerun", str(run_dir)] + ["--set", "dataset.validation=none"] * split
+        return " ".join(shlex.quote(w) for w in words + tail)
     given = [(s, space.normalize_key(s.split("=")[0], state.base_config)) for s in state.sets if not s.startswith("sweep.")]
-    sets = [s for s, k in given if k not in params]  # the sweep's --set values, less those the trial's replace
+    # The sweep's --set values, less those the trial's values (or the validation split's end) replace.
+    sets = [s for s, k in given if k not in params and not (split and k == "dataset.validation")]
     for key, value in space.in_order(params).items():  # a text YAML reads as another value ('null') as JSON
         sets.append(f"{key}={value if _plain(value) else json.dumps(value)}")
-    if not watches_validation(state) and state.base_config["dataset"].get("validation") not in ("none", "test", None):
+    if split:
         sets.append("dataset.validation=none")  # the validation part goes back into training
         if _has_sweep_section(state):  # which ranks by a val_ metric: nnrun check would hold that against the retrain
             sets.append("sweep=null")
     words = ["nnrun", "train", state.config_file or "CONFIG"] + [w for s in sets for w in ("--set", s)]
-    words += ["--runs-dir", str(state.base_config["run"]["runs_dir"])] + ["--smoke"] * state.smoke  # beside the sweep's folder
-    return " ".join(shlex.quote(w) for w in words + ["--name", f"{state.name}-best"])
+    return " ".join(shlex.quote(w) for w in words + tail)
+
+
+def _config_file_unchanged(state: SweepState) -> bool:
+    """Whether the sweep's config file, with its ``--set`` values, still reads as the config the trials varied."""
+    run = state.base_config["run"]
+    places = [f"run.{key}={json.dumps(run[key])}" for key in ("name", "runs_dir")]  # --name and --runs-dir set them
+    try:
+        config = load_config(Path(state.cwd or ".", state.config_file or ""), [*state.sets, *places])
+    except (NnrunError, OSError):
+        return False
+    return json.loads(json.dumps({**config.to_dict(), "sweep": None}, default=str)) == state.base_config
 
 
 def _has_sweep_section(state: SweepState) -> bool:
