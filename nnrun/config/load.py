@@ -283,6 +283,8 @@ def format_validation_error(exc: ValidationError, data: dict, source: str, lines
     fix = f" Pass another {flags[key]}." if key in (flags or {}) else f" Fix the file or pass --set {_set_path(loc)}=..."
     where = f"given by {flags[key]}" if key in (flags or {}) else where  # not the file, nor a --set
     fix = fix if loc else ""
+    if tuple(loc[:2]) == ("sweep", "grid") and key not in (flags or {}):  # dotted keys: --set cannot reach one
+        fix = " Give it a list of values in the file, e.g. [12, 64], or a range such as 'loguniform(1e-4, 1e-1)'."
     return f"{key or 'the config'}: {msg}, got {received!r} ({where}).{fix}"
 
 
