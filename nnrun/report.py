@@ -265,7 +265,13 @@ def build_compare_report(paths: list[str | Path], *, sort: str | None = None, no
     from nnrun.plots import plot_runs
 
     notes = notes if notes is not None else []
-    comparison = compare_runs(list(paths), sort=sort or "best_val_accuracy", only_changed=True)
+    sweep, records, left = _sweep_runs(paths)
+    sort = sort or (sweep.metric if sweep else "best_val_accuracy")
+    comparison = compare_runs(list(paths), sort=sort, only_changed=True, records=records)
+    if sweep:  # as the sweep's own table: its metric, completed trials first, no attempt a retry replaced
+        comparison.records.sort(key=lambda row: row.status != "completed")  # a pruned one's value is of fewer epochs
+        comparison.notes += [f"left out {len(left)} run(s) of earlier attempts that a retry replaced "
+                             f"({', '.join(left)}), as the sweep does."] if left else []  # fmt: skip
     records = [r for r in comparison.records if r.readable]
     if not records:
         raise RunDirError(f"no run directories under {', '.join(map(str, paths))}; pass a runs folder or run directories.")
@@ -305,8 +311,24 @@ def build_compare_report(paths: list[str | Path], *, sort: str | None = None, no
         _section("curves", "Training curves, overlaid", curves),
         _section("runs", "Runs", _table(["run", "status", "path"], links)),
     ]
-    subtitle = f"{len(comparison.records)} runs under {_esc(', '.join(map(str, paths)))}; sorted by {_esc(sort or 'best_val_accuracy')}"
+    subtitle = f"{len(comparison.records)} runs under {_esc(', '.join(map(str, paths)))}; sorted by {_esc(sort)}"
     return _page("nnrun report: comparison", subtitle, sections, [(s, s) for s in COMPARE_SECTIONS])
+
+
+def _sweep_runs(paths: list[str | Path]) -> tuple[Any, Any, list[str]]:
+    """For one sweep folder: its ``sweep.json``, its runs less those of attempts a retry replaced, and their names."""
+    if len(paths) != 1 or not (Path(paths[0]) / rd.SWEEP).is_file():
+        return None, None, []
+    from nnrun.compare.records import load_records
+    from nnrun.sweep.state import read_state  # no Optuna
+
+    try:
+        sweep = read_state(paths[0])
+    except RunDirError:
+        return None, None, []  # an unreadable sweep.json: every run, as for any folder
+    replaced = {d for t in sweep.trials for d in t.previous_run_dirs}
+    records = load_records(list(paths))
+    return sweep, [r for r in records if r.path.name not in replaced], [r.path.name for r in records if r.path.name in replaced]
 
 
 def write_report(html_text: str, path: str | Path) -> Path:

@@ -99,6 +99,45 @@ def test_compare_report_has_the_table_and_overlaid_curves(diabetes_run, mnist_ru
     assert (folder / "report.html").is_file()
 
 
+def test_compare_report_of_a_sweep_folder_ranks_its_runs_as_the_sweep_does(tmp_path):
+    from datetime import datetime
+
+    from nnrun import rundir as rd
+    from nnrun.sweep.orchestrate import start_sweep
+    from nnrun.sweep.space import trial_config
+    from nnrun.sweep.state import Trial, write_state
+
+    from conftest import ROOT, dead_pid
+
+    path, state = start_sweep(ROOT / "configs/diabetes_sweep.yaml", runs_dir=tmp_path, metric="val_loss")
+    runs = {}
+    for second, (trial, status, losses) in enumerate([(2, "crashed", [0.2]), (1, "completed", [0.6, 0.5]),
+                                                       (2, "completed", [0.7, 0.4]), (3, "pruned", [0.3])]):  # fmt: skip
+        name = f"{state.name}-t0{trial}"
+        config = trial_config(state.base_config, {"model.layers.0.units": 8 * second + 8}, name=name, runs_dir=str(path))
+        run = rd.RunDir(rd.create_run_dir(path, name, datetime(2026, 1, 1, 0, 0, second)))
+        run.start(name=name, seed=42, argv=[], now=datetime(2026, 1, 1), extra={"config": config.to_dict()})
+        (run.path / rd.HISTORY).write_text("epoch,val_loss\n" + "".join(f"{i},{v}\n" for i, v in enumerate(losses, 1)))
+        if status == "crashed":  # its worker was killed; the retry trained trial 2 in a new run
+            run.update_run(pid=dead_pid())
+            run.release()
+        else:
+            run.finish(status, now=datetime(2026, 1, 1, 0, 1))
+        runs[(trial, status)] = run.path.name
+    state.trials = [Trial(1, "t01", {}, "completed", run_dirs=[runs[1, "completed"]]),
+                    Trial(2, "t02", {}, "completed", run_dirs=[runs[2, "completed"]], previous_run_dirs=[runs[2, "crashed"]]),
+                    Trial(3, "t03", {}, "pruned", run_dirs=[runs[3, "pruned"]])]  # fmt: skip
+    write_state(path, state)
+    page = build_compare_report([path])
+    table = page[page.index('<section id="comparison">') : page.index('<section id="curves">')]
+    # By the sweep's metric (the lower loss first), completed trials before the pruned one, whose value is of fewer
+    # epochs; the attempt the retry replaced is left out, as in the sweep's table.
+    order = [runs[2, "completed"], runs[1, "completed"], runs[3, "pruned"]]
+    assert sorted(order, key=table.index) == order and "sorted by best_val_loss" in page
+    assert f"left out 1 run(s) of earlier attempts that a retry replaced ({runs[2, 'crashed']})" in table
+    assert table.count(runs[2, "crashed"]) == 1  # in that note only
+
+
 def test_report_errors_are_one_line(tmp_path):
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "is not an nnrun run directory" in result.output
