@@ -262,16 +262,20 @@ def build_compare_report(paths: list[str | Path], *, sort: str | None = None, no
         RunDirError: a path does not exist or holds no runs.
     """
     from nnrun.compare import compare_runs, display
+    from nnrun.compare.query import without_replaced_attempts
+    from nnrun.compare.records import load_records
     from nnrun.plots import plot_runs
 
     notes = notes if notes is not None else []
-    sweep, records, left = _sweep_runs(paths)
+    sweep = _sweep(paths)
     sort = sort or (sweep.metric if sweep else "best_val_accuracy")
-    comparison = compare_runs(list(paths), sort=sort, only_changed=True, records=records)
+    records, left = load_records(list(paths)), []
     if sweep:  # as the sweep's own table: its metric, completed trials first, no attempt a retry replaced
+        records = without_replaced_attempts(records, Path(paths[0]), left)
+    comparison = compare_runs(list(paths), sort=sort, only_changed=True, records=records)
+    if sweep:
         comparison.records.sort(key=lambda row: row.status != "completed")  # a pruned one's value is of fewer epochs
-        comparison.notes += [f"left out {len(left)} run(s) of earlier attempts that a retry replaced "
-                             f"({', '.join(left)}), as the sweep does."] if left else []  # fmt: skip
+        comparison.notes += left
     records = [r for r in comparison.records if r.readable]
     if not records:
         raise RunDirError(f"no run directories under {', '.join(map(str, paths))}; pass a runs folder or run directories.")
@@ -315,20 +319,16 @@ def build_compare_report(paths: list[str | Path], *, sort: str | None = None, no
     return _page("nnrun report: comparison", subtitle, sections, [(s, s) for s in COMPARE_SECTIONS])
 
 
-def _sweep_runs(paths: list[str | Path]) -> tuple[Any, Any, list[str]]:
-    """For one sweep folder: its ``sweep.json``, its runs less those of attempts a retry replaced, and their names."""
+def _sweep(paths: list[str | Path]) -> Any:
+    """The ``sweep.json`` of one sweep folder, or None (several paths, another folder, or an unreadable file)."""
     if len(paths) != 1 or not (Path(paths[0]) / rd.SWEEP).is_file():
-        return None, None, []
-    from nnrun.compare.records import load_records
+        return None
     from nnrun.sweep.state import read_state  # no Optuna
 
     try:
-        sweep = read_state(paths[0])
+        return read_state(paths[0])
     except RunDirError:
-        return None, None, []  # an unreadable sweep.json: every run, as for any folder
-    replaced = {d for t in sweep.trials for d in t.previous_run_dirs}
-    records = load_records(list(paths))
-    return sweep, [r for r in records if r.path.name not in replaced], [r.path.name for r in records if r.path.name in replaced]
+        return None  # every run, as for any folder
 
 
 def write_report(html_text: str, path: str | Path) -> Path:

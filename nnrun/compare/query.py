@@ -337,6 +337,24 @@ def compare_runs(paths: list[str | Path], *, sort: str | None = None, descending
     return Comparison(chosen, shown, len(records), notes)
 
 
+def without_replaced_attempts(records: list[RunRecord], sweep_dir: Path, notes: list[str]) -> list[RunRecord]:
+    """``records`` less the runs in ``sweep_dir`` of trial attempts that a retry replaced (``sweep.json`` names them),
+    as the sweep's own table leaves them out; a note for each thing done."""
+    if not (sweep_dir / rd.SWEEP).is_file():
+        return records
+    from nnrun.sweep.state import read_state  # no Optuna
+
+    try:
+        replaced = {d for t in read_state(sweep_dir).trials for d in t.previous_run_dirs}
+    except RunDirError as exc:
+        notes.append(f"{exc} Every run of each trial is counted.")
+        return records
+    if left := [r for r in records if r.path.parent == sweep_dir and r.path.name in replaced]:
+        notes.append(f"left out {len(left)} run(s) of earlier attempts that a retry replaced "
+                     f"({', '.join(r.path.name for r in left)}), as the sweep does.")  # fmt: skip
+    return [r for r in records if r not in left]
+
+
 def _grouped(records: list[RunRecord], shown: list[RunRecord], group_by: list[str], sort: str | None,
              descending: bool | None, columns: list[str]) -> Comparison:
     keys = [check_key(k, records, "--group-by") for item in group_by for k in item.split(",") if k.strip()]
@@ -346,18 +364,8 @@ def _grouped(records: list[RunRecord], shown: list[RunRecord], group_by: list[st
                           f"{', ...' * (len(sweeps) > 3)}), whose trial numbers repeat; compare one sweep folder at "
                           f"a time, e.g. nnrun compare {shlex.quote(str(sweeps[0]))} --group-by trial.")  # fmt: skip
     notes = [f"{r.path}: unreadable: {r.error}." for r in shown if not r.readable]
-    if sweeps and (sweeps[0] / rd.SWEEP).is_file():  # a trial's mean is over its last attempt's seeds, as sweep.json's
-        from nnrun.sweep.state import read_state
-
-        try:
-            replaced = {d for t in read_state(sweeps[0]).trials for d in t.previous_run_dirs}
-        except RunDirError as exc:
-            replaced = set()
-            notes.append(f"{exc} Every run of each trial is counted.")
-        if left := [r for r in shown if r.path.parent == sweeps[0] and r.path.name in replaced]:
-            shown = [r for r in shown if r not in left]
-            notes.append(f"left out {len(left)} run(s) of earlier attempts that a retry replaced "
-                         f"({', '.join(r.path.name for r in left)}), as the sweep does.")  # fmt: skip
+    if sweeps:  # a trial's mean is over its last attempt's seeds, as sweep.json's
+        shown = without_replaced_attempts(shown, sweeps[0], notes)
     if only := [c.strip() for item in columns for c in item.split(",") if c.strip()]:
         chosen = [check_key(c.lstrip("+"), records, "--columns") for c in only]
         chosen = list(GROUPED_COLUMNS) + chosen if all(c.startswith("+") for c in only) else chosen
