@@ -262,16 +262,17 @@ def build_compare_report(paths: list[str | Path], *, sort: str | None = None, no
         RunDirError: a path does not exist or holds no runs.
     """
     from nnrun.compare import compare_runs, display
-    from nnrun.compare.query import without_replaced_attempts
+    from nnrun.compare.query import ABSENT, lookup, without_replaced_attempts
     from nnrun.compare.records import load_records
     from nnrun.plots import plot_runs
 
     notes = notes if notes is not None else []
     sweep = _sweep(paths)
-    sort = sort or (sweep.metric if sweep else "best_val_accuracy")
     records, left = load_records(list(paths)), []
     if sweep:  # as the sweep's own table: its metric, completed trials first, no attempt a retry replaced
         records = without_replaced_attempts(records, Path(paths[0]), left)
+    measured = sweep and any(lookup(r, sweep.metric) is not ABSENT for r in records)  # not yet, if all were pruned
+    sort = sort or (sweep.metric if measured else "best_val_accuracy")
     comparison = compare_runs(list(paths), sort=sort, only_changed=True, records=records)
     if sweep:
         comparison.records.sort(key=lambda row: row.status != "completed")  # a pruned one's value is of fewer epochs

@@ -100,6 +100,7 @@ def test_compare_report_has_the_table_and_overlaid_curves(diabetes_run, mnist_ru
 
 
 def test_compare_report_of_a_sweep_folder_ranks_its_runs_as_the_sweep_does(tmp_path):
+    from dataclasses import replace
     from datetime import datetime
 
     from nnrun import rundir as rd
@@ -136,6 +137,9 @@ def test_compare_report_of_a_sweep_folder_ranks_its_runs_as_the_sweep_does(tmp_p
     assert sorted(order, key=table.index) == order and "sorted by best_val_loss" in page
     assert f"left out 1 run(s) of earlier attempts that a retry replaced ({runs[2, 'crashed']})" in table
     assert table.count(runs[2, "crashed"]) == 1  # in that note only
+    # A metric measured at the end, which none of these runs has (their trials were pruned, say): by accuracy.
+    write_state(path, replace(state, metric="validation.accuracy"))
+    assert "sorted by best_val_accuracy" in build_compare_report([path])
 
 
 def test_report_errors_are_one_line(tmp_path):
