@@ -273,6 +273,9 @@ CASES = [
     Case("sweep-grid-value-not-a-list", ["sweep.grid.model.layers.0.units:", "got 12 (",
                                          "Give it a list of values in the file, e.g. [12, 64]"], base="diabetes_sweep",
          command="sweep", mutate=lambda c, t: c["sweep"].update(grid={"model.layers.0.units": 12})),  # not --set: dotted
+    Case("sweep-grid-trials-above-its-size", ["--trials 9: the grid has 4 points", "give at most 4",
+                                              "--search random or --search tpe"], base="diabetes_sweep",
+         command="sweep", args=["--trials", "9"]),  # not 4 trials, silently
     Case("sweep-runs-dir-empty", ["run.runs_dir: must name a folder", "Pass another --runs-dir."],
          base="diabetes_sweep", command="sweep", args=["--runs-dir", ""]),
     Case("resume-with-empty-runs-dir", ["--resume continues a run exactly as it was configured"],

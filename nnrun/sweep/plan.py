@@ -32,7 +32,11 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
     search, budget = section.search or ("random" if section.random else "grid"), section.trials or section.random
     if search == "grid":
         size = math.prod(len(values) for values in space.grid_choices(grid).values())  # refuses ranges
-        budget = min(budget or size, size)
+        if budget and budget > size:  # a grid trains each point once: the rest would silently not run
+            said = "--trials" if "trials" in given else "sweep.trials"
+            raise ConfigError(f"{said} {budget}: the grid has {size} points, and --search grid trains each once; give "
+                              f"at most {size}, or draw {budget} trials with --search random or --search tpe.")
+        budget = budget or size
     elif budget is None:
         raise ConfigError(f"--search {search} (sweep.search) needs --trials N (sweep.trials: how many trials to run), "
                           "e.g. --trials 20.")
