@@ -121,8 +121,10 @@ def make_pruning_callback(monitor: str, judge: Any) -> Any:
                 raise ConfigError(f"the sweep metric {monitor} is not in the epoch's logs ({', '.join(sorted(logs))}); "
                                   "rank by one of those with --metric.")
             # The last epoch is reported too (the median pruner compares finished trials by it), but a trial that
-            # trained every epoch completed: it is evaluated and saved, and can be the best.
-            if judge(epoch + 1, float(logs[monitor])) and epoch + 1 < self.params.get("epochs", float("inf")):
+            # trained every epoch, or that EarlyStopping (before this callback) ended here, completed: it is evaluated
+            # and saved, and can be the best.
+            last = epoch + 1 >= self.params.get("epochs", float("inf")) or self.model.stop_training
+            if judge(epoch + 1, float(logs[monitor])) and not last:
                 self.reason = f"pruned after epoch {epoch + 1}: {monitor} {float(logs[monitor]):.4f}"
                 self.model.stop_training = True
 

@@ -321,7 +321,7 @@ def report(
     paths: Annotated[Optional[list[Path]], typer.Argument(help="A run directory; with --compare, runs folders or run directories (default: runs/).", show_default=False)] = None,
     compare_runs: Annotated[bool, typer.Option("--compare", help="One page for a set of runs: the compare table and overlaid curves.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Where to write the page (default: report.html in the run directory or the first folder).")] = None,
-    sort: Annotated[Optional[str], typer.Option("--sort", metavar="COLUMN", help="With --compare: the column that orders the runs (default: best_val_accuracy).")] = None,
+    sort: Annotated[Optional[str], typer.Option("--sort", metavar="COLUMN", help="With --compare: the column that orders the runs (default: best_val_accuracy; a sweep folder's: its metric).")] = None,
     no_evaluate: Annotated[bool, typer.Option("--no-evaluate", help="Do not run the evaluation for a missing confusion matrix; leave that section empty.")] = False,
     debug: Debug = False,
 ) -> None:

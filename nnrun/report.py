@@ -272,11 +272,12 @@ def build_compare_report(paths: list[str | Path], *, sort: str | None = None, no
     if sweep:  # as the sweep's own table: its metric, completed trials first, no attempt a retry replaced
         records = without_replaced_attempts(records, Path(paths[0]), left)
     measured = sweep and any(lookup(r, sweep.metric) is not ABSENT for r in records)  # not yet, if all were pruned
+    ranked = sweep and not sort  # else the order the user asked for
     sort = sort or (sweep.metric if measured else "best_val_accuracy")
     comparison = compare_runs(list(paths), sort=sort, only_changed=True, records=records)
-    if sweep:
+    if ranked:
         comparison.records.sort(key=lambda row: row.status != "completed")  # a pruned one's value is of fewer epochs
-        comparison.notes += left
+    comparison.notes += left
     records = [r for r in comparison.records if r.readable]
     if not records:
         raise RunDirError(f"no run directories under {', '.join(map(str, paths))}; pass a runs folder or run directories.")

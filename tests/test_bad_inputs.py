@@ -270,6 +270,9 @@ CASES = [
     Case("sweep-set-on-a-grid-key", ["--set training.batch_size=32: the sweep varies training.batch_size over [16, 64]",
                                      "drop the --set"], base="diabetes_sweep", command="sweep",
          args=["--set", "training.batch_size=32"]),  # else every trial replaced it, and sweep.json kept it
+    Case("sweep-grid-not-a-mapping", ["sweep.grid: input should be a valid dictionary",
+                                      "Fix the file or pass --set sweep.grid=..."], base="diabetes_sweep",
+         command="sweep", mutate=lambda c, t: c["sweep"].update(grid=[12, 64])),  # not 'give it a list'
     Case("sweep-grid-value-not-a-list", ["sweep.grid.model.layers.0.units:", "got 12 (",
                                          "Give it a list of values in the file, e.g. [12, 64]"], base="diabetes_sweep",
          command="sweep", mutate=lambda c, t: c["sweep"].update(grid={"model.layers.0.units": 12})),  # not --set: dotted

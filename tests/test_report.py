@@ -137,6 +137,11 @@ def test_compare_report_of_a_sweep_folder_ranks_its_runs_as_the_sweep_does(tmp_p
     assert sorted(order, key=table.index) == order and "sorted by best_val_loss" in page
     assert f"left out 1 run(s) of earlier attempts that a retry replaced ({runs[2, 'crashed']})" in table
     assert table.count(runs[2, "crashed"]) == 1  # in that note only
+    # A --sort of the user's own is the order shown: the pruned trial's lower loss first.
+    page = build_compare_report([path], sort="best_val_loss")
+    table = page[page.index('<section id="comparison">') : page.index('<section id="curves">')]
+    order = [runs[3, "pruned"], runs[2, "completed"], runs[1, "completed"]]
+    assert sorted(order, key=table.index) == order
     # A metric measured at the end, which none of these runs has (their trials were pruned, say): by accuracy.
     write_state(path, replace(state, metric="validation.accuracy"))
     assert "sorted by best_val_accuracy" in build_compare_report([path])

@@ -214,6 +214,9 @@ def test_a_trial_is_not_pruned_after_its_last_epoch_which_it_still_reports():
     callback.model.stop_training, callback.reason = False, None
     callback.on_epoch_end(2, {"val_loss": 0.6})  # epoch 3 of 3: it trained them all, so it completes
     assert heard == [2, 3] and not callback.model.stop_training and callback.reason is None
+    callback.model.stop_training = True  # EarlyStopping (before it in the list) ended the run after epoch 2
+    callback.on_epoch_end(1, {"val_loss": 0.7})
+    assert heard == [2, 3, 2] and callback.reason is None  # completed by EarlyStopping: not pruned
 
 
 @pytest.mark.parametrize("storage", ["journal", "sqlite"])

@@ -222,6 +222,12 @@ def load_config(
             if echo is not None:
                 echo.append(f"{dotted(parts)}: {old!r} -> {value!r}")
         config = validate_config(resolved, source=f"{path} with --set", lines={}, flags=flags)
+    if not config.run.runs_dir.strip():  # an unset shell variable, say: the runs would land in the current folder
+        # Here, not in the schema: a run saved with it before this check must still resume.
+        given = (flags or {}).get("run.runs_dir")
+        raise ConfigError(f"run.runs_dir: must name a folder, e.g. runs, got {config.run.runs_dir!r} "
+                          + (f"(given by {given}). Pass another {given}." if given
+                             else f"({path}). Fix the file or pass --set run.runs_dir=..."))  # fmt: skip
     if config.run.name is None:
         run = config.run.model_copy(update={"name": re.sub(r"[^A-Za-z0-9._-]", "-", path.stem)})
         config = config.model_copy(update={"run": run})
@@ -283,7 +289,7 @@ def format_validation_error(exc: ValidationError, data: dict, source: str, lines
     fix = f" Pass another {flags[key]}." if key in (flags or {}) else f" Fix the file or pass --set {_set_path(loc)}=..."
     where = f"given by {flags[key]}" if key in (flags or {}) else where  # not the file, nor a --set
     fix = fix if loc else ""
-    if tuple(loc[:2]) == ("sweep", "grid") and key not in (flags or {}):  # dotted keys: --set cannot reach one
+    if len(loc) > 2 and tuple(loc[:2]) == ("sweep", "grid") and key not in (flags or {}):  # dotted keys: --set cannot reach one
         fix = " Give it a list of values in the file, e.g. [12, 64], or a range such as 'loguniform(1e-4, 1e-1)'."
     return f"{key or 'the config'}: {msg}, got {received!r} ({where}).{fix}"
 

@@ -255,13 +255,6 @@ class RunSection(Strict):
             raise ValueError("must be letters, digits, '.', '_' or '-' (at most 81 characters, no '/')")
         return value
 
-    @field_validator("runs_dir")
-    @classmethod
-    def _a_folder(cls, value: str) -> str:
-        if not value.strip():  # an unset shell variable, say: the runs would land in the current folder
-            raise ValueError("must name a folder, e.g. runs")
-        return value
-
 
 # ------------------------------------------------------------- distribution
 

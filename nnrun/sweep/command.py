@@ -104,7 +104,8 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
         how = (f"Train it again in a new run (its callbacks monitor {watched}, so the validation split stays)" if watched
                else "Train it on all the training data")  # fmt: skip
         if " --rerun " in best["retrain"]:
-            how += f" ({state.config_file} has changed since the sweep started: from the trial's own config)"
+            how += (f" (from its run's own config: {escape(str(state.config_file))} no longer gives the trials' config "
+                    "here; edited, say, or not on this machine)")
         where = f"cd {shlex.quote(str(Path.cwd()))} && " if Path.cwd() != shell else ""  # its config path is from there
         console.print(f"best: trial {best['trial']}, {state.metric} {best['value']:.4f}{spread}. {how}:\n"
                       f"  {escape(where + best['retrain'])}", soft_wrap=True)  # fmt: skip

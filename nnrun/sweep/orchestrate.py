@@ -325,7 +325,7 @@ def _config_file_unchanged(state: SweepState) -> bool:
     places = [f"run.{key}={json.dumps(run[key])}" for key in ("name", "runs_dir")]  # --name and --runs-dir set them
     try:
         config = load_config(Path(state.cwd or ".", state.config_file or ""), [*state.sets, *places])
-    except (NnrunError, OSError):
+    except Exception:  # noqa: BLE001 - edited meanwhile (bad YAML, another encoding) or not on this machine
         return False
     return json.loads(json.dumps({**config.to_dict(), "sweep": None}, default=str)) == state.base_config
 
