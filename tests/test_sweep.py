@@ -680,6 +680,22 @@ def test_the_retrain_command_trains_the_trials_own_config_once_the_config_file_h
     assert retrain_command(state, params, run) == rerun
     config.unlink()
     assert retrain_command(state, params, run) == rerun
+    # As the sweep writes it into sweep.json: from the best trial's own run directory.
+    import optuna
+
+    from nnrun.sweep.orchestrate import summarize
+
+    config.write_text(SWEEP_CONFIG.read_text())
+    path = start_sweep(config, ["dataset.validation=0.25"], runs_dir=runs)[0]
+    state = read_state(path)
+    study, name = open_study(path, state), "20260101-120000-cfg-t01"
+    study.add_trial(optuna.create_trial(value=0.7, user_attrs={"params": params, "number": 0, "status": "completed",
+                                                                "value": 0.7, "run_dirs": [name]}))  # fmt: skip
+    summarize(study, state, path)
+    assert state.best["retrain"].startswith(f"nnrun train {config} --set model.layers.0.units=64")
+    config.write_bytes(SWEEP_CONFIG.read_bytes().replace(b"# A small", b"# \xe9 small"))  # Latin-1: unreadable now
+    summarize(study, state, path)
+    assert state.best["retrain"].startswith(f"nnrun train --rerun {path / name} --set dataset.validation=none")
 
 
 def test_the_retrain_command_keeps_the_validation_split_a_callback_monitors(tmp_path):
