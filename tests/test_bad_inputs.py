@@ -279,6 +279,9 @@ CASES = [
     Case("sweep-grid-trials-above-its-size", ["--trials 9: the grid has 4 points", "give at most 4",
                                               "--search random or --search tpe"], base="diabetes_sweep",
          command="sweep", args=["--trials", "9"]),  # not 4 trials, silently
+    Case("sweep-metric-val-mae", ["--metric 'val_mae': not a metric the compare table has",
+                                  "pass validation.mae (its last epoch) or best_validation.mae"], base="diabetes_sweep",
+         command="sweep", args=["--metric", "val_mae"]),
     Case("sweep-runs-dir-empty", ["run.runs_dir: must name a folder", "Pass another --runs-dir."],
          base="diabetes_sweep", command="sweep", args=["--runs-dir", ""]),
     Case("resume-with-empty-runs-dir", ["--resume continues a run exactly as it was configured"],

@@ -74,8 +74,12 @@ def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metr
     key = canonical(metric)
     numeric = [c for c in COLUMNS if any(w in c for w in ("accuracy", "loss"))] + ["test_r2", "test_mae", "test_rmse"]
     if key not in numeric and key.partition(".")[0] not in METRIC_SECTIONS:
-        raise ConfigError(f"{said} {metric!r}: not a metric the compare table has. Use one of {', '.join(numeric)}, "
-                          "or a metrics.json path such as test.accuracy, validation.loss or best_validation.AUC.")
+        name = key.removeprefix("val_")  # val_accuracy and val_loss are short for best_val_...; val_mae has no column
+        fix = (f"; for {name} on the validation data, pass validation.{name} (its last epoch) or best_validation.{name}"
+               " (at the epoch of the lowest val_loss)" if key.startswith("val_") else
+               ", or a metrics.json path such as test.accuracy, validation.loss or best_validation.AUC")  # fmt: skip
+        raise ConfigError(f"{said} {metric!r}: not a metric the compare table has. Use one of {', '.join(numeric)}"
+                          f"{fix}.")
     if key in ("test_r2", "test_mae", "test_rmse") and default_metric(config) != "val_loss":
         raise ConfigError(f"{said} {metric}: only a regression's runs measure it, and these trials classify; "
                           "rank them by test_accuracy or val_accuracy, say.")  # fmt: skip
