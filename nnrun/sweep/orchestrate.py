@@ -28,7 +28,7 @@ from nnrun import rundir as rd
 from nnrun.compare import canonical, compare_runs, lookup
 from nnrun.compare.query import ABSENT
 from nnrun.compare.records import read_record
-from nnrun.config import load_config, validate_config
+from nnrun.config import RunConfig, load_config, validate_config
 from nnrun.config.load import load_yaml
 from nnrun.errors import ExitCode, NnrunError, RunInterrupted
 from nnrun.sweep import space
@@ -303,7 +303,8 @@ def retrain_command(state: SweepState, params: dict[str, Any], run_dir: Path | N
     split = not watches_validation(state) and state.base_config["dataset"].get("validation") not in ("none", "test", None)
     tail = ["--runs-dir", str(state.base_config["run"]["runs_dir"])] + ["--smoke"] * state.smoke  # beside the sweep's
     tail += ["--name", f"{state.name}-best"]
-    if run_dir is not None and not _config_file_unchanged(state):
+    config = _config_file(state)
+    if run_dir is not None and config is None:
         words = ["nnrun", "train", "--rerun", str(run_dir)] + ["--set", "dataset.validation=none"] * split
         return " ".join(shlex.quote(w) for w in words + tail)
     given = [(s, space.normalize_key(s.split("=")[0], state.base_config)) for s in state.sets if not s.startswith("sweep.")]
@@ -313,28 +314,22 @@ def retrain_command(state: SweepState, params: dict[str, Any], run_dir: Path | N
         sets.append(f"{key}={value if _plain(value) else json.dumps(value)}")
     if split:
         sets.append("dataset.validation=none")  # the validation part goes back into training
-        if _has_sweep_section(state):  # which ranks by a val_ metric: nnrun check would hold that against the retrain
+        if config is None or config.sweep is not None:  # ranked by a val_ metric: nnrun check would refuse the retrain
             sets.append("sweep=null")
     words = ["nnrun", "train", state.config_file or "CONFIG"] + [w for s in sets for w in ("--set", s)]
     return " ".join(shlex.quote(w) for w in words + tail)
 
 
-def _config_file_unchanged(state: SweepState) -> bool:
-    """Whether the sweep's config file, with its ``--set`` values, still reads as the config the trials varied."""
+def _config_file(state: SweepState) -> RunConfig | None:
+    """The sweep's config file with its ``--set`` values, if it still reads as the config the trials varied."""
     run = state.base_config["run"]
     places = [f"run.{key}={json.dumps(run[key])}" for key in ("name", "runs_dir")]  # --name and --runs-dir set them
     try:
         config = load_config(Path(state.cwd or ".", state.config_file or ""), [*state.sets, *places])
     except Exception:  # noqa: BLE001 - edited meanwhile (bad YAML, another encoding) or not on this machine
-        return False
-    return json.loads(json.dumps({**config.to_dict(), "sweep": None}, default=str)) == state.base_config
-
-
-def _has_sweep_section(state: SweepState) -> bool:
-    try:
-        return "sweep" in load_yaml(Path(state.cwd or ".", state.config_file or "").read_text())
-    except (OSError, yaml.YAMLError, TypeError):
-        return False
+        return None
+    same = json.loads(json.dumps({**config.to_dict(), "sweep": None}, default=str)) == state.base_config
+    return config if same else None
 
 
 def _plain(value: Any) -> bool:
