@@ -65,7 +65,7 @@ def image_overview(config: Any) -> tuple[list[Any], Any]:
     and the sample of it that ``check`` decodes (the folder is listed once)."""
     import numpy as np
 
-    from nnrun.datasets import LOADERS, decode_dataset, make_splits
+    from nnrun.datasets import LOADERS, SMOKE_TEST, SMOKE_TRAIN, decode_dataset, make_splits
 
     listed = LOADERS["images"](config.dataset, config.training.loss)
     data = make_splits(listed, config.dataset)
@@ -87,7 +87,7 @@ def image_overview(config: Any) -> tuple[list[Any], Any]:
     if config.dataset.validation == "test":
         line += "; validation: the test split"
     sample = make_splits(listed, config.dataset, smoke=True)
-    decoding = "checking the model on a sample of the images (decoded: at most 512 train, 256 test)"
+    decoding = f"checking the model on a sample of the images (decoded: at most {SMOKE_TRAIN} train, {SMOKE_TEST} test)"
     return [table, line, decoding], decode_dataset(sample, sample.image)
 
 

@@ -37,6 +37,7 @@ __all__ = [
 
 BUILTIN_DIABETES = Path(__file__).parent / "data" / "diabetes.csv"
 IMAGE_DATASETS = ("mnist", "fashion_mnist")
+SMOKE_TRAIN, SMOKE_TEST = 512, 256  # --smoke: the first samples of each split
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def load_dataset(config: Any, *, smoke: bool = False, loss: str = "categorical_c
 
     Args:
         config: the ``dataset`` section of a RunConfig.
-        smoke: keep a tiny subset (512 train, 256 test) for a seconds-long check.
+        smoke: keep a tiny subset (``SMOKE_TRAIN`` train, ``SMOKE_TEST`` test samples) for a seconds-long check.
         loss: ``training.loss``; with ``dataset.task: auto`` a regression loss makes a regression.
         only: for an image folder, decode just this split ('train', 'validation' or 'test'); the others are empty.
     """
@@ -175,8 +176,8 @@ def make_splits(data: Dataset, config: Any, *, smoke: bool = False) -> Dataset:
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
     limit = config.limit
     if smoke:
-        limit = min(limit or 512, 512)
-        x_test, y_test = x_test[:256], y_test[:256]
+        limit = min(limit or SMOKE_TRAIN, SMOKE_TRAIN)
+        x_test, y_test = x_test[:SMOKE_TEST], y_test[:SMOKE_TEST]
     if limit:
         x_train, y_train = x_train[:limit], y_train[:limit]
     x_val = y_val = None
