@@ -299,7 +299,6 @@ def _write(model: Any, fmt: str, path: Path) -> None:
 
 def _check(trained: Any, fmt: str, path: Path) -> tuple[int, float]:
     """Reload ``path`` in its own runtime; the largest difference from the run's own predictions on test samples."""
-    from nnrun.metrics import class_probabilities
     from nnrun.trained import load_run_dataset
 
     try:
@@ -310,10 +309,7 @@ def _check(trained: Any, fmt: str, path: Path) -> tuple[int, float]:
     x_raw = np.asarray(data.x_test[:CHECK_SAMPLES])
     if not trained.typed:
         x_raw = x_raw.astype(trained.signature["sample_dtype"])
-    x, _ = trained.pipeline.transform(x_raw)
-    expected = trained.model.predict(x, verbose=0)
-    if not trained.regression:
-        expected = class_probabilities(expected)
+    expected = trained.predict(x_raw)  # as nnrun predict computes it
     try:
         got = np.asarray(_run_artefact(fmt, path, artefact_inputs(trained, x_raw)), dtype=np.float64)
         got = got.reshape(expected.shape)

@@ -284,9 +284,7 @@ def predict_run(path: str | Path, inputs: list[str | Path], *, top_k: int = 3, i
         RunDirError: the run has no usable model or preprocessing.
         DataError: an input cannot be read or converted.
     """
-    from nnrun.metrics import class_probabilities
     from nnrun.trained import load_trained
-    from nnrun.training import EVAL_BATCH_SIZE
 
     if top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {top_k}.")
@@ -294,15 +292,13 @@ def predict_run(path: str | Path, inputs: list[str | Path], *, top_k: int = 3, i
     class_names = trained.class_names
     read = read_inputs(inputs, sample_spec(trained), invert=invert)
     try:
-        x, _ = trained.pipeline.transform(read.x)
+        outputs = trained.predict(read.x)
     except DataError as exc:
         raise DataError(f"the inputs do not fit the run's preprocessing: {exc}") from None
-    outputs = trained.model.predict(x, batch_size=EVAL_BATCH_SIZE, verbose=0)
     notes = read.notes + trained.pipeline.notes()
     if trained.regression:
-        return Predictions(read.names, outputs.reshape(-1, 1), (), 1, notes, target=trained.signature.get("label"))
-    probabilities = class_probabilities(outputs)
-    return Predictions(read.names, probabilities, tuple(class_names), min(top_k, len(class_names)), notes)
+        return Predictions(read.names, outputs, (), 1, notes, target=trained.signature.get("label"))
+    return Predictions(read.names, outputs, tuple(class_names), min(top_k, len(class_names)), notes)
 
 
 # ------------------------------------------------------------------ output

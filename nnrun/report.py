@@ -226,12 +226,10 @@ def _evaluation_figures(run: rd.RunDir, info: dict[str, Any], status: str, evalu
 
 def plot_sample_predictions(trained: Any, dataset: Any, out: Path, count: int = SAMPLE_IMAGES) -> None:
     """The first ``count`` test images with their true and predicted labels, drawn to ``out``."""
-    from nnrun.metrics import class_probabilities
     from nnrun.plots import plot_image_grid
 
     x_raw, y = dataset.x_test[:count], dataset.y_test[:count]
-    x, _ = trained.pipeline.transform(x_raw, y)
-    predicted = class_probabilities(trained.model.predict(x, verbose=0)).argmax(axis=1)
+    predicted = trained.predict(x_raw).argmax(axis=1)
     names = trained.class_names
     titles = [f"true: {names[t]}\npred: {names[p]}" + ("" if t == p else "  ✗") for t, p in zip(y, predicted)]
     correct = int((predicted == y).sum())

@@ -51,6 +51,19 @@ class TrainedRun:
         """A typed CSV run: raw cells (strings too) go in, the ``encode_columns`` step makes numbers."""
         return bool(self.signature.get("columns"))
 
+    def predict(self, x_raw: Any) -> Any:
+        """Raw samples through the saved preprocessing and the model: class probabilities, or a regression's values.
+
+        Raises:
+            DataError: the samples do not fit the preprocessing.
+        """
+        from nnrun.metrics import class_probabilities
+        from nnrun.training import EVAL_BATCH_SIZE
+
+        x, _ = self.pipeline.transform(x_raw)
+        outputs = self.model.predict(x, batch_size=EVAL_BATCH_SIZE, verbose=0)
+        return outputs.reshape(-1, 1) if self.regression else class_probabilities(outputs)
+
 
 def load_trained(path: str | Path, *, model: bool = True) -> TrainedRun:
     """Open a run directory and reload its config, fitted preprocessing, signature and (optionally) model.
