@@ -52,6 +52,7 @@ except ImportError:  # Windows: no run.lock; the host and pid in run.json tell w
     fcntl = None
 
 _HELD: dict[Path, Any] = {}  # the runs this process trains, with their locked run.lock
+_TRAINING: set[Path] = set()  # those of them it has marked running (the others it claimed to resume)
 
 CONFIG = "config.yaml"
 RUN = "run.json"
@@ -230,6 +231,7 @@ class RunDir:
         self.claim()
         self.write_run(info)
         self.since = now
+        _TRAINING.add(self.path.resolve())
         return info
 
     def claim(self) -> None:
@@ -285,6 +287,7 @@ class RunDir:
             raise
 
     def release(self) -> None:
+        _TRAINING.discard(self.path.resolve())
         handle = _HELD.pop(self.path.resolve(), None)
         if handle is not None:
             handle.close()
@@ -303,6 +306,7 @@ class RunDir:
         self.update_run(status="running", pid=os.getpid(), host=socket.gethostname(), error=None, duration_s=None,
                         resumed=[*info.get("resumed", []), entry])  # fmt: skip
         self.since = now
+        _TRAINING.add(self.path.resolve())
 
     def finish(self, status: str, *, now: datetime, error: str | None = None, **extra: Any) -> dict[str, Any]:
         """``run.json`` with its final status; ``duration_s`` is the time trained, over every resume."""
@@ -395,19 +399,20 @@ def effective_status(info: dict[str, Any], path: str | Path | None = None) -> st
     """The status to show: a 'running' run that no process trains any more is 'crashed'; a 'completed' one whose loss
     became NaN is 'diverged'.
 
-    On the host that trained it, its pid must be gone, and no process may hold its ``run.lock`` (at ``path``); on
-    another host, which cannot see the pid, the lock alone tells (with a shared filesystem whose locks work across
-    machines); without a lock to ask, a run there stays 'running'.
+    Its ``run.lock`` (at ``path``) tells, where it can be asked: the process that trains a run holds it, on any host
+    (with a shared filesystem whose locks work across machines); a live pid beside a free lock may be a restarted
+    container's next process (pid 1, say). Without a lock to ask, the pid tells on this host; elsewhere, 'running'.
     """
     status = info.get("status", "unknown")
     if status == "completed" and info.get("diverged_epoch"):
         return "diverged"  # trained to its end, or to the epoch its loss became NaN: its model is no use
-    here = info.get("host") == socket.gethostname()
-    if status != "running" or (here and info.get("pid") == os.getpid()):
+    if status != "running" or (path is not None and Path(path).resolve() in _TRAINING):
         return status
     free = _lock_free(Path(path)) if path is not None else None
-    crashed = (free is not False and not pid_alive(info.get("pid"))) if here else free is True
-    return "crashed" if crashed else status
+    if free is not None:
+        return "crashed" if free else status
+    here = info.get("host") == socket.gethostname()
+    return "crashed" if here and not pid_alive(info.get("pid")) else status
 
 
 def _lock_free(path: Path) -> bool | None:

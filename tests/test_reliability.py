@@ -177,11 +177,27 @@ def test_run_lock_tells_a_live_run_from_a_dead_one_whatever_host_run_json_names(
     assert rd.effective_status(info, run.path) == "crashed"
     assert probe(run) == "running"  # asking in this process did not drop the lock (closing any handle would)
     run.update_run(host=socket.gethostname(), pid=os.getpid())
+    assert rd.effective_status(run.read_run(), run.path) == "crashed"  # claimed to resume, not yet marked running
+    run.start(name="x", seed=0, argv=[], now=datetime.now())  # as a resume marks it running again
     assert rd.effective_status(run.read_run(), run.path) == "running"  # this process trains it
+    assert probe(run) == "running"
     run.release()
-    assert probe(run) == "running"  # the same host: the lock is free, but the pid that trains it lives
+    assert probe(run) == "crashed"  # the lock is free: nobody trains it, though run.json's pid lives (this one)
     run.update_run(pid=dead_pid())
     assert probe(run) == "crashed"
+
+
+def test_a_live_pid_beside_a_free_lock_is_no_running_run(tmp_path):
+    # A container restarted after an OOM kill: the same host name, and the next process gets the same pid (1, say).
+    run = rd.RunDir(tmp_path / "20260101-000000-x")
+    run.path.mkdir()
+    (run.path / rd.RUN_LOCK).touch()
+    for pid in (os.getpid(), os.getppid()):  # this process's (not training it), and another live one's
+        info = {"status": "running", "host": socket.gethostname(), "pid": pid}
+        assert rd.effective_status(info, run.path) == "crashed"
+        assert rd.effective_status(info) == "running"  # no lock to ask: the live pid is all there is
+    (run.path / rd.RUN_LOCK).unlink()
+    assert rd.effective_status(info, run.path) == "running"  # an older run without run.lock: as before
 
 
 def test_a_probe_holding_the_lock_for_a_moment_does_not_fail_a_claim(tmp_path):
