@@ -326,21 +326,28 @@ def test_ctrl_c_on_an_idle_worker_leaves_the_sweep_running_while_another_worker_
     assert after.status == "running" and after.history[-1]["status"] == "interrupted"  # the sweep, and this worker
 
 
-def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_on(tmp_path, monkeypatch):
+@pytest.mark.parametrize("when", ["before its record", "after its record", "after its record, failed"])
+def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_on(tmp_path, monkeypatch, when):
     """A worker too slow to beat: another fails its trial and queues it again; this one's tell must not crash it."""
     import optuna
 
     from nnrun.sweep import orchestrate
+    from nnrun.sweep.trial import TrialFailed
 
     path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
     other, trained = open_study(path, state), []
 
     def stalled_then_recorded(trial, index, name, params, state, sweep_dir, echo):  # Optuna's side is real
         trained.append(index)
+        if len(trained) == 1 and when != "before its record":
+            trial.set_user_attr("status", "completed")  # run_trial's recording of the result, before the tell
         if len(trained) == 1:  # what fail_stale_trials does in the other worker while this one trains
             other._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
             retry(other, other._storage.get_trial(trial._trial_id))
-        trial.set_user_attr("status", "completed")  # run_trial's recording of the result
+        if len(trained) == 1 and when == "after its record, failed":
+            raise TrialFailed("a failed trial is told too")
+        if len(trained) > 1 or when == "before its record":
+            trial.set_user_attr("status", "completed")
         return 0.5
 
     monkeypatch.setattr(orchestrate, "run_trial", stalled_then_recorded)

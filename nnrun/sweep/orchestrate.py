@@ -20,7 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import optuna
 import yaml
 from rich.markup import escape
 
@@ -163,9 +162,9 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
         refresh(sweep_dir, state, study)  # sweep.json shows it running
         try:
             return run_trial(trial, index, trial_name(state, index), params, state, sweep_dir, echo)
-        except optuna.exceptions.UpdateFinishedTrialError:  # its result came after another worker failed it
-            lost.append(index)
-            raise
+        finally:  # another worker failed it meanwhile: its record or its tell fails
+            if study._storage.get_trial(trial._trial_id).state.is_finished():
+                lost.append(index)
 
     def told(study: Any, frozen: Any) -> None:
         refresh(sweep_dir, state, study)
