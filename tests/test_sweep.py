@@ -285,6 +285,21 @@ def test_sweep_json_gives_a_pruned_trial_its_metric_and_every_run_an_attempt_lef
     assert running.previous_run_dirs == []  # its run is this attempt's, not yet recorded
 
 
+def test_a_retry_gives_the_trial_its_values_when_the_first_attempt_died_before_it_recorded_them(tmp_path):
+    import optuna
+
+    from nnrun.sweep.orchestrate import summarize
+
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path, search="random", trials=1)
+    study, params = open_study(path, state), {"model.layers.0.units": 12}
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL))  # killed between its ask and its record
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.COMPLETE, value=0.7, system_attrs={RETRY_OF: 0},
+                                        user_attrs={"params": params, "number": 1, "status": "completed", "value": 0.7}))
+    summarize(study, state, path)
+    assert [(t.params, t.attempts, t.status) for t in state.trials] == [(params, 2, "completed")]
+    assert state.best["params"] == params and "model.layers.0.units=12" in state.best["retrain"]
+
+
 def test_the_journal_lock_of_a_killed_worker_goes_at_once(tmp_path):
     """A worker killed while it writes the journal must not hold up the others' writes (their heartbeats)."""
     import threading

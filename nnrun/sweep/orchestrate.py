@@ -240,7 +240,8 @@ def summarize(study: Any, state: SweepState, sweep_dir: Path) -> None:
     for frozen in frozen_trials:
         first, attrs = frozen.system_attrs.get(RETRY_OF, frozen.number), frozen.user_attrs
         index = indices[first]
-        trial = trials.setdefault(first, Trial(index, trial_name(state, index), attrs.get("params") or {}))
+        trial = trials.setdefault(first, Trial(index, trial_name(state, index), {}))
+        trial.params = attrs.get("params") or trial.params  # an attempt killed as it began has none
         recorded = attrs.get("number") == frozen.number  # a retry starts with its first attempt's attributes
         told = attrs.get("status") if recorded and frozen.state.name in ("PRUNED", "FAIL") else None  # diverged, too
         status = told or _STATES.get(frozen.state.name) or "failed"
