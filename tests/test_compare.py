@@ -498,6 +498,10 @@ def test_group_by_gives_each_groups_run_count_and_mean_and_std_by_hand(tmp_path)
     assert [float(x) for x in wide.split(",")] == pytest.approx([512, 3, 3, 0, 0.82, 0.02 * 2**0.5])
     filtered = invoke("compare", folder, "--group-by", "model.layers.0.units", "--filter", "model.layers.0.units=64")
     assert "1 group of 3 runs" in filtered.output  # the runs in the groups, not every run read
+    config["model"]["layers"][0]["units"] = 8
+    make_run(folder, "20250130-100000-narrowest", config=config, test={"accuracy": 0.6, "loss": 0.4})
+    rows = as_json(folder, "--group-by", "model.layers.0.units")  # no --sort: by the groups' values, as pandas
+    assert [r["model.layers[0].units"] for r in rows] == [8, 64, 512]  # numbers by size, not '512' < '64' < '8'
     result = invoke("compare", folder, "--group-by", "model.layers.0.unit")
     assert result.exit_code == 2 and "--group-by 'model.layers.0.unit': no run has the key" in result.output
     # Trial numbers repeat from sweep to sweep: grouping two sweeps' runs by trial would merge strangers.
@@ -511,6 +515,7 @@ def test_group_by_gives_each_groups_run_count_and_mean_and_std_by_hand(tmp_path)
              "trials": [trial]}  # fmt: skip
     (tmp_path / "sweep-a" / rd.SWEEP).write_text(json.dumps(sweep))
     assert as_json(tmp_path / "sweep-a", "--group-by", "trial")[0]["runs"] == 1
+    assert as_json(tmp_path / "sweep-a", "--group-by", "model.layers.0.units")[0]["runs"] == 1  # by any key, too
     grouped = invoke("compare", tmp_path / "sweep-a", "--group-by", "trial")
     assert "left out 1 run(s) of earlier attempts that a retry replaced (20250121-100000-t01)" in grouped.output
     assert len(as_json(tmp_path / "sweep-a")) == 2  # ungrouped, every run is listed, with its own status

@@ -364,8 +364,9 @@ def _grouped(records: list[RunRecord], shown: list[RunRecord], group_by: list[st
                           f"{', ...' * (len(sweeps) > 3)}), whose trial numbers repeat; compare one sweep folder at "
                           f"a time, e.g. nnrun compare {shlex.quote(str(sweeps[0]))} --group-by trial.")  # fmt: skip
     notes = [f"{r.path}: unreadable: {r.error}." for r in shown if not r.readable]
-    if sweeps:  # a trial's mean is over its last attempt's seeds, as sweep.json's
-        shown = without_replaced_attempts(shown, sweeps[0], notes)
+    # A trial's mean is over its last attempt's seeds, as sweep.json's; a key's over the trials' last attempts.
+    for folder in sorted({r.path.parent for r in shown if (r.path.parent / rd.SWEEP).is_file()}):
+        shown = without_replaced_attempts(shown, folder, notes)
     if only := [c.strip() for item in columns for c in item.split(",") if c.strip()]:
         chosen = [check_key(c.lstrip("+"), records, "--columns") for c in only]
         chosen = list(GROUPED_COLUMNS) + chosen if all(c.startswith("+") for c in only) else chosen
@@ -375,5 +376,7 @@ def _grouped(records: list[RunRecord], shown: list[RunRecord], group_by: list[st
     rows = group_records(shown, keys, chosen)
     if sort:
         rows = sort_records(rows, check_key(sort, records, "--sort"), descending)
+    else:  # by the groups' values, as pandas' groupby: trial 1, 2, ...; numbers by size
+        rows.sort(key=lambda row: [(number(v) is None, number(v) or 0, text_of(v)) for v in map(row.fields.get, keys)])
     notes.append("grouped: numbers are the mean ± standard deviation (n - 1) of each group's runs.")
     return Comparison(chosen, rows, len(records), notes)
