@@ -1360,6 +1360,36 @@ def test_the_data_file_is_looked_for_where_the_sweep_starts_unless_a_ray_cluster
     assert (path / "sweep.json").is_file()  # the cluster's nodes may mount what this machine lacks
 
 
+def test_a_worker_whose_data_is_other_data_under_the_same_path_is_refused(tmp_path, monkeypatch):
+    """Workers in another folder (the start folder gone, or another machine) find dataset.path relative to theirs."""
+    import shutil
+
+    from nnrun.errors import ConfigError
+    from nnrun.sweep.orchestrate import resume_state
+
+    source = ROOT / "configs" / "data" / "penguins.csv"
+    for folder, rows in (("a", 120), ("b", 200)):  # the same relative path, other rows
+        (tmp_path / folder / "data").mkdir(parents=True)
+        lines = source.read_text().splitlines(keepends=True)
+        (tmp_path / folder / "data" / "penguins.csv").write_text("".join(lines[: rows + 1]))
+    monkeypatch.chdir(tmp_path / "a")
+    path, state = start_sweep(ROOT / "configs" / "penguins_species.yaml", sets=["dataset.path=data/penguins.csv"],
+                              grid_options=["training.batch_size=16,32"], runs_dir=tmp_path / "runs")  # fmt: skip
+    assert state.data["bytes"] == (tmp_path / "a" / "data" / "penguins.csv").stat().st_size
+    assert read_state(path).data == state.data  # in sweep.json
+    monkeypatch.chdir(tmp_path / "b")
+    assert resume_state(path, retry_failed=True).cwd == str(tmp_path / "a")  # it works in a, where the data is
+    shutil.move(tmp_path / "a", tmp_path / "gone")
+    monkeypatch.chdir(tmp_path / "b")
+    for retry_failed in (False, True):  # --join, --resume
+        with pytest.raises(ConfigError, match=r"dataset.path data/penguins.csv is other data here \(.*/b/data/pengu"):
+            resume_state(path, retry_failed=retry_failed)
+    shutil.copy(tmp_path / "gone" / "data" / "penguins.csv", tmp_path / "b" / "data" / "penguins.csv")
+    assert resume_state(path, retry_failed=False).data == state.data  # a copy of the same file: fine
+    (tmp_path / "b" / "data" / "penguins.csv").unlink()
+    resume_state(path, retry_failed=False)  # not here: its trials fail for a worker that has it to retry
+
+
 def test_a_ray_address_where_nothing_answers_is_refused_at_once(tmp_path):
     from nnrun.sweep.ray import check_address
 

@@ -17,6 +17,8 @@ Nothing here imports TensorFlow unless it has to download.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -188,3 +190,27 @@ def make_splits(data: Dataset, config: Any, *, smoke: bool = False) -> Dataset:
         at = validation_split(len(x_train), validation)
         x_train, x_val, y_train, y_val = x_train[:at], x_train[at:], y_train[:at], y_train[at:]
     return replace(data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, x_val=x_val, y_val=y_val)
+
+
+def fingerprint(dataset: dict[str, Any]) -> dict[str, Any] | None:
+    """What the data a ``dataset`` section names here is, to tell it from other data under the same path: a CSV's
+    size and SHA-256, or an image folder's file count and the SHA-256 of its files' names and sizes. None for the
+    built-in datasets (``idx`` checks their files) and for data that is not here."""
+    from nnrun.datasets.csv import existing_file
+    from nnrun.datasets.images import resolve_folder
+
+    if dataset.get("name") not in ("csv", "images"):
+        return None
+    try:
+        path = existing_file(dataset["path"]) if dataset["name"] == "csv" else resolve_folder(dataset["path"], "")
+    except DataError:  # not here
+        return None
+    digest = hashlib.sha256()
+    if path.is_file():
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    files = sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file())
+    digest.update(json.dumps(files).encode())
+    return {"path": str(path.resolve()), "files": len(files), "sha256": digest.hexdigest()}

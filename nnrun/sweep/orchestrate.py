@@ -31,7 +31,7 @@ from nnrun.config import RunConfig, load_config, validate_config
 from nnrun.config.load import load_yaml
 from nnrun.errors import ExitCode, NnrunError, RunInterrupted
 from nnrun.sweep import space
-from nnrun.sweep.plan import default_metric, plan
+from nnrun.sweep.plan import check_data, data_of, default_metric, plan
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
 from nnrun.sweep.study import (
     RETRY_OF,
@@ -77,7 +77,8 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
     sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
     state = SweepState(id=sweep_dir.name, name=config.run.name, config_file=str(config_path), smoke=smoke,
                        argv=list(argv), sets=list(sets), started=started.isoformat(timespec="seconds"),
-                       cwd=os.getcwd(), **checked)  # fmt: skip
+                       cwd=os.getcwd(), data=data_of(checked["base_config"], checked["grid"]) if data_here else None,
+                       **checked)  # fmt: skip
     try:
         study = open_study(sweep_dir, state, create=True)
     except BaseException:
@@ -357,11 +358,13 @@ def resume_state(sweep_dir: str | Path, *, retry_failed: bool) -> SweepState:
 
     Raises:
         RunDirError: not a sweep directory.
+        ConfigError: ``dataset.path`` gives other data here than the trials trained on (``plan.check_data``).
     """
     sweep_dir = Path(sweep_dir).resolve()
     state = read_state(sweep_dir)
     if state.cwd and Path(state.cwd).is_dir():
         os.chdir(state.cwd)
+    check_data(state)
     if retry_failed:
         study = open_study(sweep_dir, state)
         with locked(sweep_dir):  # not while another worker asks for a trial (a stale one may be queued meanwhile)

@@ -12,6 +12,7 @@ from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical
 from nnrun.compare.query import higher_is_better
 from nnrun.config import RunConfig, validate_config
 from nnrun.config.schema import SweepConfig
+from nnrun.datasets import fingerprint
 from nnrun.datasets.table import resolve_task
 from nnrun.errors import ConfigError
 from nnrun.keras_names import metric_names
@@ -55,6 +56,26 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
     return dict(mode=search, grid=grid, metric=metric, base_config=base, budget=budget, seed=section.seed,
                 prune=section.prune, monitor=monitor, direction="maximize" if higher_is_better(metric) else "minimize",
                 repeats=section.repeats, storage=section.storage, heartbeat_s=section.heartbeat)  # fmt: skip
+
+
+def data_of(base: dict[str, Any], grid: dict[str, Any]) -> dict[str, Any] | None:
+    """The fingerprint of the data every trial trains on, if they share one that is here."""
+    return None if any(space.reaches(key, "dataset.path") for key in grid) else fingerprint(base["dataset"])
+
+
+def check_data(state: Any) -> None:
+    """ConfigError when the data file or folder the trials' config names is, here, other data than the sweep started
+    with (another copy under the same relative path, or edited since): the trials could not be ranked together.
+    Data that is not here passes: a trial fails on it, for a worker that has it to retry."""
+    here = state.data and fingerprint(state.base_config["dataset"])
+    if not here or here["sha256"] == state.data["sha256"]:
+        return
+    size = {key: f"{d['bytes']:,} bytes" if "bytes" in d else f"{d['files']:,} files" for key, d in (("here", here),
+            ("then", state.data))}  # fmt: skip
+    raise ConfigError(f"dataset.path {state.base_config['dataset']['path']} is other data here ({here['path']}, "
+                      f"{size['here']}) than the sweep's trials trained on ({state.data['path']}, {size['then']}; its "
+                      f"SHA-256 differs), so their results could not be ranked together. Work on the sweep where "
+                      f"dataset.path gives that data (the sweep started in {state.cwd}), or start a new sweep.")
 
 
 def default_metric(config: RunConfig) -> str:

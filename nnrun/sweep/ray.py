@@ -108,9 +108,11 @@ def sweep_worker(sweep_dir: str, cwd: str) -> None:
     """One Ray task: a worker on the sweep's study, as ``nnrun sweep --join SWEEP_DIR`` is."""
     from nnrun.console import make_console
     from nnrun.sweep.orchestrate import work
+    from nnrun.sweep.plan import check_data
     from nnrun.sweep.state import read_state
 
     if Path(cwd).is_dir():
         os.chdir(cwd)  # relative dataset paths, as on the machine that started the sweep
-    console = make_console()
-    work(sweep_dir, read_state(sweep_dir), executor="ray task", echo=lambda line: console.print(line, soft_wrap=True))
+    console, state = make_console(), read_state(sweep_dir)
+    check_data(state)  # a node with other data under the same path
+    work(sweep_dir, state, executor="ray task", echo=lambda line: console.print(line, soft_wrap=True))

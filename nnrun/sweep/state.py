@@ -59,6 +59,7 @@ class SweepState:
     argv: list[str] = field(default_factory=list)
     sets: list[str] = field(default_factory=list)  # the sweep's --set values (the retrain command repeats them)
     cwd: str | None = None  # where it started: relative dataset paths and storage URLs are relative to it
+    data: dict[str, Any] | None = None  # the data file or folder's datasets.fingerprint there (workers compare it)
     status: str = "running"
     started: str = ""
     finished: str | None = None
