@@ -41,6 +41,10 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
     elif budget is None:
         raise ConfigError(f"--search {search} (sweep.search) needs --trials N (sweep.trials: how many trials to run), "
                           "e.g. --trials 20.")
+    if (url := section.storage) and (url.rstrip("/") == "sqlite:" or ":memory:" in url or "mode=memory" in url):
+        raise ConfigError(f"{'--storage' if 'storage' in given else 'sweep.storage'} {url}: an in-memory database lives only as long as this process, out of reach "
+                          "of --join, --resume and the other workers; give a file (sqlite:////shared/sweeps.db, say), "
+                          "or leave --storage out to keep the study in the sweep folder.")
     base = {**config.to_dict(), "sweep": None}
     flags = {space.grid_key(space.parse_grid_option(text)[0], grid, base) for text in grid_options}
     space.check_grid(grid, base, section.repeats, flags=flags)

@@ -26,7 +26,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from nnrun import rundir as rd
-from nnrun.errors import ConfigError, first_line
+from nnrun.errors import ConfigError, RunDirError, first_line
 from nnrun.sweep import space
 from nnrun.sweep.state import SweepState
 
@@ -155,14 +155,21 @@ def sampler(state: SweepState, seed: int) -> optuna.samplers.BaseSampler:
 def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False) -> SweepStudy:
     """Create (``create``) or load the sweep's study, with its sampler and pruner. ConfigError if unreachable."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is nnrun's line, not Optuna's traceback
+    where = Path(sweep_dir) / rd.STUDY if state.storage is None else sqlite_file(state.storage)
+    if not create and where is not None and not where.is_file():  # opening it would make an empty one
+        raise RunDirError(f"{where}: not found; it holds the sweep's study (moved or deleted?). Put it back to work "
+                          f"on the sweep, or start a new one.")  # fmt: skip
     if state.storage is None:
-        storage = Journal(Path(sweep_dir) / rd.STUDY, state.heartbeat_s)
-    else:
+        storage = Journal(where, state.heartbeat_s)
+    for attempt in range(3 if state.storage else 0):  # two sweeps making a new database's tables at once: one fails
         try:
             storage = Database(state.storage, state.heartbeat_s)
+            break
         except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors: a bad URL, a missing driver, no server
-            raise ConfigError(f"--storage {state.storage}: cannot open it ({first_line(exc)}). Give an SQLAlchemy "
-                              "URL such as sqlite:////shared/sweeps.db or postgresql://user@host/db.") from None
+            if attempt == 2:
+                raise ConfigError(f"--storage {state.storage}: cannot open it ({first_line(exc)}). Give an "
+                                  "SQLAlchemy URL such as sqlite:////shared/sweeps.db or postgresql://user@host/db.") from None
+            time.sleep(0.5)
     # Steps are epochs. Two finished trials are enough to judge a third: sweeps here are small.
     epochs = 1 if state.smoke else int(state.base_config["training"]["epochs"])
     pruner = {"none": optuna.pruners.NopPruner(), "median": optuna.pruners.MedianPruner(n_startup_trials=2),
@@ -178,6 +185,12 @@ def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False
     except KeyError:
         raise ConfigError(f"no study {state.id} in {state.storage or Path(sweep_dir) / rd.STUDY}; "
                           "is this the sweep folder the study was made for?") from None  # fmt: skip
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite URL (``sqlite:///runs/s.db`` is relative to the current folder), else None."""
+    path = url.partition("?")[0].removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+    return Path(path) if path and path != ":memory:" else None
 
 
 @contextmanager
