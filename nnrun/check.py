@@ -48,12 +48,15 @@ def check_config(config: Any, path: Path) -> list[Any]:
 
 
 def sweep_line(config: Any) -> str:
-    """The sweep that the config's ``sweep:`` section describes, checked as ``nnrun sweep`` checks it first."""
+    """The sweep that the config's ``sweep:`` section describes, checked as ``nnrun sweep`` checks it first: its
+    schema, space and metric (``plan``, before TensorFlow loads), then Keras's names and the data in each value."""
     from nnrun.sweep.plan import plan
+    from nnrun.sweep.space import check_fixed
 
     if not config.sweep.grid:  # the space comes from nnrun sweep's --grid options
         return "[yellow]note:[/] the sweep: section has no grid; nnrun sweep checks it with the --grid options it is given"
     sweep = plan(config)
+    check_fixed(sweep["base_config"], sweep["grid"])
     extras = [f"{sweep['prune']} pruning" if sweep["prune"] != "none" else "",
               f"{sweep['repeats']} seeds each" if sweep["repeats"] > 1 else ""]
     return (f"[green]✓[/] sweep: {sweep['mode']} search, {sweep['budget']} trials over {', '.join(sweep['grid'])}; "

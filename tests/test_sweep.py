@@ -616,6 +616,12 @@ def test_check_shows_the_sweep_of_a_configs_sweep_section_and_refuses_a_bad_one_
     result = subprocess.run([sys.executable, "-c", code, "check", str(bad)], capture_output=True, text=True)
     assert result.returncode == 2, result.stderr
     assert "sweep.grid model.layers[0].unit: there is no key 'unit'" in result.stderr.replace("\n", "")
+    # Keras's names, as nnrun sweep checks them before it starts (check passed these, and every such trial failed).
+    for grid, error in (("{model.layers.1.activation: [relu, reluu]}", "Could not interpret activation"),
+                        ("{model.layers.0.units: [12, -3]}", "expected a positive integer"),
+                        ("{training.loss: [binary_crossentropy, binary_crossentropyy]}", "binary_crossentropyy")):
+        with pytest.raises(ConfigError, match=f"sweep key .* value .*{error}"):
+            sweep_line(load_config(SWEEP_CONFIG, [f"sweep.grid={grid}"]))
 
 
 def test_the_retrain_command_repeats_the_sweeps_own_settings(tmp_path):
