@@ -805,11 +805,15 @@ def test_the_flags_set_sweep_keys_even_for_a_config_without_a_sweep_section(tmp_
 
 
 def test_a_regression_sweep_ranks_by_any_test_metric_the_table_shows(tmp_path):
+    from nnrun.sweep.plan import ranked_on_test_data
+
     config = ROOT / "configs" / "penguins_mass.yaml"
     for metric, direction in (("test_r2", "maximize"), ("test_mae", "minimize"), ("test_rmse", "minimize"),
                               ("test.r2", "maximize"), ("test.rmse", "minimize")):  # fmt: skip
         _, state = start_sweep(config, grid_options=[LR], search="random", trials=2, metric=metric, runs_dir=tmp_path)
         assert (state.metric, state.direction) == (metric, direction)
+        assert f"ranking by {metric} chooses the hyperparameters on the test data" in ranked_on_test_data(state.metric)
+    assert ranked_on_test_data("val_loss") is None and ranked_on_test_data("validation.mae") is None
     with pytest.raises(ConfigError, match="--metric test_accuracy: the trials log only loss, .*; rank these regressions"):
         start_sweep(config, grid_options=[LR], search="random", trials=2, metric="test_accuracy", runs_dir=tmp_path)
 

@@ -65,6 +65,7 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
     from nnrun import rundir
     from nnrun.console import make_console
     from nnrun.sweep.orchestrate import resume_state, start_sweep, sweep_comparison, watches_validation, work
+    from nnrun.sweep.plan import ranked_on_test_data
 
     console, shell = make_console(), Path.cwd()  # --join and --resume move to the folder the sweep started in
     if sum(x is not None for x in (config, join, resume)) != 1:
@@ -87,6 +88,8 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
                       + (f", {state.prune} pruning" if state.prune != "none" else "")
                       + (f", {state.repeats} seeds each" if state.repeats > 1 else "") + f"), ranked by {state.metric}",
                       soft_wrap=True)  # fmt: skip
+        if note := ranked_on_test_data(state.metric):
+            console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     path = Path(path).resolve()
     state = work(path, state, echo=lambda line: console.print(line, soft_wrap=True), **options)
     comparison = sweep_comparison(path, state)

@@ -82,6 +82,15 @@ def check_data(state: Any) -> None:
                       f"dataset.path gives that data (the sweep started in {state.cwd}), or start a new sweep.")
 
 
+def ranked_on_test_data(metric: str) -> str | None:
+    """The warning for a sweep ranked on the test data, which then no longer measures the chosen trial fairly."""
+    if not metric.startswith(("test_", "test.")):
+        return None
+    return (f"ranking by {metric} chooses the hyperparameters on the test data, so the best trial's test score is "
+            "optimistic; rank by a validation metric (val_loss, val_accuracy or validation.<metric>) to keep the test "
+            "data for the end.")  # fmt: skip
+
+
 def default_metric(config: RunConfig) -> str:
     """What ranks the trials when neither --metric nor sweep.metric says: val_accuracy, or val_loss for a regression."""
     task = resolve_task(getattr(config.dataset, "task", "classification"), config.training.loss)
