@@ -1461,6 +1461,16 @@ def test_a_ray_address_where_nothing_answers_is_refused_at_once(tmp_path):
         assert not (tmp_path / "runs").exists()  # before the sweep folder
 
 
+@pytest.mark.slow
+def test_a_ray_cluster_without_the_gpus_a_trial_needs_is_refused_rather_than_waited_for(tmp_path):
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is optional: pip install 'nnrun[ray]'")
+    from nnrun.sweep.ray import run_workers
+
+    with pytest.raises(ConfigError, match=r"--gpus-per-trial 1: the Ray cluster has 0 GPUs; start its nodes"):
+        run_workers(tmp_path, address=None, gpus_per_trial=1, num_cpus=1, echo=print)  # a local instance: no GPU here
+
+
 def test_ray_missing_gives_an_install_hint(monkeypatch, tmp_path):
     import builtins
 

@@ -126,6 +126,9 @@ def check_executor(executor: str, jobs: int, address: str | None = None, gpus_pe
         raise ConfigError(f"--executor must be local or ray, got {executor!r}.")
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}.")
+    if gpus_per_trial < 0 or (gpus_per_trial > 1 and not float(gpus_per_trial).is_integer()):  # as Ray takes them
+        raise ConfigError(f"--gpus-per-trial must be a share of one GPU (0.5, say) or a whole number of GPUs, got "
+                          f"{gpus_per_trial:g}.")
     if executor == "local" and (address or gpus_per_trial):
         raise ConfigError("--address and --gpus-per-trial need --executor ray.")
     if executor == "ray" and jobs > 1:

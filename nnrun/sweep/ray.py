@@ -83,7 +83,11 @@ def run_workers(sweep_dir: Path, *, address: str | None, gpus_per_trial: float =
         ) from None
     refs, stopped = [], []
     try:
-        slots = max(1, int(ray.cluster_resources().get("GPU" if gpus_per_trial else "CPU", 1) / (gpus_per_trial or 1)))
+        have = ray.cluster_resources().get("GPU" if gpus_per_trial else "CPU", 0)
+        if gpus_per_trial and have < gpus_per_trial:  # else Ray would wait for them for ever
+            raise ConfigError(f"--gpus-per-trial {gpus_per_trial:g}: the Ray cluster has {have:g} GPUs; start its nodes "
+                              "with their GPUs (ray start --num-gpus N), or leave --gpus-per-trial out to train on CPUs.")
+        slots = max(1, int(have / (gpus_per_trial or 1)))
         worker = ray.remote(num_cpus=1, num_gpus=gpus_per_trial, max_retries=0)(sweep_worker)
         refs = [worker.remote(str(sweep_dir), os.getcwd()) for _ in range(slots)]
         for ref in refs:
