@@ -1471,6 +1471,23 @@ def test_a_ray_cluster_without_the_gpus_a_trial_needs_is_refused_rather_than_wai
         run_workers(tmp_path, address=None, gpus_per_trial=1, num_cpus=1, echo=print)  # a local instance: no GPU here
 
 
+def test_the_main_worker_of_jobs_workers_caps_its_threads_before_the_sweeps_checks_start_tensorflow(monkeypatch):
+    from nnrun.sweep import orchestrate
+    from nnrun.sweep.command import run_sweep
+
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith(("TF_NUM", "OMP"))})
+    seen = []
+
+    def start_sweep(*args, **kwargs):  # where check_fixed builds a Keras optimizer: TensorFlow reads its threads
+        seen.append(os.environ.get("TF_NUM_INTRAOP_THREADS"))
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(orchestrate, "start_sweep", start_sweep)
+    with pytest.raises(ConfigError, match="stop here"):
+        run_sweep(SWEEP_CONFIG, None, None, [], [], False, {}, dict(executor="local", jobs=2, address=None))
+    assert seen == [str(max(1, len(os.sched_getaffinity(0)) // 2))]  # its share, as its --join helper's
+
+
 def test_ray_missing_gives_an_install_hint(monkeypatch, tmp_path):
     import builtins
 

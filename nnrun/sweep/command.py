@@ -64,7 +64,14 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
 
     from nnrun import rundir
     from nnrun.console import make_console
-    from nnrun.sweep.orchestrate import resume_state, start_sweep, sweep_comparison, watches_validation, work
+    from nnrun.sweep.orchestrate import (
+        resume_state,
+        share_cpus,
+        start_sweep,
+        sweep_comparison,
+        watches_validation,
+        work,
+    )
     from nnrun.sweep.plan import ranked_on_test_data
 
     console, shell = make_console(), Path.cwd()  # --join and --resume move to the folder the sweep started in
@@ -72,6 +79,7 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
         raise ConfigError("give exactly one of CONFIG, --join SWEEP_DIR or --resume SWEEP_DIR, "
                           "e.g. nnrun sweep configs/diabetes_sweep.yaml.")
     check_executor(**options)
+    share_cpus(options["jobs"])
     path = join or resume
     if path is not None:
         path = path.resolve()  # before resume_state moves to the folder the sweep started in

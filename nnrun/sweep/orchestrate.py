@@ -117,9 +117,7 @@ def work(
     """
     sweep_dir = Path(sweep_dir).resolve()
     study = open_study(sweep_dir, state)
-    if jobs > 1:  # each worker an equal share of this machine's CPUs, read when its TensorFlow starts
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        os.environ.update(thread_env(max(1, cpus // jobs)))
+    share_cpus(jobs)
     helpers = [_join_process(sweep_dir) for _ in range(jobs - 1)]
     state.executor, state.jobs, started = executor, jobs, time.perf_counter()
     try:
@@ -147,6 +145,14 @@ def work(
         _reap(helpers, echo)
     refresh(sweep_dir, state, study, finished=(None, now(), time.perf_counter() - started))
     return state
+
+
+def share_cpus(jobs: int) -> None:
+    """With ``jobs`` workers here, cap this one's TensorFlow threads at an equal share of the CPUs, as its helpers
+    are capped: read when TensorFlow starts, so before the sweep's checks build a Keras optimizer."""
+    if jobs > 1:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        os.environ.update(thread_env(max(1, cpus // jobs)))
 
 
 def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[str], None]) -> None:
