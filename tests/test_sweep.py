@@ -978,6 +978,10 @@ def test_grid_sweep_trains_every_trial_into_its_own_run_directory(grid_sweep):
     from nnrun.compare import find_runs
 
     assert len(find_runs([sweep_dir])) == 4
+    for flag in ("--join", "--resume"):  # a done sweep: its table and best again, and sweep.json left as it was
+        again = CliRunner().invoke(app, ["sweep", flag, str(sweep_dir)])
+        assert again.exit_code == 0 and "every trial of this sweep is done: nothing left to run." in again.output
+        assert "best: trial" in again.output and json.loads((sweep_dir / "sweep.json").read_text()) == saved
 
 
 @pytest.mark.slow

@@ -99,7 +99,10 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
         if note := ranked_on_test_data(state.metric):
             console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     path = Path(path).resolve()
-    state = work(path, state, echo=lambda line: console.print(line, soft_wrap=True), **options)
+    if (join or resume) and state.status == "completed":  # sweep.json as it was: no worker's session to add
+        console.print("every trial of this sweep is done: nothing left to run.")
+    else:
+        state = work(path, state, echo=lambda line: console.print(line, soft_wrap=True), **options)
     comparison = sweep_comparison(path, state)
     if comparison is not None:
         from nnrun.compare import render_text
