@@ -570,6 +570,16 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
         start(sets=["sweep.metric=speed"])
     with pytest.raises(ConfigError, match="--metric test_r2: only a regression's runs measure it"):
         start(metric="test_r2")
+    with pytest.raises(ConfigError, match=r"'val_acc': .* Use one of best_val_accuracy, best_val_loss, test_accuracy, "
+                       r"test_loss; did you mean val_accuracy\?$"):  # no regression metric offered to a classifier
+        start(metric="val_acc")
+    with pytest.raises(ConfigError, match=r"Use one of best_val_loss, test_loss, test_r2, test_mae, test_rmse; did you "
+                       r"mean test_rmse\?$"):  # fmt: skip
+        start_sweep(ROOT / "configs" / "penguins_mass.yaml", grid_options=[LR], search="random", trials=2,
+                    metric="test_rmsee", runs_dir=tmp_path)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"^--metric val_accuracy \(best_val_accuracy\): the trials log only loss"):
+        start_sweep(ROOT / "configs" / "penguins_mass.yaml", grid_options=[LR], search="random", trials=2,
+                    metric="val_accuracy", runs_dir=tmp_path)  # as typed, not only the column it stands for
     with pytest.raises(ConfigError, match="validation.auc: the trials log only loss, accuracy, val_loss, val_accuracy; add "
                        "auc to training.metrics"):  # fmt: skip
         start(metric="validation.auc")  # without --prune too: else every trial trains, and none has it

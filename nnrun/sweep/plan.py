@@ -105,16 +105,22 @@ def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metr
         ConfigError: not a metric, one the trials do not log (or without the validation it needs), or one the
             pruner cannot hear.
     """
-    key = canonical(metric)
+    key, regression = canonical(metric), default_metric(config) == "val_loss"
     numeric = [c for c in COLUMNS if any(w in c for w in ("accuracy", "loss"))] + ["test_r2", "test_mae", "test_rmse"]
     if key not in numeric and key.partition(".")[0] not in METRIC_SECTIONS:
+        fits = ("accuracy",) if regression else ("test_r2", "test_mae", "test_rmse")  # what the task lacks
+        numeric = [c for c in [*numeric, "val_accuracy", "val_loss"] if not any(w in c for w in fits)]
+        close = difflib.get_close_matches(key, numeric, n=1, cutoff=0.7)
+        numeric = [c for c in numeric if not c.startswith("val_")]  # short forms: suggested, not listed
         name = key.removeprefix("val_")  # val_accuracy and val_loss are short for best_val_...; val_mae has no column
-        fix = (f"; for {name} on the validation data, pass validation.{name} (its last epoch) or best_validation.{name}"
+        fix = (f"; did you mean {close[0]}?" if close else
+               f"; for {name} on the validation data, pass validation.{name} (its last epoch) or best_validation.{name}"
                " (at the epoch of the lowest val_loss)" if key.startswith("val_") else
                ", or a metrics.json path such as test.accuracy, validation.loss or best_validation.AUC")  # fmt: skip
         raise ConfigError(f"{said} {metric!r}: not a metric the compare table has. Use one of {', '.join(numeric)}"
-                          f"{fix}.")
-    if key in ("test_r2", "test_mae", "test_rmse") and default_metric(config) != "val_loss":
+                          f"{fix}{'' if close else '.'}")
+    named = metric if key == metric.strip() else f"{metric} ({key})"  # as typed, and the column it stands for
+    if key in ("test_r2", "test_mae", "test_rmse") and not regression:
         raise ConfigError(f"{said} {metric}: only a regression's runs measure it, and these trials classify; "
                           "rank them by test_accuracy or val_accuracy, say.")  # fmt: skip
     if key.startswith(("best_val_", "validation.", "best_validation.")) and config.dataset.validation == "none":
@@ -124,7 +130,7 @@ def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metr
     epochs = {"best_val_accuracy": "val_accuracy", "best_val_loss": "val_loss"}.get(key) or (
         f"val_{rest}" if head in ("validation", "best_validation") else rest if head == "train" else None)
     once = {"test_accuracy": "accuracy", "test_loss": "loss"}.get(key) or (rest if head == "test" else None)
-    logged, regression = metric_names(config, config.dataset.validation != "none"), default_metric(config) == "val_loss"
+    logged = metric_names(config, config.dataset.validation != "none")
     need = (epochs or once or "").removeprefix("val_")
     if need and need not in logged and not (regression and once in ("mae", "rmse", "r2")):  # nnrun's own, at the end
         spelled = next((n for n in logged if n.lower() == need.lower()), None)  # Keras logs AUC as AUC
@@ -133,9 +139,9 @@ def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metr
                else f"training.metrics has {typo[0]!r}: if you meant {need}, spell it so there" if typo
                else "rank these regressions by val_loss, test_r2 or test_mae" if regression and need == "accuracy"
                else f"add {need} to training.metrics, or rank by one of those")  # fmt: skip
-        raise ConfigError(f"{said} {key}: the trials log only {', '.join(logged)}; {fix}.")
+        raise ConfigError(f"{said} {named}: the trials log only {', '.join(logged)}; {fix}.")
     if higher_is_better(key) is None:
-        raise ConfigError(f"{said} {key}: nnrun cannot tell whether a higher or a lower {rest or key} is better, so it "
+        raise ConfigError(f"{said} {named}: nnrun cannot tell whether a higher or a lower {rest or key} is better, so it "
                           "cannot rank the trials by it; rank them by an accuracy, AUC, R², loss or error metric.")
     if prune == "none":
         return key, None
