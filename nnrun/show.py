@@ -46,7 +46,9 @@ def show_run(path: str | Path) -> list[Any]:
     metrics = _read(run.file(rd.METRICS), notes)
     if metrics:
         best = metrics.get("best_epoch")
-        out.append(metrics_table(metrics, caption=f"best epoch {best} of {metrics.get('epochs_run')}" if best else None))
+        monitor = "val_loss" if metrics.get("best_validation") else "loss"  # the best validation row's epoch
+        out.append(metrics_table(metrics, caption=f"best epoch {best} of {metrics.get('epochs_run')} (lowest {monitor})"
+                                 if best else None))  # fmt: skip
     for evaluation in sorted(run.path.glob(rd.evaluation_files("*")["json"])):
         result = _read(evaluation, notes)
         if result:

@@ -38,7 +38,8 @@ def metrics_table(metrics: dict[str, Any], *, title: str = "metrics", splits: tu
     from rich.table import Table
 
     keys, rows = metrics_rows(metrics, *([splits] if splits else []))
-    table = Table(title=title, header_style="bold", title_justify="left", caption=caption, caption_justify="left")
+    table = Table(title=title, header_style="bold", title_justify="left", caption=caption, caption_justify="left",
+                  min_width=len(caption or ""))  # the caption on one line
     table.add_column("split")
     for key in keys:
         table.add_column(key, justify="right")
