@@ -414,6 +414,8 @@ def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_o
     assert result.status == "completed" and [t.status for t in result.trials] == ["completed"] * 4
     assert [t.attempts for t in result.trials if t.index == first] == [2]
     assert [t.index for t in result.trials] == [1, 2, 3, 4]  # the retry took an Optuna number, not a trial index
+    numbers = [t.user_attrs["trial"] for t in open_study(path, state).trials]  # as optuna-dashboard shows them
+    assert sorted(numbers) == sorted([1, 2, 3, 4, first])  # the retry's is its trial's
 
 
 def test_ctrl_c_while_waiting_for_the_jobs_workers_stops_them_and_says_how_to_resume(tmp_path, monkeypatch):

@@ -164,6 +164,7 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
         index = trial_indices(study.get_trials(deepcopy=False))[system.get(RETRY_OF, trial.number)]
         params = space.decode(trial, state.grid)
         trial.set_user_attr("params", params)
+        trial.set_user_attr("trial", index)  # nnrun's number, in optuna-dashboard (Optuna's count from 0, retries too)
         attempt = f" (attempt {len(system['retry_history']) + 1})" if RETRY_OF in system else ""
         echo(f"trial {index}/{state.budget} training {escape(space.params_text(params))}{attempt}")
         refresh(sweep_dir, state, study)  # sweep.json shows it running
