@@ -51,6 +51,36 @@ def test_listing_names_classes_from_folders_and_ignores_other_files(tmp_path):
     assert all(Path(p).parent.name in ("circle", "square", "triangle", "nested") for p in files.paths)
 
 
+def test_a_folders_fingerprint_is_of_the_images_the_loader_reads(tmp_path, monkeypatch):
+    """What a sweep's workers compare (sweep.json's data): the images' paths and sizes, as the loader lists them."""
+    import shutil
+
+    from nnrun.datasets import fingerprint
+
+    folder = make_image_folder(tmp_path / "a" / "shapes", per_class=4)
+    dataset = {"name": "images", "path": "shapes"}
+    monkeypatch.chdir(tmp_path / "a")
+    first = fingerprint(dataset)
+    assert first["files"] == 12 and first["path"] == str(folder.resolve())
+    shutil.copytree(folder, tmp_path / "b" / "shapes")
+    (tmp_path / "b" / "shapes" / "circle" / ".DS_Store").write_text("junk")  # not read by the loader: same data
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "b" / "shapes" / "square").rename(tmp_path / "linked" / "square")
+    (tmp_path / "b" / "shapes" / "square").symlink_to(tmp_path / "linked" / "square")  # followed, as the loader does
+    monkeypatch.chdir(tmp_path / "b")
+    assert fingerprint(dataset)["sha256"] == first["sha256"]
+    (tmp_path / "b" / "shapes" / "square" / "square_000.png").unlink()
+    assert fingerprint(dataset)["files"] == 11
+    (tmp_path / "test").mkdir()
+    make_image_folder(tmp_path / "test" / "shapes", per_class=2)
+    with_test = fingerprint({**dataset, "test_path": str(tmp_path / "test" / "shapes")})
+    assert with_test["files"] == 11 + 6  # test_path's images count too
+    monkeypatch.setenv("NNRUN_DATA_DIR", str(tmp_path / "a"))
+    monkeypatch.chdir(tmp_path)  # no shapes/ here: found under $NNRUN_DATA_DIR, as the loader finds it
+    assert fingerprint(dataset) == first
+    assert fingerprint({"name": "images", "path": "nowhere"}) is None and fingerprint({"name": "mnist"}) is None
+
+
 def test_check_lists_the_folder_once(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 

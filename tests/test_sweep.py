@@ -1425,8 +1425,11 @@ def test_the_data_file_is_looked_for_where_the_sweep_starts_unless_a_ray_cluster
     with pytest.raises(DataError, match="dataset.path elsewhere/penguins.csv: file not found"):
         start_sweep(ROOT / "configs" / "penguins_species.yaml", runs_dir=tmp_path, **start)
     assert not tmp_path.exists() or not any(tmp_path.iterdir())  # refused before the sweep folder
-    path, _ = start_sweep(ROOT / "configs" / "penguins_species.yaml", runs_dir=tmp_path, data_here=False, **start)
-    assert (path / "sweep.json").is_file()  # the cluster's nodes may mount what this machine lacks
+    path, state = start_sweep(ROOT / "configs" / "penguins_species.yaml", runs_dir=tmp_path, data_here=False, **start)
+    assert (path / "sweep.json").is_file() and state.data is None  # the cluster's nodes may mount what this one lacks
+    start["sets"] = [f"dataset.path={ROOT / 'configs' / 'data' / 'penguins.csv'}"]
+    _, state = start_sweep(ROOT / "configs" / "penguins_species.yaml", runs_dir=tmp_path, data_here=False, **start)
+    assert state.data["bytes"] > 0  # here too: the nodes' workers compare theirs with it
 
 
 def test_a_worker_whose_data_is_other_data_under_the_same_path_is_refused(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -194,23 +195,25 @@ def make_splits(data: Dataset, config: Any, *, smoke: bool = False) -> Dataset:
 
 def fingerprint(dataset: dict[str, Any]) -> dict[str, Any] | None:
     """What the data a ``dataset`` section names here is, to tell it from other data under the same path: a CSV's
-    size and SHA-256, or an image folder's file count and the SHA-256 of its files' names and sizes. None for the
-    built-in datasets (``idx`` checks their files) and for data that is not here."""
+    size and SHA-256, or the SHA-256 of the image files' paths (relative to their folder) and sizes, as the loader
+    lists them (``test_path``'s too). None for the built-in datasets (``idx`` checks their files) and for data that is
+    not here or cannot be read."""
     from nnrun.datasets.csv import existing_file
-    from nnrun.datasets.images import resolve_folder
+    from nnrun.datasets.images import list_image_folder
 
     if dataset.get("name") not in ("csv", "images"):
         return None
-    try:
-        path = existing_file(dataset["path"]) if dataset["name"] == "csv" else resolve_folder(dataset["path"], "")
-    except DataError:  # not here
-        return None
     digest = hashlib.sha256()
-    if path.is_file():
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
-    files = sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file())
+    try:
+        if dataset["name"] == "csv":
+            path = existing_file(dataset["path"])
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+        listed = [list_image_folder(p) for p in (dataset["path"], dataset.get("test_path")) if p]
+        files = [[os.path.relpath(f, one.root), os.stat(f).st_size] for one in listed for f in one.paths]
+    except (DataError, OSError):  # not here, or not readable here: a trial fails on it, for a retry elsewhere
+        return None
     digest.update(json.dumps(files).encode())
-    return {"path": str(path.resolve()), "files": len(files), "sha256": digest.hexdigest()}
+    return {"path": str(listed[0].root.resolve()), "files": len(files), "sha256": digest.hexdigest()}

@@ -77,8 +77,7 @@ def start_sweep(config_path: str | Path, sets: list[str] = (), grid_options: lis
     sweep_dir = rd.create_run_dir(config.run.runs_dir, config.run.name, started, prefix=rd.SWEEP_PREFIX).resolve()
     state = SweepState(id=sweep_dir.name, name=config.run.name, config_file=str(config_path), smoke=smoke,
                        argv=list(argv), sets=list(sets), started=started.isoformat(timespec="seconds"),
-                       cwd=os.getcwd(), data=data_of(checked["base_config"], checked["grid"]) if data_here else None,
-                       **checked)  # fmt: skip
+                       cwd=os.getcwd(), data=data_of(checked["base_config"], checked["grid"]), **checked)  # fmt: skip
     try:
         study = open_study(sweep_dir, state, create=True)
     except BaseException:
@@ -371,7 +370,8 @@ def resume_state(sweep_dir: str | Path, *, retry_failed: bool) -> SweepState:
     state = read_state(sweep_dir)
     if state.cwd and Path(state.cwd).is_dir():
         os.chdir(state.cwd)
-    check_data(state)
+    if state.status != "completed":  # else nothing trains: its table is shown as it is
+        check_data(state)
     if retry_failed:
         study = open_study(sweep_dir, state)
         with locked(sweep_dir):  # not while another worker asks for a trial (a stale one may be queued meanwhile)
