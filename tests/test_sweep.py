@@ -306,11 +306,12 @@ def test_a_study_that_is_gone_is_not_made_again_empty_by_join_or_resume(tmp_path
     from nnrun.sweep.orchestrate import resume_state
 
     monkeypatch.chdir(tmp_path)
-    for url in (None, "sqlite:///s.db"):  # the journal in the sweep folder; a database file relative to the start
-        path, state = start_sweep(SWEEP_CONFIG, runs_dir="runs", storage=url, name=f"gone{url is None}")
-        study = tmp_path / "s.db" if url else path / "study.journal"
+    # The journal in the sweep folder; database files relative to the start folder, with and without a driver.
+    for i, url in enumerate((None, "sqlite:///s.db", "sqlite+pysqlite:///s2.db")):
+        path, state = start_sweep(SWEEP_CONFIG, runs_dir="runs", storage=url, name=f"gone{i}")
+        study = tmp_path / url.rpartition("/")[2] if url else path / "study.journal"
         study.rename(tmp_path / "moved")
-        shown = re.escape(str(study.relative_to(tmp_path) if url else study))
+        shown = re.escape(str(study))
         with pytest.raises(RunDirError, match=f"^{shown}: not found; it holds the sweep's study"):
             resume_state(path, retry_failed=True)  # --resume
         with pytest.raises(RunDirError, match=f"^{shown}: not found; it holds the sweep's study"):
@@ -319,12 +320,15 @@ def test_a_study_that_is_gone_is_not_made_again_empty_by_join_or_resume(tmp_path
 
 
 OPEN_AT = """import sys, time
+from pathlib import Path
 from nnrun.sweep.state import SweepState
 from nnrun.sweep.study import open_study
 state = SweepState(id=sys.argv[2], name="x", mode="random", grid={"a": [1, 2]}, metric="val_accuracy",
                    base_config={"training": {"epochs": 1}}, storage=sys.argv[1], budget=2)
-time.sleep(max(0, float(sys.argv[3]) - time.time()))
-open_study(sys.argv[4], state, create=True)
+(Path(sys.argv[3]) / sys.argv[2]).touch()  # ready: Optuna imported; then all three go at once
+while len(list(Path(sys.argv[3]).iterdir())) < 3:
+    time.sleep(0.001)
+open_study(sys.argv[3], state, create=True)
 """
 
 
@@ -333,8 +337,9 @@ def test_sweeps_that_make_a_new_databases_tables_at_once_all_start(tmp_path):
     """SQLAlchemy's table creation races: one of two sweeps started together on a new database failed (about half the
     time, three at once), with an SQL error and advice to fix a URL that was fine."""
     for attempt in range(4):
-        url, at = f"sqlite:///{tmp_path / f'new{attempt}.db'}", time.time() + 3  # after Optuna's import, together
-        workers = [subprocess.Popen([sys.executable, "-c", OPEN_AT, url, f"s{i}", str(at), str(tmp_path)],
+        url, barrier = f"sqlite:///{tmp_path / f'new{attempt}.db'}", tmp_path / f"barrier{attempt}"
+        barrier.mkdir()
+        workers = [subprocess.Popen([sys.executable, "-c", OPEN_AT, url, f"s{i}", str(barrier)],
                                     stderr=subprocess.PIPE, text=True) for i in range(3)]  # fmt: skip
         errors = [w.communicate(timeout=60)[1] for w in workers]
         assert [w.returncode for w in workers] == [0, 0, 0], errors
@@ -609,7 +614,8 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
         start("run.seed=1,2", repeats=2)
     with pytest.raises(ConfigError, match="the sweep's own set-up cannot be varied"):
         start("sweep.seed=1,2")
-    for url in ("sqlite://", "sqlite:///:memory:", "sqlite:///file:s?mode=memory&uri=true"):  # out of the workers' reach
+    for url in ("sqlite://", "sqlite:///:memory:", "sqlite:///file:s?mode=memory&uri=true", "sqlite+pysqlite://",
+                "sqlite://?timeout=20"):  # out of the other workers' reach
         with pytest.raises(ConfigError, match=f"--storage {re.escape(url)}: an in-memory database lives only as long"):
             start(storage=url)
     assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 from nnrun.compare import COLUMNS, METRIC_SECTIONS, canonical
@@ -41,7 +42,7 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
     elif budget is None:
         raise ConfigError(f"--search {search} (sweep.search) needs --trials N (sweep.trials: how many trials to run), "
                           "e.g. --trials 20.")
-    if (url := section.storage) and (url.rstrip("/") == "sqlite:" or ":memory:" in url or "mode=memory" in url):
+    if (url := section.storage) and sqlite_file(url) == Path(":memory:"):
         raise ConfigError(f"{'--storage' if 'storage' in given else 'sweep.storage'} {url}: an in-memory database lives only as long as this process, out of reach "
                           "of --join, --resume and the other workers; give a file (sqlite:////shared/sweeps.db, say), "
                           "or leave --storage out to keep the study in the sweep folder.")
@@ -60,6 +61,21 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
     return dict(mode=search, grid=grid, metric=metric, base_config=base, budget=budget, seed=section.seed,
                 prune=section.prune, monitor=monitor, direction="maximize" if higher_is_better(metric) else "minimize",
                 repeats=section.repeats, storage=section.storage, heartbeat_s=section.heartbeat)  # fmt: skip
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of an SQLite URL (relative to the current folder, if relative), or ``Path(':memory:')``
+    for an in-memory one; None for another database, or a URL SQLAlchemy cannot read (Optuna's error says why)."""
+    from sqlalchemy.engine import make_url  # Optuna's dependency
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - SQLAlchemy's ArgumentError, and others
+        return None
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    memory = parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
+    return Path(":memory:") if memory else Path(parsed.database.removeprefix("file:"))
 
 
 def data_of(base: dict[str, Any], grid: dict[str, Any]) -> dict[str, Any] | None:

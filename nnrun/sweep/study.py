@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 from nnrun import rundir as rd
 from nnrun.errors import ConfigError, RunDirError, first_line
 from nnrun.sweep import space
+from nnrun.sweep.plan import sqlite_file
 from nnrun.sweep.state import SweepState
 
 HEARTBEAT = "nnrun:heartbeat"  # system attribute: the time of a running trial's last beat (journal storage)
@@ -157,7 +158,7 @@ def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is nnrun's line, not Optuna's traceback
     where = Path(sweep_dir) / rd.STUDY if state.storage is None else sqlite_file(state.storage)
     if not create and where is not None and not where.is_file():  # opening it would make an empty one
-        raise RunDirError(f"{where}: not found; it holds the sweep's study (moved or deleted?). Put it back to work "
+        raise RunDirError(f"{where.absolute()}: not found; it holds the sweep's study (moved or deleted?). Put it back to work "
                           f"on the sweep, or start a new one.")  # fmt: skip
     if state.storage is None:
         storage = Journal(where, state.heartbeat_s)
@@ -185,12 +186,6 @@ def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False
     except KeyError:
         raise ConfigError(f"no study {state.id} in {state.storage or Path(sweep_dir) / rd.STUDY}; "
                           "is this the sweep folder the study was made for?") from None  # fmt: skip
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The file of an SQLite URL (``sqlite:///runs/s.db`` is relative to the current folder), else None."""
-    path = url.partition("?")[0].removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
-    return Path(path) if path and path != ":memory:" else None
 
 
 @contextmanager
