@@ -830,7 +830,10 @@ def test_a_regression_sweep_ranks_by_any_test_metric_the_table_shows(tmp_path):
                               ("test.r2", "maximize"), ("test.rmse", "minimize")):  # fmt: skip
         _, state = start_sweep(config, grid_options=[LR], search="random", trials=2, metric=metric, runs_dir=tmp_path)
         assert (state.metric, state.direction) == (metric, direction)
-        assert f"ranking by {metric} chooses the hyperparameters on the test data" in ranked_on_test_data(state.metric)
+        note = ranked_on_test_data(state.metric)
+        assert f"ranking by {metric} chooses the hyperparameters on the test data" in note
+        assert "(val_loss, say)" in note  # a metric these regressions log: not val_accuracy, nor validation.r2
+    assert "(validation.AUC, say)" in ranked_on_test_data("test.AUC")
     assert ranked_on_test_data("val_loss") is None and ranked_on_test_data("validation.mae") is None
     with pytest.raises(ConfigError, match="--metric test_accuracy: the trials log only loss, .*; rank these regressions"):
         start_sweep(config, grid_options=[LR], search="random", trials=2, metric="test_accuracy", runs_dir=tmp_path)
@@ -1492,7 +1495,7 @@ def test_a_ray_cluster_without_the_gpus_a_trial_needs_is_refused_rather_than_wai
         pytest.skip("Ray is optional: pip install 'nnrun[ray]'")
     from nnrun.sweep.ray import run_workers
 
-    with pytest.raises(ConfigError, match=r"--gpus-per-trial 1: the Ray cluster has 0 GPUs; start its nodes"):
+    with pytest.raises(ConfigError, match=r"--gpus-per-trial 1: no node of the Ray cluster has that many GPUs \(the most on one: 0\)"):
         run_workers(tmp_path, address=None, gpus_per_trial=1, num_cpus=1, echo=print)  # a local instance: no GPU here
 
 

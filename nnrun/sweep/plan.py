@@ -102,9 +102,11 @@ def ranked_on_test_data(metric: str) -> str | None:
     """The warning for a sweep ranked on the test data, which then no longer measures the chosen trial fairly."""
     if not metric.startswith(("test_", "test.")):
         return None
+    name = metric[5:]  # test.NAME: Keras's NAME, logged each epoch too, but for nnrun's own r2 and rmse
+    instead = "val_accuracy" if metric == "test_accuracy" else f"validation.{name}" if metric.startswith("test.") \
+        and name not in ("r2", "rmse") else "val_loss"
     return (f"ranking by {metric} chooses the hyperparameters on the test data, so the best trial's test score is "
-            "optimistic; rank by a validation metric (val_loss, val_accuracy or validation.<metric>) to keep the test "
-            "data for the end.")  # fmt: skip
+            f"optimistic; rank by a validation metric ({instead}, say) to keep the test data for the end.")
 
 
 def default_metric(config: RunConfig) -> str:

@@ -84,9 +84,11 @@ def run_workers(sweep_dir: Path, *, address: str | None, gpus_per_trial: float =
     refs, stopped = [], []
     try:
         have = ray.cluster_resources().get("GPU" if gpus_per_trial else "CPU", 0)
-        if gpus_per_trial and have < gpus_per_trial:  # else Ray would wait for them for ever
-            raise ConfigError(f"--gpus-per-trial {gpus_per_trial:g}: the Ray cluster has {have:g} GPUs; start its nodes "
-                              "with their GPUs (ray start --num-gpus N), or leave --gpus-per-trial out to train on CPUs.")
+        most = max((n["Resources"].get("GPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+        if gpus_per_trial > most:  # a trial runs on one node: else Ray would wait for such a node for ever
+            raise ConfigError(f"--gpus-per-trial {gpus_per_trial:g}: no node of the Ray cluster has that many GPUs (the "
+                              f"most on one: {most:g}); start its nodes with their GPUs (ray start --num-gpus N), ask "
+                              "for fewer, or leave --gpus-per-trial out to train on CPUs.")
         slots = max(1, int(have / (gpus_per_trial or 1)))
         worker = ray.remote(num_cpus=1, num_gpus=gpus_per_trial, max_retries=0)(sweep_worker)
         refs = [worker.remote(str(sweep_dir), os.getcwd()) for _ in range(slots)]
