@@ -423,6 +423,34 @@ def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_o
     assert sorted(numbers) == sorted([1, 2, 3, 4, first])  # the retry's is its trial's
 
 
+def test_a_trial_failed_as_stale_before_it_recorded_its_values_is_lost_not_a_crash(tmp_path, monkeypatch):
+    import optuna
+
+    from nnrun.sweep import orchestrate
+
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
+    other, decoded, decode = open_study(path, state), [], orchestrate.space.decode
+
+    def paused_as_it_began(trial, grid):  # this worker stopped (SIGSTOP, say) between its ask and its first record
+        decoded.append(trial.number)
+        if len(decoded) == 1:
+            other._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+            retry(other, other._storage.get_trial(trial._trial_id))
+        return decode(trial, grid)
+
+    def recorded(trial, *args):
+        trial.set_user_attr("status", "completed")
+        return 0.5
+
+    monkeypatch.setattr(orchestrate.space, "decode", paused_as_it_began)
+    monkeypatch.setattr(orchestrate, "run_trial", recorded)
+    lines = []
+    result = work(path, state, echo=lines.append)
+    assert any("trial 1/4 lost" in line for line in lines), lines
+    assert result.status == "completed" and [t.status for t in result.trials] == ["completed"] * 4
+    assert all(t.params for t in result.trials)  # the retry's values
+
+
 def test_ctrl_c_while_waiting_for_the_jobs_workers_stops_them_and_says_how_to_resume(tmp_path, monkeypatch):
     """The main worker is done and waits for its --jobs helper; a SIGINT to it alone (kill -INT) stops both."""
     import tempfile

@@ -162,14 +162,14 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
         system = study._storage.get_trial_system_attrs(trial._trial_id)
         index = trial_indices(study.get_trials(deepcopy=False))[system.get(RETRY_OF, trial.number)]
         params = space.decode(trial, state.grid)
-        trial.set_user_attr("params", params)
-        trial.set_user_attr("trial", index)  # nnrun's number, in optuna-dashboard (Optuna's count from 0, retries too)
         attempt = f" (attempt {len(system['retry_history']) + 1})" if RETRY_OF in system else ""
         echo(f"trial {index}/{state.budget} training {escape(space.params_text(params))}{attempt}")
-        refresh(sweep_dir, state, study)  # sweep.json shows it running
         try:
+            trial.set_user_attr("params", params)
+            trial.set_user_attr("trial", index)  # nnrun's number in optuna-dashboard (Optuna's counts from 0, retries)
+            refresh(sweep_dir, state, study)  # sweep.json shows it running
             return run_trial(trial, index, trial_name(state, index), params, state, sweep_dir, echo)
-        finally:  # another worker failed it meanwhile: its record or its tell fails
+        finally:  # another worker failed it meanwhile (this one was paused, say): its record or its tell fails
             if study._storage.get_trial(trial._trial_id).state.is_finished():
                 lost.append(index)
 
