@@ -21,8 +21,7 @@ Layout of ``runs/<YYYYMMDD-HHMMSS>-<name>/`` (a contract other commands read):
 A sweep folder ``runs/sweep-<YYYYMMDD-HHMMSS>-<name>/`` holds ``sweep.json``, the Optuna study ``study.journal``
 (with its ``study.lock``) and one run directory per trial (per seed, with ``--repeats``).
 
-Every file is written atomically (temp file, then rename), so a reader never
-sees half a JSON. This module never imports TensorFlow.
+Every file is written atomically (temp file, then rename): a reader never sees half a JSON. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -229,6 +228,7 @@ class RunDir:
         }
         info.update(extra or {})
         self.claim()
+        info["locked"] = self.path.resolve() in _HELD  # else its lock tells nothing: its pid does (effective_status)
         self.write_run(info)
         self.since = now
         _TRAINING.add(self.path.resolve())
@@ -304,7 +304,7 @@ class RunDir:
         entry = {"at": now.isoformat(timespec="seconds"), "from_epoch": from_epoch, "active_s": round(active, 3),
                  "argv": list(argv), "pid": os.getpid(), "host": socket.gethostname()}  # fmt: skip
         self.update_run(status="running", pid=os.getpid(), host=socket.gethostname(), error=None, duration_s=None,
-                        resumed=[*info.get("resumed", []), entry])  # fmt: skip
+                        resumed=[*info.get("resumed", []), entry], locked=self.path.resolve() in _HELD)  # fmt: skip
         self.since = now
         _TRAINING.add(self.path.resolve())
 
@@ -396,19 +396,17 @@ def _zombie(pid: int) -> bool:
 
 
 def effective_status(info: dict[str, Any], path: str | Path | None = None) -> str:
-    """The status to show: a 'running' run that no process trains any more is 'crashed'; a 'completed' one whose loss
-    became NaN is 'diverged'.
-
-    Its ``run.lock`` (at ``path``) tells, where it can be asked: the process that trains a run holds it, on any host
-    (with a shared filesystem whose locks work across machines); a live pid beside a free lock may be a restarted
-    container's next process (pid 1, say). Without a lock to ask, the pid tells on this host; elsewhere, 'running'.
+    """The status to show: 'crashed' for a 'running' run that no process trains, 'diverged' for a 'completed' one
+    whose loss became NaN. The ``run.lock`` (at ``path``) of a run trained under it tells, where it can be asked: its
+    trainer holds it, on any host (if the shared filesystem's locks work across machines); a live pid beside a free
+    lock may be a restarted container's next process (pid 1, say). Else the pid tells on this host; elsewhere, running.
     """
     status = info.get("status", "unknown")
     if status == "completed" and info.get("diverged_epoch"):
         return "diverged"  # trained to its end, or to the epoch its loss became NaN: its model is no use
     if status != "running" or (path is not None and Path(path).resolve() in _TRAINING):
         return status
-    free = _lock_free(Path(path)) if path is not None else None
+    free = _lock_free(Path(path)) if path is not None and info.get("locked", True) else None
     if free is not None:
         return "crashed" if free else status
     here = info.get("host") == socket.gethostname()
@@ -437,6 +435,7 @@ def release_all() -> None:
     """Let go of every run this process still holds (a sweep worker after a trial, whatever became of it)."""
     for path in list(_HELD):
         RunDir(path).release()
+    _TRAINING.clear()  # those it trained without a lock, too
 
 
 def open_run(path: str | Path) -> RunDir:

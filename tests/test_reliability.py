@@ -179,6 +179,7 @@ def test_run_lock_tells_a_live_run_from_a_dead_one_whatever_host_run_json_names(
     run.update_run(host=socket.gethostname(), pid=os.getpid())
     assert rd.effective_status(run.read_run(), run.path) == "crashed"  # claimed to resume, not yet marked running
     run.start(name="x", seed=0, argv=[], now=datetime.now())  # as a resume marks it running again
+    assert run.read_run()["locked"] is True
     assert rd.effective_status(run.read_run(), run.path) == "running"  # this process trains it
     assert probe(run) == "running"
     run.release()
@@ -196,6 +197,8 @@ def test_a_live_pid_beside_a_free_lock_is_no_running_run(tmp_path):
         info = {"status": "running", "host": socket.gethostname(), "pid": pid}
         assert rd.effective_status(info, run.path) == "crashed"
         assert rd.effective_status(info) == "running"  # no lock to ask: the live pid is all there is
+    # A trainer whose claim could not lock (ENOLCK: the filesystem's lock service down): its lock tells nothing.
+    assert rd.effective_status({**info, "locked": False}, run.path) == "running"
     (run.path / rd.RUN_LOCK).unlink()
     assert rd.effective_status(info, run.path) == "running"  # an older run without run.lock: as before
 
