@@ -20,7 +20,7 @@ def check_config(config: Any, path: Path) -> list[Any]:
 
     out: list[Any] = [f"[green]✓[/] {path}: schema valid",
                       Syntax(config.to_yaml(), "yaml", theme="ansi_dark", background_color="default")]
-    if config.sweep is not None:  # checked before TensorFlow loads, as nnrun sweep checks it
+    if config.sweep is not None:  # its space and metric before TensorFlow loads (then Keras's names), as nnrun sweep
         out.append(sweep_line(config))
 
     from nnrun.training import model_summary, prepare
