@@ -43,8 +43,9 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
         raise ConfigError(f"--search {search} (sweep.search) needs --trials N (sweep.trials: how many trials to run), "
                           "e.g. --trials 20.")
     if (url := section.storage) and sqlite_file(url) == Path(":memory:"):
-        raise ConfigError(f"{'--storage' if 'storage' in given else 'sweep.storage'} {url}: an in-memory database lives only as long as this process, out of reach "
-                          "of --join, --resume and the other workers; give a file (sqlite:////shared/sweeps.db, say), "
+        said = "--storage" if "storage" in given else "sweep.storage"
+        raise ConfigError(f"{said} {url}: an in-memory database lives only as long as this process, out of reach of "
+                          "--join, --resume and the other workers; give a file (sqlite:////shared/sweeps.db, say), "
                           "or leave --storage out to keep the study in the sweep folder.")
     base = {**config.to_dict(), "sweep": None}
     flags = {space.grid_key(space.parse_grid_option(text)[0], grid, base) for text in grid_options}
