@@ -10,6 +10,7 @@ and leaves that file behind, whenever the variable is set (subprocesses inherit 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,8 @@ def pytest_runtest_setup(item):
 def pytest_runtest_teardown(item):
     yield
     os.environ.pop(FORBID_TRAINING, None)
+    if marker := getattr(item, "trained_marker", None):  # its setup and call were reported: one folder per test
+        shutil.rmtree(marker.parent, ignore_errors=True)
 
 
 @pytest.hookimpl(hookwrapper=True)
