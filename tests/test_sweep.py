@@ -1499,6 +1499,35 @@ def test_a_worker_whose_data_is_other_data_under_the_same_path_is_refused(tmp_pa
     resume_state(path, retry_failed=False)  # not here: its trials fail for a worker that has it to retry
 
 
+def test_data_edited_while_the_sweep_runs_stops_it_before_the_next_trial(tmp_path, monkeypatch):
+    from nnrun.errors import ConfigError
+    from nnrun.sweep import orchestrate
+    from nnrun.sweep.orchestrate import resume_state
+
+    data = tmp_path / "penguins.csv"
+    data.write_text((ROOT / "configs" / "data" / "penguins.csv").read_text())
+    path, state = start_sweep(ROOT / "configs" / "penguins_species.yaml", sets=[f"dataset.path={data}"],
+                              grid_options=["training.batch_size=8,16,32"], runs_dir=tmp_path / "runs")  # fmt: skip
+    trained = []
+
+    def trained_then_edited(trial, *args):  # the user changes the file while trial 1 trains
+        trained.append(trial.number)
+        data.write_text(data.read_text().replace("Adelie", "adelie"))
+        trial.set_user_attr("status", "completed")
+        return 0.5
+
+    monkeypatch.setattr(orchestrate, "run_trial", trained_then_edited)
+    with pytest.raises(ConfigError, match="changed since the sweep started"):
+        work(path, state)
+    assert trained == [0] and read_state(path).status == "failed"  # trial 2 never trained on the edited file
+    assert [t.status for t in read_state(path).trials] == ["completed", "failed"]
+    assert "changed since the sweep started" in read_state(path).trials[1].error
+    with pytest.raises(ConfigError, match=rf"^dataset.path {re.escape(str(data))} \({re.escape(str(data))}\) changed "
+                       r"since the sweep started \(.* bytes then, .* bytes now; its SHA-256 differs\).*Put the data "
+                       "back as it was, or start a new sweep on it.$"):  # fmt: skip
+        resume_state(path, retry_failed=True)
+
+
 def test_a_ray_address_where_nothing_answers_is_refused_at_once(tmp_path):
     from nnrun.sweep.ray import check_address
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +94,17 @@ def check_data(state: Any) -> None:
         return
     size = {key: f"{d['bytes']:,} bytes" if "bytes" in d else f"{d['files']:,} files" for key, d in (("here", here),
             ("then", state.data))}  # fmt: skip
-    raise ConfigError(f"dataset.path {state.base_config['dataset']['path']} is other data here ({here['path']}, "
-                      f"{size['here']}) than the sweep's trials trained on ({state.data['path']}, {size['then']}; its "
-                      f"SHA-256 differs), so their results could not be ranked together. Work on the sweep where "
-                      f"dataset.path gives that data (the sweep started in {state.cwd}), or start a new sweep.")
+    given = state.base_config["dataset"]["path"]
+    if here["path"] == state.data["path"]:
+        raise ConfigError(f"dataset.path {given} ({here['path']}) changed since the sweep started ({size['then']} "
+                          f"then, {size['here']} now; its SHA-256 differs), so trials on the two could not be ranked "
+                          "together. Put the data back as it was, or start a new sweep on it.")
+    found = os.environ.get("NNRUN_DATA_DIR") if not Path(given).is_absolute() and not Path(given).exists() else None
+    raise ConfigError(f"dataset.path {given} is other data here ({here['path']}, {size['here']}"
+                      f"{f', found through NNRUN_DATA_DIR={found}' if found else ''}) than the sweep's trials trained "
+                      f"on ({state.data['path']}, {size['then']}; its SHA-256 differs), so their results could not be "
+                      f"ranked together. Work on the sweep where dataset.path gives that data (the sweep started in "
+                      f"{state.cwd}), or start a new sweep.")
 
 
 def ranked_on_test_data(metric: str) -> str | None:
