@@ -177,7 +177,7 @@ def build_serving_model(trained: Any) -> Any:
         x, shape = keras.ops.cast(raw, "float32"), tuple(signature["sample_shape"])
     for layer in preprocessing_layers(trained.pipeline, shape):
         x = layer(x)
-    out = trained.model(x)
+    out = trained.model(x, training=False)  # augmentation layers (RandomFlip...) are for training only
     if not trained.regression and out.shape[-1] == 1:  # one sigmoid output -> [1 - p, p], as nnrun predict shows it
         out = keras.layers.Concatenate(name="class_probabilities")([1.0 - out, out])
     model = keras.Model(raw, out, name="serving")
