@@ -299,6 +299,8 @@ CASES = [
     Case("sweep-jobs-zero", ["--jobs must be >= 1, got 0"], base="diabetes_sweep", command="sweep", args=["--jobs", "0"]),
     Case("sweep-gpus-negative", ["--gpus-per-trial must be a share of one GPU (0.5, say) or a whole number of GPUs, got -1"],
          base="diabetes_sweep", command="sweep", args=["--executor", "ray", "--gpus-per-trial", "-1"]),  # fmt: skip
+    Case("sweep-gpus-nan", ["--gpus-per-trial must be a share of one GPU (0.5, say) or a whole number of GPUs, got nan"],
+         base="diabetes_sweep", command="sweep", args=["--executor", "ray", "--gpus-per-trial", "nan"]),  # fmt: skip
     Case("sweep-ray-with-jobs", ["--jobs is for --executor local"], base="diabetes_sweep", command="sweep",
          args=["--executor", "ray", "--jobs", "2"]),
     Case("sweep-repeats-zero", ["sweep.repeats: input should be greater than or equal to 1, got 0"], base="diabetes_sweep", command="sweep", args=["--repeats", "0"]),

@@ -1554,6 +1554,10 @@ def test_a_ray_cluster_without_the_gpus_a_trial_needs_is_refused_rather_than_wai
 
     with pytest.raises(ConfigError, match=r"--gpus-per-trial 1: no node of the Ray cluster has that many GPUs \(the most on one: 0\)"):
         run_workers(tmp_path, address=None, gpus_per_trial=1, num_cpus=1, echo=print)  # a local instance: no GPU here
+    result = CliRunner().invoke(app, ["sweep", str(SWEEP_CONFIG), "--executor", "ray", "--gpus-per-trial", "1",
+                                      "--runs-dir", str(tmp_path / "runs")])  # fmt: skip
+    assert result.exit_code == 2 and "no node of the Ray cluster has that many GPUs" in result.output
+    assert list((tmp_path / "runs").iterdir()) == []  # refused before its first trial: no sweep folder left behind
 
 
 def test_the_main_worker_of_jobs_workers_caps_its_threads_before_the_sweeps_checks_start_tensorflow(monkeypatch):

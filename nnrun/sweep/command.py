@@ -5,6 +5,7 @@ Importing this module loads only typer; the sweep code, Optuna and TensorFlow lo
 
 # No `from __future__ import annotations`: typer reads the options from annotations built at def time.
 import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -102,7 +103,12 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
     if (join or resume) and state.status == "completed":  # sweep.json as it was: no worker's session to add
         console.print("every trial of this sweep is done: nothing left to run.")
     else:
-        state = work(path, state, echo=lambda line: console.print(line, soft_wrap=True), **options)
+        try:
+            state = work(path, state, echo=lambda line: console.print(line, soft_wrap=True), **options)
+        except ConfigError:
+            if config is not None and not state.trials:  # refused before its first trial (Ray's GPUs): no sweep left
+                shutil.rmtree(path, ignore_errors=True)
+            raise
     comparison = sweep_comparison(path, state)
     if comparison is not None:
         from nnrun.compare import render_text
@@ -137,7 +143,7 @@ def check_executor(executor: str, jobs: int, address: str | None = None, gpus_pe
         raise ConfigError(f"--executor must be local or ray, got {executor!r}.")
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}.")
-    if gpus_per_trial < 0 or (gpus_per_trial > 1 and not float(gpus_per_trial).is_integer()):  # as Ray takes them
+    if not gpus_per_trial >= 0 or (gpus_per_trial > 1 and not float(gpus_per_trial).is_integer()):  # as Ray takes them
         raise ConfigError(f"--gpus-per-trial must be a share of one GPU (0.5, say) or a whole number of GPUs, got "
                           f"{gpus_per_trial:g}.")
     if executor == "local" and (address or gpus_per_trial):
