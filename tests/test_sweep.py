@@ -608,6 +608,9 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
     with pytest.raises(ConfigError, match=r"'val_acc': .* Use one of best_val_accuracy, best_val_loss, test_accuracy, "
                        r"test_loss; did you mean val_accuracy\?$"):  # no regression metric offered to a classifier
         start(metric="val_acc")
+    with pytest.raises(ConfigError, match=r"'val_r2': .*; r2 is nnrun's own measure of a regression, taken once, on the "
+                       r"test data \(test_r2\).$"):  # not validation.r2, which no run logs
+        start(metric="val_r2")
     with pytest.raises(ConfigError, match=r"Use one of best_val_loss, test_loss, test_r2, test_mae, test_rmse; did you "
                        r"mean test_rmse\?$"):  # fmt: skip
         start_sweep(ROOT / "configs" / "penguins_mass.yaml", grid_options=[LR], search="random", trials=2,

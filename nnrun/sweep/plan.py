@@ -141,6 +141,8 @@ def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metr
         numeric = [c for c in numeric if not c.startswith("val_")]  # short forms: suggested, not listed
         name = key.removeprefix("val_")  # val_accuracy and val_loss are short for best_val_...; val_mae has no column
         fix = (f"; did you mean {close[0]}?" if close else
+               f"; {name} is nnrun's own measure of a regression, taken once, on the test data (test_{name})"
+               if key.startswith("val_") and name in ("r2", "rmse") else
                f"; for {name} on the validation data, pass validation.{name} (its last epoch) or best_validation.{name}"
                " (at the epoch of the lowest val_loss)" if key.startswith("val_") else
                ", or a metrics.json path such as test.accuracy, validation.loss or best_validation.AUC")  # fmt: skip
