@@ -1531,6 +1531,53 @@ def test_data_edited_while_the_sweep_runs_stops_it_before_the_next_trial(tmp_pat
         resume_state(path, retry_failed=True)
 
 
+def test_other_data_is_said_to_be_changed_only_on_the_machine_it_came_from(tmp_path, monkeypatch):
+    from nnrun.datasets import fingerprint
+    from nnrun.sweep.plan import check_data
+
+    csv = tmp_path / "data.csv"
+    csv.write_text("a,b\n1,2\n")
+    dataset = {"name": "csv", "path": str(csv)}
+    state = SimpleNamespace(base_config={"dataset": dataset}, cwd=str(tmp_path),
+                            data={**fingerprint(dataset), "host": "node-a"})  # fmt: skip
+    csv.write_text("a,b\n1,30\n")  # node-b's copy, under the same path
+    monkeypatch.setattr(socket, "gethostname", lambda: "node-b")
+    at = re.escape(str(csv))
+    with pytest.raises(ConfigError, match=rf"^dataset.path {at} is other data on node-b \({at}, 9 bytes\) than the "
+                       rf"sweep's trials trained on \(on node-a: {at}, 8 bytes; .* \(the sweep started in "
+                       rf"{re.escape(str(tmp_path))} on node-a\), or start a new sweep.$"):  # fmt: skip
+        check_data(state)
+    del state.data["host"]  # a sweep.json that did not record the machine: this one's
+    with pytest.raises(ConfigError, match=rf"^dataset.path {at} \({at}\) changed since the sweep started"):
+        check_data(state)
+
+
+def test_nnrun_data_dir_is_named_only_where_the_image_loader_found_the_folder_there(tmp_path, monkeypatch):
+    from nnrun.datasets import fingerprint
+    from nnrun.sweep.plan import check_data
+
+    for home, rows in (("a", "1,2"), ("b", "1,30")):
+        (tmp_path / home).mkdir()
+        (tmp_path / home / "data.csv").write_text(f"x,y\n{rows}\n")
+    monkeypatch.setenv("HOME", str(tmp_path / "a"))
+    monkeypatch.setenv("NNRUN_DATA_DIR", str(tmp_path / "b"))
+    dataset = {"name": "csv", "path": "~/data.csv"}  # the CSV loader expands ~, and never looks in NNRUN_DATA_DIR
+    state = SimpleNamespace(base_config={"dataset": dataset}, data=fingerprint(dataset), cwd=str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path / "b"))
+    with pytest.raises(ConfigError, match=r"is other data here \(.*/b/data.csv, 9 bytes\) than") as info:
+        check_data(state)
+    assert "NNRUN_DATA_DIR" not in str(info.value)
+    make_image_folder(tmp_path / "a" / "shapes", per_class=2)
+    make_image_folder(tmp_path / "b" / "shapes", per_class=3)
+    monkeypatch.chdir(tmp_path / "a")
+    dataset = {"name": "images", "path": "shapes"}
+    state = SimpleNamespace(base_config={"dataset": dataset}, data=fingerprint(dataset), cwd=str(tmp_path / "a"))
+    monkeypatch.chdir(tmp_path)  # no shapes/ here: the loader takes $NNRUN_DATA_DIR/shapes
+    with pytest.raises(ConfigError, match=rf"is other data here \(.*/b/shapes, 9 files, found through "
+                       rf"NNRUN_DATA_DIR={re.escape(str(tmp_path / 'b'))}\) than .*a/shapes, 6 files"):  # fmt: skip
+        check_data(state)
+
+
 def test_a_ray_address_where_nothing_answers_is_refused_at_once(tmp_path):
     from nnrun.sweep.ray import check_address
 

@@ -7,6 +7,7 @@ import difflib
 import json
 import math
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -81,30 +82,36 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def data_of(base: dict[str, Any], grid: dict[str, Any]) -> dict[str, Any] | None:
-    """The fingerprint of the data every trial trains on, if they share one that is here."""
-    return None if any(space.reaches(key, "dataset.path") for key in grid) else fingerprint(base["dataset"])
+    """The fingerprint of the data every trial trains on, if they share one that is here, and the machine's name."""
+    here = None if any(space.reaches(key, "dataset.path") for key in grid) else fingerprint(base["dataset"])
+    return here and {**here, "host": socket.gethostname()}
 
 
 def check_data(state: Any) -> None:
     """ConfigError when the data file or folder the trials' config names is, here, other data than the sweep started
-    with (another copy under the same relative path, or edited since): the trials could not be ranked together.
+    with (another copy under the same path, or edited since): the trials could not be ranked together.
     Data that is not here passes: a trial fails on it, for a worker that has it to retry."""
-    here = state.data and fingerprint(state.base_config["dataset"])
+    dataset = state.base_config["dataset"]
+    here = state.data and fingerprint(dataset)
     if not here or here["sha256"] == state.data["sha256"]:
         return
     size = {key: f"{d['bytes']:,} bytes" if "bytes" in d else f"{d['files']:,} files" for key, d in (("here", here),
             ("then", state.data))}  # fmt: skip
-    given = state.base_config["dataset"]["path"]
-    if here["path"] == state.data["path"]:
+    given, host = dataset["path"], socket.gethostname()
+    then = state.data.get("host", host)  # sweeps that did not record it: this one
+    if here["path"] == state.data["path"] and host == then:
         raise ConfigError(f"dataset.path {given} ({here['path']}) changed since the sweep started ({size['then']} "
                           f"then, {size['here']} now; its SHA-256 differs), so trials on the two could not be ranked "
                           "together. Put the data back as it was, or start a new sweep on it.")
-    found = os.environ.get("NNRUN_DATA_DIR") if not Path(given).is_absolute() and not Path(given).exists() else None
-    raise ConfigError(f"dataset.path {given} is other data here ({here['path']}, {size['here']}"
-                      f"{f', found through NNRUN_DATA_DIR={found}' if found else ''}) than the sweep's trials trained "
-                      f"on ({state.data['path']}, {size['then']}; its SHA-256 differs), so their results could not be "
-                      f"ranked together. Work on the sweep where dataset.path gives that data (the sweep started in "
-                      f"{state.cwd}), or start a new sweep.")
+    data_dir = os.environ.get("NNRUN_DATA_DIR")  # the image loader's second place (images.resolve_folder)
+    found = dataset["name"] == "images" and data_dir and not Path(given).expanduser().exists() and \
+        Path(here["path"]).is_relative_to(Path(data_dir).resolve())
+    where, there = ("here", "") if host == then else (f"on {host}", f"on {then}: ")
+    raise ConfigError(f"dataset.path {given} is other data {where} ({here['path']}, {size['here']}"
+                      f"{f', found through NNRUN_DATA_DIR={data_dir}' if found else ''}) than the sweep's trials trained "
+                      f"on ({there}{state.data['path']}, {size['then']}; its SHA-256 differs), so their results could "
+                      f"not be ranked together. Work on the sweep where dataset.path gives that data (the sweep started "
+                      f"in {state.cwd}{f' on {then}' if there else ''}), or start a new sweep.")
 
 
 def ranked_on_test_data(metric: str) -> str | None:
