@@ -1531,6 +1531,34 @@ def test_data_edited_while_the_sweep_runs_stops_it_before_the_next_trial(tmp_pat
         resume_state(path, retry_failed=True)
 
 
+def test_data_edited_mid_sweep_fails_one_trial_however_many_workers_ask(tmp_path):
+    """Each worker's ask finds the edit before it takes a trial: one failed trial says why, not one per worker; a
+    retry queued with its first attempt's status (interrupted) is failed as such."""
+    from optuna.trial import TrialState
+
+    from nnrun.sweep.orchestrate import resume_state, summarize
+
+    data = tmp_path / "penguins.csv"
+    data.write_text((ROOT / "configs" / "data" / "penguins.csv").read_text())
+    path, state = start_sweep(ROOT / "configs" / "penguins_species.yaml", sets=[f"dataset.path={data}"],
+                              grid_options=["training.batch_size=8,16,32"], runs_dir=tmp_path / "runs")  # fmt: skip
+    study = open_study(path, state)
+    first = ask(study)
+    for key, value in {"status": "interrupted", "number": first.number, "error": "Ctrl-C"}.items():
+        first.set_user_attr(key, value)  # as run_trial tells a trial stopped by Ctrl-C
+    study.tell(first, state=TrialState.FAIL)
+    resume_state(path, retry_failed=True)  # --resume: queued again, with those attributes
+    data.write_text(data.read_text().replace("Adelie", "adelie"))
+    workers = [open_study(path, state) for _ in range(3)]  # --join, --jobs or Ray: each asks
+    for worker in workers:
+        with pytest.raises(ConfigError, match="changed since the sweep started"):
+            ask(worker)
+    summarize(study, state, path)
+    assert len(study.get_trials()) == 2  # the first attempt, and its retry: no trial 2 or 3 taken and failed
+    assert [(t.index, t.status, t.attempts) for t in state.trials] == [(1, "failed", 2)]
+    assert "changed since the sweep started" in state.trials[0].error
+
+
 def test_other_data_is_said_to_be_changed_only_on_the_machine_it_came_from(tmp_path, monkeypatch):
     from nnrun.datasets import fingerprint
     from nnrun.sweep.plan import check_data

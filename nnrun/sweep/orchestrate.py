@@ -29,7 +29,7 @@ from nnrun.compare.query import ABSENT
 from nnrun.compare.records import read_record
 from nnrun.config import RunConfig, load_config, validate_config
 from nnrun.config.load import load_yaml
-from nnrun.errors import ConfigError, ExitCode, NnrunError, RunInterrupted
+from nnrun.errors import ExitCode, NnrunError, RunInterrupted
 from nnrun.sweep import space
 from nnrun.sweep.plan import check_data, data_of, default_metric, plan
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
@@ -168,12 +168,6 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
             trial.set_user_attr("params", params)
             trial.set_user_attr("trial", index)  # nnrun's number in optuna-dashboard (Optuna's counts from 0, retries)
             refresh(sweep_dir, state, study)  # sweep.json shows it running
-            try:
-                check_data(state)  # edited since the last trial (or the sweep) started: the sweep stops
-            except ConfigError as exc:  # sweep.json says why this trial failed
-                trial.set_user_attr("error", str(exc))
-                trial.set_user_attr("number", trial.number)
-                raise
             return run_trial(trial, index, trial_name(state, index), params, state, sweep_dir, echo)
         finally:  # another worker failed it meanwhile (this one was paused, say): its record or its tell fails
             if study._storage.get_trial(trial._trial_id).state.is_finished():

@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 from nnrun import rundir as rd
 from nnrun.errors import ConfigError, RunDirError, first_line
 from nnrun.sweep import space
-from nnrun.sweep.plan import sqlite_file
+from nnrun.sweep.plan import check_data, sqlite_file
 from nnrun.sweep.state import SweepState
 
 HEARTBEAT = "nnrun:heartbeat"  # system attribute: the time of a running trial's last beat (journal storage)
@@ -135,6 +135,16 @@ class SweepStudy(optuna.Study):
                 raise BudgetSpent
             if self.state.mode != "grid":  # trial n draws from (seed, n), whichever worker asks: not alike in all
                 self.sampler = sampler(self.state, trial_seed(self.state.seed, len(trials)))  # (grid: one order)
+            try:
+                check_data(self.state)  # edited since the sweep (or the last trial) started: the sweep stops
+            except ConfigError as exc:  # one failed trial says why in sweep.json, not one per worker
+                if not any(t.user_attrs.get("error") == str(exc) for t in trials):
+                    trial = super().ask(space.distributions(self.state.grid))  # a retry's status was its first's
+                    attrs = {"params": space.decode(trial, self.state.grid), "error": str(exc), "status": "failed"}
+                    for key, value in {**attrs, "number": trial.number}.items():
+                        trial.set_user_attr(key, value)
+                    self.tell(trial, state=TrialState.FAIL)
+                raise
             trial = super().ask(space.distributions(self.state.grid))
             self._storage.record_heartbeat(trial._trial_id)  # at once: a worker killed now leaves a stale trial
             return trial
