@@ -490,8 +490,12 @@ def test_an_error_in_the_main_worker_stops_its_jobs_workers_rather_than_waiting_
 
     for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "TF_NUM_INTEROP_THREADS"):
         monkeypatch.setenv(name, os.environ.get(name, ""))
-    helper = subprocess.Popen([sys.executable, "-c", "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: "
-                               "sys.exit(130)); print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE)
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
+    told = f"import json; s = json.load(open({str(path / 'sweep.json')!r})); s['status'] = 'interrupted'; " \
+           f"json.dump(s, open({str(path / 'sweep.json')!r}, 'w'))"  # as a --join worker Ctrl-C stopped tells it
+    helper = subprocess.Popen([sys.executable, "-c", f"import signal, sys, time\ndef stop(*a):\n {told}\n sys.exit(130)\n"
+                               "signal.signal(signal.SIGINT, stop); print('ready', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE)  # fmt: skip
     assert helper.stdout.readline() == b"ready\n"  # its handler is set: the SIGINT below cannot come before it
     monkeypatch.setattr(orchestrate, "_join_process", lambda sweep_dir: (helper, tempfile.TemporaryFile("w+")))
 
@@ -499,11 +503,12 @@ def test_an_error_in_the_main_worker_stops_its_jobs_workers_rather_than_waiting_
         raise error
 
     monkeypatch.setattr(orchestrate, "_optimize", disk_full)
-    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
     started = time.perf_counter()
     with pytest.raises(type(error), match="No space left"):
         work(path, state, jobs=2)
     assert helper.wait(timeout=10) == 130 and time.perf_counter() - started < 10
+    if isinstance(error, RunDirError):  # nnrun's error: the sweep failed, after its helpers were stopped
+        assert read_state(path).status == "failed"
 
 
 def test_a_jobs_worker_gets_a_red_line_for_its_own_error_or_death_not_for_a_sweep_that_ended_failed():
@@ -526,6 +531,9 @@ def test_a_jobs_worker_gets_a_red_line_for_its_own_error_or_death_not_for_a_swee
     assert len(lines) == 3 and "exit code 1" in lines[0] and lines[0].endswith("Error: unexpected OSError: disk full "
                                                                              "(run again with --debug)")  # fmt: skip
     assert "exit code -9" in lines[1] and lines[2].endswith("ValueError: bug")
+    lines.clear()  # stopped by the error this worker ends with (the data changed): shown once, by this worker
+    _reap([helper(2, "\x1b[1;31mError:\x1b[0m dataset.path d.csv changed\n")], lines.append, said="dataset.path d.csv changed")
+    assert lines == []
 
 
 def test_a_trial_that_heard_ctrl_c_in_its_last_epoch_stops_the_worker_after_it_is_told(tmp_path, monkeypatch):
@@ -1458,6 +1466,23 @@ def test_ray_executor_runs_a_tpe_sweep_with_pruning(tmp_path, capfd, monkeypatch
         assert run["config"]["training"]["optimizer"]["learning_rate"] == trial.params["training.optimizer.learning_rate"]
 
 
+@pytest.mark.slow
+def test_ray_workers_that_find_the_data_edited_stop_with_its_own_error_said_once(tmp_path, monkeypatch):
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is optional: pip install 'nnrun[ray]'")
+    monkeypatch.delenv("RAY_COLOR_PREFIX", raising=False)
+    data = tmp_path / "penguins.csv"
+    data.write_text((ROOT / "configs" / "data" / "penguins.csv").read_text())
+    path, state = start_sweep(ROOT / "configs" / "penguins_species.yaml", sets=[f"dataset.path={data}"],
+                              grid_options=["training.batch_size=16,32"], runs_dir=tmp_path / "runs")  # fmt: skip
+    data.write_text(data.read_text().replace("Adelie", "adelie"))
+    lines = []
+    with pytest.raises(ConfigError, match=rf"changed since the sweep started.* --resume {re.escape(str(path))}, or"):
+        work(path, state, executor="ray", ray_cpus=2, echo=lines.append)  # not "can each node reach" the folder
+    assert len([line for line in lines if "a Ray worker stopped" in line]) == 1  # two workers, one line
+    assert read_state(path).status == "failed" and read_state(path).trials == []  # refused before a trial
+
+
 def test_the_data_file_is_looked_for_where_the_sweep_starts_unless_a_ray_cluster_trains(tmp_path):
     from nnrun.errors import DataError
 
@@ -1525,10 +1550,42 @@ def test_data_edited_while_the_sweep_runs_stops_it_before_the_next_trial(tmp_pat
     assert trained == [0] and read_state(path).status == "failed"  # trial 2 never trained on the edited file
     assert [t.status for t in read_state(path).trials] == ["completed", "failed"]
     assert "changed since the sweep started" in read_state(path).trials[1].error
-    with pytest.raises(ConfigError, match=rf"^dataset.path {re.escape(str(data))} \({re.escape(str(data))}\) changed "
-                       r"since the sweep started \(.* bytes then, .* bytes now; its SHA-256 differs\).*Put the data "
-                       "back as it was, or start a new sweep on it.$"):  # fmt: skip
+    with pytest.raises(ConfigError, match=rf"^dataset.path {re.escape(str(data))} changed since the sweep started "
+                       r"\(.* bytes then, .* bytes now; its SHA-256 differs\).*Put the data back as it was and go on "
+                       rf"with nnrun sweep --resume {re.escape(str(path))}, or start a new sweep on it.$"):  # fmt: skip
         resume_state(path, retry_failed=True)
+
+
+@pytest.mark.slow
+def test_a_trial_whose_data_was_edited_while_it_trained_fails_and_its_retry_trains_again(tmp_path, monkeypatch):
+    from nnrun.sweep import trial as trial_module
+    from nnrun.sweep.orchestrate import resume_state
+
+    data = tmp_path / "penguins.csv"
+    original = (ROOT / "configs" / "data" / "penguins.csv").read_text()
+    data.write_text(original)
+    path, state = start_sweep(ROOT / "configs" / "penguins_species.yaml", grid_options=["training.batch_size=16,32"],
+                              sets=[f"dataset.path={data}", "training.epochs=1"], runs_dir=tmp_path / "runs")  # fmt: skip
+    real = trial_module._train_one
+
+    def edited_as_it_trains(*args):  # the user saves the file while trial 1's epoch runs (the run read either)
+        data.write_text(original.replace("Adelie", "adelie"))
+        return real(*args)
+
+    monkeypatch.setattr(trial_module, "_train_one", edited_as_it_trains)
+    with pytest.raises(ConfigError, match="changed since the sweep started"):
+        work(path, state)
+    monkeypatch.undo()
+    trials = read_state(path).trials
+    assert [(t.status, t.value) for t in trials] == [("failed", None)]  # not ranked; trial 2 never started
+    assert "changed since the sweep started" in trials[0].error and len(trials[0].run_dirs) == 1
+    run = json.loads((path / trials[0].run_dirs[0] / "run.json").read_text())
+    assert run["status"] == "failed" and run["error"].startswith("the data changed as it trained: ")
+    data.write_text(original)
+    state = work(path, resume_state(path, retry_failed=True))
+    assert state.status == "completed" and [t.status for t in state.trials] == ["completed", "completed"]
+    assert state.trials[0].previous_run_dirs == trials[0].run_dirs  # trained again, in a new run directory
+    assert state.trials[0].run_dirs != trials[0].run_dirs
 
 
 def test_data_edited_mid_sweep_fails_one_trial_however_many_workers_ask(tmp_path):
@@ -1557,6 +1614,19 @@ def test_data_edited_mid_sweep_fails_one_trial_however_many_workers_ask(tmp_path
     assert len(study.get_trials()) == 2  # the first attempt, and its retry: no trial 2 or 3 taken and failed
     assert [(t.index, t.status, t.attempts) for t in state.trials] == [(1, "failed", 2)]
     assert "changed since the sweep started" in state.trials[0].error
+    original = data.read_text().replace("adelie", "Adelie")
+    data.write_text(original)  # put back, and --resume: the trial's third attempt completes
+    resume_state(path, retry_failed=True)
+    third = ask(study)
+    for key, value in {"status": "completed", "number": third.number, "error": None}.items():
+        third.set_user_attr(key, value)
+    study.tell(third, 0.9)
+    data.write_text(original.replace("Adelie", "adelie"))  # the same edit again: the same message
+    with pytest.raises(ConfigError, match="changed since the sweep started"):
+        ask(workers[0])
+    summarize(study, state, path)  # trial 2 says why the sweep stopped this time
+    assert [(t.index, t.status) for t in state.trials] == [(1, "completed"), (2, "failed")]
+    assert "changed since the sweep started" in state.trials[1].error
 
 
 def test_other_data_is_said_to_be_changed_only_on_the_machine_it_came_from(tmp_path, monkeypatch):
@@ -1574,10 +1644,10 @@ def test_other_data_is_said_to_be_changed_only_on_the_machine_it_came_from(tmp_p
     with pytest.raises(ConfigError, match=rf"^dataset.path {at} is other data on node-b \({at}, 9 bytes\) than the "
                        rf"sweep's trials trained on \(on node-a: {at}, 8 bytes; .* \(the sweep started in "
                        rf"{re.escape(str(tmp_path))} on node-a\), or start a new sweep.$"):  # fmt: skip
-        check_data(state)
+        check_data(state, tmp_path / "sweep")
     del state.data["host"]  # a sweep.json that did not record the machine: this one's
-    with pytest.raises(ConfigError, match=rf"^dataset.path {at} \({at}\) changed since the sweep started"):
-        check_data(state)
+    with pytest.raises(ConfigError, match=rf"^dataset.path {at} changed since the sweep started"):
+        check_data(state, tmp_path / "sweep")
 
 
 def test_nnrun_data_dir_is_named_only_where_the_image_loader_found_the_folder_there(tmp_path, monkeypatch):
@@ -1593,7 +1663,7 @@ def test_nnrun_data_dir_is_named_only_where_the_image_loader_found_the_folder_th
     state = SimpleNamespace(base_config={"dataset": dataset}, data=fingerprint(dataset), cwd=str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path / "b"))
     with pytest.raises(ConfigError, match=r"is other data here \(.*/b/data.csv, 9 bytes\) than") as info:
-        check_data(state)
+        check_data(state, tmp_path / "sweep")
     assert "NNRUN_DATA_DIR" not in str(info.value)
     make_image_folder(tmp_path / "a" / "shapes", per_class=2)
     make_image_folder(tmp_path / "b" / "shapes", per_class=3)
@@ -1603,7 +1673,7 @@ def test_nnrun_data_dir_is_named_only_where_the_image_loader_found_the_folder_th
     monkeypatch.chdir(tmp_path)  # no shapes/ here: the loader takes $NNRUN_DATA_DIR/shapes
     with pytest.raises(ConfigError, match=rf"is other data here \(.*/b/shapes, 9 files, found through "
                        rf"NNRUN_DATA_DIR={re.escape(str(tmp_path / 'b'))}\) than .*a/shapes, 6 files"):  # fmt: skip
-        check_data(state)
+        check_data(state, tmp_path / "sweep")
 
 
 def test_a_ray_address_where_nothing_answers_is_refused_at_once(tmp_path):

@@ -137,6 +137,7 @@ def work(
                              resume=f"nnrun sweep --resume {shlex.quote(str(sweep_dir))}") from None
     except Exception as exc:  # a full disk, say: the helpers stop too, rather than finish the budget before it is shown
         _stop(helpers)
+        _reap(helpers, echo, said=str(exc))  # first: their "interrupted" would come after this worker's "failed"
         if isinstance(exc, NnrunError):  # Ray unreachable, or every Ray worker stopped
             refresh(sweep_dir, state, study, finished=("failed", now(), time.perf_counter() - started))
         raise
@@ -203,9 +204,9 @@ def _stop(helpers: list[tuple[Any, Any]]) -> None:
         helper.send_signal(signal.SIGINT)
 
 
-def _reap(helpers: list[tuple[Any, Any]], echo: Callable[[str], None]) -> None:
+def _reap(helpers: list[tuple[Any, Any]], echo: Callable[[str], None], said: str = "") -> None:
     """Wait for the ``--jobs`` workers, and show the last line of each that failed (not of one interrupted, nor of one
-    that ended as the sweep did: this worker says so, and how to resume)."""
+    that ended as the sweep did, or with the error ``said`` that this worker ends with: it says so, and how to resume)."""
     while helpers:
         helper, log = helpers[0]
         code = helper.wait()
@@ -215,7 +216,7 @@ def _reap(helpers: list[tuple[Any, Any]], echo: Callable[[str], None]) -> None:
         last = (text.strip().splitlines() or [""])[-1]
         # Exit 1 without an error of its own: it ended as the sweep did (failed trials), which this worker shows.
         told = code == ExitCode.FAILURE and not re.search(r"^(Error:|Traceback)", text, re.MULTILINE)
-        if code not in (0, ExitCode.INTERRUPTED) and not told:
+        if code not in (0, ExitCode.INTERRUPTED) and not told and last != f"Error: {said}":
             echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: {escape(last)}")
         log.close()
 
@@ -371,7 +372,7 @@ def resume_state(sweep_dir: str | Path, *, retry_failed: bool) -> SweepState:
     if state.cwd and Path(state.cwd).is_dir():
         os.chdir(state.cwd)
     if state.status != "completed":  # else nothing trains: its table is shown as it is
-        check_data(state)
+        check_data(state, sweep_dir)
     if retry_failed:
         study = open_study(sweep_dir, state)
         with locked(sweep_dir):  # not while another worker asks for a trial (a stale one may be queued meanwhile)

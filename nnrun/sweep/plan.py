@@ -7,6 +7,7 @@ import difflib
 import json
 import math
 import os
+import shlex
 import socket
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ def data_of(base: dict[str, Any], grid: dict[str, Any]) -> dict[str, Any] | None
     return here and {**here, "host": socket.gethostname()}
 
 
-def check_data(state: Any) -> None:
+def check_data(state: Any, sweep_dir: Path) -> None:
     """ConfigError when the data file or folder the trials' config names is, here, other data than the sweep started
     with (another copy under the same path, or edited since): the trials could not be ranked together.
     Data that is not here passes: a trial fails on it, for a worker that has it to retry."""
@@ -100,9 +101,11 @@ def check_data(state: Any) -> None:
     given, host = dataset["path"], socket.gethostname()
     then = state.data.get("host", host)  # sweeps that did not record it: this one
     if here["path"] == state.data["path"] and host == then:
-        raise ConfigError(f"dataset.path {given} ({here['path']}) changed since the sweep started ({size['then']} "
-                          f"then, {size['here']} now; its SHA-256 differs), so trials on the two could not be ranked "
-                          "together. Put the data back as it was, or start a new sweep on it.")
+        shown = "" if here["path"] == given else f" ({here['path']})"
+        raise ConfigError(f"dataset.path {given}{shown} changed since the sweep started ({size['then']} then, "
+                          f"{size['here']} now; its SHA-256 differs), so trials on the two could not be ranked "
+                          f"together. Put the data back as it was and go on with nnrun sweep --resume "
+                          f"{shlex.quote(str(sweep_dir))}, or start a new sweep on it.")
     data_dir = os.environ.get("NNRUN_DATA_DIR")  # the image loader's second place (images.resolve_folder)
     found = dataset["name"] == "images" and data_dir and not Path(given).expanduser().exists() and \
         Path(here["path"]).is_relative_to(Path(data_dir).resolve())

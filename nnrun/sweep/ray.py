@@ -97,8 +97,9 @@ def run_workers(sweep_dir: Path, *, address: str | None, gpus_per_trial: float =
                 ray.get(ref)
             except ray.exceptions.RayError as exc:  # the worker died, or failed outside its trials
                 cause = getattr(exc, "cause", None) or exc  # a RayTaskError's own text is the traceback's
-                stopped.append(f"{type(cause).__name__}: {first_line(cause)}")
-                echo(f"[red]a Ray worker stopped[/]: {escape(stopped[-1])}")
+                if f"{cause}" not in map(str, stopped):  # the data changed, say: every worker stops on it
+                    echo(f"[red]a Ray worker stopped[/]: {escape(f'{type(cause).__name__}: {first_line(cause)}')}")
+                stopped.append(cause)
     except KeyboardInterrupt:
         for ref in refs:
             ray.cancel(ref)  # a KeyboardInterrupt in each worker: it tells its trial interrupted
@@ -107,7 +108,10 @@ def run_workers(sweep_dir: Path, *, address: str | None, gpus_per_trial: float =
     finally:
         ray.shutdown()
     if stopped and len(stopped) == len(refs):  # the others, if any, went on until the budget was spent
-        raise NnrunError(f"every Ray worker stopped ({stopped[0]}); can each node reach {sweep_dir}?")
+        if isinstance(stopped[0], ConfigError):  # the data changed, say: its own error says what to do
+            raise stopped[0]
+        raise NnrunError(f"every Ray worker stopped ({type(stopped[0]).__name__}: {first_line(stopped[0])}); can each "
+                         f"node reach {sweep_dir}?")
 
 
 def sweep_worker(sweep_dir: str, cwd: str) -> None:
@@ -120,5 +124,5 @@ def sweep_worker(sweep_dir: str, cwd: str) -> None:
     if Path(cwd).is_dir():
         os.chdir(cwd)  # relative dataset paths, as on the machine that started the sweep
     console, state = make_console(), read_state(sweep_dir)
-    check_data(state)  # a node with other data under the same path
+    check_data(state, Path(sweep_dir))  # a node with other data under the same path
     work(sweep_dir, state, executor="ray task", echo=lambda line: console.print(line, soft_wrap=True))

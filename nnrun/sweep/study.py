@@ -136,9 +136,10 @@ class SweepStudy(optuna.Study):
             if self.state.mode != "grid":  # trial n draws from (seed, n), whichever worker asks: not alike in all
                 self.sampler = sampler(self.state, trial_seed(self.state.seed, len(trials)))  # (grid: one order)
             try:
-                check_data(self.state)  # edited since the sweep (or the last trial) started: the sweep stops
+                check_data(self.state, self.sweep_dir)  # edited since the sweep (or the last trial) started: it stops
             except ConfigError as exc:  # one failed trial says why in sweep.json, not one per worker
-                if not any(t.user_attrs.get("error") == str(exc) for t in trials):
+                last = {t.system_attrs.get(RETRY_OF, t.number): t for t in trials}  # a retry replaces its first
+                if not any(t.state == TrialState.FAIL and t.user_attrs.get("error") == str(exc) for t in last.values()):
                     trial = super().ask(space.distributions(self.state.grid))  # a retry's status was its first's
                     attrs = {"params": space.decode(trial, self.state.grid), "error": str(exc), "status": "failed"}
                     for key, value in {**attrs, "number": trial.number}.items():

@@ -23,6 +23,7 @@ from rich.markup import escape
 from nnrun import rundir as rd
 from nnrun.errors import ConfigError, DataError, DataUnavailable, NnrunError, RunDirError, RunInterrupted, first_line
 from nnrun.sweep import space
+from nnrun.sweep.plan import check_data
 from nnrun.sweep.state import SweepState
 
 
@@ -85,6 +86,13 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         if stopped and repeat < state.repeats - 1:  # Ctrl-C in a seed's last epoch: the other seeds wait
             status, error = "interrupted", f"{stopped}: stopped after seed {seed}"
             break
+    if status in ("completed", "pruned"):
+        try:
+            check_data(state, sweep_dir)  # edited while it trained: its runs may have read either
+        except ConfigError as exc:
+            status, error, values = "failed", str(exc), []
+            for run in runs:  # failed, so that a retry trains them again rather than keeping them
+                rd.RunDir(sweep_dir / run).update_run(status="failed", error=f"the data changed as it trained: {exc}")
     measured = [v for v in values if v is not None and not math.isnan(v)]
     if status == "completed" and None in values:
         status, error = "failed", f"no {state.metric} in the trial's run directories"
