@@ -42,6 +42,10 @@ class DataUnavailable(DataError):
     to decode it. A matter of the machine, not of the data: a sweep retries such a trial."""
 
 
+class DataChanged(DataError):
+    """The data a sweep's trials train on is, here, other data than the sweep started with (exit code 2)."""
+
+
 class RunDirError(NnrunError):
     """A run directory cannot be read or written (exit code 2)."""
 

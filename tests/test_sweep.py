@@ -34,7 +34,7 @@ from typer.testing import CliRunner
 
 from nnrun.cli import app
 from nnrun.config import load_config
-from nnrun.errors import ConfigError, DataError, RunDirError, RunInterrupted
+from nnrun.errors import ConfigError, DataChanged, DataError, RunDirError, RunInterrupted
 from nnrun.sweep.orchestrate import start_sweep, sweep_comparison, work
 from nnrun.sweep.space import collect_grid, decode, distributions, parse_grid_option
 from nnrun.sweep.state import read_state
@@ -493,7 +493,10 @@ def test_an_error_in_the_main_worker_stops_its_jobs_workers_rather_than_waiting_
     path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
     told = f"import json; s = json.load(open({str(path / 'sweep.json')!r})); s['status'] = 'interrupted'; " \
            f"json.dump(s, open({str(path / 'sweep.json')!r}, 'w'))"  # as a --join worker Ctrl-C stopped tells it
-    helper = subprocess.Popen([sys.executable, "-c", f"import signal, sys, time\ndef stop(*a):\n {told}\n sys.exit(130)\n"
+    # It tells its trial interrupted a moment after the SIGINT (its epoch ends): after the main worker's 'failed'
+    # unless the main worker waits for it first.
+    helper = subprocess.Popen([sys.executable, "-c", f"import signal, sys, time\ndef stop(*a):\n time.sleep(0.5)\n "
+                               f"{told}\n sys.exit(130)\n"
                                "signal.signal(signal.SIGINT, stop); print('ready', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE)  # fmt: skip
     assert helper.stdout.readline() == b"ready\n"  # its handler is set: the SIGINT below cannot come before it
@@ -532,8 +535,9 @@ def test_a_jobs_worker_gets_a_red_line_for_its_own_error_or_death_not_for_a_swee
                                                                              "(run again with --debug)")  # fmt: skip
     assert "exit code -9" in lines[1] and lines[2].endswith("ValueError: bug")
     lines.clear()  # stopped by the error this worker ends with (the data changed): shown once, by this worker
-    _reap([helper(2, "\x1b[1;31mError:\x1b[0m dataset.path d.csv changed\n")], lines.append, said="dataset.path d.csv changed")
-    assert lines == []
+    _reap([helper(2, "\x1b[1;31mError:\x1b[0m dataset.path d.csv changed\n"), helper(2, "Error: --storage x: no\n")],
+          lines.append, said="dataset.path d.csv changed")  # fmt: skip
+    assert len(lines) == 1 and lines[0].endswith("exit code 2[/]: Error: --storage x: no")  # an error of its own
 
 
 def test_a_trial_that_heard_ctrl_c_in_its_last_epoch_stops_the_worker_after_it_is_told(tmp_path, monkeypatch):
@@ -1477,7 +1481,7 @@ def test_ray_workers_that_find_the_data_edited_stop_with_its_own_error_said_once
                               grid_options=["training.batch_size=16,32"], runs_dir=tmp_path / "runs")  # fmt: skip
     data.write_text(data.read_text().replace("Adelie", "adelie"))
     lines = []
-    with pytest.raises(ConfigError, match=rf"changed since the sweep started.* --resume {re.escape(str(path))}, or"):
+    with pytest.raises(DataChanged, match=rf"changed since the sweep started.* --resume {re.escape(str(path))}, or"):
         work(path, state, executor="ray", ray_cpus=2, echo=lines.append)  # not "can each node reach" the folder
     assert len([line for line in lines if "a Ray worker stopped" in line]) == 1  # two workers, one line
     assert read_state(path).status == "failed" and read_state(path).trials == []  # refused before a trial
@@ -1501,7 +1505,6 @@ def test_a_worker_whose_data_is_other_data_under_the_same_path_is_refused(tmp_pa
     """Workers in another folder (the start folder gone, or another machine) find dataset.path relative to theirs."""
     import shutil
 
-    from nnrun.errors import ConfigError
     from nnrun.sweep.orchestrate import resume_state
 
     source = ROOT / "configs" / "data" / "penguins.csv"
@@ -1519,7 +1522,7 @@ def test_a_worker_whose_data_is_other_data_under_the_same_path_is_refused(tmp_pa
     shutil.move(tmp_path / "a", tmp_path / "gone")
     monkeypatch.chdir(tmp_path / "b")
     for retry_failed in (False, True):  # --join, --resume
-        with pytest.raises(ConfigError, match=r"dataset.path data/penguins.csv is other data here \(.*/b/data/pengu"):
+        with pytest.raises(DataChanged, match=r"dataset.path data/penguins.csv is other data here \(.*/b/data/pengu"):
             resume_state(path, retry_failed=retry_failed)
     shutil.copy(tmp_path / "gone" / "data" / "penguins.csv", tmp_path / "b" / "data" / "penguins.csv")
     assert resume_state(path, retry_failed=False).data == state.data  # a copy of the same file: fine
@@ -1528,7 +1531,6 @@ def test_a_worker_whose_data_is_other_data_under_the_same_path_is_refused(tmp_pa
 
 
 def test_data_edited_while_the_sweep_runs_stops_it_before_the_next_trial(tmp_path, monkeypatch):
-    from nnrun.errors import ConfigError
     from nnrun.sweep import orchestrate
     from nnrun.sweep.orchestrate import resume_state
 
@@ -1544,13 +1546,13 @@ def test_data_edited_while_the_sweep_runs_stops_it_before_the_next_trial(tmp_pat
         trial.set_user_attr("status", "completed")
         return 0.5
 
-    monkeypatch.setattr(orchestrate, "run_trial", trained_then_edited)
-    with pytest.raises(ConfigError, match="changed since the sweep started"):
+    monkeypatch.setattr(orchestrate, "run_trial", trained_then_edited)  # so this tests the check in ask only
+    with pytest.raises(DataChanged, match="changed since the sweep started"):
         work(path, state)
     assert trained == [0] and read_state(path).status == "failed"  # trial 2 never trained on the edited file
     assert [t.status for t in read_state(path).trials] == ["completed", "failed"]
     assert "changed since the sweep started" in read_state(path).trials[1].error
-    with pytest.raises(ConfigError, match=rf"^dataset.path {re.escape(str(data))} changed since the sweep started "
+    with pytest.raises(DataChanged, match=rf"^dataset.path {re.escape(str(data))} changed since the sweep started "
                        r"\(.* bytes then, .* bytes now; its SHA-256 differs\).*Put the data back as it was and go on "
                        rf"with nnrun sweep --resume {re.escape(str(path))}, or start a new sweep on it.$"):  # fmt: skip
         resume_state(path, retry_failed=True)
@@ -1565,7 +1567,8 @@ def test_a_trial_whose_data_was_edited_while_it_trained_fails_and_its_retry_trai
     original = (ROOT / "configs" / "data" / "penguins.csv").read_text()
     data.write_text(original)
     path, state = start_sweep(ROOT / "configs" / "penguins_species.yaml", grid_options=["training.batch_size=16,32"],
-                              sets=[f"dataset.path={data}", "training.epochs=1"], runs_dir=tmp_path / "runs")  # fmt: skip
+                              sets=[f"dataset.path={data}", "training.epochs=2"], prune="median",
+                              runs_dir=tmp_path / "runs")  # fmt: skip
     real = trial_module._train_one
 
     def edited_as_it_trains(*args):  # the user saves the file while trial 1's epoch runs (the run read either)
@@ -1573,7 +1576,7 @@ def test_a_trial_whose_data_was_edited_while_it_trained_fails_and_its_retry_trai
         return real(*args)
 
     monkeypatch.setattr(trial_module, "_train_one", edited_as_it_trains)
-    with pytest.raises(ConfigError, match="changed since the sweep started"):
+    with pytest.raises(DataChanged, match="changed since the sweep started"):
         work(path, state)
     monkeypatch.undo()
     trials = read_state(path).trials
@@ -1582,10 +1585,33 @@ def test_a_trial_whose_data_was_edited_while_it_trained_fails_and_its_retry_trai
     run = json.loads((path / trials[0].run_dirs[0] / "run.json").read_text())
     assert run["status"] == "failed" and run["error"].startswith("the data changed as it trained: ")
     data.write_text(original)
-    state = work(path, resume_state(path, retry_failed=True))
+    resumed = resume_state(path, retry_failed=True)
+    queued = [t for t in open_study(path, resumed).get_trials() if t.state.name == "WAITING"]
+    assert len(queued) == 1 and queued[0].intermediate_values == {}  # the pruner forgets the epochs on the other data
+    state = work(path, resumed)
     assert state.status == "completed" and [t.status for t in state.trials] == ["completed", "completed"]
     assert state.trials[0].previous_run_dirs == trials[0].run_dirs  # trained again, in a new run directory
     assert state.trials[0].run_dirs != trials[0].run_dirs
+
+
+def test_a_trial_that_diverged_as_its_data_was_edited_is_failed_for_a_retry_not_kept_as_diverged(tmp_path, monkeypatch):
+    from nnrun.sweep import trial as trial_module
+
+    data = tmp_path / "penguins.csv"
+    data.write_text((ROOT / "configs" / "data" / "penguins.csv").read_text())
+    path, state = start_sweep(ROOT / "configs" / "penguins_species.yaml", sets=[f"dataset.path={data}"],
+                              grid_options=["training.batch_size=16,32"], runs_dir=tmp_path / "runs")  # fmt: skip
+
+    def trained_on_an_edit(state, config, judge, index):  # the edit put a NaN in: the loss went NaN in epoch 1
+        data.write_text(data.read_text().replace("39.1", "nan"))
+        (run := path / f"20261124-000000-{config.run.name}").mkdir()
+        return run, "completed", None
+
+    monkeypatch.setattr(trial_module, "_train_one", trained_on_an_edit)
+    monkeypatch.setattr(trial_module, "run_values", lambda run, *keys: [0.5, 1.0][: len(keys)])  # diverged_epoch 1
+    with pytest.raises(DataChanged, match="changed since the sweep started"):
+        work(path, state)
+    assert [t.status for t in read_state(path).trials] == ["failed"]  # "diverged" would never be retried
 
 
 def test_data_edited_mid_sweep_fails_one_trial_however_many_workers_ask(tmp_path):
@@ -1608,7 +1634,7 @@ def test_data_edited_mid_sweep_fails_one_trial_however_many_workers_ask(tmp_path
     data.write_text(data.read_text().replace("Adelie", "adelie"))
     workers = [open_study(path, state) for _ in range(3)]  # --join, --jobs or Ray: each asks
     for worker in workers:
-        with pytest.raises(ConfigError, match="changed since the sweep started"):
+        with pytest.raises(DataChanged, match="changed since the sweep started"):
             ask(worker)
     summarize(study, state, path)
     assert len(study.get_trials()) == 2  # the first attempt, and its retry: no trial 2 or 3 taken and failed
@@ -1622,9 +1648,12 @@ def test_data_edited_mid_sweep_fails_one_trial_however_many_workers_ask(tmp_path
         third.set_user_attr(key, value)
     study.tell(third, 0.9)
     data.write_text(original.replace("Adelie", "adelie"))  # the same edit again: the same message
-    with pytest.raises(ConfigError, match="changed since the sweep started"):
+    with pytest.raises(DataChanged, match="changed since the sweep started"):
         ask(workers[0])
-    summarize(study, state, path)  # trial 2 says why the sweep stopped this time
+    data.write_text(original.replace("Adelie", "Adelie_"))  # edited again meanwhile: another message (its size)
+    with pytest.raises(DataChanged, match="changed since the sweep started"):
+        ask(workers[1])
+    summarize(study, state, path)  # trial 2 says why the sweep stopped this time; no trial 3
     assert [(t.index, t.status) for t in state.trials] == [(1, "completed"), (2, "failed")]
     assert "changed since the sweep started" in state.trials[1].error
 
@@ -1641,12 +1670,12 @@ def test_other_data_is_said_to_be_changed_only_on_the_machine_it_came_from(tmp_p
     csv.write_text("a,b\n1,30\n")  # node-b's copy, under the same path
     monkeypatch.setattr(socket, "gethostname", lambda: "node-b")
     at = re.escape(str(csv))
-    with pytest.raises(ConfigError, match=rf"^dataset.path {at} is other data on node-b \({at}, 9 bytes\) than the "
+    with pytest.raises(DataChanged, match=rf"^dataset.path {at} is other data on node-b \({at}, 9 bytes\) than the "
                        rf"sweep's trials trained on \(on node-a: {at}, 8 bytes; .* \(the sweep started in "
                        rf"{re.escape(str(tmp_path))} on node-a\), or start a new sweep.$"):  # fmt: skip
         check_data(state, tmp_path / "sweep")
     del state.data["host"]  # a sweep.json that did not record the machine: this one's
-    with pytest.raises(ConfigError, match=rf"^dataset.path {at} changed since the sweep started"):
+    with pytest.raises(DataChanged, match=rf"^dataset.path {at} changed since the sweep started"):
         check_data(state, tmp_path / "sweep")
 
 
@@ -1662,7 +1691,7 @@ def test_nnrun_data_dir_is_named_only_where_the_image_loader_found_the_folder_th
     dataset = {"name": "csv", "path": "~/data.csv"}  # the CSV loader expands ~, and never looks in NNRUN_DATA_DIR
     state = SimpleNamespace(base_config={"dataset": dataset}, data=fingerprint(dataset), cwd=str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path / "b"))
-    with pytest.raises(ConfigError, match=r"is other data here \(.*/b/data.csv, 9 bytes\) than") as info:
+    with pytest.raises(DataChanged, match=r"is other data here \(.*/b/data.csv, 9 bytes\) than") as info:
         check_data(state, tmp_path / "sweep")
     assert "NNRUN_DATA_DIR" not in str(info.value)
     make_image_folder(tmp_path / "a" / "shapes", per_class=2)
@@ -1671,7 +1700,7 @@ def test_nnrun_data_dir_is_named_only_where_the_image_loader_found_the_folder_th
     dataset = {"name": "images", "path": "shapes"}
     state = SimpleNamespace(base_config={"dataset": dataset}, data=fingerprint(dataset), cwd=str(tmp_path / "a"))
     monkeypatch.chdir(tmp_path)  # no shapes/ here: the loader takes $NNRUN_DATA_DIR/shapes
-    with pytest.raises(ConfigError, match=rf"is other data here \(.*/b/shapes, 9 files, found through "
+    with pytest.raises(DataChanged, match=rf"is other data here \(.*/b/shapes, 9 files, found through "
                        rf"NNRUN_DATA_DIR={re.escape(str(tmp_path / 'b'))}\) than .*a/shapes, 6 files"):  # fmt: skip
         check_data(state, tmp_path / "sweep")
 

@@ -37,6 +37,7 @@ from nnrun.sweep.study import (
     RETRY_OF,
     BudgetSpent,
     fail_stale,
+    fresh,
     locked,
     open_study,
     requeue,
@@ -379,8 +380,8 @@ def resume_state(sweep_dir: str | Path, *, retry_failed: bool) -> SweepState:
             fail_stale(study)  # a killed worker's trial: its retry is queued, or FAIL below
             last = {t.system_attrs.get(RETRY_OF, t.number): t for t in study.get_trials()}  # by number: the last attempt
             for frozen in last.values():
-                if frozen.state.name == "FAIL" and frozen.user_attrs.get("status") not in DONE:
-                    requeue(study, frozen)
+                if frozen.state.name == "FAIL" and frozen.user_attrs.get("status") not in DONE:  # trained on the
+                    (fresh if frozen.user_attrs.get("data_changed") else requeue)(study, frozen)  # other data: anew
     return state
 
 

@@ -18,7 +18,7 @@ from nnrun.config import RunConfig, validate_config
 from nnrun.config.schema import SweepConfig
 from nnrun.datasets import fingerprint
 from nnrun.datasets.table import resolve_task
-from nnrun.errors import ConfigError
+from nnrun.errors import ConfigError, DataChanged
 from nnrun.keras_names import metric_names
 from nnrun.sweep import space
 
@@ -89,7 +89,7 @@ def data_of(base: dict[str, Any], grid: dict[str, Any]) -> dict[str, Any] | None
 
 
 def check_data(state: Any, sweep_dir: Path) -> None:
-    """ConfigError when the data file or folder the trials' config names is, here, other data than the sweep started
+    """DataChanged when the data file or folder the trials' config names is, here, other data than the sweep started
     with (another copy under the same path, or edited since): the trials could not be ranked together.
     Data that is not here passes: a trial fails on it, for a worker that has it to retry."""
     dataset = state.base_config["dataset"]
@@ -102,7 +102,7 @@ def check_data(state: Any, sweep_dir: Path) -> None:
     then = state.data.get("host", host)  # sweeps that did not record it: this one
     if here["path"] == state.data["path"] and host == then:
         shown = "" if here["path"] == given else f" ({here['path']})"
-        raise ConfigError(f"dataset.path {given}{shown} changed since the sweep started ({size['then']} then, "
+        raise DataChanged(f"dataset.path {given}{shown} changed since the sweep started ({size['then']} then, "
                           f"{size['here']} now; its SHA-256 differs), so trials on the two could not be ranked "
                           f"together. Put the data back as it was and go on with nnrun sweep --resume "
                           f"{shlex.quote(str(sweep_dir))}, or start a new sweep on it.")
@@ -110,7 +110,7 @@ def check_data(state: Any, sweep_dir: Path) -> None:
     found = dataset["name"] == "images" and data_dir and not Path(given).expanduser().exists() and \
         Path(here["path"]).is_relative_to(Path(data_dir).resolve())
     where, there = ("here", "") if host == then else (f"on {host}", f"on {then}: ")
-    raise ConfigError(f"dataset.path {given} is other data {where} ({here['path']}, {size['here']}"
+    raise DataChanged(f"dataset.path {given} is other data {where} ({here['path']}, {size['here']}"
                       f"{f', found through NNRUN_DATA_DIR={data_dir}' if found else ''}) than the sweep's trials trained "
                       f"on ({there}{state.data['path']}, {size['then']}; its SHA-256 differs), so their results could "
                       f"not be ranked together. Work on the sweep where dataset.path gives that data (the sweep started "

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from nnrun.errors import ConfigError, NnrunError, first_line
+from nnrun.errors import ConfigError, DataChanged, NnrunError, first_line
 from nnrun.sweep.trial import thread_env
 
 INSTALL_HINT = "pip install 'nnrun[ray]' (or: pip install 'ray[default]>=2.9')"
@@ -108,7 +108,7 @@ def run_workers(sweep_dir: Path, *, address: str | None, gpus_per_trial: float =
     finally:
         ray.shutdown()
     if stopped and len(stopped) == len(refs):  # the others, if any, went on until the budget was spent
-        if isinstance(stopped[0], ConfigError):  # the data changed, say: its own error says what to do
+        if isinstance(stopped[0], DataChanged):  # its own error says what to do
             raise stopped[0]
         raise NnrunError(f"every Ray worker stopped ({type(stopped[0]).__name__}: {first_line(stopped[0])}); can each "
                          f"node reach {sweep_dir}?")

@@ -26,7 +26,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from nnrun import rundir as rd
-from nnrun.errors import ConfigError, RunDirError, first_line
+from nnrun.errors import ConfigError, DataChanged, RunDirError, first_line
 from nnrun.sweep import space
 from nnrun.sweep.plan import check_data, sqlite_file
 from nnrun.sweep.state import SweepState
@@ -42,6 +42,7 @@ warnings.filterwarnings("ignore", message="The reported value is ignored")  # a 
 #: epoch (the pruner compares the trials by them), at most MAX_RETRIES times.
 retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES, inherit_intermediate_values=True)
 requeue = RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)  # --resume: as often as the user asks
+fresh = RetryHeartbeatStaleTrialCallback()  # --resume of a trial that trained on changed data: the pruner forgets it
 
 
 class BudgetSpent(Exception):
@@ -137,11 +138,13 @@ class SweepStudy(optuna.Study):
                 self.sampler = sampler(self.state, trial_seed(self.state.seed, len(trials)))  # (grid: one order)
             try:
                 check_data(self.state, self.sweep_dir)  # edited since the sweep (or the last trial) started: it stops
-            except ConfigError as exc:  # one failed trial says why in sweep.json, not one per worker
+            except DataChanged as exc:  # one failed trial says why in sweep.json, not one per worker (or machine)
                 last = {t.system_attrs.get(RETRY_OF, t.number): t for t in trials}  # a retry replaces its first
-                if not any(t.state == TrialState.FAIL and t.user_attrs.get("error") == str(exc) for t in last.values()):
+                if not any(t.state == TrialState.FAIL and t.user_attrs.get("data_changed")
+                           and t.user_attrs.get("number") == t.number for t in last.values()):  # not inherited
                     trial = super().ask(space.distributions(self.state.grid))  # a retry's status was its first's
-                    attrs = {"params": space.decode(trial, self.state.grid), "error": str(exc), "status": "failed"}
+                    attrs = {"params": space.decode(trial, self.state.grid), "error": str(exc), "status": "failed",
+                             "data_changed": True}
                     for key, value in {**attrs, "number": trial.number}.items():
                         trial.set_user_attr(key, value)
                     self.tell(trial, state=TrialState.FAIL)

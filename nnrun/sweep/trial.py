@@ -21,7 +21,16 @@ import optuna
 from rich.markup import escape
 
 from nnrun import rundir as rd
-from nnrun.errors import ConfigError, DataError, DataUnavailable, NnrunError, RunDirError, RunInterrupted, first_line
+from nnrun.errors import (
+    ConfigError,
+    DataChanged,
+    DataError,
+    DataUnavailable,
+    NnrunError,
+    RunDirError,
+    RunInterrupted,
+    first_line,
+)
 from nnrun.sweep import space
 from nnrun.sweep.plan import check_data
 from nnrun.sweep.state import SweepState
@@ -86,11 +95,12 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         if stopped and repeat < state.repeats - 1:  # Ctrl-C in a seed's last epoch: the other seeds wait
             status, error = "interrupted", f"{stopped}: stopped after seed {seed}"
             break
-    if status in ("completed", "pruned"):
+    changed = False
+    if status in ("completed", "pruned", "diverged"):
         try:
             check_data(state, sweep_dir)  # edited while it trained: its runs may have read either
-        except ConfigError as exc:
-            status, error, values = "failed", str(exc), []
+        except DataChanged as exc:
+            status, error, values, changed = "failed", str(exc), [], True
             for run in runs:  # failed, so that a retry trains them again rather than keeping them
                 rd.RunDir(sweep_dir / run).update_run(status="failed", error=f"the data changed as it trained: {exc}")
     measured = [v for v in values if v is not None and not math.isnan(v)]
@@ -104,7 +114,8 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
     value = statistics.fmean(measured) if status == "completed" else measured[0] if status == "pruned" and measured else None
     attrs = {"status": status, "error": error, "run_dirs": runs, "values": values, "duration_s": round(trained_s, 3),
              "std": statistics.stdev(measured) if len(measured) > 1 else None, "host": socket.gethostname(),
-             "pid": os.getpid(), "number": trial.number, "stopped": stopped, "value": value}  # fmt: skip
+             "pid": os.getpid(), "number": trial.number, "stopped": stopped, "value": value,
+             "data_changed": changed}  # fmt: skip
     for key, attr in attrs.items():
         trial.set_user_attr(key, attr)
     style = {"completed": "green", "pruned": "magenta", "invalid": "yellow", "interrupted": "yellow",
