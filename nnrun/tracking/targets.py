@@ -106,14 +106,16 @@ def _scan(folder: Path, add: Callable[[str, Path], None], notes: list[str]) -> i
     return found
 
 
-def check_reachable(tracking_uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """For an http(s) tracking URI: one request that must get an answer (any HTTP status) within ``timeout`` s.
+def check_reachable(tracking_uri: str, timeout: float | None = None) -> None:
+    """For an http(s) tracking URI: one request that must get an answer (any HTTP status) within ``timeout`` s
+    (default: ``PROBE_TIMEOUT_S``).
 
     Raises:
         NnrunError: nothing answers there (refused, unknown host, or silent past the timeout).
     """
     if not tracking_uri.startswith(("http://", "https://")):
         return
+    timeout = PROBE_TIMEOUT_S if timeout is None else timeout
     try:
         with urllib.request.urlopen(tracking_uri.rstrip("/") + "/health", timeout=timeout):
             return
