@@ -28,9 +28,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
-# Every test that trains nothing (no `slow` marker): under a minute.
+# Every test that trains nothing (no `slow` marker): under a minute, in two processes (many of these tests wait on
+# subprocesses and locks, so two overlap well even on two cores).
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n 2
 
 # The image-folder examples read folders that scripts/make_images.py writes (data/ is git-ignored).
 image-data: install
