@@ -306,6 +306,8 @@ CASES = [
     Case("sweep-repeats-zero", ["sweep.repeats: input should be greater than or equal to 1, got 0"], base="diabetes_sweep", command="sweep", args=["--repeats", "0"]),
     Case("sweep-bad-storage", ["--storage nosuchdb://x: cannot open it", "sqlite:////"], base="diabetes_sweep", command="sweep",
          args=["--storage", "nosuchdb://x"]),
+    Case("sweep-empty-storage", ["--storage is empty; give an SQLAlchemy URL"], base="diabetes_sweep", command="sweep",
+         args=["--storage", ""]),
     Case("sweep-join-not-a-sweep", ["is not a sweep directory (no sweep.json); pass the runs/sweep-... folder a sweep printed."],
          base="", command="sweep", args=["--join", "{tmp}"]),
     Case("sweep-join-with-set-up", ["--join works on a sweep exactly as it was set up; drop --trials (a sweep with other "

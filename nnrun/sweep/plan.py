@@ -45,8 +45,11 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
     elif budget is None:
         raise ConfigError(f"--search {search} (sweep.search) needs --trials N (sweep.trials: how many trials to run), "
                           "e.g. --trials 20.")
-    if (url := section.storage) and sqlite_file(url) == Path(":memory:"):
-        said = "--storage" if "storage" in given else "sweep.storage"
+    said = "--storage" if "storage" in given else "sweep.storage"
+    if (url := section.storage) is not None and not url.strip():
+        raise ConfigError(f"{said} is empty; give an SQLAlchemy URL (sqlite:////shared/sweeps.db, say), or leave "
+                          f"{said} out to keep the study in the sweep folder.")
+    if url and sqlite_file(url) == Path(":memory:"):
         raise ConfigError(f"{said} {url}: an in-memory database lives only as long as this process, out of reach of "
                           "--join, --resume and the other workers; give a file (sqlite:////shared/sweeps.db, say), "
                           "or leave --storage out to keep the study in the sweep folder.")

@@ -174,9 +174,8 @@ def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False
     if not create and where is not None and not where.is_file():  # opening it would make an empty one
         raise RunDirError(f"{where.absolute()}: not found; it holds the sweep's study (moved or deleted?). Put it back to work "
                           f"on the sweep, or start a new one.")  # fmt: skip
-    if state.storage is None:
-        storage = Journal(where, state.heartbeat_s)
-    for attempt in range(3 if state.storage else 0):  # two sweeps making a new database's tables at once: one fails
+    storage = Journal(where, state.heartbeat_s) if state.storage is None else None
+    for attempt in range(0 if storage else 3):  # two sweeps making a new database's tables at once: one fails
         try:
             storage = Database(state.storage, state.heartbeat_s)
             break
