@@ -99,7 +99,6 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
                       soft_wrap=True)  # fmt: skip
         if note := ranked_on_test_data(state.metric):
             console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
-    path = Path(path).resolve()
     if (join or resume) and state.status == "completed":  # sweep.json as it was: no worker's session to add
         console.print("every trial of this sweep is done: nothing left to run.")
     else:

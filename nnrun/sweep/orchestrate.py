@@ -100,7 +100,6 @@ def work(
     gpus_per_trial: float = 0,
     ray_cpus: int | None = None,
     echo: Callable[[str], None] = lambda line: None,
-    now: Callable[[], datetime] = datetime.now,
 ) -> SweepState:
     """One worker: Optuna's ``study.optimize`` until the budget is spent; or, with Ray, as many as the cluster takes.
 
@@ -130,7 +129,7 @@ def work(
         _reap(helpers, echo)  # here, so that Ctrl-C while it waits stops the sweep as any other Ctrl-C does
     except KeyboardInterrupt:
         _stop(helpers)  # Ctrl-C, passed on
-        refresh(sweep_dir, state, study, finished=("interrupted", now(), time.perf_counter() - started))
+        refresh(sweep_dir, state, study, finished=("interrupted", datetime.now(), time.perf_counter() - started))
         if not helpers and (others := running_count(study)):  # --join workers elsewhere go on with the sweep
             raise RunInterrupted(f"this worker stopped; other workers still train {others} trial(s) of {sweep_dir}.",
                                  resume=f"nnrun sweep --join {shlex.quote(str(sweep_dir))}") from None
@@ -140,11 +139,11 @@ def work(
         _stop(helpers)
         _reap(helpers, echo, said=str(exc))  # first: their "interrupted" would come after this worker's "failed"
         if isinstance(exc, NnrunError):  # Ray unreachable, or every Ray worker stopped
-            refresh(sweep_dir, state, study, finished=("failed", now(), time.perf_counter() - started))
+            refresh(sweep_dir, state, study, finished=("failed", datetime.now(), time.perf_counter() - started))
         raise
     finally:
         _reap(helpers, echo)
-    refresh(sweep_dir, state, study, finished=(None, now(), time.perf_counter() - started))
+    refresh(sweep_dir, state, study, finished=(None, datetime.now(), time.perf_counter() - started))
     return state
 
 
@@ -279,10 +278,7 @@ def summarize(study: Any, state: SweepState, sweep_dir: Path) -> None:
 
 def _shown(path: Path, state: SweepState) -> Path:
     """``path`` relative to the folder the sweep started in, where it is inside it."""
-    try:
-        return path.relative_to(state.cwd or "")
-    except ValueError:
-        return path
+    return path.relative_to(state.cwd) if state.cwd and path.is_relative_to(state.cwd) else path
 
 
 def refresh(sweep_dir: Path, state: SweepState, study: Any,
@@ -310,12 +306,11 @@ def retrain_command(state: SweepState, params: dict[str, Any], run_dir: Path | N
     run. Where CONFIG no longer reads as the config the trials varied (edited, moved or gone since the sweep started),
     ``nnrun train --rerun RUN_DIR ...``: the trial's own config, from its run directory ``run_dir``."""
     split = not watches_validation(state) and state.base_config["dataset"].get("validation") not in ("none", "test", None)
-    tail = ["--runs-dir", str(state.base_config["run"]["runs_dir"])] + ["--smoke"] * state.smoke  # beside the sweep's
-    tail += ["--name", f"{state.name}-best"]
+    tail = ["--runs-dir", str(state.base_config["run"]["runs_dir"]), *["--smoke"] * state.smoke,  # beside the sweep's
+            "--name", f"{state.name}-best"]
     config = _config_file(state)
     if run_dir is not None and config is None:
-        words = ["nnrun", "train", "--rerun", str(run_dir)] + ["--set", "dataset.validation=none"] * split
-        return " ".join(shlex.quote(w) for w in words + tail)
+        return shlex.join(["nnrun", "train", "--rerun", str(run_dir), *["--set", "dataset.validation=none"] * split, *tail])
     given = [(s, space.normalize_key(s.split("=")[0], state.base_config)) for s in state.sets if not s.startswith("sweep.")]
     # The sweep's --set values, less those the trial's values (or the validation split's end) replace.
     sets = [s for s, k in given if k not in params and not (split and k == "dataset.validation")]
@@ -325,8 +320,7 @@ def retrain_command(state: SweepState, params: dict[str, Any], run_dir: Path | N
         sets.append("dataset.validation=none")  # the validation part goes back into training
         if config is None or config.sweep is not None:  # ranked by a val_ metric: nnrun check would refuse the retrain
             sets.append("sweep=null")
-    words = ["nnrun", "train", state.config_file or "CONFIG"] + [w for s in sets for w in ("--set", s)]
-    return " ".join(shlex.quote(w) for w in words + tail)
+    return shlex.join(["nnrun", "train", state.config_file or "CONFIG", *[w for s in sets for w in ("--set", s)], *tail])
 
 
 def _config_file(state: SweepState) -> RunConfig | None:

@@ -14,7 +14,7 @@ import fcntl
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +53,17 @@ class Heartbeats(BaseHeartbeat):
     """A running trial's last beat as its system attribute, with its start for a trial asked for but never beaten
     (Optuna's RDB storage would never fail that one); stale ones are found only while ``judging`` (``fail_stale``)."""
 
-    interval: float
     judging = False
 
+    def __init__(self, storage: Any, interval: float) -> None:  # the journal's backend, or the database's URL
+        super().__init__(storage)
+        self.interval = interval
+
     def record_heartbeat(self, trial_id: int) -> None:
-        try:
+        # Failed as stale meanwhile (its tell says so), or the file hiccupped: Optuna's beat thread has no guard, and
+        # an error would end it, so that the live trial would go stale.
+        with suppress(Exception):
             self.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
-        except Exception:  # noqa: BLE001 - failed as stale meanwhile (its tell says so), or the file hiccupped
-            pass  # Optuna's beat thread has no guard: an error would end it, and the live trial would go stale
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         if not self.judging:
@@ -82,16 +85,11 @@ class Journal(Heartbeats, JournalStorage):
     at once (Optuna's default lock file stays 30 s, and meanwhile no worker could beat: their trials went stale)."""
 
     def __init__(self, path: Path, interval: float) -> None:
-        super().__init__(JournalFileBackend(str(path), lock_obj=JournalLock(path.with_name(rd.JOURNAL_LOCK))))
-        self.interval = interval
+        super().__init__(JournalFileBackend(str(path), lock_obj=JournalLock(path.with_name(rd.JOURNAL_LOCK))), interval)
 
 
 class Database(Heartbeats, optuna.storages.RDBStorage):
     """``--storage URL``: Optuna's RDB storage, with the journal's heartbeats."""
-
-    def __init__(self, url: str, interval: float) -> None:
-        super().__init__(url)
-        self.interval = interval
 
 
 class JournalLock:
