@@ -603,6 +603,12 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
         start(sets=["sweep.grid={model.layers.0.unit: [1, 2]}"])
     with pytest.raises(ConfigError, match="list of 3 items"):
         start("model.layers.5.units=1,2")
+    with pytest.raises(ConfigError, match=r"^--grid training.optimizer.learning_rate: 'loguniform\(0, 1\)': loguniform "
+                       "needs bounds > 0"):  # fmt: skip
+        start("training.optimizer.learning_rate=loguniform(0, 1)", search="random", trials=2)
+    with pytest.raises(ConfigError, match=r"^sweep key model.layers.0.units: randint\(-3, 8\) can draw -3: .*units=-3.* "
+                       "keep the range to values that work.$"):  # Keras's check, at the range's bounds  # fmt: skip
+        start("model.layers.0.units=randint(-3, 8)", search="random", trials=2)
     with pytest.raises(ConfigError, match="cannot vary 'run.name'"):
         start("run.name=a,b")
     with pytest.raises(ConfigError, match="sweep.metric val_accuracy: the trials have no validation data.*"
@@ -618,7 +624,7 @@ def test_bad_sweeps_fail_before_anything_is_created(tmp_path):
     with pytest.raises(ConfigError, match="--metric test_r2: only a regression's runs measure it"):
         start(metric="test_r2")
     with pytest.raises(ConfigError, match=r"'val_acc': .* Use one of best_val_accuracy, best_val_loss, test_accuracy, "
-                       r"test_loss; did you mean val_accuracy\?$"):  # no regression metric offered to a classifier
+                       r"test_loss; did you mean val_accuracy \(short for best_val_accuracy\)\?$"):  # no regression metric
         start(metric="val_acc")
     with pytest.raises(ConfigError, match=r"'val_r2': .*; r2 is nnrun's own measure of a regression, taken once, on the "
                        r"test data \(test_r2\).$"):  # not validation.r2, which no run logs

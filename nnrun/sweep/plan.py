@@ -153,7 +153,8 @@ def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metr
         close = difflib.get_close_matches(key, numeric, n=1, cutoff=0.7)
         numeric = [c for c in numeric if not c.startswith("val_")]  # short forms: suggested, not listed
         name = key.removeprefix("val_")  # val_accuracy and val_loss are short for best_val_...; val_mae has no column
-        fix = (f"; did you mean {close[0]}?" if close else
+        short = f" (short for {canonical(close[0])})" if close and canonical(close[0]) != close[0] else ""
+        fix = (f"; did you mean {close[0]}{short}?" if close else
                f"; {name} is nnrun's own measure of a regression, taken once, on the test data (test_{name})"
                if key.startswith("val_") and name in ("r2", "rmse") else
                f"; for {name} on the validation data, pass validation.{name} (its last epoch) or best_validation.{name}"

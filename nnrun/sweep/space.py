@@ -26,26 +26,27 @@ _RANGE = re.compile(r"^\s*(\w+)\s*\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)\s*$")
 FIXED_KEYS = ("run.name", "run.runs_dir")  # they place the trials: the sweep sets them
 
 
-def parse_range(text: str, key: str) -> Any:
-    """``'loguniform(1e-4, 1e-1)'`` -> Optuna's distribution; None if ``text`` is no call; ConfigError if a bad one."""
+def parse_range(text: str, key: str, said: str = "sweep key") -> Any:
+    """``'loguniform(1e-4, 1e-1)'`` -> Optuna's distribution; None if ``text`` is no call; ConfigError if a bad one
+    (naming ``said`` and the key: ``--grid KEY``, say)."""
     match = _RANGE.match(text)
     if not match:
         if re.match(r"^\s*\w+\s*\(", text):
-            raise ConfigError(f"sweep key {key}: cannot read {text!r}; expected a range such as loguniform(1e-4, 1e-1), "
+            raise ConfigError(f"{said} {key}: cannot read {text!r}; expected a range such as loguniform(1e-4, 1e-1), "
                               "uniform(0, 0.5) or randint(8, 64), or a list of values.")  # fmt: skip
         return None
     kind, low, high = match.groups()
     try:
         low, high = float(low), float(high)
     except ValueError:
-        raise ConfigError(f"sweep key {key}: the bounds of {text!r} must be numbers.") from None
+        raise ConfigError(f"{said} {key}: the bounds of {text!r} must be numbers.") from None
     problem = (f"unknown range '{kind}'; expected one of {', '.join(RANGE_KINDS)}" if kind not in RANGE_KINDS
                else f"needs low < high, got {low:g} and {high:g}" if not low < high
                else "loguniform needs bounds > 0, e.g. loguniform(1e-4, 1e-1)" if kind == "loguniform" and low <= 0
                else "randint needs whole-number bounds" if kind == "randint" and not (low.is_integer() and high.is_integer())
                else None)  # fmt: skip
     if problem:
-        raise ConfigError(f"sweep key {key}: {text!r} {problem}.")
+        raise ConfigError(f"{said} {key}: {text!r}: {problem}.")
     if kind == "randint":
         return IntDistribution(int(low), int(high))
     return FloatDistribution(low, high, log=kind == "loguniform")
@@ -61,7 +62,7 @@ def parse_grid_option(text: str) -> tuple[str, Any]:
     key = normalize_key(key)
     if not raw.strip():
         raise ConfigError(f"--grid {text!r}: no values after '='; e.g. --grid {key}=32,64.")
-    if parse_range(raw, key) is not None:
+    if parse_range(raw, key, "--grid") is not None:
         return key, raw.strip()
     try:  # one YAML flow list: 32,64 -> [32, 64]; [1,2],[3,4] and 'a,b',c keep their inner commas
         return key, load_yaml(f"[{raw}]")
@@ -98,7 +99,7 @@ def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Any]:
     grid: dict[str, Any] = {}
     for key, axis in (config.sweep.grid if config.sweep else {}).items():
         key = normalize_key(key)
-        if isinstance(axis, str) and parse_range(axis, key) is None:
+        if isinstance(axis, str) and parse_range(axis, key, "sweep.grid") is None:
             raise ConfigError(f"sweep.grid.{key}: expected a list of values or a range such as "
                               f"loguniform(1e-4, 1e-1), got {axis!r}.")  # fmt: skip
         grid[key] = axis.strip() if isinstance(axis, str) else list(axis)
@@ -147,9 +148,6 @@ def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1, fla
         if dotted(parts) == "run.seed" and repeats > 1:
             raise ConfigError(f"sweep key {key}: --repeats {repeats} already trains every trial at seeds run.seed, "
                               "run.seed + 1, ...; drop --repeats or stop varying run.seed.")  # fmt: skip
-        if isinstance(axis, str):
-            low, high = (bounds := parse_range(axis, key)).low, bounds.high
-            values = [low, high] if isinstance(low, int) else [low, low + (high - low) * 0.382, high]  # not whole
         # A key inside another grid key is checked in each of that key's values.
         outer = next((k for k in grid if key.startswith(f"{k}.") and isinstance(grid[k], list)), None)
         for around, data in [(v, resolve(base, {outer: v})) for v in grid[outer]] if outer else [(None, base)]:
@@ -164,11 +162,17 @@ def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1, fla
                 whole = f" (or, if {kind} takes {rest}, give it: {{type: {kind}, {rest}: ...}})" if free else ""
                 raise ConfigError(f"{said} {key}: {outer} value {json.dumps(around)} has no key '{rest}' to vary; drop "
                                   f"that value, or stop varying {key}{whole}.") from None  # fmt: skip
-            for value in axis if isinstance(axis, list) else values:
+            for value in axis if isinstance(axis, list) else range_points(axis, key):
                 try:
                     _check_value(data, key, value, said)
                 except ConfigError as exc:
                     raise ConfigError(_value_fix(exc, data, key, axis, value, said)) from None
+
+
+def range_points(axis: str, key: str) -> list[Any]:
+    """What a range is checked at before the sweep: its bounds, and a float range's point inside (not whole)."""
+    low, high = (bounds := parse_range(axis, key)).low, bounds.high
+    return [low, high] if isinstance(low, int) else [low, low + (high - low) * 0.382, high]
 
 
 def _value_fix(exc: ConfigError, data: dict[str, Any], key: str, axis: Any, value: Any, said: str) -> str:
@@ -202,7 +206,8 @@ def _valid(base: dict[str, Any], key: str, value: Any, said: str) -> bool:
 def check_fixed(base: dict[str, Any], grid: dict[str, Any], data_here: bool = True) -> None:
     """Keras's names (a misspelt metric, a callback's or a layer's argument) and (``data_here``) the data file or
     folder, checked as ``train`` checks them before the sweep starts: in the parts of the config no grid key varies,
-    and in each value of a list that is the only key varying its part (a combination is checked as its trial starts).
+    and in each value of a list (or at a range's bounds) that is the only key varying its part (a combination is
+    checked as its trial starts).
 
     Raises:
         ConfigError, DataError: what every trial (or every trial with that value) would fail on.
@@ -213,11 +218,12 @@ def check_fixed(base: dict[str, Any], grid: dict[str, Any], data_here: bool = Tr
     from nnrun.datasets.images import resolve_folder
     from nnrun.models import create_layer
 
-    config, lists = validate_config({**base, "sweep": None}), {k: v for k, v in grid.items() if isinstance(v, list)}
+    config = validate_config({**base, "sweep": None})
+    points = {k: v if isinstance(v, list) else range_points(v, k) for k, v in grid.items()}
 
     @functools.cache
     def valued(key: str, i: int) -> RunConfig:  # the config with one grid value set: once, for every place it reaches
-        return validate_config({**resolve(base, {key: lists[key][i]}), "sweep": None})
+        return validate_config({**resolve(base, {key: points[key][i]}), "sweep": None})
 
     def layer(c: RunConfig, i: int) -> None:
         if i < len(c.model.layers) and (spec := c.model.layers[i]).type not in backbone_names():
@@ -233,18 +239,21 @@ def check_fixed(base: dict[str, Any], grid: dict[str, Any], data_here: bool = Tr
               "training.loss": lambda c: kn.check_loss(c.training.loss),
               "training.metrics": lambda c: kn.check_metrics(c.training.metrics),
               "training.callbacks": lambda c: kn.create_callbacks(c.training.callbacks)}  # fmt: skip
-    layers = max(len(c.model.layers) for c in [config, *(valued(k, i) for k in lists if k in ("model", "model.layers")
-                                                          for i in range(len(lists[k])))])  # a value may hold more
+    layers = max(len(c.model.layers) for c in [config, *(valued(k, i) for k in grid if k in ("model", "model.layers")
+                                                          for i in range(len(points[k])))])  # a value may hold more
     checks |= {f"model.layers.{i}": lambda c, i=i: layer(c, i) for i in range(layers)}
     checks |= {"dataset.path": data} if data_here else {}
     for place, check in checks.items():
         if not any(reaches(k, place) for k in grid):
             check(config)
-        elif key := sole_list_key(grid, place):
-            for i, value in enumerate(lists[key]):
+        elif key := sole_list_key(grid, place, ranges=True):
+            for i, value in enumerate(points[key]):
                 try:
                     check(valued(key, i))
                 except (ConfigError, DataError) as exc:
+                    if isinstance(grid[key], str):
+                        raise type(exc)(f"sweep key {key}: {grid[key]} can draw {value:g}: {exc} Trials that draw it "
+                                        "would fail on this: keep the range to values that work.") from None
                     raise type(exc)(f"sweep key {key} value {json.dumps(value)}: {exc} Every trial with that "
                                     "value would fail on this: fix or drop the value.") from None  # fmt: skip
 
@@ -254,11 +263,12 @@ def reaches(key: str, place: str) -> bool:
     return key == place or key.startswith(f"{place}.") or place.startswith(f"{key}.")
 
 
-def sole_list_key(grid: dict[str, Any], place: str) -> str | None:
-    """The grid key that alone varies ``place``, if its values are a list: each value can be checked before the
-    sweep starts, against the base config (a key inside another's values can only be checked with them)."""
+def sole_list_key(grid: dict[str, Any], place: str, ranges: bool = False) -> str | None:
+    """The grid key that alone varies ``place``, if its values are a list (or, with ``ranges``, a range): each value
+    can be checked before the sweep starts, against the base config (a key inside another's values can only be
+    checked with them)."""
     varied = [k for k in grid if reaches(k, place)]
-    return varied[0] if len(varied) == 1 and isinstance(grid[varied[0]], list) else None
+    return varied[0] if len(varied) == 1 and (ranges or isinstance(grid[varied[0]], list)) else None
 
 
 def grid_choices(grid: dict[str, Any]) -> dict[str, list[Any]]:
