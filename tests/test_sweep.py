@@ -38,7 +38,7 @@ from nnrun.errors import ConfigError, DataChanged, DataError, RunDirError, RunIn
 from nnrun.sweep.orchestrate import start_sweep, sweep_comparison, work
 from nnrun.sweep.space import collect_grid, decode, distributions, parse_grid_option
 from nnrun.sweep.state import read_state
-from nnrun.sweep.study import HEARTBEAT, RETRY_OF, BudgetSpent, fail_stale, open_study, retry
+from nnrun.sweep.study import HEARTBEAT, RETRY_OF, BudgetSpent, fail_stale, open_study, requeue, retry, trial_indices
 
 from conftest import make_image_folder
 
@@ -141,6 +141,37 @@ def test_grid_search_takes_every_combination_once_and_stops_at_the_budget(tmp_pa
     assert {t["preprocessing.0"] for t in drawn if isinstance(t["preprocessing.0"], str)} == {"standardize"}
     random_drawn, _ = drive(tmp_path / "r", LR, search="random", trials=5, seed=1)
     assert len(random_drawn) == 5
+
+
+@pytest.mark.parametrize("search", ["grid", "random"])
+def test_a_retried_trial_leaves_the_order_of_the_others_as_the_seed_gives_it(tmp_path, search):
+    """Trial n takes grid point n (or draws from (seed, n)) though Optuna numbers a retry too: an interrupted and
+    resumed sweep trains the points in the order an uninterrupted one does."""
+    import optuna
+
+    grid = ["training.batch_size=16,32,64"] + ([LR] if search == "random" else [])
+    alone, _ = drive(tmp_path / "alone", *grid, search=search, trials=6, seed=5, objective=lambda p: 0.5)
+    path, state = start_sweep(SWEEP_CONFIG, grid_options=grid, search=search, trials=6, seed=5, runs_dir=tmp_path)
+    study, drawn = open_study(path, state), []
+
+    def objective(trial):
+        system = study._storage.get_trial_system_attrs(trial._trial_id)
+        index = trial_indices(study.get_trials(deepcopy=False))[system.get(RETRY_OF, trial.number)]
+        if index == 2 and RETRY_OF not in system:
+            raise ValueError("stopped")  # failed, then queued again as --resume does
+        drawn.append((index, decode(trial, state.grid)))
+        return 0.5
+
+    def queue_again(study, frozen):
+        if frozen.state == optuna.trial.TrialState.FAIL:
+            requeue(study, frozen)
+
+    while True:
+        try:
+            study.optimize(objective, catch=(ValueError,), callbacks=[queue_again])
+        except BudgetSpent:
+            break
+    assert len(study.trials) == 7 and sorted(drawn, key=lambda d: d[0]) == list(enumerate(alone, 1))
 
 
 def test_two_workers_draw_what_one_worker_draws(tmp_path):

@@ -10,6 +10,7 @@ The retry resumes its run from the checkpoint.
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import time
 import warnings
@@ -133,7 +134,7 @@ class SweepStudy(optuna.Study):
             if first_attempts >= self.state.budget and not any(t.state == TrialState.WAITING for t in trials):
                 raise BudgetSpent
             if self.state.mode != "grid":  # trial n draws from (seed, n), whichever worker asks: not alike in all
-                self.sampler = sampler(self.state, trial_seed(self.state.seed, len(trials)))  # (grid: one order)
+                self.sampler = sampler(self.state, trial_seed(self.state.seed, first_attempts))  # (grid: one order)
             try:
                 check_data(self.state, self.sweep_dir)  # edited since the sweep (or the last trial) started: it stops
             except DataChanged as exc:  # one failed trial says why in sweep.json, not one per worker (or machine)
@@ -157,11 +158,22 @@ def trial_seed(seed: int, number: int) -> int:
     return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
 
 
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid, whose shuffled order gives point n to trial n of the sweep (its first attempt), not to Optuna's
+    trial number n, which counts retries too: a sweep resumed after Ctrl-C or ``kill -9`` keeps the seed's order."""
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        trial = copy.copy(trial)  # a retry keeps its point: Optuna's sampler leaves a trial with a grid_id alone
+        trial.number = sum(RETRY_OF not in t.system_attrs for t in trials if t.number < trial.number)
+        super().before_trial(study, trial)
+
+
 def sampler(state: SweepState, seed: int) -> optuna.samplers.BaseSampler:
     """Optuna's sampler for the search: grid, random or TPE (with its constant liar, on by default, which spreads out
     the trials that workers run at once)."""
     if state.mode == "grid":
-        return optuna.samplers.GridSampler(space.grid_choices(state.grid), seed=seed)
+        return GridSampler(space.grid_choices(state.grid), seed=seed)
     return (optuna.samplers.TPESampler if state.mode == "tpe" else optuna.samplers.RandomSampler)(seed=seed)
 
 
