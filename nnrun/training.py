@@ -267,7 +267,8 @@ def train(
         f"[bold]nnrun[/] training [cyan]{config.run.name}[/] on {config.dataset.name}: "
         f"{len(prepared.x_train)} train, {0 if prepared.x_val is None else len(prepared.x_val)} validation, "
         f"{len(prepared.x_test)} test samples; {params:,} parameters; {config.training.epochs} epochs"
-        + (" [yellow](smoke)[/]" if smoke else "")
+        + (" [yellow](smoke)[/]" if smoke else ""),
+        soft_wrap=True,  # one line in a log or a pipe, as the lines below
     )
     if prepared.jit and prepared.jit.setting == "auto":
         reporter.print(prepared.jit.describe(), soft_wrap=True)
