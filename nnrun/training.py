@@ -443,7 +443,8 @@ def _print_result(reporter: Reporter, run: rd.RunDir, metrics: dict, duration: f
 
     reporter.print(metrics_table(metrics, title="result", splits=("train", "validation", "test")))
     reporter.print(
-        f"epochs run: {metrics['epochs_run']} (best: {metrics['best_epoch']})   duration: {duration:.1f}s   "
+        f"epochs run: {metrics['epochs_run']} (lowest {'val_loss' if metrics['best_validation'] else 'loss'}: epoch "
+        f"{metrics['best_epoch']})   duration: {duration:.1f}s   "
         f"run directory: [cyan]{run.path}[/]",
         soft_wrap=True,
     )
