@@ -495,7 +495,7 @@ def test_ctrl_c_while_waiting_for_the_jobs_workers_stops_them_and_says_how_to_re
                                "sys.exit(130)); print('ready', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE)  # a --join worker still training; 130 as nnrun's  # fmt: skip
     assert helper.stdout.readline() == b"ready\n"  # its handler is set before the SIGINT comes
-    monkeypatch.setattr(orchestrate, "_join_process", lambda sweep_dir: (helper, tempfile.TemporaryFile("w+")))
+    monkeypatch.setattr(orchestrate, "_join_process", lambda sweep_dir, echo: (helper, tempfile.TemporaryFile("w+")))
     monkeypatch.setattr(orchestrate, "_optimize", lambda *args: None)  # this worker has nothing left to train
     path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
     threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
@@ -531,7 +531,7 @@ def test_an_error_in_the_main_worker_stops_its_jobs_workers_rather_than_waiting_
                                "signal.signal(signal.SIGINT, stop); print('ready', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE)  # fmt: skip
     assert helper.stdout.readline() == b"ready\n"  # its handler is set: the SIGINT below cannot come before it
-    monkeypatch.setattr(orchestrate, "_join_process", lambda sweep_dir: (helper, tempfile.TemporaryFile("w+")))
+    monkeypatch.setattr(orchestrate, "_join_process", lambda sweep_dir, echo: (helper, tempfile.TemporaryFile("w+")))
 
     def disk_full(*args):
         raise error
@@ -1273,6 +1273,9 @@ def test_parallel_jobs_give_the_same_results_as_sequential(grid_sweep, tmp_path)
     assert result.history[-1]["jobs"] == 2
     assert not [line for line in lines if "ended with exit code" in line]  # the helper did not fail...
     assert {entry["pid"] for entry in result.history} - {os.getpid()}  # ...and ran to its end (its own history entry)
+    # Every trial's end is shown as it comes, the helper's marked with its pid.
+    ended = [re.search(r"trial (\d)/4 (\[green\])?completed", line) for line in lines]
+    assert sorted(int(m[1]) for m in ended if m) == [1, 2, 3, 4], lines
     assert_same_results(trial_results(path), trial_results(grid_sweep[0]))
 
 

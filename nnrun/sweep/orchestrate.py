@@ -117,7 +117,7 @@ def work(
     sweep_dir = Path(sweep_dir).resolve()
     study = open_study(sweep_dir, state)
     share_cpus(jobs)
-    helpers = [_join_process(sweep_dir) for _ in range(jobs - 1)]
+    helpers = [_join_process(sweep_dir, echo) for _ in range(jobs - 1)]
     state.executor, state.jobs, started = executor, jobs, time.perf_counter()
     try:
         if executor == "ray":
@@ -211,6 +211,8 @@ def _reap(helpers: list[tuple[Any, Any]], echo: Callable[[str], None], said: str
         helper, log = helpers[0]
         code = helper.wait()
         helpers.pop(0)  # after the wait: one that Ctrl-C cut short is still there for the caller to stop
+        if reader := getattr(helper, "reader", None):
+            reader.join(5)  # its last lines, into the log
         log.seek(0)
         text = re.sub(r"\x1b\[[0-9;]*m", "", log.read())  # FORCE_COLOR: rich's colours
         last = (text.strip().splitlines() or [""])[-1]
@@ -221,17 +223,30 @@ def _reap(helpers: list[tuple[Any, Any]], echo: Callable[[str], None], said: str
         log.close()
 
 
-def _join_process(sweep_dir: Path) -> tuple[Any, Any]:
-    """One more worker for ``--jobs``: ``nnrun sweep --join`` in a process of its own."""
+def _join_process(sweep_dir: Path, echo: Callable[[str], None]) -> tuple[Any, Any]:
+    """One more worker for ``--jobs``: ``nnrun sweep --join`` in a process of its own. Its trials' lines are shown
+    here as they come, marked with its pid; all its lines are kept in a log for ``_reap`` (its table is not shown)."""
     import subprocess
     import sys
     import tempfile
+    import threading
 
-    log = tempfile.TemporaryFile("w+")  # its own table and lines: kept for an error, not shown twice
+    log = tempfile.TemporaryFile("w+")
     command = [sys.executable, "-m", "nnrun", "sweep", "--join", str(sweep_dir)]
     # A session of its own: a terminal's Ctrl-C reaches this worker only, which passes it on once (a second one
     # would stop the helper's epoch at once).
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True, start_new_session=True), log
+    helper = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
+                              start_new_session=True)  # fmt: skip
+
+    def read() -> None:
+        for line in helper.stderr:
+            log.write(line)
+            if re.match(r"trial \d+/\d+ ", plain := re.sub(r"\x1b\[[0-9;]*m", "", line)):
+                echo(f"[dim](--join pid {helper.pid})[/] {escape(plain.rstrip())}")
+
+    helper.reader = threading.Thread(target=read, daemon=True)
+    helper.reader.start()
+    return helper, log
 
 
 def trial_name(state: SweepState, index: int) -> str:
