@@ -450,6 +450,25 @@ def test_a_real_run_json_carries_the_config_yaml(diabetes_run):
     assert info["config"] == yaml.safe_load((diabetes_run / rd.CONFIG).read_text())
 
 
+def test_many_generated_runs_are_read_filtered_and_sorted(tmp_path):
+    """bench/compare_bench.py's run generator (its timings are the benchmark's, not a test's): every run read, the
+    unreadable ones filtered out, the rest sorted by their test accuracy."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from compare_bench import make_runs
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    make_runs(tmp_path, 300)
+    every = compare_runs([tmp_path])
+    comparison = compare_runs([tmp_path], sort="test.accuracy", filters=["status!=unreadable"])
+    unreadable = [r for r in every.records if r.status == "unreadable"]  # the generator's corrupt ones, and others
+    assert len(every.records) >= 300 and unreadable and len(comparison.records) == len(every.records) - len(unreadable)
+    assert all(r.status != "unreadable" for r in comparison.records)
+    accuracies = [lookup(r, "test.accuracy") for r in comparison.records]
+    measured = [a for a in accuracies if isinstance(a, float)]
+    assert measured and measured == sorted(measured, reverse=True) and accuracies[: len(measured)] == measured
+
+
 def test_group_by_gives_each_groups_run_count_and_mean_and_std_by_hand(tmp_path):
     folder = tmp_path / "runs"
     accuracies = {64: [0.70, 0.74, 0.78], 512: [0.80, 0.84]}

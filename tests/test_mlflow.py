@@ -276,7 +276,8 @@ def test_a_server_that_never_answers_fails_after_the_probe_timeout(tmp_path, mon
         elapsed = time.perf_counter() - started
     assert result.exit_code == 1, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "is unreachable (no answer within 1 s)" in lines[0], result.stderr
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "is unreachable (no answer within 1 s)" in lines[0], \
+        result.stderr
     assert 1 <= elapsed < 6, f"{elapsed:.1f}s"
 
 

@@ -291,7 +291,10 @@ def test_a_trial_whose_heartbeat_stopped_is_failed_and_queued_again(tmp_path, mo
         fail_stale(study)
     assert study._storage.get_trial(unbeaten).state == optuna.trial.TrialState.FAIL
     assert study.trials[-1].state == optuna.trial.TrialState.WAITING  # and queued again
-    assert [ask(study) is not None for _ in range(4)] == [True, True, True, False]  # it, then 2 new: 4 grid points
+    asked = [ask(study) for _ in range(4)]
+    assert [t is not None for t in asked] == [True, True, True, False]  # it, then 2 new: 4 grid points
+    points = [json.dumps(decode(t, state.grid), sort_keys=True) for t in [again, *asked[:3]]]
+    assert len(set(points)) == 4  # each once: the retry of a trial killed before its point took the first free one
 
 
 def test_sweep_json_gives_a_pruned_trial_its_metric_and_every_run_an_attempt_left(tmp_path):
@@ -1273,9 +1276,12 @@ def test_parallel_jobs_give_the_same_results_as_sequential(grid_sweep, tmp_path)
     assert result.history[-1]["jobs"] == 2
     assert not [line for line in lines if "ended with exit code" in line]  # the helper did not fail...
     assert {entry["pid"] for entry in result.history} - {os.getpid()}  # ...and ran to its end (its own history entry)
-    # Every trial's end is shown as it comes, the helper's marked with its pid.
-    ended = [re.search(r"trial (\d)/4 (\[green\])?completed", line) for line in lines]
-    assert sorted(int(m[1]) for m in ended if m) == [1, 2, 3, 4], lines
+    # Every trial's end is shown as it comes, the helper's marked with its pid (run.json's: it trained the run).
+    ended = {int(m[1]): line for line in lines if (m := re.search(r"trial (\d)/4 (\[green\])?completed", line))}
+    assert sorted(ended) == [1, 2, 3, 4], lines
+    for trial in read_state(path).trials:
+        pid = json.loads((path / trial.run_dir / "run.json").read_text())["pid"]
+        assert ("(--join pid " in ended[trial.index]) == (pid != os.getpid()), (pid, ended[trial.index])
     assert_same_results(trial_results(path), trial_results(grid_sweep[0]))
 
 

@@ -16,6 +16,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -212,7 +213,7 @@ def _reap(helpers: list[tuple[Any, Any]], echo: Callable[[str], None], said: str
         code = helper.wait()
         helpers.pop(0)  # after the wait: one that Ctrl-C cut short is still there for the caller to stop
         if reader := getattr(helper, "reader", None):
-            reader.join(5)  # its last lines, into the log
+            reader.join()  # it reads to the log's end once the helper has ended
         log.seek(0)
         text = re.sub(r"\x1b\[[0-9;]*m", "", log.read())  # FORCE_COLOR: rich's colours
         last = (text.strip().splitlines() or [""])[-1]
@@ -224,27 +225,33 @@ def _reap(helpers: list[tuple[Any, Any]], echo: Callable[[str], None], said: str
 
 
 def _join_process(sweep_dir: Path, echo: Callable[[str], None]) -> tuple[Any, Any]:
-    """One more worker for ``--jobs``: ``nnrun sweep --join`` in a process of its own. Its trials' lines are shown
-    here as they come, marked with its pid; all its lines are kept in a log for ``_reap`` (its table is not shown)."""
+    """One more worker for ``--jobs``: ``nnrun sweep --join`` in a process of its own, writing to a log file that
+    ``_reap`` reads (not a pipe: a helper goes on if this worker dies). Its trials' lines are shown here as they come,
+    marked with its pid; its table is not shown twice."""
     import subprocess
     import sys
     import tempfile
     import threading
 
-    log = tempfile.TemporaryFile("w+")
+    log = tempfile.NamedTemporaryFile("w+", prefix="nnrun-join-", suffix=".log")  # noqa: SIM115 - closed by _reap
     command = [sys.executable, "-m", "nnrun", "sweep", "--join", str(sweep_dir)]
     # A session of its own: a terminal's Ctrl-C reaches this worker only, which passes it on once (a second one
     # would stop the helper's epoch at once).
-    helper = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
-                              start_new_session=True)  # fmt: skip
+    helper = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True, start_new_session=True)
 
-    def read() -> None:
-        for line in helper.stderr:
-            log.write(line)
-            if re.match(r"trial \d+/\d+ ", plain := re.sub(r"\x1b\[[0-9;]*m", "", line)):
-                echo(f"[dim](--join pid {helper.pid})[/] {escape(plain.rstrip())}")
+    def tail() -> None:
+        with open(log.name, errors="replace") as lines:
+            line = ""
+            while (line := line + lines.readline()) or helper.poll() is None:
+                if not line.endswith("\n") and helper.poll() is None:
+                    time.sleep(0.2)  # nothing new yet, or half a line
+                    continue
+                if re.match(r"trial \d+/\d+ ", plain := re.sub(r"\x1b\[[0-9;]*m", "", line)):
+                    with suppress(Exception):  # this worker's console closed: the helper goes on regardless
+                        echo(f"[dim](--join pid {helper.pid})[/] {escape(plain.rstrip())}")
+                line = ""
 
-    helper.reader = threading.Thread(target=read, daemon=True)
+    helper.reader = threading.Thread(target=tail, daemon=True)
     helper.reader.start()
     return helper, log
 

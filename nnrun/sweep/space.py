@@ -170,9 +170,10 @@ def check_grid(grid: dict[str, Any], base: dict[str, Any], repeats: int = 1, fla
 
 
 def range_points(axis: str, key: str) -> list[Any]:
-    """What a range is checked at before the sweep: its bounds, and a float range's point inside (not whole)."""
+    """What a range is checked at before the sweep: randint's bounds; a float range's low bound, a point inside (not
+    whole) and the float just below its high bound (which uniform and loguniform never quite draw)."""
     low, high = (bounds := parse_range(axis, key)).low, bounds.high
-    return [low, high] if isinstance(low, int) else [low, low + (high - low) * 0.382, high]
+    return [low, high] if isinstance(low, int) else [low, low + (high - low) * 0.382, math.nextafter(high, low)]
 
 
 def _value_fix(exc: ConfigError, data: dict[str, Any], key: str, axis: Any, value: Any, said: str) -> str:
@@ -251,11 +252,26 @@ def check_fixed(base: dict[str, Any], grid: dict[str, Any], data_here: bool = Tr
                 try:
                     check(valued(key, i))
                 except (ConfigError, DataError) as exc:
+                    if isinstance(grid[key], str) and _whole_would_do(check, base, key, value):
+                        low, high = math.ceil((bounds := parse_range(grid[key], key)).low), math.floor(bounds.high)
+                        raise type(exc)(f"sweep key {key}: {grid[key]} draws fractions, and {key} takes whole "
+                                        f"numbers: use randint({low}, {high}).") from None
                     if isinstance(grid[key], str):
-                        raise type(exc)(f"sweep key {key}: {grid[key]} can draw {value:g}: {exc} Trials that draw it "
-                                        "would fail on this: keep the range to values that work.") from None
+                        raise type(exc)(f"sweep key {key}: {grid[key]} can draw {json.dumps(value)}: {exc} Trials "
+                                        "that draw it would fail on this: keep the range to values that work.") from None
                     raise type(exc)(f"sweep key {key} value {json.dumps(value)}: {exc} Every trial with that "
                                     "value would fail on this: fix or drop the value.") from None  # fmt: skip
+
+
+def _whole_would_do(check: Any, base: dict[str, Any], key: str, value: float) -> bool:
+    """Whether a float range's value fails only for being a float: the same value as an int passes ``check``."""
+    if not isinstance(value, float) or not value.is_integer():
+        return False
+    try:
+        check(validate_config({**resolve(base, {key: int(value)}), "sweep": None}))
+        return True
+    except (ConfigError, DataError):
+        return False
 
 
 def reaches(key: str, place: str) -> bool:

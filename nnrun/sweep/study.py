@@ -159,13 +159,16 @@ def trial_seed(seed: int, number: int) -> int:
 
 
 class GridSampler(optuna.samplers.GridSampler):
-    """Optuna's grid, whose shuffled order gives point n to trial n of the sweep (its first attempt), not to Optuna's
-    trial number n, which counts retries too: a sweep resumed after Ctrl-C or ``kill -9`` keeps the seed's order."""
+    """Optuna's grid, whose shuffled order gives a new trial the first point no trial holds (trial n of a sweep takes
+    point n), not point n to Optuna's trial number n, which counts retries too: a sweep resumed after Ctrl-C or
+    ``kill -9`` keeps the seed's order, and no point is trained twice while another is left out."""
 
     def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-        trial = copy.copy(trial)  # a retry keeps its point: Optuna's sampler leaves a trial with a grid_id alone
-        trial.number = sum(RETRY_OF not in t.system_attrs for t in trials if t.number < trial.number)
+        held = {t.system_attrs.get("grid_id") for t in trials if t.number != trial.number}  # a retry holds its own
+        free = [i for i in range(len(self._all_grids)) if i not in held]
+        trial = copy.copy(trial)  # a retry with a point keeps it: Optuna's sampler leaves such a trial alone
+        trial.number = free[0] if free else trial.number
         super().before_trial(study, trial)
 
 
