@@ -420,6 +420,20 @@ def test_ctrl_c_on_an_idle_worker_leaves_the_sweep_running_while_another_worker_
     assert after.status == "running" and after.history[-1]["status"] == "interrupted"  # the sweep, and this worker
 
 
+def test_ctrl_c_before_a_trial_trains_says_so_and_leaves_it_for_resume(tmp_path, monkeypatch):
+    from nnrun.sweep import trial as trial_module
+
+    def ctrl_c(*args):  # SIGINT while the data loads, before the run's own handler is set
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trial_module, "_train_one", ctrl_c)
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
+    with pytest.raises(RunInterrupted, match="nnrun sweep --resume"):
+        work(path, state)
+    (first,) = read_state(path).trials
+    assert (first.status, first.error, first.run_dirs) == ("interrupted", "stopped (SIGINT) before its training began", [])
+
+
 @pytest.mark.parametrize("when", ["before its record", "after its record", "after its record, failed"])
 def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_on(tmp_path, monkeypatch, when):
     """A worker too slow to beat: another fails its trial and queues it again; this one's tell must not crash it."""
@@ -1265,6 +1279,12 @@ def test_ctrl_c_in_a_trials_last_epoch_completes_it_and_stops_the_sweep(tmp_path
     assert stopped.status == "interrupted" and [t.status for t in stopped.trials] == ["completed"]  # no trial 2
     run = json.loads((path / stopped.trials[0].run_dir / "run.json").read_text())
     assert run["status"] == "completed" and run["epochs_run"] == 2
+    # In the last trial's last epoch: nothing is left to stop, so the sweep completed and says so.
+    path, state = start_sweep(SWEEP_CONFIG, sets=TWO_EPOCHS, grid_options=["training.batch_size=16,64"], trials=1,
+                              runs_dir=tmp_path / "one")  # fmt: skip
+    assert work(path, state).status == "completed"
+    ended = read_state(path)
+    assert ended.status == "completed" and ended.history[-1]["status"] == "completed" and ended.best["trial"] == 1
 
 
 @pytest.mark.slow
@@ -1503,6 +1523,8 @@ def test_ray_executor_runs_a_tpe_sweep_with_pruning(tmp_path, capfd, monkeypatch
     result = work(path, state, executor="ray", ray_cpus=2)
     shown = capfd.readouterr().err  # the workers' lines, as Ray passes them on to this process
     assert "(sweep_worker pid=" in shown and "\x1b[" not in shown  # not a terminal: no colour codes in a log
+    ends = {int(m[1]) for m in re.finditer(r"\(sweep_worker pid=\d+\) trial (\d)/3 (completed|pruned)", shown)}
+    assert ends == {1, 2, 3}, shown  # every trial's last line, the last trial's too (not lost as Ray shuts down)
     assert result.status == "completed" and result.executor == "ray"
     assert len(result.trials) == 3 and all(t.status in ("completed", "pruned") for t in result.trials)
     study = open_study(path, state)
@@ -1514,6 +1536,29 @@ def test_ray_executor_runs_a_tpe_sweep_with_pruning(tmp_path, capfd, monkeypatch
     for trial in result.trials:
         run = json.loads((path / trial.run_dir / "run.json").read_text())
         assert run["config"]["training"]["optimizer"]["learning_rate"] == trial.params["training.optimizer.learning_rate"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_ray_sweep_shows_each_workers_interrupted_trial(tmp_path):
+    """Their last lines reach this console before Ray shuts down (ray-project/ray#31931 drops them otherwise)."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is optional: pip install 'nnrun[ray]'")
+    log = tmp_path / "sweep.log"
+    with open(log, "w") as out:
+        sweep = subprocess.Popen([sys.executable, "-m", "nnrun", "sweep", str(SWEEP_CONFIG), "--set", "training.epochs=500",
+                                  "--search", "random", "--trials", "2", "--executor", "ray", "--runs-dir", str(tmp_path)],
+                                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+        deadline = time.time() + 120
+        while log.read_text().count(" training ") < 2:  # both workers have begun a trial
+            assert time.time() < deadline and sweep.poll() is None, log.read_text()
+            time.sleep(0.5)
+        time.sleep(3)
+        sweep.send_signal(signal.SIGINT)
+        assert sweep.wait(timeout=120) == 130, log.read_text()
+    (path,) = tmp_path.glob("sweep-*")
+    stopped = [t.index for t in read_state(path).trials if t.status == "interrupted"]
+    shown = [int(m[1]) for m in re.finditer(r"\(sweep_worker pid=\d+\) trial (\d)/2 interrupted", log.read_text())]
+    assert stopped and sorted(shown) == sorted(stopped), log.read_text()
 
 
 @pytest.mark.slow

@@ -131,6 +131,8 @@ def work(
     except KeyboardInterrupt:
         _stop(helpers)  # Ctrl-C, passed on
         refresh(sweep_dir, state, study, finished=("interrupted", datetime.now(), time.perf_counter() - started))
+        if state.status == "completed":  # Ctrl-C in the last trial's last epoch: it completed, and nothing is left
+            return state
         if not helpers and (others := running_count(study)):  # --join workers elsewhere go on with the sweep
             raise RunInterrupted(f"this worker stopped; other workers still train {others} trial(s) of {sweep_dir}.",
                                  resume=f"nnrun sweep --join {shlex.quote(str(sweep_dir))}") from None
@@ -316,7 +318,8 @@ def refresh(sweep_dir: Path, state: SweepState, study: Any,
             state.status = "completed" if trained and all(t.status in DONE for t in state.trials) else "failed"
         if finished is not None:
             status, at, wall_s = finished  # this worker's end; the sweep goes on while another worker trains
-            ended, state.finished = status or state.status, at.isoformat(timespec="seconds")
+            spent = state.status in ("completed", "failed")  # every trial done: a late Ctrl-C or error changes nothing
+            ended, state.finished = state.status if spent else status or state.status, at.isoformat(timespec="seconds")
             state.status = "running" if status == "interrupted" and running_count(study) else ended
             state.history.append({"finished": state.finished, "host": state.host, "pid": state.pid, "status": ended,
                                   "executor": state.executor, "jobs": state.jobs, "wall_s": round(wall_s, 3)})  # fmt: skip

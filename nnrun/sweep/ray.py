@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from nnrun.sweep.trial import thread_env
 
 INSTALL_HINT = "pip install 'nnrun[ray]' (or: pip install 'ray[default]>=2.9')"
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2  # the tasks return nothing: keep a local instance's share of memory small
+LOG_GRACE_S = 1.5  # ray-project/ray#31931: lines a task printed just before it ended are lost if shutdown comes first
 FORWARDED_ENV = ("NNRUN_DATA_DIR", "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL")  # passed to every node when set here
 
 
@@ -106,6 +108,7 @@ def run_workers(sweep_dir: Path, *, address: str | None, gpus_per_trial: float =
         ray.wait(refs, num_returns=len(refs), timeout=60)  # then Ray stops them; their trials go stale and are retried
         raise
     finally:
+        time.sleep(LOG_GRACE_S)  # the workers' last lines, still on their way here (Ray drops them at shutdown)
         ray.shutdown()
     if stopped and len(stopped) == len(refs):  # the others, if any, went on until the budget was spent
         if isinstance(stopped[0], DataChanged):  # its own error says what to do
@@ -124,5 +127,8 @@ def sweep_worker(sweep_dir: str, cwd: str) -> None:
     if Path(cwd).is_dir():
         os.chdir(cwd)  # relative dataset paths, as on the machine that started the sweep
     console, state = make_console(), read_state(sweep_dir)
-    check_data(state, Path(sweep_dir))  # a node with other data under the same path
-    work(sweep_dir, state, executor="ray task", echo=lambda line: console.print(line, soft_wrap=True))
+    try:
+        check_data(state, Path(sweep_dir))  # a node with other data under the same path
+        work(sweep_dir, state, executor="ray task", echo=lambda line: console.print(line, soft_wrap=True))
+    finally:
+        sys.stderr.flush()  # to the log file Ray passes on: its last lines too

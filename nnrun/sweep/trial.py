@@ -81,6 +81,8 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
             detail = f": {first_line(exc)}" if str(exc).strip() else ""
             error = str(exc) if isinstance(exc, NnrunError) else type(exc).__name__ + detail
             error = exc.what if isinstance(exc, RunInterrupted) else error  # the sweep's --resume continues it
+            if type(exc) is KeyboardInterrupt:  # before the run's own handler: nothing trained yet
+                error = "stopped (SIGINT) before its training began"
             break
         runs.append(run.name)
         pruned_at = reported[-1] if reported else math.nan  # an earlier attempt's pruned run reports nothing
