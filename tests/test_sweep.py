@@ -37,7 +37,7 @@ from nnrun.config import load_config
 from nnrun.errors import ConfigError, DataChanged, DataError, RunDirError, RunInterrupted
 from nnrun.sweep.orchestrate import start_sweep, sweep_comparison, work
 from nnrun.sweep.space import collect_grid, decode, distributions, parse_grid_option
-from nnrun.sweep.state import read_state
+from nnrun.sweep.state import read_state, write_state
 from nnrun.sweep.study import HEARTBEAT, RETRY_OF, BudgetSpent, fail_stale, open_study, requeue, retry, trial_indices
 
 from conftest import make_image_folder
@@ -418,6 +418,17 @@ def test_ctrl_c_on_an_idle_worker_leaves_the_sweep_running_while_another_worker_
     assert "Continue with: nnrun sweep --join" in str(stopped.value)
     after = read_state(path)
     assert after.status == "running" and after.history[-1]["status"] == "interrupted"  # the sweep, and this worker
+
+
+def test_resuming_a_ray_sweep_without_ray_says_where_it_trains(tmp_path, monkeypatch):
+    from nnrun.sweep import orchestrate
+
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
+    state.executor = "ray"
+    write_state(path, state)
+    monkeypatch.setattr(orchestrate, "work", lambda path, state, **options: state)  # nothing trained: the note is the point
+    result = CliRunner().invoke(app, ["sweep", "--resume", str(path)])
+    assert "note: this sweep ran on Ray; this worker trains here (add --executor ray" in " ".join(result.output.split())
 
 
 def test_ctrl_c_before_a_trial_trains_says_so_and_leaves_it_for_resume(tmp_path, monkeypatch):

@@ -91,6 +91,9 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
                               f"{', '.join(setup)} (a sweep with other settings is a new sweep: nnrun sweep CONFIG ...).")
         state = resume_state(path, retry_failed=resume is not None)
         console.print(f"[bold]nnrun[/] {'joining' if join else 'resuming'} sweep [cyan]{escape(str(path))}[/]", soft_wrap=True)
+        if state.executor.startswith("ray") and options["executor"] == "local":  # sweep.json: its last worker's
+            console.print("[yellow]note:[/] this sweep ran on Ray; this worker trains here (add --executor ray, and "
+                          "--address for a cluster, to go on with Ray).", soft_wrap=True)
     else:
         path, state = start_sweep(config, sets, grid, smoke=smoke, argv=sys.argv, data_here=not options["address"], **flags)
         console.print(f"[bold]nnrun[/] sweep [cyan]{escape(str(path))}[/]: {state.budget} trials ({state.mode}, seed {state.seed}"
