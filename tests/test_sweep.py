@@ -226,6 +226,28 @@ def test_the_pruners_stop_the_worse_trials_from_reported_epochs(tmp_path, prune)
     assert statistics.fmean(stopped[q] for q in ranked[:6]) < statistics.fmean(stopped[q] for q in ranked[6:])
 
 
+def test_hyperband_counts_a_retried_trial_once_in_its_first_attempts_bracket(tmp_path):
+    """The retry inherits its first attempt's values at each rung: the two attempts are one competitor, in one bracket
+    (Optuna's own Hyperband hashes each attempt's number to a bracket, and counts both)."""
+    import optuna
+
+    path, state = start_sweep(SWEEP_CONFIG, sets=["training.epochs=9"], grid_options=[LR], search="random", trials=4,
+                              prune="hyperband", runs_dir=tmp_path)  # fmt: skip
+    study = open_study(path, state)
+    first = ask(study)
+    for epoch in range(1, 4):
+        first.report(0.5, epoch)
+        first.should_prune()  # records its value at each rung it reaches
+    study._storage.set_trial_state_values(first._trial_id, optuna.trial.TrialState.FAIL)  # its worker died
+    retry(study, study._storage.get_trial(first._trial_id))
+    again = ask(study)
+    frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
+    assert again.number == 1 and any(k.startswith("completed_rung_") for k in frozen[0].system_attrs)  # inherited
+    bracket = study.pruner._get_bracket_id(study, frozen[1])
+    assert study.pruner._get_bracket_id(study, frozen[0]) == bracket
+    assert [t.number for t in study.pruner._create_bracket_study(study, bracket).get_trials(deepcopy=False)] == [1]
+
+
 def optuna_state(name: str):
     import optuna
 

@@ -172,6 +172,28 @@ class GridSampler(optuna.samplers.GridSampler):
         super().before_trial(study, trial)
 
 
+class Hyperband(optuna.pruners.HyperbandPruner):
+    """Optuna's Hyperband, with a trial retried after its worker died as one trial: in its first attempt's bracket,
+    and its values at each rung counted once (the retry inherits them), not once per attempt."""
+
+    def _get_bracket_id(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
+        first = copy.copy(trial)
+        first.number = trial.system_attrs.get(RETRY_OF, trial.number)
+        return super()._get_bracket_id(study, first)
+
+    def _create_bracket_study(self, study: optuna.Study, bracket_id: int) -> optuna.Study:
+        bracket = super()._create_bracket_study(study, bracket_id)
+        every = bracket.get_trials
+
+        def get_trials(deepcopy: bool = True, states: Any = None) -> list[optuna.trial.FrozenTrial]:
+            trials = every(deepcopy=deepcopy, states=states)
+            replaced = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+            return [t for t in trials if t.number not in replaced]
+
+        object.__setattr__(bracket, "get_trials", get_trials)
+        return bracket
+
+
 def sampler(state: SweepState, seed: int) -> optuna.samplers.BaseSampler:
     """Optuna's sampler for the search: grid, random or TPE (with its constant liar, on by default, which spreads out
     the trials that workers run at once)."""
@@ -200,7 +222,7 @@ def open_study(sweep_dir: str | Path, state: SweepState, *, create: bool = False
     # Steps are epochs. Two finished trials are enough to judge a third: sweeps here are small.
     epochs = 1 if state.smoke else int(state.base_config["training"]["epochs"])
     pruner = {"none": optuna.pruners.NopPruner(), "median": optuna.pruners.MedianPruner(n_startup_trials=2),
-              "hyperband": optuna.pruners.HyperbandPruner(max_resource=epochs)}[state.prune]  # fmt: skip
+              "hyperband": Hyperband(max_resource=epochs)}[state.prune]  # fmt: skip
     kwargs = {"study_name": state.id, "storage": storage, "sampler": sampler(state, state.seed), "pruner": pruner}
     try:
         if create:
