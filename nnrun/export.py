@@ -70,7 +70,7 @@ def export_run(run_path: str | Path, fmt: str, output: str | Path, *, force: boo
         raise ConfigError(f"--output {output}: a {fmt} file is named *{SUFFIXES[fmt]}; e.g. --output "
                           f"{output.with_suffix(SUFFIXES[fmt]).name}.")
     description = output / DESCRIPTION if fmt == "saved_model" else output.with_name(output.name + ".json")
-    _check_output(output, description, force)
+    _check_output(output, description, force, Path(run_path))
     _check_converter(fmt)
 
     from nnrun.trained import load_trained
@@ -92,7 +92,16 @@ def export_run(run_path: str | Path, fmt: str, output: str | Path, *, force: boo
     return Exported(output, description, samples, difference)
 
 
-def _check_output(output: Path, description: Path, force: bool) -> None:
+def _check_output(output: Path, description: Path, force: bool, run: Path) -> None:
+    """ConfigError for an output that exists (without ``force``), that ``force`` must not replace (the run, a folder
+    that holds it, a folder no export wrote), or whose folder cannot be written."""
+    target, run = output.resolve(), run.resolve()
+    if target == run or target in run.parents:
+        what = "the run directory itself" if target == run else f"a folder that holds the run directory {run}"
+        raise ConfigError(f"--output {output} is {what}; choose a path outside it, e.g. --output {run.name}-export.")
+    if force and output.is_dir() and not output.is_symlink() and not (output / DESCRIPTION).is_file():
+        raise ConfigError(f"--output {output} is a folder that no nnrun export wrote (it holds no {DESCRIPTION}), and "
+                          "--force replaces only an earlier export; choose another --output, or remove it yourself.")
     if (output.exists() or description.exists()) and not force:
         existing = output if output.exists() else description
         raise ConfigError(f"{existing} already exists; pass --force to replace it, or choose another --output.")

@@ -147,6 +147,18 @@ def test_a_typed_csv_run_exports_with_text_columns_looked_up_inside(species_run,
     np.testing.assert_allclose(run_artefact(fmt, out, {k: np.asarray(v) for k, v in feed.items()}), expected, atol=1e-4)
 
 
+def test_force_never_replaces_the_run_or_a_folder_no_export_wrote(standardized_run, tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "cat").mkdir(parents=True)
+    (photos / "cat" / "1.png").write_bytes(b"not really")
+    for out, expected in ((standardized_run, "is the run directory itself"),
+                          (standardized_run.parent, "is a folder that holds the run directory"),
+                          (photos, "is a folder that no nnrun export wrote (it holds no nnrun-export.json)")):
+        result = runner.invoke(app, ["export", str(standardized_run), "-f", "saved_model", "-o", str(out), "--force"])
+        assert result.exit_code == 2 and expected in result.stderr, result.output
+    assert (standardized_run / "model.keras").is_file() and (photos / "cat" / "1.png").is_file()  # all still there
+
+
 def test_force_replaces_an_output_of_the_other_kind(standardized_run, tmp_path):
     out = tmp_path / "model"
     out.write_text("a file where the SavedModel folder goes")
