@@ -138,6 +138,19 @@ def test_many_categories_warn_and_an_identifier_is_an_error(tmp_path):
         read_table(write(tmp_path, text), table_config(max_categories=50), loss="binary_crossentropy")
 
 
+def test_a_typo_among_numbers_is_asked_about_not_turned_into_categories(tmp_path):
+    rows = [f"{40 + i % 9},{i % 2}" for i in range(40)]
+    rows[11] = "unknown,1"  # one cell of 40: a typo, or a marker nnrun does not know
+    text = "flipper,label\n" + "\n".join(rows) + "\n"
+    with pytest.raises(DataError, match="column 'flipper' holds numbers but 'unknown' at row 13 \\(1 of 40 cells are "
+                       "not numbers\\).*dataset.columns.flipper: categorical"):  # fmt: skip
+        read_table(write(tmp_path, text), table_config(), loss="binary_crossentropy")
+    declared = read_table(write(tmp_path, text), table_config(columns={"flipper": "categorical"}), loss="binary_crossentropy")
+    assert declared.columns[0]["type"] == "categorical"  # as asked
+    words = "size,label\n" + "".join(f"{['S', 'M', 'L', '10'][i % 4]},{i % 2}\n" for i in range(40))  # text, mostly
+    assert read_table(write(tmp_path, words), table_config(), loss="binary_crossentropy").columns[0]["type"] == "categorical"
+
+
 def test_regression_metrics_against_hand_computed_values():
     y, predicted = np.array([3.0, -0.5, 2.0, 7.0]), np.array([2.5, 0.0, 2.0, 8.0])
     report = regression_report(y, predicted)

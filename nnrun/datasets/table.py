@@ -27,6 +27,7 @@ import numpy as np
 from nnrun.datasets.csv import column_index, format_number, is_number, read_rows
 from nnrun.errors import ConfigError, DataError, did_you_mean
 
+NUMERIC_SHARE = 0.9  # a column at least this much numbers, but not all: text in it is asked about, not guessed
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 #: Losses that make ``task: auto`` a regression (Keras names and aliases).
 REGRESSION_LOSSES = frozenset({
@@ -200,6 +201,11 @@ def _column(path: Path, cells: Any, missing: Any, lines: np.ndarray, name: str, 
     if kind == "binary" and distinct != 2:
         raise DataError(f"{path}: column '{name}' is binary (dataset.columns) but has {distinct} distinct values; "
                         "declare it categorical.")
+    if kind is None and not all_numbers and numbers.notna().sum() >= NUMERIC_SHARE * len(present):
+        bad = present[numbers.isna()]  # a typo in a column of numbers would turn them all into categories
+        raise DataError(f"{path}: column '{name}' holds numbers but {bad.iloc[0]!r} at row {lines[bad.index[0]]} "
+                        f"({len(bad)} of {len(present)} cells are not numbers). Fix the cells (an empty cell or NA reads "
+                        f"as missing), or declare the column with dataset.columns.{name}: categorical.")
     if kind is None:  # numbers stay numbers (a 0/1 flag too); text with two values is binary
         kind = "numeric" if all_numbers else "binary" if distinct == 2 else "categorical"
     if kind == "categorical" and distinct > config.max_categories:
