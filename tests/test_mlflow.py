@@ -183,6 +183,20 @@ def test_a_second_sync_uploads_only_the_files_that_are_new_or_changed(local_stor
     assert json.loads((store / rd.METRICS).read_text())["test"]["accuracy"] == 0.8125
 
 
+def test_a_damaged_run_among_many_is_skipped_and_named_and_alone_is_an_error(local_store, tmp_path):
+    from mlflow import MlflowClient
+
+    good = write_run(tmp_path / "runs", "good")
+    bad = write_run(tmp_path / "runs", "bad-history")
+    bad.file(rd.HISTORY).write_text("epoch,loss\n1,0.5,0.7\n")  # rows of different lengths
+    result = sync(tmp_path / "runs", "--tracking-uri", local_store, "-e", "damaged")
+    assert result.exit_code == 0, result.output
+    assert f"note: skipped {bad.path}: " in " ".join(result.stderr.split()) and "1 MLflow runs (1 new)" in result.stderr
+    assert set(runs_by_nnrun_id(MlflowClient(local_store), "damaged")) == {good.id}  # none made for the damaged run
+    alone = sync(bad.path, "--tracking-uri", local_store, "-e", "damaged")
+    assert alone.exit_code == 2 and alone.stderr.startswith(f"Error: {bad.path / rd.HISTORY}")
+
+
 def test_the_default_store_is_mlflow_db_here(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     run = write_run(tmp_path / "runs", "here")

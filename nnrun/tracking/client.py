@@ -83,12 +83,19 @@ def sync(paths: list[str | Path], *, tracking_uri: str | None = None, experiment
             raise ConfigError(f"--tracking-uri {uri}: {first_line(exc)}") from None
         writer = _Writer(client, experiment_id)
         synced: list[Synced] = []
+        damaged: list[RunDirError] = []
         try:
             for target in targets:
-                synced += writer.sweep(target.path) if target.kind == "sweep" else [writer.run(rd.RunDir(target.path))]
+                try:
+                    synced += writer.sweep(target.path) if target.kind == "sweep" else [writer.run(rd.RunDir(target.path))]
+                except RunDirError as exc:  # a damaged run among many: the others are synced, it is named
+                    damaged.append(exc)
+                    notes.append(f"skipped {target.path}: {exc}")
         except MlflowException as exc:
             raise NnrunError(f"MLflow at {uri}: {first_line(exc)} ({len(synced)} runs synced before; "
                              "syncing again continues without duplicates).") from None
+    if damaged and not synced:  # the one run given, or every run, is damaged: an error, not a sync of nothing
+        raise damaged[0]
     return SyncResult(uri, experiment, experiment_id, synced, notes)
 
 
@@ -146,6 +153,7 @@ class _Writer:
         status = rd.effective_status(info, run.path)
         config = info["config"] if isinstance(info.get("config"), dict) else run.read_config()
         metrics = run.read_metrics() if run.file(rd.METRICS).is_file() else {}
+        history = run.read_history()  # every file read before the MLflow run is made: a corrupt one makes none
         params, notes = mp.run_params(config, self.param_limit)
         tags = mp.run_tags(info, status, run.path)
         if parent_id:
@@ -154,7 +162,7 @@ class _Writer:
         logged = mlflow_run.data.params
         notes += [f"param {k!r} is {logged[k]!r} in MLflow and {v!r} here; MLflow keeps the first (params never change)"
                   for k, v in params.items() if k in logged and logged[k] != v]
-        points = self._missing(mlflow_run, mp.run_metrics(info, run.read_history(), metrics))
+        points = self._missing(mlflow_run, mp.run_metrics(info, history, metrics))
         self._log(mlflow_run, params, tags, points)
         uploaded = json.loads(mlflow_run.data.tags.get(mp.ARTIFACTS_TAG) or "{}")
         present = {name: _stamp(run.file(name)) for name in mp.ARTIFACTS if run.file(name).is_file()}
