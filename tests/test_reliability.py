@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -324,6 +325,18 @@ def test_duration_is_not_rounded_to_the_second_the_run_started_in(tmp_path):
 def test_resume_refuses_a_completed_run(uninterrupted):
     result = subprocess.run([*NNRUN, "train", "--resume", str(uninterrupted)], capture_output=True, text=True)
     assert result.returncode == 2 and "already completed" in result.stderr and "--rerun" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_damaged_checkpoint_is_named_and_the_rerun_offered(uninterrupted, tmp_path):
+    copy = Path(shutil.copytree(uninterrupted, tmp_path / uninterrupted.name))
+    info = json.loads((copy / rd.RUN).read_text())
+    (copy / rd.RUN).write_text(json.dumps({**info, "status": "interrupted"}))
+    (copy / rd.LAST_CHECKPOINT).write_bytes(b"half a zip")
+    result = subprocess.run([*NNRUN, "train", "--resume", str(copy)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"Error: {copy / rd.LAST_CHECKPOINT}: cannot load the checkpoint")
+    assert f"the file is damaged, so the run cannot resume. Train it again: nnrun train --rerun {copy}" in result.stderr
 
 
 @pytest.mark.slow
