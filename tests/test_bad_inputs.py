@@ -225,6 +225,8 @@ CASES = [
     csv_case("csv-no-label-column", "a,b,c\n1,2,0\n3,4,1\n", ["data.csv", "label column 'label' is not in the file"]),
     Case("csv-file-missing", ["dataset.path", "nope.csv", "file not found"],
          mutate=lambda c, t: c.update(dataset={"name": "csv", "path": str(t / "nope.csv")})),
+    Case("csv-path-is-a-folder", ["dataset.path", "a folder, not a CSV file; give the file's path"],
+         mutate=lambda c, t: c.update(dataset={"name": "csv", "path": str(t)})),
     Case("idx-folder-missing", ["dataset.path", "folder not found"], base="mnist_dense32",
          mutate=lambda c, t: c["dataset"].update(path=str(t / "nowhere"))),
     idx_case("idx-file-missing", lambda f: (f / "t10k-labels-idx1-ubyte.gz").unlink(), ["missing t10k-labels-idx1-ubyte"]),

@@ -21,6 +21,9 @@ Rows = list[tuple[int, list[str]]]  # (line number, cells), blank lines left out
 def existing_file(path: str | Path, key: str = "dataset.path") -> Path:
     """``path`` (``~`` expanded); DataUnavailable if no such file."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise DataError(f"{key} {path}: a folder, not a CSV file; give the file's path (images in class folders "
+                        "are dataset.name: images).")
     if not path.is_file():
         raise DataUnavailable(f"{key} {path}: file not found. Check the path.")
     return path
