@@ -86,6 +86,11 @@ def load_trained(path: str | Path, *, model: bool = True) -> TrainedRun:
     trained.signature = read_signature(trained)
     if model:
         trained.model = load_model(run, info)
+        names, outputs = len(trained.class_names), int(trained.model.output_shape[-1])
+        if not trained.regression and outputs != names and not (outputs == 1 and names == 2):  # 1: a sigmoid's
+            raise RunDirError(f"{run.file(rd.RUN)}: signature.class_names has {names} names, but the model has "
+                              f"{outputs} outputs, so predictions could not be labelled (the file was edited?). Put it "
+                              "back, or train the run again.")
     return trained
 
 

@@ -130,6 +130,22 @@ def test_tabular_csv_with_or_without_the_label_and_by_column_name(diabetes_run, 
     assert "with_label.csv:2" in table.stderr and "top" not in table.stderr  # no top-k for two classes
 
 
+def test_class_names_that_do_not_fit_the_models_outputs_are_refused(fashion_run, tmp_path):
+    import json
+    import shutil
+
+    from nnrun import rundir as rd
+    from nnrun.errors import RunDirError
+    from nnrun.trained import load_trained
+
+    edited = Path(shutil.copytree(fashion_run, tmp_path / fashion_run.name))
+    info = json.loads((edited / rd.RUN).read_text())
+    info["signature"]["class_names"] = info["signature"]["class_names"][:9]  # 9 names for 10 outputs
+    (edited / rd.RUN).write_text(json.dumps(info))
+    with pytest.raises(RunDirError, match="signature.class_names has 9 names, but the model has 10 outputs"):
+        load_trained(edited)
+
+
 def test_scaled_pixels_get_a_warning_and_a_bad_top_k_an_error(fashion_run, test_images, tmp_path):
     np.save(tmp_path / "scaled.npy", test_images[0][:2] / 255.0)
     result = runner.invoke(app, ["predict", str(fashion_run), str(tmp_path / "scaled.npy")])
