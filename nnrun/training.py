@@ -290,6 +290,9 @@ def input_signature(prepared: Prepared) -> dict[str, Any]:
 
 def _fail_setup(run: rd.RunDir, now: Callable[[], datetime], exc: OSError) -> None:
     message = f"cannot write the run directory {run.path}: {exc.strerror or exc}. Check free space and permissions."
+    if exc.filename and not Path(exc.filename).absolute().is_relative_to(run.path.absolute()):
+        message = (f"cannot write {exc.filename}: {exc.strerror or exc}. It is outside the run directory: a path the "
+                   "config gives (a filename in training.callbacks, say)? Fix that path.")
     try:
         run.finish("failed", now=now(), error=message)
     except Exception:

@@ -205,3 +205,16 @@ def test_the_default_monitors_nnrun_assumes_are_keras_own():
     defaults = {name: inspect.signature(cls).parameters["monitor"].default for name, cls in callbacks.items()
                 if inspect.isclass(cls) and "monitor" in inspect.signature(cls).parameters}  # fmt: skip
     assert defaults == DEFAULT_MONITORS
+
+
+@pytest.mark.slow
+def test_a_callback_path_that_cannot_be_written_is_named_not_the_run_directory(tmp_path):
+    from nnrun.errors import RunDirError
+
+    bad = tmp_path / "no-such-folder" / "log.csv"
+    with pytest.raises(RunDirError, match=f"^cannot write {bad}: No such file or directory. It is outside the run "
+                       r"directory: a path the config gives \(a filename in training.callbacks, say\)"):  # fmt: skip
+        train_config(ROOT / "configs" / "diabetes_mlp.yaml", tmp_path / "runs",
+                     ["training.epochs=1", f"training.callbacks=[{{type: CSVLogger, filename: '{bad}'}}]"])
+    (run,) = (tmp_path / "runs").glob("*/")
+    assert json.loads((run / rd.RUN).read_text())["status"] == "failed"  # not left looking complete
