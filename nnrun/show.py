@@ -44,6 +44,8 @@ def show_run(path: str | Path) -> list[Any]:
     else:
         notes.append(f"no {rd.CONFIG}")
     metrics = _read(run.file(rd.METRICS), notes)
+    if status == "completed" and not run.file(rd.METRICS).is_file():
+        notes.append(f"no {rd.METRICS}, though the run completed (deleted?): nnrun evaluate {run.path} measures it again")
     if metrics:
         best = metrics.get("best_epoch")
         monitor = "val_loss" if metrics.get("best_validation") else "loss"  # the best validation row's epoch

@@ -80,6 +80,9 @@ def test_a_corrupt_metrics_file_is_a_note_not_a_failure(diabetes_run, tmp_path):
     (run / rd.METRICS).write_text("{\"test\": ")
     result = show(run)
     assert result.exit_code == 0 and "metrics.json: corrupt JSON" in result.stderr
+    (run / rd.METRICS).unlink()
+    result = show(run)
+    assert result.exit_code == 0 and "no metrics.json, though the run completed" in " ".join(result.stderr.split())
 
 
 def test_not_a_run_and_a_corrupt_run_json(tmp_path):
