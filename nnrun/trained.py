@@ -111,7 +111,14 @@ def load_model(run: rd.RunDir, info: dict[str, Any]) -> Any:
     try:
         return keras.models.load_model(path)
     except Exception as exc:  # noqa: BLE001 (Keras raises ValueError, OSError, zipfile errors...)
-        raise RunDirError(f"{path}: cannot load the model ({first_line(exc)}). The file is damaged; train the run again.") from None
+        raise RunDirError(f"{path}: cannot load the model ({keras_load_error(exc)}). The file is damaged; train the run "
+                          "again.") from None
+
+
+def keras_load_error(exc: BaseException) -> str:
+    """Why Keras could not load a ``.keras`` file that is there: it says "File not found" for one that is no zip."""
+    why = first_line(exc)
+    return "not a .keras zip archive (truncated, or another kind of file)" if why.startswith("File not found") else why
 
 
 def read_signature(trained: TrainedRun) -> dict[str, Any]:

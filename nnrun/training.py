@@ -437,7 +437,9 @@ def _reload(run: rd.RunDir, info: dict[str, Any]) -> tuple[Prepared, list[dict],
     try:
         model = keras.models.load_model(run.file(rd.LAST_CHECKPOINT))
     except Exception as exc:  # noqa: BLE001 - Keras says "File not found" for a file that is there but no .keras zip
-        raise RunDirError(f"{run.file(rd.LAST_CHECKPOINT)}: cannot load the checkpoint ({first_line(exc)}): the file is "
+        from nnrun.trained import keras_load_error
+
+        raise RunDirError(f"{run.file(rd.LAST_CHECKPOINT)}: cannot load the checkpoint ({keras_load_error(exc)}): the file is "
                           f"damaged, so the run cannot resume. Train it again: nnrun train --rerun {run.path}") from None
     restore_seed_generator_states(model, state.get("seed_generators"))
     prepared = Prepared(config, data, pipeline, model, x_train, y_train, x_test, y_test, x_val, y_val,

@@ -556,7 +556,7 @@ RUN_CASES = [
     # ---- evaluate on a damaged run directory
     RunCase("evaluate-no-model", "diabetes_run", damage(lambda r: (r / rd.MODEL).unlink()), ["no model.keras (run status: completed)"]),
     RunCase("evaluate-corrupt-model", "diabetes_run", damage(lambda r: (r / rd.MODEL).write_bytes(b"not a zip file")),
-            ["cannot load the model"]),
+            ["cannot load the model (not a .keras zip archive (truncated, or another kind of file)). The file is damaged"]),
     RunCase("evaluate-corrupt-preprocessing", "diabetes_run", damage(lambda r: (r / rd.PREPROCESSING).write_text('{"steps": 3')),
             ["preprocessing.json: corrupt JSON"]),
     RunCase("evaluate-malformed-preprocessing", "diabetes_run", damage(lambda r: (r / rd.PREPROCESSING).write_text('{"format": 1}')),
