@@ -114,6 +114,14 @@ def test_overrides_apply_and_echo():
     assert len(echo) == 5
 
 
+def test_set_adds_a_column_to_dataset_columns_as_the_csv_errors_suggest():
+    """'Set dataset.columns.X: ignore' works with --set too: the mapping's keys are the CSV's column names."""
+    config = load_config(ROOT / "configs" / "penguins_species.yaml", ["dataset.columns.island=ignore"])
+    assert config.dataset.columns == {"year": "ignore", "island": "ignore"}
+    with pytest.raises(ConfigError, match="dataset.columns.island: input should be 'numeric', 'categorical'"):
+        load_config(ROOT / "configs" / "penguins_species.yaml", ["dataset.columns.island=bogus"])
+
+
 def test_an_override_reaches_into_a_short_form_an_earlier_one_set():
     config = load_config(ROOT / "configs" / "mnist_mlp.yaml", [
         "training.optimizer=sgd", "training.optimizer.learning_rate=0.05",  # sgd stands for {type: sgd}

@@ -130,6 +130,10 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
 SHORT_FORM_PLACES = r"training\.optimizer|(model\.layers|preprocessing|training\.callbacks)\[-?\d+\]"
 
 
+#: Mappings whose keys are the user's (a CSV's column names): ``--set`` may add one.
+OPEN_MAPPINGS = ("dataset.columns",)
+
+
 def apply_override(data: dict[str, Any], parts: list[str | int], value: Any) -> Any:
     """Set one existing key in the (resolved) config dict; return the old value.
 
@@ -145,7 +149,7 @@ def apply_override(data: dict[str, Any], parts: list[str | int], value: Any) -> 
             node = parent[parts[depth - 1]] = as_typed(node)
         if isinstance(node, dict):
             known = [*node, *sorted(_schema_keys(here, node.get("type")) - set(node))]
-            if isinstance(part, str) and part not in node and last and part in known:
+            if isinstance(part, str) and part not in node and last and (part in known or here in OPEN_MAPPINGS):
                 node[part] = None
             if not isinstance(part, str) or part not in node:
                 hint = did_you_mean(str(part), [k for k in known if isinstance(k, str)])
