@@ -191,6 +191,8 @@ CASES = [
              ["data.csv", "column 'b' has an infinite value 'inf' at row 6"]),
     csv_case("csv-all-missing-column", rows("a,b,label", lambda i: f"{i},NA,{i % 2}"),
              ["data.csv", "column 'b' is empty: all 12 cells are missing", "dataset.columns.b: ignore"], dataset={"missing": "impute"}),
+    csv_case("csv-trailing-comma", "a,b,label,\n" + "".join(f"{i},{i * 2},{i % 2},\n" for i in range(12)),
+             ["data.csv: the last column has no name and no values (each line ends with ','?)"]),
     csv_case("csv-other-encoding", "a,b,label\ncafé,1,0\nthé,2,1\n".encode("latin-1"), ["data.csv", "not UTF-8", "Save the file as UTF-8"]),
     csv_case("csv-delimiter-mismatch", rows("a;b;label", lambda i: f"{i};{i};{i % 2}"),
              ["data.csv", "looks semicolon-separated", "dataset.delimiter: ';'"]),

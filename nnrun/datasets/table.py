@@ -108,6 +108,10 @@ def read_table(path: str | Path, config: Any, *, loss: str, key: str = "dataset.
     missing = frame[[label, *features]].apply(lambda column: column.str.lower().isin(MISSING))
     notes: list[str] = []
     for name in features:
+        if missing[name].all() and not name.strip():  # no header cell either: a trailing delimiter on each line
+            where = "the last column" if name == names[-1] else f"column {names.index(name) + 1}"
+            raise DataError(f"{path}: {where} has no name and no values (each line ends with {config.delimiter!r}?). "
+                            "Remove the extra delimiters, or give the column a name.")
         if missing[name].all():
             raise DataError(f"{path}: column '{name}' is empty: all {len(frame)} cells are missing. "
                             f"Set dataset.columns.{name}: ignore, or fill it.")
