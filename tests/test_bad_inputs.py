@@ -194,6 +194,7 @@ CASES = [
     csv_case("csv-trailing-comma", "a,b,label,\n" + "".join(f"{i},{i * 2},{i % 2},\n" for i in range(12)),
              ["data.csv: the last column has no name and no values (each line ends with ','?)"]),
     csv_case("csv-other-encoding", "a,b,label\ncafé,1,0\nthé,2,1\n".encode("latin-1"), ["data.csv", "not UTF-8", "Save the file as UTF-8"]),
+    csv_case("csv-utf16", "a,b,label\n1,1,0\n2,2,1\n".encode("utf-16"), ["data.csv", "not UTF-8", "UTF-16, by its first bytes"]),
     csv_case("csv-delimiter-mismatch", rows("a;b;label", lambda i: f"{i};{i};{i % 2}"),
              ["data.csv", "looks semicolon-separated", "dataset.delimiter: ';'"]),
     csv_case("csv-ten-thousand-categories", rows("id,b,label", lambda i: f"user{i},{i % 7},{i % 2}", n=10_000),

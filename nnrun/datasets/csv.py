@@ -39,8 +39,10 @@ def read_rows(path: str | Path, *, delimiter: str = ",", key: str = "dataset.pat
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
+        guess = "UTF-16, by its first bytes" if exc.object[:2] in (b"\xff\xfe", b"\xfe\xff") else \
+            "another encoding such as Latin-1?"  # Excel's "Unicode text" is UTF-16 with a byte-order mark
         raise DataError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start} is not "
-                        "UTF-8; another encoding such as Latin-1?). Save the file as UTF-8.") from None
+                        f"UTF-8; {guess}). Save the file as UTF-8.") from None
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
     try:
         rows = [(reader.line_num, row) for row in reader if row and any(cell.strip() for cell in row)]
