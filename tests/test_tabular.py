@@ -324,6 +324,10 @@ def test_new_rows_are_matched_by_name_duplicates_refused_and_header_less_runs_re
     (tmp_path / "dup.csv").write_text("a,b,a\n1,2,3\n")
     with pytest.raises(DataError, match="names column 'a' twice"):
         read_new_rows(tmp_path / "dup.csv", signature)
+    (tmp_path / "semi.csv").write_text("b;a\n2;1\n")  # saved by a spreadsheet set to another locale
+    with pytest.raises(DataError, match="one column only, but the line holds semicolons: the file looks "
+                       "semicolon-separated, and the run read ','-separated files"):  # fmt: skip
+        read_new_rows(tmp_path / "semi.csv", signature)
     (tmp_path / "in.tsv").write_text("b\ta\n2\t1\n")
     assert read_new_rows(tmp_path / "in.tsv", signature)[0].tolist() == [["1", "2"]]
     positional = {"feature_names": ["0", "2"], "label": "1", "ignored_columns": [], "header": False, "delimiter": ";"}

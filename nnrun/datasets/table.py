@@ -290,6 +290,12 @@ def read_new_rows(path: str | Path, signature: dict[str, Any], *, key: str = "in
     if duplicates:
         raise DataError(f"{key} {path}: the header names column '{duplicates[0]}' twice; every column needs its own name.")
     absent = [f for f in features if f not in header]
+    if absent and len(header) == 1 and len(features) > 1:
+        other = next((d for d, word in OTHER_DELIMITERS.items() if d != delimiter and d in rows[0][1][0]), None)
+        if other:  # as training says it
+            raise DataError(f"{key} {path}: one column only, but the line holds {OTHER_DELIMITERS[other]}s: the file "
+                            f"looks {OTHER_DELIMITERS[other]}-separated, and the run read {delimiter!r}-separated "
+                            f"files. Save it with {delimiter!r} between the cells.")
     if absent:
         raise DataError(f"{key} {path}: no column '{absent[0]}'; the run needs the columns {', '.join(features)} "
                         f"(in any order; the label '{label}' may be left out), named in a header row.")
