@@ -294,7 +294,9 @@ def predict_run(path: str | Path, inputs: list[str | Path], *, top_k: int = 3, i
     try:
         outputs = trained.predict(read.x)
     except DataError as exc:
-        raise DataError(f"the inputs do not fit the run's preprocessing: {exc}") from None
+        at = getattr(exc, "sample", None)
+        where = f"{read.names[at]}: " if at is not None and at < len(read.names) else "the inputs do not fit the run's preprocessing: "
+        raise DataError(f"{where}{exc}") from None
     notes = read.notes + trained.pipeline.notes()
     if trained.regression:
         return Predictions(read.names, outputs, (), 1, notes, target=trained.signature.get("label"))

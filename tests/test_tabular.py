@@ -230,6 +230,10 @@ def test_unseen_categories_are_counted_at_predict_and_evaluate(species_run, tmp_
     report = json.loads(evaluation.stdout)
     assert report["samples"] == 10 and report["notes"] == [
         "column 'island': 3 value(s) never seen in training, encoded as 'other' (the out-of-vocabulary slot)"]
+    rows[1]["bill_length_mm"] = "long"  # text in a numeric column: the error names the file and line
+    data = write_rows(tmp_path / "typo.csv", rows, list(rows[0]))
+    result = runner.invoke(app, ["predict", str(species_run), str(data)])
+    assert result.exit_code == 2 and "typo.csv:3: column 'bill_length_mm' is numeric, got 'long'" in result.stderr
 
 
 @pytest.mark.slow

@@ -107,8 +107,10 @@ class EncodeColumns(Step):
         try:
             return np.array([float(c) for c in cells], dtype=np.float64)
         except (TypeError, ValueError):
-            bad = next(c for c in cells if not is_number(c))
-            raise DataError(f"column '{name}' is numeric, got {bad!r}. Give a number.") from None
+            at, bad = next((i, c) for i, c in enumerate(cells) if not is_number(c))
+            error = DataError(f"column '{name}' is numeric, got {bad!r}. Give a number.")
+            error.sample = at  # which sample: predict names its file and line
+            raise error from None
 
     def state(self) -> dict[str, Any]:
         return {} if self.values_ is None else {"values_": self.values_, "fill_": self.fill_}
