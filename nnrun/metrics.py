@@ -2,12 +2,14 @@
 
 Pure functions, no TensorFlow and no run directories: the confusion matrix,
 per-class precision / recall / F1 (scikit-learn's definitions, ``zero_division=0``),
-the most-confused pairs, ROC AUC, and model outputs as class probabilities.
+the most-confused pairs, ROC AUC, model outputs as class probabilities, and ``metrics.json`` from the
+history rows and the test evaluation.
 ``nnrun.evaluation`` puts them together for a run.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -121,4 +123,26 @@ def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float
         "mae": float(np.abs(residual).mean()),
         "rmse": float(np.sqrt((residual**2).mean())),
         "r2": float(1.0 - (residual**2).sum() / total) if total > 0 else float("nan"),
+    }
+
+
+def summarize_metrics(rows: list[dict], test: dict[str, float], validation: bool) -> dict[str, Any]:
+    """metrics.json from the history rows and the test evaluation."""
+    last = rows[-1] if rows else {}
+    train = {k: v for k, v in last.items() if k not in ("epoch", "learning_rate", "time_s") and not k.startswith("val_")}
+    val = {k[4:]: v for k, v in last.items() if k.startswith("val_")}
+    monitor = "val_loss" if validation else "loss"
+    best_epoch = min(rows, key=lambda r: r.get(monitor, math.inf))["epoch"] if rows else None
+    best = {}
+    if rows and validation:
+        best_row = next(r for r in rows if r["epoch"] == best_epoch)
+        best = {k[4:]: v for k, v in best_row.items() if k.startswith("val_")}
+    return {
+        "train": train,
+        "validation": val,
+        "best_validation": best,
+        "test": test,
+        "best_epoch": best_epoch,
+        "epochs_run": len(rows),
+        **({"diverged_epoch": bad[0]} if (bad := [r["epoch"] for r in rows if math.isnan(r.get("loss", 0))]) else {}),
     }

@@ -40,6 +40,7 @@ from nnrun.datasets import Dataset, load_dataset
 from nnrun.distribution import tensorboard_callback
 from nnrun.errors import NnrunError, RunDirError, RunInterrupted, first_line
 from nnrun.keras_names import check_loss, check_metrics, create_callbacks, create_optimizer
+from nnrun.metrics import summarize_metrics
 from nnrun.models import build_model, check_compatibility, layer_summary
 from nnrun.preprocessing import EncodeColumns, Pipeline
 
@@ -171,28 +172,6 @@ def model_summary(model: Any) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda text, *args, **kwargs: lines.append(text), line_length=80)
     return "\n".join(lines).rstrip() + "\n"
-
-
-def summarize_metrics(rows: list[dict], test: dict[str, float], validation: bool) -> dict[str, Any]:
-    """metrics.json from the history rows and the test evaluation."""
-    last = rows[-1] if rows else {}
-    train = {k: v for k, v in last.items() if k not in ("epoch", "learning_rate", "time_s") and not k.startswith("val_")}
-    val = {k[4:]: v for k, v in last.items() if k.startswith("val_")}
-    monitor = "val_loss" if validation else "loss"
-    best_epoch = min(rows, key=lambda r: r.get(monitor, math.inf))["epoch"] if rows else None
-    best = {}
-    if rows and validation:
-        best_row = next(r for r in rows if r["epoch"] == best_epoch)
-        best = {k[4:]: v for k, v in best_row.items() if k.startswith("val_")}
-    return {
-        "train": train,
-        "validation": val,
-        "best_validation": best,
-        "test": test,
-        "best_epoch": best_epoch,
-        "epochs_run": len(rows),
-        **({"diverged_epoch": bad[0]} if (bad := [r["epoch"] for r in rows if math.isnan(r.get("loss", 0))]) else {}),
-    }
 
 
 def evaluate_arrays(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
