@@ -232,10 +232,11 @@ def test_hyperband_counts_a_retried_trial_once_in_its_first_attempts_bracket(tmp
     import optuna
 
     path, state = start_sweep(SWEEP_CONFIG, sets=["training.epochs=9"], grid_options=[LR], search="random", trials=4,
-                              prune="hyperband", runs_dir=tmp_path)  # fmt: skip
+                              prune="hyperband", runs_dir=tmp_path,
+                              now=lambda: datetime(2026, 11, 23, 10, 15, 0))  # brackets hash the folder's name  # fmt: skip
     study = open_study(path, state)
     first = ask(study)
-    for epoch in range(1, 4):
+    for epoch in range(1, 10):  # every epoch: the first rung of any bracket is by epoch 9
         first.report(0.5, epoch)
         first.should_prune()  # records its value at each rung it reaches
     study._storage.set_trial_state_values(first._trial_id, optuna.trial.TrialState.FAIL)  # its worker died
