@@ -180,9 +180,7 @@ def _value_fix(exc: ConfigError, data: dict[str, Any], key: str, axis: Any, valu
     """The error for a grid value the schema refuses, with the fix for two slips: a float range over whole numbers,
     and one list in brackets where its items were meant."""
     if isinstance(axis, str) and "valid integer" in str(exc):
-        low, high = math.ceil((bounds := parse_range(axis, key)).low), math.floor(bounds.high)
-        fix = f"use randint({low}, {high})" if low < high else "give them as a list"
-        return f"{said} {key}: {axis} draws fractions, and {key} takes whole numbers: {fix}."
+        return _fractions(axis, key, said)
     if isinstance(value, list) and value and _valid(data, key, value[0], said):
         items = [v if isinstance(v, str) and re.fullmatch(r"[\w.+-]+", v) else json.dumps(v) for v in value]
         given = (f"--grid {shlex.quote(f'{key}=' + ','.join(items))}" if said == "--grid"
@@ -253,14 +251,19 @@ def check_fixed(base: dict[str, Any], grid: dict[str, Any], data_here: bool = Tr
                     check(valued(key, i))
                 except (ConfigError, DataError) as exc:
                     if isinstance(grid[key], str) and _whole_would_do(check, base, key, value):
-                        low, high = math.ceil((bounds := parse_range(grid[key], key)).low), math.floor(bounds.high)
-                        raise type(exc)(f"sweep key {key}: {grid[key]} draws fractions, and {key} takes whole "
-                                        f"numbers: use randint({low}, {high}).") from None
+                        raise type(exc)(_fractions(grid[key], key, "sweep key")) from None
                     if isinstance(grid[key], str):
                         raise type(exc)(f"sweep key {key}: {grid[key]} can draw {json.dumps(value)}: {exc} Trials "
                                         "that draw it would fail on this: keep the range to values that work.") from None
                     raise type(exc)(f"sweep key {key} value {json.dumps(value)}: {exc} Every trial with that "
                                     "value would fail on this: fix or drop the value.") from None  # fmt: skip
+
+
+def _fractions(axis: str, key: str, said: str) -> str:
+    """The error for a float range over a key that takes whole numbers (the schema's, or Keras's, say so)."""
+    low, high = math.ceil((bounds := parse_range(axis, key)).low), math.floor(bounds.high)
+    fix = f"use randint({low}, {high})" if low < high else "give them as a list"
+    return f"{said} {key}: {axis} draws fractions, and {key} takes whole numbers: {fix}."
 
 
 def _whole_would_do(check: Any, base: dict[str, Any], key: str, value: float) -> bool:
