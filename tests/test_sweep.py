@@ -1739,6 +1739,36 @@ def test_a_trial_that_diverged_as_its_data_was_edited_is_failed_for_a_retry_not_
     assert [t.status for t in read_state(path).trials] == ["failed"]  # "diverged" would never be retried
 
 
+def test_a_run_that_cannot_be_marked_failed_after_a_data_edit_leaves_a_failed_trial_that_says_so(tmp_path, monkeypatch):
+    """A full disk as the run is marked failed: the trial still fails (the sweep's worker does not crash on it), and
+    its error says which run to delete, since a retry would keep a run it finds completed."""
+    from nnrun import rundir as rd
+    from nnrun.sweep import trial as trial_module
+
+    data = tmp_path / "penguins.csv"
+    data.write_text((ROOT / "configs" / "data" / "penguins.csv").read_text())
+    path, state = start_sweep(ROOT / "configs" / "penguins_species.yaml", sets=[f"dataset.path={data}"],
+                              grid_options=["training.batch_size=16,32"], runs_dir=tmp_path / "runs")  # fmt: skip
+
+    def trained_on_an_edit(state, config, judge, index):
+        data.write_text(data.read_text().replace("Adelie", "adelie"))
+        (run := path / f"20261124-000000-{config.run.name}").mkdir()
+        return run, "completed", None
+
+    def full_disk(self, **changes):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trial_module, "_train_one", trained_on_an_edit)
+    monkeypatch.setattr(trial_module, "run_values", lambda run, *keys: [0.5, None][: len(keys)])
+    monkeypatch.setattr(rd.RunDir, "update_run", full_disk)
+    with pytest.raises(DataChanged, match="changed since the sweep started"):
+        work(path, state)
+    (trial,) = read_state(path).trials
+    assert trial.status == "failed" and trial.value is None
+    assert trial.error.endswith(f"(could not mark 20261124-000000-{trial.name} failed: [Errno 28] No space left on "
+                                "device; delete it before --resume)")  # fmt: skip
+
+
 def test_data_edited_mid_sweep_fails_one_trial_however_many_workers_ask(tmp_path):
     """Each worker's ask finds the edit before it takes a trial: one failed trial says why, not one per worker; a
     retry queued with its first attempt's status (interrupted) is failed as such."""

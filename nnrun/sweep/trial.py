@@ -104,7 +104,10 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         except DataChanged as exc:
             status, error, values, changed = "failed", str(exc), [], True
             for run in runs:  # failed, so that a retry trains them again rather than keeping them
-                rd.RunDir(sweep_dir / run).update_run(status="failed", error=f"the data changed as it trained: {exc}")
+                try:
+                    rd.RunDir(sweep_dir / run).update_run(status="failed", error=f"the data changed as it trained: {exc}")
+                except (OSError, NnrunError) as why:  # a full disk, say: the trial still fails, and says what to do
+                    error += f" (could not mark {run} failed: {first_line(why)}; delete it before --resume)"
     measured = [v for v in values if v is not None and not math.isnan(v)]
     if status == "completed" and None in values:
         status, error = "failed", f"no {state.metric} in the trial's run directories"
