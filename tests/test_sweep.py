@@ -1719,6 +1719,28 @@ def test_a_trial_whose_data_was_edited_while_it_trained_fails_and_its_retry_trai
     assert state.trials[0].run_dirs != trials[0].run_dirs
 
 
+def test_an_infinite_metric_is_a_diverged_trial_with_repeats_too(tmp_path, monkeypatch):
+    """A loss that overflowed to inf (not NaN): diverged, as NaN is; over seeds, the std of inf and a number crashed
+    the worker."""
+    from nnrun.sweep import trial as trial_module
+
+    path, state = start_sweep(ROOT / "configs" / "penguins_mass.yaml", grid_options=["training.batch_size=16"],
+                              repeats=2, runs_dir=tmp_path / "runs")  # fmt: skip
+
+    def trained(state, config, judge, index):
+        (run := path / f"20261124-000000-{config.run.name}").mkdir()
+        return run, "completed", None
+
+    def values(run, *keys):  # the first seed's val_loss overflowed; the second's is a number
+        return [math.inf if str(run).endswith(f"seed{state.base_config['run']['seed']}") else 0.5, None][: len(keys)]
+
+    monkeypatch.setattr(trial_module, "_train_one", trained)
+    monkeypatch.setattr(trial_module, "run_values", values)
+    (trial,) = work(path, state).trials
+    assert (trial.status, trial.value, trial.std) == ("diverged", None, None)
+    assert trial.error.startswith(f"{state.metric} is infinite: the training diverged at these values")
+
+
 def test_a_trial_that_diverged_as_its_data_was_edited_is_failed_for_a_retry_not_kept_as_diverged(tmp_path, monkeypatch):
     from nnrun.sweep import trial as trial_module
 

@@ -108,11 +108,12 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
                     rd.RunDir(sweep_dir / run).update_run(status="failed", error=f"the data changed as it trained: {exc}")
                 except (OSError, NnrunError) as why:  # a full disk, say: the trial still fails, and says what to do
                     error += f" (could not mark {run} failed: {first_line(why)}; delete it before --resume)"
-    measured = [v for v in values if v is not None and not math.isnan(v)]
+    measured = [v for v in values if v is not None and math.isfinite(v)]  # inf: a loss that overflowed, say
     if status == "completed" and None in values:
         status, error = "failed", f"no {state.metric} in the trial's run directories"
     elif status == "completed" and len(measured) < len(values):
-        status, error = "diverged", f"{state.metric} is NaN: {_DIVERGED}"
+        what = "NaN" if any(math.isnan(v) for v in values) else "infinite"
+        status, error = "diverged", f"{state.metric} is {what}: {_DIVERGED}"
     duration = time.perf_counter() - started
     trained = [run_values(sweep_dir / run, "duration")[0] for run in runs]  # a resumed run counts its earlier epochs
     trained_s = sum(trained) if runs and None not in trained else duration
