@@ -468,6 +468,21 @@ def test_ctrl_c_before_a_trial_trains_says_so_and_leaves_it_for_resume(tmp_path,
     assert (first.status, first.error, first.run_dirs) == ("interrupted", "stopped (SIGINT) before its training began", [])
 
 
+def test_ctrl_c_in_the_budgets_last_trial_leaves_the_sweep_interrupted_not_failed(tmp_path, monkeypatch):
+    from nnrun.sweep import trial as trial_module
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trial_module, "_train_one", ctrl_c)
+    path, state = start_sweep(SWEEP_CONFIG, trials=1, runs_dir=tmp_path)  # the budget: one trial
+    with pytest.raises(RunInterrupted, match="nnrun sweep --resume"):
+        work(path, state)
+    stopped = read_state(path)
+    assert (stopped.status, stopped.history[-1]["status"]) == ("interrupted", "interrupted")  # as the console says
+    assert [t.status for t in stopped.trials] == ["interrupted"]
+
+
 @pytest.mark.parametrize("when", ["before its record", "after its record", "after its record, failed"])
 def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_on(tmp_path, monkeypatch, when):
     """A worker too slow to beat: another fails its trial and queues it again; this one's tell must not crash it."""

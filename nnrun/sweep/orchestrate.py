@@ -315,7 +315,10 @@ def refresh(sweep_dir: Path, state: SweepState, study: Any,
         state.status = "running"
         if len(state.trials) >= state.budget and not running_count(study):
             trained = any(t.status in ("completed", "pruned") for t in state.trials)  # not every trial invalid
-            state.status = "completed" if trained and all(t.status in DONE for t in state.trials) else "failed"
+            done, left = all(t.status in DONE for t in state.trials), {t.status for t in state.trials} - set(DONE)
+            # A queued retry: a worker goes on with it. Ctrl-C in the budget's last trial: --resume goes on with it.
+            state.status = ("completed" if trained and done else "running" if "pending" in left
+                            else "interrupted" if "interrupted" in left else "failed")  # fmt: skip
         if finished is not None:
             status, at, wall_s = finished  # this worker's end; the sweep goes on while another worker trains
             spent = state.status in ("completed", "failed")  # every trial done: a late Ctrl-C or error changes nothing
