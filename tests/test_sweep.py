@@ -38,7 +38,17 @@ from nnrun.errors import ConfigError, DataChanged, DataError, RunDirError, RunIn
 from nnrun.sweep.orchestrate import start_sweep, sweep_comparison, work
 from nnrun.sweep.space import collect_grid, decode, distributions, parse_grid_option
 from nnrun.sweep.state import read_state, write_state
-from nnrun.sweep.study import HEARTBEAT, RETRY_OF, BudgetSpent, fail_stale, open_study, requeue, retry, trial_indices
+from nnrun.sweep.study import (
+    HEARTBEAT,
+    RETRY_OF,
+    BudgetSpent,
+    fail_stale,
+    open_study,
+    requeue,
+    retry,
+    running_count,
+    trial_indices,
+)
 
 from conftest import make_image_folder
 
@@ -481,6 +491,33 @@ def test_ctrl_c_in_the_budgets_last_trial_leaves_the_sweep_interrupted_not_faile
     stopped = read_state(path)
     assert (stopped.status, stopped.history[-1]["status"]) == ("interrupted", "interrupted")  # as the console says
     assert [t.status for t in stopped.trials] == ["interrupted"]
+
+
+def test_ctrl_c_as_a_trial_is_drawn_leaves_it_interrupted_not_running_with_no_worker(tmp_path, monkeypatch):
+    """Optuna makes the trial, then the sampler draws (TPE takes a while): Ctrl-C then left a trial running that no
+    worker beat for, and the sweep said other workers still trained it."""
+    from nnrun.sweep import orchestrate
+    from nnrun.sweep import study as study_module
+
+    real = study_module.GridSampler.before_trial
+    calls = []
+
+    def ctrl_c_once(self, study, trial):
+        calls.append(trial.number)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(self, study, trial)
+
+    monkeypatch.setattr(study_module.GridSampler, "before_trial", ctrl_c_once)
+    monkeypatch.setattr(orchestrate, "run_trial", lambda trial, *args: 0.5)
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
+    with pytest.raises(RunInterrupted, match=r"^sweep stopped; .*nnrun sweep --resume"):
+        work(path, state)
+    stopped = read_state(path)
+    assert stopped.status == "interrupted" and running_count(open_study(path, stopped)) == 0
+    assert [(t.status, t.error) for t in stopped.trials] == [("interrupted", "stopped (SIGINT) before its training began")]
+    resumed = work(path, orchestrate.resume_state(path, retry_failed=True))  # at once: no heartbeat to wait out
+    assert resumed.status == "completed" and [t.status for t in resumed.trials] == ["completed"] * 4
 
 
 @pytest.mark.parametrize("when", ["before its record", "after its record", "after its record, failed"])

@@ -148,8 +148,20 @@ class SweepStudy(optuna.Study):
                         trial.set_user_attr(key, value)
                     self.tell(trial, state=TrialState.FAIL)
                 raise
-            trial = super().ask(space.distributions(self.state.grid))
-            self._storage.record_heartbeat(trial._trial_id)  # at once: a worker killed now leaves a stale trial
+            queued = {t.number for t in trials if t.state == TrialState.WAITING}
+            try:
+                trial = super().ask(space.distributions(self.state.grid))
+                self._storage.record_heartbeat(trial._trial_id)  # at once: a worker killed now leaves a stale trial
+            except BaseException as exc:  # Ctrl-C as the sampler draws: the trial is told, not left running unbeaten
+                for t in self.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                    if t.number >= len(trials) or t.number in queued:  # made (or popped) by this ask
+                        stop = isinstance(exc, KeyboardInterrupt)
+                        attrs = {"status": "interrupted" if stop else "failed", "number": t.number, "error":
+                                 "stopped (SIGINT) before its training began" if stop else first_line(exc)}  # fmt: skip
+                        for key, value in attrs.items():
+                            self._storage.set_trial_user_attr(t._trial_id, key, value)
+                        self._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                raise
             return trial
 
 
