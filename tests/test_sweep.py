@@ -975,17 +975,38 @@ def test_the_retrain_command_keeps_the_validation_split_a_callback_monitors(tmp_
 
     config = ROOT / "configs" / "mnist_mlp_earlystop.yaml"  # EarlyStopping on val_loss, validation 0.1
     _, state = start_sweep(config, [], ["training.batch_size=64,128"], runs_dir=tmp_path)
-    assert watches_validation(state) == "val_loss"
+    assert watches_validation(state, {}) == "val_loss"
     assert "dataset.validation" not in retrain_command(state, {"training.batch_size": 64})  # =none: it would fail
     _, state = start_sweep(config, ["training.callbacks=[{type: EarlyStopping}]"], ["training.batch_size=64,128"],
                            runs_dir=tmp_path)  # fmt: skip
-    assert watches_validation(state) == "val_loss"  # EarlyStopping's default monitor
+    assert watches_validation(state, {}) == "val_loss"  # EarlyStopping's default monitor
     _, state = start_sweep(config, ["training.callbacks=[{type: ModelCheckpoint, filepath: m.keras}]"],
                            ["training.batch_size=64,128"], runs_dir=tmp_path)  # fmt: skip
-    assert watches_validation(state) is None  # it reads its monitor only with save_best_only
+    assert watches_validation(state, {}) is None  # it reads its monitor only with save_best_only
     _, state = start_sweep(config, ["training.callbacks=[]"], ["training.batch_size=64,128"], runs_dir=tmp_path)
-    assert watches_validation(state) is None
+    assert watches_validation(state, {}) is None
     assert retrain_command(state, {"training.batch_size": 64}).endswith(f"--set dataset.validation=none --runs-dir {tmp_path} --name mnist_mlp_earlystop-best")
+
+
+def test_the_retrain_command_follows_the_best_trials_own_split_and_callbacks(tmp_path):
+    """The space varies the validation split or the callbacks: the retrain gives back the split the best trial held
+    out, and keeps the one its EarlyStopping watched; the base config's say nothing of that trial."""
+    from nnrun.sweep.orchestrate import retrain_command, watches_validation
+
+    config = ROOT / "configs" / "diabetes_mlp.yaml"
+    _, state = start_sweep(config, [], ["dataset.validation=0.2,test"], metric="test_accuracy", runs_dir=tmp_path)
+    assert state.base_config["dataset"]["validation"] == "none"  # the config's own: no split to give back
+    held_out = retrain_command(state, {"dataset.validation": 0.2})
+    assert held_out.count("dataset.validation") == 1 and "--set dataset.validation=none" in held_out  # all the data
+    assert "dataset.validation=test" in retrain_command(state, {"dataset.validation": "test"})
+    stop = "[{type: EarlyStopping, monitor: val_loss, patience: 2}]"
+    _, state = start_sweep(config, ["dataset.validation=0.2"], [f"training.callbacks=[],{stop}"],
+                           metric="test_accuracy", runs_dir=tmp_path)  # fmt: skip
+    early = state.grid["training.callbacks"][1]
+    assert watches_validation(state, {"training.callbacks": early}) == "val_loss"
+    assert "dataset.validation=none" not in retrain_command(state, {"training.callbacks": early})  # it watches val_loss
+    assert watches_validation(state, {"training.callbacks": []}) is None
+    assert "--set dataset.validation=none" in retrain_command(state, {"training.callbacks": []})
 
 
 def test_the_flags_set_sweep_keys_even_for_a_config_without_a_sweep_section(tmp_path):

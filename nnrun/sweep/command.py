@@ -122,7 +122,7 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
     console.print(f"sweep {state.status}: {counts}; {escape(str(path / rundir.SWEEP))}", soft_wrap=True)
     if best := state.best:
         spread = f" ± {best['std']:.4f}" if best.get("std") is not None else ""
-        watched = watches_validation(state)
+        watched = watches_validation(state, best["params"])
         how = (f"Train it again in a new run (its callbacks monitor {watched}, so the validation split stays)" if watched
                else "Train it on all the training data")  # fmt: skip
         if " --rerun " in best["retrain"]:

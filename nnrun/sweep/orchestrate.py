@@ -333,7 +333,8 @@ def retrain_command(state: SweepState, params: dict[str, Any], run_dir: Path | N
     """``nnrun train CONFIG --set ...``: the sweep's settings with the best values, on all the training data, in a new
     run. Where CONFIG no longer reads as the config the trials varied (edited, moved or gone since the sweep started),
     ``nnrun train --rerun RUN_DIR ...``: the trial's own config, from its run directory ``run_dir``."""
-    split = not watches_validation(state) and state.base_config["dataset"].get("validation") not in ("none", "test", None)
+    trained = space.resolve(state.base_config, params)  # the trial's own split and callbacks, where the space varies them
+    split = not watches_validation(state, params) and trained["dataset"].get("validation") not in ("none", "test", None)
     tail = ["--runs-dir", str(state.base_config["run"]["runs_dir"]), *["--smoke"] * state.smoke,  # beside the sweep's
             "--name", f"{state.name}-best"]
     config = _config_file(state)
@@ -343,7 +344,8 @@ def retrain_command(state: SweepState, params: dict[str, Any], run_dir: Path | N
     # The sweep's --set values, less those the trial's values (or the validation split's end) replace.
     sets = [s for s, k in given if k not in params and not (split and k == "dataset.validation")]
     for key, value in space.in_order(params).items():  # a text YAML reads as another value ('null') as JSON
-        sets.append(f"{key}={value if _plain(value) else json.dumps(value)}")
+        if not (split and key == "dataset.validation"):
+            sets.append(f"{key}={value if _plain(value) else json.dumps(value)}")
     if split:
         sets.append("dataset.validation=none")  # the validation part goes back into training
         if config is None or config.sweep is not None:  # ranked by a val_ metric: nnrun check would refuse the retrain
@@ -371,12 +373,13 @@ def _plain(value: Any) -> bool:
         return False
 
 
-def watches_validation(state: SweepState) -> str | None:
-    """The ``val_`` metric a callback of the trials monitors (EarlyStopping's default ``val_loss``, say), if any: the
-    retrain keeps its validation split for it."""
+def watches_validation(state: SweepState, params: dict[str, Any]) -> str | None:
+    """The ``val_`` metric a callback of the trial with ``params`` monitors (EarlyStopping's default ``val_loss``,
+    say), if any: the retrain keeps its validation split for it."""
     from nnrun.keras_names import monitored
 
-    watched = [monitored(c) for c in state.base_config["training"].get("callbacks") or []]
+    callbacks = space.resolve(state.base_config, params)["training"].get("callbacks") or []
+    watched = [monitored(c) for c in callbacks]
     return next((m for m in watched if m and m.startswith("val_")), None)
 
 
