@@ -1864,6 +1864,27 @@ def test_a_run_that_cannot_be_marked_failed_after_a_data_edit_leaves_a_failed_tr
                                 "device; delete it before --resume)")  # fmt: skip
 
 
+def test_resume_of_a_trial_that_trained_on_changed_data_forgets_its_hyperband_rungs(tmp_path):
+    """Hyperband keeps the rungs a trial passed as system attributes, which a retry inherits: the retry of a trial
+    that trained on other data would skip the rungs it passed on that data, and compete there with its old values."""
+    from optuna.trial import TrialState
+
+    from nnrun.sweep.orchestrate import resume_state
+
+    path, state = start_sweep(SWEEP_CONFIG, sets=TWO_EPOCHS, prune="hyperband", runs_dir=tmp_path)
+    study = open_study(path, state)
+    first = ask(study)
+    first.report(0.9, 1)
+    study._storage.set_trial_system_attr(first._trial_id, "completed_rung_0", 0.9)  # as Hyperband marks a rung passed
+    for key, value in {"status": "failed", "number": first.number, "data_changed": True, "error": "changed"}.items():
+        first.set_user_attr(key, value)  # as run_trial tells a trial whose data changed as it trained
+    study.tell(first, state=TrialState.FAIL)
+    resume_state(path, retry_failed=True)  # the data is back as it was
+    (queued,) = open_study(path, state).get_trials(states=(TrialState.WAITING,))
+    assert queued.intermediate_values == {} and not any(k.startswith("completed_rung_") for k in queued.system_attrs)
+    assert queued.system_attrs["grid_id"] == study._storage.get_trial(first._trial_id).system_attrs["grid_id"]  # one point
+
+
 def test_data_edited_mid_sweep_fails_one_trial_however_many_workers_ask(tmp_path):
     """Each worker's ask finds the edit before it takes a trial: one failed trial says why, not one per worker; a
     retry queued with its first attempt's status (interrupted) is failed as such."""

@@ -43,7 +43,15 @@ warnings.filterwarnings("ignore", message="The reported value is ignored")  # a 
 #: epoch (the pruner compares the trials by them), at most MAX_RETRIES times.
 retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES, inherit_intermediate_values=True)
 requeue = RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)  # --resume: as often as the user asks
-fresh = RetryHeartbeatStaleTrialCallback()  # --resume of a trial that trained on changed data: the pruner forgets it
+_anew = RetryHeartbeatStaleTrialCallback()
+
+
+def fresh(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """``--resume`` of a trial that trained on changed data: queued again with neither the values it reported each
+    epoch nor the Hyperband rungs it passed on them (a system attribute each), so that the pruner judges it anew."""
+    trial = copy.deepcopy(trial)
+    trial.system_attrs = {k: v for k, v in trial.system_attrs.items() if not k.startswith("completed_rung_")}
+    _anew(study, trial)
 
 
 class BudgetSpent(Exception):

@@ -129,7 +129,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
     shown = f" {state.metric} {value:.4f}" if value is not None and status == "completed" else ""
     where = escape(f" -> {', '.join(runs)}" if runs else "") + escape(f": {error}" if error else "")  # '[...]': no tag
     echo(f"trial {index}/{state.budget} [{style}]{status}[/]{shown} in {duration:.1f}s{where}")
-    if status in ("pruned", "diverged"):  # diverged: pruned to Optuna, whose TPE then counts its values as the worst
+    if status in ("pruned", "diverged"):  # diverged: pruned to Optuna, so TPE ranks it behind every completed trial
         raise optuna.TrialPruned()
     if status == "interrupted":
         raise KeyboardInterrupt
