@@ -1009,6 +1009,27 @@ def test_the_retrain_command_follows_the_best_trials_own_split_and_callbacks(tmp
     assert "--set dataset.validation=none" in retrain_command(state, {"training.callbacks": []})
 
 
+def test_a_space_that_varies_the_metrics_or_the_split_is_checked_by_its_values_not_the_base_config(tmp_path):
+    """Every trial replaces the base config's metrics or validation split: a base that lacks the sweep metric is no
+    reason to refuse a space whose every value logs it; a value (or a range's point) that drops it still is."""
+    _, state = start_sweep(SWEEP_CONFIG, grid_options=["training.metrics=[accuracy,AUC],[AUC]"],
+                           metric="validation.AUC", runs_dir=tmp_path)  # the base logs accuracy only
+    assert (state.metric, state.budget) == ("validation.AUC", 8)  # with the config's 2 x 2 grid
+    config = ROOT / "configs" / "diabetes_mlp.yaml"  # dataset.validation: none
+    _, state = start_sweep(config, grid_options=["dataset.validation=0.2,0.3"], metric="val_accuracy", prune="median",
+                           runs_dir=tmp_path)  # fmt: skip
+    assert (state.metric, state.monitor) == ("best_val_accuracy", "val_accuracy")
+    _, state = start_sweep(config, grid_options=["dataset.validation=uniform(0.1, 0.3)"], metric="val_accuracy",
+                           search="random", trials=2, runs_dir=tmp_path)  # fmt: skip
+    with pytest.raises(ConfigError, match=r'^sweep key dataset.validation value "none": --metric val_accuracy: '
+                                          r"the trials have no validation data"):
+        start_sweep(config, grid_options=["dataset.validation=0.2,none"], metric="val_accuracy", runs_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r'^sweep key training.metrics value \["accuracy"\] and dataset.validation '
+                                          r"value 0.2: --metric validation.AUC: the trials log only"):
+        start_sweep(config, grid_options=["training.metrics=[accuracy],[AUC]", "dataset.validation=0.2,0.3"],
+                    metric="validation.AUC", runs_dir=tmp_path)  # fmt: skip
+
+
 def test_the_flags_set_sweep_keys_even_for_a_config_without_a_sweep_section(tmp_path):
     _, state = start_sweep(ROOT / "configs" / "diabetes_mlp.yaml", ["dataset.validation=0.2"], [LR], search="random",
                            trials=2, seed=7, heartbeat=3, runs_dir=tmp_path)  # fmt: skip

@@ -4,6 +4,7 @@ the search and its budget, and the metric that ranks the trials (and that the pr
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import math
 import os
@@ -57,14 +58,20 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
     flags = {space.grid_key(space.parse_grid_option(text)[0], grid, base) for text in grid_options}
     space.check_grid(grid, base, section.repeats, flags=flags)
     said = "--metric" if "metric" in given else "sweep.metric" if section.metric else "the default metric"
-    metric, monitor = check_metric(section.metric or default_metric(config), section.prune, config, said)
-    for place in ("training.metrics", "dataset.validation"):  # a value that drops the metric fails its trials
-        if key := space.sole_list_key(grid, place):  # as space.check_fixed
-            for value in grid[key]:
-                try:
-                    check_metric(metric, section.prune, validate_config(space.resolve(base, {key: value})), said)
-                except ConfigError as exc:
-                    raise ConfigError(f"sweep key {key} value {json.dumps(value)}: {exc} Or drop that value.") from None
+    # Where the space varies the metrics or the validation split, each value (a range: its points) is checked in
+    # place of the base config's, which no trial trains with: a value that drops the metric fails its trials.
+    varied = {k: grid[k] if isinstance(grid[k], list) else space.range_points(grid[k], k) for place in
+              ("training.metrics", "dataset.validation") if (k := space.sole_list_key(grid, place, ranges=True))}
+    for point in itertools.product(*varied.values()):
+        values = dict(zip(varied, point))
+        try:
+            metric, monitor = check_metric(section.metric or default_metric(config), section.prune,
+                                           validate_config(space.resolve(base, values)) if values else config, said)
+        except ConfigError as exc:
+            if not values:
+                raise
+            shown = " and ".join(f"{key} value {json.dumps(value)}" for key, value in values.items())
+            raise ConfigError(f"sweep key {shown}: {exc} Or drop that value.") from None
     return dict(mode=search, grid=grid, metric=metric, base_config=base, budget=budget, seed=section.seed,
                 prune=section.prune, monitor=monitor, direction="maximize" if higher_is_better(metric) else "minimize",
                 repeats=section.repeats, storage=section.storage, heartbeat_s=section.heartbeat)  # fmt: skip
