@@ -340,11 +340,11 @@ CASES = [
     Case("sweep-grid-value-no-such-data-file", ["sweep key dataset.path value \"configs/data/nope.csv\": dataset.path "
                                                 "configs/data/nope.csv: file not found."],
          base="penguins_species", command="sweep", args=["--grid", "dataset.path=configs/data/penguins.csv,configs/data/nope.csv"]),
-    Case("sweep-grid-value-without-the-metric", ["sweep key training.metrics value [\"AUC\"]: sweep.metric best_val_accuracy: "
+    Case("sweep-grid-value-without-the-metric", ["sweep key training.metrics value [\"AUC\"]: sweep.metric val_accuracy (best_val_accuracy): "
                                                  "the trials log only loss, AUC, val_loss, val_AUC", "Or drop that value."],
          base="diabetes_sweep", command="sweep", args=["--grid", "training.metrics=[accuracy],[AUC]"]),
-    Case("sweep-grid-value-without-validation", ["sweep key dataset.validation value \"none\": sweep.metric "
-                                                 "best_val_accuracy: the trials have no validation data"],
+    Case("sweep-grid-value-without-validation", ["sweep key dataset.validation value \"none\": sweep.metric val_accuracy: "
+                                                 "the trials have no validation data"],
          base="diabetes_sweep", command="check", args=["--set", "sweep.grid={dataset.validation: [0.2, none]}"]),
     Case("sweep-data-file-missing-where-it-starts", ["dataset.path configs/data/nope.csv: file not found. Check the path."],
          base="penguins_species", command="sweep", args=["--set", "dataset.path=configs/data/nope.csv", "--grid",
