@@ -598,7 +598,7 @@ def test_ctrl_c_while_waiting_for_the_jobs_workers_stops_them_and_says_how_to_re
                                "sys.exit(130)); print('ready', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE)  # a --join worker still training; 130 as nnrun's  # fmt: skip
     assert helper.stdout.readline() == b"ready\n"  # its handler is set before the SIGINT comes
-    monkeypatch.setattr(orchestrate, "_join_process", lambda sweep_dir, echo: (helper, tempfile.TemporaryFile("w+")))
+    monkeypatch.setattr(orchestrate, "join_process", lambda sweep_dir, echo: (helper, tempfile.TemporaryFile("w+")))
     monkeypatch.setattr(orchestrate, "_optimize", lambda *args: None)  # this worker has nothing left to train
     path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
     threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
@@ -634,7 +634,7 @@ def test_an_error_in_the_main_worker_stops_its_jobs_workers_rather_than_waiting_
                                "signal.signal(signal.SIGINT, stop); print('ready', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE)  # fmt: skip
     assert helper.stdout.readline() == b"ready\n"  # its handler is set: the SIGINT below cannot come before it
-    monkeypatch.setattr(orchestrate, "_join_process", lambda sweep_dir, echo: (helper, tempfile.TemporaryFile("w+")))
+    monkeypatch.setattr(orchestrate, "join_process", lambda sweep_dir, echo: (helper, tempfile.TemporaryFile("w+")))
 
     def disk_full(*args):
         raise error
@@ -651,7 +651,7 @@ def test_an_error_in_the_main_worker_stops_its_jobs_workers_rather_than_waiting_
 def test_a_jobs_worker_gets_a_red_line_for_its_own_error_or_death_not_for_a_sweep_that_ended_failed():
     import tempfile
 
-    from nnrun.sweep.orchestrate import _reap
+    from nnrun.sweep.jobs import reap
 
     def helper(code, stderr):
         log = tempfile.TemporaryFile("w+")
@@ -660,16 +660,16 @@ def test_a_jobs_worker_gets_a_red_line_for_its_own_error_or_death_not_for_a_swee
         return subprocess.Popen([sys.executable, "-c", script], stderr=log, text=True), log
 
     lines = []
-    _reap([helper(1, "W0000 some TensorFlow log line\n"), helper(130, ""), helper(0, "")], lines.append)
+    reap([helper(1, "W0000 some TensorFlow log line\n"), helper(130, ""), helper(0, "")], lines.append)
     assert lines == []  # exit 1 as the sweep failed: the main worker prints the sweep's status
-    _reap([helper(1, "noise\n\x1b[1;31mError:\x1b[0m unexpected OSError: disk full (run again with --debug)\n"),
+    reap([helper(1, "noise\n\x1b[1;31mError:\x1b[0m unexpected OSError: disk full (run again with --debug)\n"),
            helper(-9, ""), helper(1, "Traceback (most recent call last):\n  ...\nValueError: bug\n")],
           lines.append)  # fmt: skip
     assert len(lines) == 3 and "exit code 1" in lines[0] and lines[0].endswith("Error: unexpected OSError: disk full "
                                                                              "(run again with --debug)")  # fmt: skip
     assert "exit code -9" in lines[1] and lines[2].endswith("ValueError: bug")
     lines.clear()  # stopped by the error this worker ends with (the data changed): shown once, by this worker
-    _reap([helper(2, "\x1b[1;31mError:\x1b[0m dataset.path d.csv changed\n"), helper(2, "Error: --storage x: no\n")],
+    reap([helper(2, "\x1b[1;31mError:\x1b[0m dataset.path d.csv changed\n"), helper(2, "Error: --storage x: no\n")],
           lines.append, said="dataset.path d.csv changed")  # fmt: skip
     assert len(lines) == 1 and lines[0].endswith("exit code 2[/]: Error: --storage x: no")  # an error of its own
 

@@ -12,11 +12,9 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,8 +28,9 @@ from nnrun.compare.query import ABSENT
 from nnrun.compare.records import read_record
 from nnrun.config import RunConfig, load_config, validate_config
 from nnrun.config.load import load_yaml
-from nnrun.errors import ExitCode, NnrunError, RunInterrupted
+from nnrun.errors import NnrunError, RunInterrupted
 from nnrun.sweep import space
+from nnrun.sweep.jobs import join_process, reap, stop
 from nnrun.sweep.plan import check_data, data_of, default_metric, plan
 from nnrun.sweep.state import DONE, SweepState, Trial, read_state, write_state
 from nnrun.sweep.study import (
@@ -118,7 +117,7 @@ def work(
     sweep_dir = Path(sweep_dir).resolve()
     study = open_study(sweep_dir, state)
     share_cpus(jobs)
-    helpers = [_join_process(sweep_dir, echo) for _ in range(jobs - 1)]
+    helpers = [join_process(sweep_dir, echo) for _ in range(jobs - 1)]
     state.executor, state.jobs, started = executor, jobs, time.perf_counter()
     try:
         if executor == "ray":
@@ -127,9 +126,9 @@ def work(
             run_workers(sweep_dir, address=address, gpus_per_trial=gpus_per_trial, num_cpus=ray_cpus, echo=echo)
         else:
             _optimize(study, state, sweep_dir, echo)
-        _reap(helpers, echo)  # here, so that Ctrl-C while it waits stops the sweep as any other Ctrl-C does
+        reap(helpers, echo)  # here, so that Ctrl-C while it waits stops the sweep as any other Ctrl-C does
     except KeyboardInterrupt:
-        _stop(helpers)  # Ctrl-C, passed on
+        stop(helpers)  # Ctrl-C, passed on
         refresh(sweep_dir, state, study, finished=("interrupted", datetime.now(), time.perf_counter() - started))
         if state.status == "completed":  # Ctrl-C in the last trial's last epoch: it completed, and nothing is left
             return state
@@ -139,13 +138,13 @@ def work(
         raise RunInterrupted(f"sweep stopped; finished trials are kept in {sweep_dir}.",
                              resume=f"nnrun sweep --resume {shlex.quote(str(sweep_dir))}") from None
     except Exception as exc:  # a full disk, say: the helpers stop too, rather than finish the budget before it is shown
-        _stop(helpers)
-        _reap(helpers, echo, said=str(exc))  # first: their "interrupted" would come after this worker's "failed"
+        stop(helpers)
+        reap(helpers, echo, said=str(exc))  # first: their "interrupted" would come after this worker's "failed"
         if isinstance(exc, NnrunError):  # Ray unreachable, or every Ray worker stopped
             refresh(sweep_dir, state, study, finished=("failed", datetime.now(), time.perf_counter() - started))
         raise
     finally:
-        _reap(helpers, echo)
+        reap(helpers, echo)
     refresh(sweep_dir, state, study, finished=(None, datetime.now(), time.perf_counter() - started))
     return state
 
@@ -199,63 +198,6 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
             # Optuna's tell of that trial then fails too: the retry another worker queued keeps the runs.
             echo(f"[red]trial {lost.pop()}/{state.budget} lost[/]: no heartbeat came from here in time, so another "
                  "worker failed it and queued it again; the runs it finished are kept.")
-
-
-def _stop(helpers: list[tuple[Any, Any]]) -> None:
-    """SIGINT to each ``--jobs`` worker, once: each finishes its epoch and tells its trial interrupted."""
-    for helper, _ in helpers:
-        helper.send_signal(signal.SIGINT)
-
-
-def _reap(helpers: list[tuple[Any, Any]], echo: Callable[[str], None], said: str = "") -> None:
-    """Wait for the ``--jobs`` workers, and show the last line of each that failed (not of one interrupted, nor of one
-    that ended as the sweep did, or with the error ``said`` that this worker ends with: it says so, and how to resume)."""
-    while helpers:
-        helper, log = helpers[0]
-        code = helper.wait()
-        helpers.pop(0)  # after the wait: one that Ctrl-C cut short is still there for the caller to stop
-        if reader := getattr(helper, "reader", None):
-            reader.join()  # it reads to the log's end once the helper has ended
-        log.seek(0)
-        text = re.sub(r"\x1b\[[0-9;]*m", "", log.read())  # FORCE_COLOR: rich's colours
-        last = (text.strip().splitlines() or [""])[-1]
-        # Exit 1 without an error of its own: it ended as the sweep did (failed trials), which this worker shows.
-        told = code == ExitCode.FAILURE and not re.search(r"^(Error:|Traceback)", text, re.MULTILINE)
-        if code not in (0, ExitCode.INTERRUPTED) and not told and last != f"Error: {said}":
-            echo(f"[red]worker {helper.pid} (--join) ended with exit code {helper.returncode}[/]: {escape(last)}")
-        log.close()
-
-
-def _join_process(sweep_dir: Path, echo: Callable[[str], None]) -> tuple[Any, Any]:
-    """One more worker for ``--jobs``: ``nnrun sweep --join`` in a process of its own, writing to a log file that
-    ``_reap`` reads (not a pipe: a helper goes on if this worker dies). Its trials' lines are shown here as they come,
-    marked with its pid; its table is not shown twice."""
-    import subprocess
-    import sys
-    import tempfile
-    import threading
-
-    log = tempfile.NamedTemporaryFile("w+", prefix="nnrun-join-", suffix=".log")  # noqa: SIM115 - closed by _reap
-    command = [sys.executable, "-m", "nnrun", "sweep", "--join", str(sweep_dir)]
-    # A session of its own: a terminal's Ctrl-C reaches this worker only, which passes it on once (a second one
-    # would stop the helper's epoch at once).
-    helper = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True, start_new_session=True)
-
-    def tail() -> None:
-        with open(log.name, errors="replace") as lines:
-            line = ""
-            while (line := line + lines.readline()) or helper.poll() is None:
-                if not line.endswith("\n") and helper.poll() is None:
-                    time.sleep(0.2)  # nothing new yet, or half a line
-                    continue
-                if re.match(r"trial \d+/\d+ ", plain := re.sub(r"\x1b\[[0-9;]*m", "", line)):
-                    with suppress(Exception):  # this worker's console closed: the helper goes on regardless
-                        echo(f"[dim](--join pid {helper.pid})[/] {escape(plain.rstrip())}")
-                line = ""
-
-    helper.reader = threading.Thread(target=tail, daemon=True)
-    helper.reader.start()
-    return helper, log
 
 
 def trial_name(state: SweepState, index: int) -> str:
