@@ -520,6 +520,47 @@ def test_ctrl_c_as_a_trial_is_drawn_leaves_it_interrupted_not_running_with_no_wo
     assert resumed.status == "completed" and [t.status for t in resumed.trials] == ["completed"] * 4
 
 
+def test_ctrl_c_while_optuna_records_a_trial_waits_for_the_record_then_stops_the_sweep(tmp_path, monkeypatch):
+    """Ctrl-C inside Optuna's tell left the trial running with no worker, and Optuna raised UnboundLocalError (its
+    finally read a variable the interrupted call never set): no table, and sweep.json said running."""
+    from nnrun.sweep import orchestrate
+    from nnrun.sweep import study as study_module
+
+    real = study_module.GridSampler.after_trial
+
+    def ctrl_c_as_it_records(self, *args):  # Optuna's tell calls the sampler's after_trial before it stores the state
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(self, *args)
+
+    monkeypatch.setattr(study_module.GridSampler, "after_trial", ctrl_c_as_it_records)
+    monkeypatch.setattr(orchestrate, "run_trial", lambda trial, *args: 0.5)
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
+    with pytest.raises(RunInterrupted, match=r"^sweep stopped; .*nnrun sweep --resume"):
+        work(path, state)
+    stopped = read_state(path)
+    assert [t.status for t in stopped.trials] == ["completed"] and stopped.status == "interrupted"
+    assert running_count(open_study(path, stopped)) == 0
+
+
+def test_ctrl_c_just_after_a_trial_is_announced_stops_it_before_its_training(tmp_path, monkeypatch):
+    """Between the trial's line and its training (its attributes, sweep.json): it was told failed, 'its worker
+    stopped before it recorded a result', as if the worker had been killed."""
+    from nnrun.sweep import trial as trial_module
+
+    trained = []
+    monkeypatch.setattr(trial_module, "_train_one", lambda *args: trained.append(args))
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
+
+    def echo(line):
+        if " training " in line:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(RunInterrupted, match=r"^sweep stopped; .*nnrun sweep --resume"):
+        work(path, state, echo=echo)
+    (first,) = read_state(path).trials
+    assert (first.status, first.error, trained) == ("interrupted", "stopped (SIGINT) before its training began", [])
+
+
 @pytest.mark.parametrize("when", ["before its record", "after its record", "after its record, failed"])
 def test_a_trial_another_worker_took_over_is_reported_lost_and_the_worker_goes_on(tmp_path, monkeypatch, when):
     """A worker too slow to beat: another fails its trial and queues it again; this one's tell must not crash it."""

@@ -44,7 +44,7 @@ from nnrun.sweep.study import (
     running_count,
     trial_indices,
 )
-from nnrun.sweep.trial import TrialFailed, run_trial, thread_env
+from nnrun.sweep.trial import CTRL_C, TrialFailed, run_trial, thread_env
 
 _STATES = {"RUNNING": "running", "WAITING": "pending", "COMPLETE": "completed", "PRUNED": "pruned"}
 
@@ -173,31 +173,36 @@ def _optimize(study: Any, state: SweepState, sweep_dir: Path, echo: Callable[[st
             refresh(sweep_dir, state, study)  # sweep.json shows it running
             return run_trial(trial, index, trial_name(state, index), params, state, sweep_dir, echo)
         finally:  # another worker failed it meanwhile (this one was paused, say): its record or its tell fails
+            CTRL_C.hold()  # Optuna's tell comes next
             if study._storage.get_trial(trial._trial_id).state.is_finished():
                 lost.append(index)
 
     def told(study: Any, frozen: Any) -> None:
         refresh(sweep_dir, state, study)
+        CTRL_C.release()
         if frozen.user_attrs.get("stopped"):  # Ctrl-C came in the trial's last epoch: it completed, the sweep stops
             raise KeyboardInterrupt
 
     waited = False
-    while True:
-        try:
-            study.optimize(objective, catch=(TrialFailed,), callbacks=[told])
-        except BudgetSpent:
-            if not (others := running_count(study)):
-                return
-            if not waited:
-                echo(f"waiting for {others} trial(s) of other workers (or their heartbeat to stop)")
-            waited = True
-            time.sleep(min(state.heartbeat_s, 5))
-        except Exception:
-            if not lost:
-                raise
-            # Optuna's tell of that trial then fails too: the retry another worker queued keeps the runs.
-            echo(f"[red]trial {lost.pop()}/{state.budget} lost[/]: no heartbeat came from here in time, so another "
-                 "worker failed it and queued it again; the runs it finished are kept.")
+    with CTRL_C.installed():
+        while True:
+            try:
+                study.optimize(objective, catch=(TrialFailed,), callbacks=[told])
+            except BudgetSpent:
+                CTRL_C.release()  # held since the ask
+                if not (others := running_count(study)):
+                    return
+                if not waited:
+                    echo(f"waiting for {others} trial(s) of other workers (or their heartbeat to stop)")
+                waited = True
+                time.sleep(min(state.heartbeat_s, 5))
+            except Exception:
+                if not lost:
+                    raise
+                # Optuna's tell of that trial then fails too: the retry another worker queued keeps the runs.
+                echo(f"[red]trial {lost.pop()}/{state.budget} lost[/]: no heartbeat came from here in time, so "
+                     "another worker failed it and queued it again; the runs it finished are kept.")
+                CTRL_C.release()
 
 
 def trial_name(state: SweepState, index: int) -> str:

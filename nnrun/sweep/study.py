@@ -31,6 +31,7 @@ from nnrun.errors import ConfigError, DataChanged, RunDirError, first_line
 from nnrun.sweep import space
 from nnrun.sweep.plan import check_data, sqlite_file
 from nnrun.sweep.state import SweepState
+from nnrun.sweep.trial import CTRL_C
 
 HEARTBEAT = "nnrun:heartbeat"  # system attribute: the time of a running trial's last beat (journal storage)
 RETRY_OF = "failed_trial"  # set by Optuna's retry callback: the number of the first attempt
@@ -135,6 +136,7 @@ class SweepStudy(optuna.Study):
         self.sweep_dir, self.state = sweep_dir, state
 
     def ask(self, fixed_distributions: Any = None) -> optuna.Trial:
+        CTRL_C.hold()  # until the trial starts training (run_trial), or the worker handles BudgetSpent
         with locked(self.sweep_dir):
             fail_stale(self)
             trials = self.get_trials(deepcopy=False)

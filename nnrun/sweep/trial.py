@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 import os
 import re
+import signal
 import socket
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,46 @@ class TrialFailed(Exception):
     """A trial that failed (or was invalid): Optuna records it as failed, and the sweep goes on."""
 
 
+class HeldCtrlC:
+    """Ctrl-C held while Optuna asks for a trial, starts its heartbeat and records it (its tell), and raised once that
+    is done; a second one raises at once. A KeyboardInterrupt inside Optuna's tell left the trial running with no
+    worker, and Optuna raising UnboundLocalError. ``hold`` as a trial is asked for and as it ends; ``release`` as it
+    starts training (``run_trial`` then tells it interrupted) and once it is told."""
+
+    holding = heard = False
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """The handler, around ``study.optimize`` (in the main thread only: elsewhere Ctrl-C raises as usual)."""
+        self.holding = self.heard = False
+        try:
+            previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:
+            previous = None
+        try:
+            yield
+        finally:
+            self.holding = self.heard = False
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if not self.holding or self.heard:
+            raise KeyboardInterrupt
+        self.heard = True
+
+    def hold(self) -> None:
+        self.holding = True
+
+    def release(self) -> None:
+        self.holding, heard, self.heard = False, self.heard, False
+        if heard:
+            raise KeyboardInterrupt
+
+
+CTRL_C = HeldCtrlC()
+
+
 def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any], state: SweepState, sweep_dir: Path,
               echo: Callable[[str], None]) -> float:
     """Train (or resume) each seed of one trial, keep the result in the trial's user attributes and print its line.
@@ -69,6 +111,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         seed = int(state.base_config["run"]["seed"]) + repeat
         run_name = name if state.repeats == 1 else f"{name}-seed{seed}"
         try:
+            CTRL_C.release()  # a Ctrl-C since the trial was asked for: it stops here, before its training
             seeded = {**params, "run.seed": seed} if state.repeats > 1 else params
             config = space.trial_config(state.base_config, seeded, name=run_name, runs_dir=str(sweep_dir))
             run, status, stopped = _train_one(state, config, judge if repeat == 0 and state.monitor else None, index)
