@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import io
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -467,6 +468,31 @@ def test_many_generated_runs_are_read_filtered_and_sorted(tmp_path):
     accuracies = [lookup(r, "test.accuracy") for r in comparison.records]
     measured = [a for a in accuracies if isinstance(a, float)]
     assert measured and measured == sorted(measured, reverse=True) and accuracies[: len(measured)] == measured
+
+
+def test_group_by_groups_values_not_their_text_sorts_by_any_key_and_survives_an_infinite_loss(tmp_path):
+    folder = tmp_path / "runs"
+    rates = [(0, 0.9), (0.0, 0.1), (0.5, 0.5), ("0.5", 0.3)]  # 0 and 0.0: one value; 0.5 and '0.5': two
+    for day, (rate, loss) in enumerate(rates, 1):
+        config = json.loads(json.dumps(BASE_CONFIG))
+        config["model"]["layers"][0]["units"] = rate
+        make_run(folder, f"202501{day:02d}-100000-r{day}", config=config, test={"accuracy": 1 - loss, "loss": loss},
+                 history=[{"epoch": 1, "accuracy": 0.5, "loss": 0.5, "val_accuracy": 0.5, "val_loss": 10 * loss}])
+    rows = as_json(folder, "--group-by", "model.layers.0.units", "--columns", "test_loss")
+    assert sorted((json.dumps(r["model.layers[0].units"]), r["runs"]) for r in rows) == [('"0.5"', 1), ("0", 2), ("0.5", 1)]
+    # Sorted by a key the table does not show (each group's mean of it), and by its run counts.
+    rows = as_json(folder, "--group-by", "model.layers.0.units", "--columns", "test_loss", "--sort", "validation.loss")
+    assert [r["test_loss"]["mean"] for r in rows] == pytest.approx([0.3, 0.5, 0.5])
+    assert [r["runs"] for r in as_json(folder, "--group-by", "model.layers.0.units", "--sort", "runs")] == [1, 1, 2]
+    config = json.loads(json.dumps(BASE_CONFIG))
+    make_run(folder, "20250120-100000-overflowed", config={**config, "model": {**config["model"], "layers": [
+        {**config["model"]["layers"][0], "units": 0}]}}, test={"accuracy": 0.5, "loss": math.inf})  # fmt: skip
+    table = invoke("compare", folder, "--group-by", "model.layers.0.units", "--columns", "test_loss")
+    assert table.exit_code == 0 and "inf ± -" in table.output, table.output  # the mean, and no std to give
+    (zero,) = [r for r in as_json(folder, "--group-by", "model.layers.0.units") if r["model.layers[0].units"] == 0]
+    assert zero["test_loss"] == {"mean": None, "std": None, "n": 3}  # JSON has no Infinity
+    assert json.loads(invoke("compare", folder, "--format", "json", "--columns", "test_loss").stdout,
+                      parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))  # fmt: skip
 
 
 def test_group_by_gives_each_groups_run_count_and_mean_and_std_by_hand(tmp_path):

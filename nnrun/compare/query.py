@@ -246,7 +246,9 @@ class MeanStd(float):
 
     def __new__(cls, values: list[float]) -> MeanStd:
         mean = super().__new__(cls, statistics.fmean(values))
-        mean.std, mean.n = (statistics.stdev(values) if len(values) > 1 else None), len(values)
+        finite = all(map(math.isfinite, values))  # inf: a loss that overflowed (statistics.stdev raises on it)
+        mean.std = None if len(values) < 2 else statistics.stdev(values) if finite else math.nan
+        mean.n = len(values)
         return mean
 
     def __str__(self) -> str:
@@ -262,12 +264,13 @@ def group_records(records: list[RunRecord], keys: list[str], columns: list[str])
     A column whose values are all numbers becomes a ``MeanStd``; one with a single distinct value keeps
     it; any other is left empty. Unreadable runs stay out of the groups.
     """
-    groups: dict[tuple[str, ...], list[RunRecord]] = {}
+    groups: dict[tuple[Any, ...], list[RunRecord]] = {}
     for record in records:
         if record.readable:
-            groups.setdefault(tuple(text_of(_value(record, k)) for k in keys), []).append(record)
+            groups.setdefault(tuple(_group_key(_value(record, k)) for k in keys), []).append(record)
     rows = []
-    for label, members in groups.items():
+    for members in groups.values():
+        label = [text_of(_value(members[0], k)) for k in keys]
         counts: dict[str, int] = {}
         for member in members:
             counts[member.status] = counts.get(member.status, 0) + 1
@@ -289,6 +292,13 @@ def group_records(records: list[RunRecord], keys: list[str], columns: list[str])
 def _value(record: RunRecord, key: str) -> Any:
     value = lookup(record, key)
     return None if value is ABSENT else value
+
+
+def _group_key(value: Any) -> tuple[str, Any]:
+    """What puts runs in one group: 0 and 0.0 are one value, as in pandas' groupby; 0.5 and "0.5" are two."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "number", float(value)
+    return type(value).__name__, text_of(value)
 
 
 def compare_runs(paths: list[str | Path], *, sort: str | None = None, descending: bool | None = None,
@@ -373,9 +383,10 @@ def _grouped(records: list[RunRecord], shown: list[RunRecord], group_by: list[st
     else:
         chosen = _for_tasks(list(GROUPED_COLUMNS), shown)
     chosen = list(dict.fromkeys(keys + ["runs"] + [c for c in chosen if c not in keys]))
-    rows = group_records(shown, keys, chosen)
-    if sort:
-        rows = sort_records(rows, check_key(sort, records, "--sort"), descending)
+    by = None if not sort else "runs" if sort.strip() == "runs" else check_key(sort, records, "--sort")
+    rows = group_records(shown, keys, [*chosen, *([by] if by and by not in chosen else [])])  # sorted by, not shown
+    if by:
+        rows = sort_records(rows, by, descending)
     else:  # by the groups' values, as pandas' groupby: trial 1, 2, ...; numbers by size
         rows.sort(key=lambda row: [(number(v) is None, number(v) or 0, text_of(v)) for v in map(row.fields.get, keys)])
     notes.append("grouped: numbers are the mean ± standard deviation (n - 1) of each group's runs.")

@@ -165,9 +165,10 @@ def to_json(comparison: Comparison) -> str:
 
 
 def _json_value(value: Any) -> Any:
+    """A value as JSON has it: NaN and infinity, which JSON lacks (Python would write NaN, Infinity), are null."""
     if isinstance(value, MeanStd):
-        return {"mean": float(value), "std": value.std, "n": value.n}
-    if isinstance(value, float) and math.isnan(value):
+        return {"mean": _json_value(float(value)), "std": _json_value(value.std), "n": value.n}
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     return list(value) if isinstance(value, tuple) else value
 
