@@ -268,9 +268,10 @@ class RunDir:
         Raises:
             RunDirError: the run is completed, still trains elsewhere, or has no checkpoint to resume from.
         """
-        completed = f"{self.path} is already completed; use --rerun {self.path} to train its config again."
-        if self.read_run().get("status") == "completed":  # final: said without the lock (nor write access to it)
-            raise RunDirError(completed)
+        final = {"completed": "is already completed", "pruned": "was pruned (its sweep stopped it and ranks it so)"}
+        completed = f"{self.path} {final['completed']}; use --rerun {self.path} to train its config again."
+        if said := final.get(self.read_run().get("status")):  # final: said without the lock (nor write access to it)
+            raise RunDirError(completed.replace(final["completed"], said))
         self.claim()  # first: another resume reads nothing here until this one ends
         try:
             info = self.read_run()

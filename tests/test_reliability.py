@@ -255,6 +255,9 @@ def test_resuming_a_completed_run_says_so_even_where_its_lock_cannot_be_opened(t
     with pytest.raises(RunDirError, match="is already completed; use --rerun"):
         run.claim_to_resume()
     run.file(rd.RUN_LOCK).rmdir()
+    run.write_run({"status": "pruned", "host": socket.gethostname(), "pid": dead_pid()})  # final too: its sweep ranks it
+    with pytest.raises(RunDirError, match=r"was pruned \(its sweep stopped it and ranks it so\); use --rerun .*x to "):
+        run.claim_to_resume()
     run.write_run({"status": "running", "host": socket.gethostname(), "pid": dead_pid()})
     with pytest.raises(RunDirError, match="has no checkpoint"):
         run.claim_to_resume()  # crashed: the lock is free and the pid gone
