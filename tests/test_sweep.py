@@ -977,7 +977,7 @@ def test_a_grid_key_inside_another_is_checked_in_each_of_its_values_and_negative
 
 
 def test_the_retrain_command_trains_the_trials_own_config_once_the_config_file_has_changed(tmp_path):
-    from nnrun.sweep.orchestrate import retrain_command
+    from nnrun.sweep.orchestrate import resume_state, retrain_command
 
     config, runs = tmp_path / "cfg.yaml", tmp_path / "runs"
     config.write_text(SWEEP_CONFIG.read_text())
@@ -1006,9 +1006,14 @@ def test_the_retrain_command_trains_the_trials_own_config_once_the_config_file_h
                                                                 "value": 0.7, "run_dirs": [name]}))  # fmt: skip
     summarize(study, state, path)
     assert state.best["retrain"].startswith(f"nnrun train {config} --set model.layers.0.units=64")
+    state.status = "completed"
+    write_state(path, state)  # as the sweep ended, with the command that the config file gave then
     config.write_bytes(SWEEP_CONFIG.read_bytes().replace(b"# A small", b"# \xe9 small"))  # Latin-1: unreadable now
     summarize(study, state, path)
     assert state.best["retrain"].startswith(f"nnrun train --rerun {path / name} --set dataset.validation=none")
+    # --join or --resume of the sweep, ended before the edit: the command as the file reads now, not sweep.json's.
+    assert resume_state(path, retry_failed=False).best["retrain"] == state.best["retrain"]
+    assert read_state(path).best["retrain"].startswith(f"nnrun train {config} ")  # sweep.json left as it was
 
 
 def test_the_retrain_command_keeps_the_validation_split_a_callback_monitors(tmp_path):

@@ -241,6 +241,11 @@ def summarize(study: Any, state: SweepState, sweep_dir: Path) -> None:
         pattern = re.compile(rf"\d{{8}}-\d{{6}}-{re.escape(trial.name)}(-seed\d+)?(-\d+)?")
         trial.previous_run_dirs += [d for d in on_disk if re.fullmatch(pattern, d) and trial.status != "running"
                                     and d not in trial.run_dirs and d not in trial.previous_run_dirs]  # fmt: skip
+    rank(state, sweep_dir)
+
+
+def rank(state: SweepState, sweep_dir: Path) -> None:
+    """``state.best``: the best completed trial, and the command that retrains it (as the config file reads now)."""
     done = [t for t in state.trials if t.status == "completed" and t.value is not None]
     best = (max if state.direction == "maximize" else min)(done, key=lambda t: t.value) if done else None
     state.best = None if best is None else {"trial": best.index, "value": best.value, "std": best.std, "params": best.params,
@@ -344,8 +349,10 @@ def resume_state(sweep_dir: str | Path, *, retry_failed: bool) -> SweepState:
     state = read_state(sweep_dir)
     if state.cwd and Path(state.cwd).is_dir():
         os.chdir(state.cwd)
-    if state.status != "completed":  # else nothing trains: its table is shown as it is
+    if state.status != "completed":  # else nothing trains: its table is shown as it is, its retrain command anew
         check_data(state, sweep_dir)
+    else:
+        rank(state, sweep_dir)  # the config file may have changed since: not shown as sweep.json gives it
     if retry_failed:
         study = open_study(sweep_dir, state)
         with locked(sweep_dir):  # not while another worker asks for a trial (a stale one may be queued meanwhile)
