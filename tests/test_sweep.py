@@ -1106,6 +1106,15 @@ def test_a_regression_sweep_ranks_by_any_test_metric_the_table_shows(tmp_path):
         assert "(val_loss, say)" in note  # a metric these regressions log: not val_accuracy, nor validation.r2
     assert "(validation.AUC, say)" in ranked_on_test_data("test.AUC")
     assert ranked_on_test_data("val_loss") is None and ranked_on_test_data("validation.mae") is None
+    # A validation metric on trials that validate on the test data (dataset.validation: test): the same warning.
+    _, state = start_sweep(SWEEP_CONFIG, ["dataset.validation=test"], runs_dir=tmp_path)
+    note = ranked_on_test_data(state.metric, state.base_config, state.grid)
+    assert note.startswith("dataset.validation is 'test', so best_val_accuracy is measured on the test data: ")
+    _, state = start_sweep(SWEEP_CONFIG, grid_options=["dataset.validation=0.2,test"], runs_dir=tmp_path)
+    note = ranked_on_test_data(state.metric, state.base_config, state.grid)
+    assert note.startswith("dataset.validation is 'test' in some trials, whose values are ranked against the others',")
+    _, state = start_sweep(SWEEP_CONFIG, grid_options=["dataset.validation=0.2,0.1"], runs_dir=tmp_path)
+    assert ranked_on_test_data(state.metric, state.base_config, state.grid) is None
     with pytest.raises(ConfigError, match="--metric test_accuracy: the trials log only loss, .*; rank these regressions"):
         start_sweep(config, grid_options=[LR], search="random", trials=2, metric="test_accuracy", runs_dir=tmp_path)
 

@@ -96,11 +96,11 @@ def run_sweep(config: Optional[Path], join: Optional[Path], resume: Optional[Pat
                           "--address for a cluster, to go on with Ray).", soft_wrap=True)
     else:
         path, state = start_sweep(config, sets, grid, smoke=smoke, argv=sys.argv, data_here=not options["address"], **flags)
-        console.print(f"[bold]nnrun[/] sweep [cyan]{escape(str(path))}[/]: {state.budget} trials ({state.mode}, seed {state.seed}"
+        console.print(f"[bold]nnrun[/] sweep [cyan]{escape(str(path))}[/]: {state.budget} trial{'s' * (state.budget != 1)} ({state.mode}, seed {state.seed}"
                       + (f", {state.prune} pruning" if state.prune != "none" else "")
                       + (f", {state.repeats} seeds each" if state.repeats > 1 else "") + f"), ranked by {state.metric}",
                       soft_wrap=True)  # fmt: skip
-        if note := ranked_on_test_data(state.metric):
+        if note := ranked_on_test_data(state.metric, state.base_config, state.grid):
             console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     if (join or resume) and state.status == "completed":  # sweep.json as it was: no worker's session to add
         console.print("every trial of this sweep is done: nothing left to run.")

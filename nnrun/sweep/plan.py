@@ -127,8 +127,18 @@ def check_data(state: Any, sweep_dir: Path) -> None:
                       f"in {state.cwd}{f' on {then}' if there else ''}), or start a new sweep.")
 
 
-def ranked_on_test_data(metric: str) -> str | None:
-    """The warning for a sweep ranked on the test data, which then no longer measures the chosen trial fairly."""
+def ranked_on_test_data(metric: str, base: dict[str, Any] | None = None, grid: dict[str, Any] = ()) -> str | None:
+    """The warning for a sweep ranked on the test data, which then no longer measures the chosen trial fairly: a test
+    metric, or a validation metric where the trials (``base`` with each value of ``grid``) validate on the test data."""
+    if base is not None and metric.startswith(("val_", "best_val", "validation.", "best_validation.")):
+        keys = [k for k in grid if space.reaches(k, "dataset.validation") and isinstance(grid[k], list)]
+        splits = [space.resolve(base, {k: v})["dataset"]["validation"] for k in keys for v in grid[k]]
+        splits = splits if keys else [base["dataset"]["validation"]]
+        if "test" in splits:
+            some = "" if set(splits) == {"test"} else " in some trials, whose values are ranked against the others'"
+            return (f"dataset.validation is 'test'{some}, so {metric} is measured on the test data: the sweep chooses "
+                    "the hyperparameters on it, and the best trial's test score is optimistic; hold out part of the "
+                    "training data instead (dataset.validation: 0.1, say) to keep the test data for the end.")
     if not metric.startswith(("test_", "test.")):
         return None
     name = metric[5:]  # test.NAME: Keras's NAME, logged each epoch too, but for nnrun's own r2 and rmse
