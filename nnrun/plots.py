@@ -87,18 +87,24 @@ def plot_image_grid(images: Any, titles: list[str], path: str | Path, *, title: 
     _save(plt, fig, path, title)
 
 
-def plot_runs(series: list[tuple[str, list[float], list[float]]], path: str | Path, *, metric: str) -> None:
-    """One curve per run, ``(label, epochs, values)``, overlaid on one axis (``nnrun compare --plot``)."""
+def plot_runs(series: list[tuple[Any, ...]], path: str | Path, *, metric: str) -> None:
+    """One curve per run, ``(label, epochs, values)``, overlaid on one axis (``nnrun compare --plot``); a group's,
+    ``(label, epochs, means, stds)``, with a band of ± one standard deviation."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    for label, epochs, values in series:
-        ax.plot(epochs, values, marker="o", markersize=2, linewidth=1.2, label=label)
+    for label, epochs, values, *spread in series:
+        (line,) = ax.plot(epochs, values, marker="o", markersize=2, linewidth=1.2, label=label)
+        if spread:
+            low, high = ([v + sign * s for v, s in zip(values, spread[0])] for sign in (-1, 1))
+            ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} per epoch, {len(series)} run{'s' if len(series) != 1 else ''}")
+    what = "group" if any(len(s) > 3 for s in series) else "run"  # a group's: mean ± std over its runs
+    ax.set_title(f"{metric} per epoch, {len(series)} {what}{'s' if len(series) != 1 else ''}"
+                 + (" (mean ± std of each group's runs)" if what == "group" else ""))
     ax.grid(alpha=0.3)
     if len(series) <= 20:  # a legend of hundreds of runs hides the plot
         ax.legend(fontsize=8)

@@ -356,6 +356,36 @@ def test_plot_overlays_the_validation_curves(runs, tmp_path):
     assert invoke("compare", runs, "--plot", loss, "--metric", "loss").exit_code == 0 and loss.stat().st_size > 0
 
 
+def test_plot_of_groups_draws_each_groups_mean_per_epoch_with_its_spread(tmp_path, monkeypatch):
+    """--group-by --plot said no run logged val_accuracy: the groups' rows have no history of their own."""
+    from PIL import Image
+
+    from nnrun import plots
+
+    folder = tmp_path / "runs"
+    curves = {64: [[0.5, 0.7], [0.7, 0.9]], 512: [[0.6, 0.8]]}  # two seeds of 64 units, one of 512
+    for units, histories in curves.items():
+        for seed, values in enumerate(histories):
+            config = json.loads(json.dumps(BASE_CONFIG))
+            config["model"]["layers"][0]["units"] = units
+            make_run(folder, f"2025010{seed}-10000{units % 7}-u{units}s{seed}", config=config,
+                     history=[{"epoch": e, "accuracy": v, "loss": 1 - v, "val_accuracy": v, "val_loss": 1 - v}
+                              for e, v in enumerate(values, 1)])  # fmt: skip
+    drawn = []
+    real = plots.plot_runs
+    monkeypatch.setattr(plots, "plot_runs", lambda series, path, metric: drawn.append(series) or real(series, path, metric=metric))
+    target = tmp_path / "groups.png"
+    result = invoke("compare", folder, "--group-by", "model.layers.0.units", "--plot", target)
+    assert result.exit_code == 0, result.output
+    (series,) = drawn
+    by_label = {label: (epochs, means, stds) for label, epochs, means, stds in series}
+    epochs, means, stds = by_label["model.layers[0].units=64 (2 runs)"]
+    assert epochs == [1.0, 2.0] and means == pytest.approx([0.6, 0.8]) and stds == pytest.approx([0.02**0.5] * 2)
+    assert by_label["model.layers[0].units=512 (1 run)"][1:] == ([0.6, 0.8], [0.0, 0.0])
+    with Image.open(target) as image:
+        assert image.format == "PNG"
+
+
 def test_wide_tables_are_cut_to_the_terminal_width():
     from nnrun.compare import Comparison, RunRecord, render_text
 

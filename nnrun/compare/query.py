@@ -285,7 +285,7 @@ def group_records(records: list[RunRecord], keys: list[str], columns: list[str])
                 fields[column] = MeanStd(numbers)
             elif len({text_of(v) for v in present}) == 1:
                 fields[column] = present[0]
-        rows.append(RunRecord(Path(" ".join(label)), status, fields=fields))
+        rows.append(RunRecord(Path(" ".join(label)), status, fields=fields, members=members))
     return rows
 
 

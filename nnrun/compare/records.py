@@ -110,6 +110,7 @@ class RunRecord:
     error: str | None = None  # why it is unreadable, or the run's own error
     problems: list[str] = field(default_factory=list)
     fields: dict[str, Any] = field(default_factory=dict)
+    members: list[RunRecord] = field(default_factory=list)  # a group's runs (compare --group-by)
     _flat: dict[str, Any] | None = None
 
     @property

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -198,18 +199,36 @@ def format_comparison(comparison: Comparison, fmt: str, *, width: int | None = N
 
 
 def plot_comparison(comparison: Comparison, path: str | Path, metric: str | None = None) -> list[str]:
-    """Overlay ``metric`` per epoch (default: val_accuracy, else val_loss) of every listed run.
+    """Overlay ``metric`` per epoch (default: val_accuracy, else val_loss) of every listed run; grouped
+    (``--group-by``), each group's mean per epoch, with a band of ± one standard deviation over its runs.
 
     Returns notes about runs left out. Raises ConfigError when no run logged the metric.
     """
     from nnrun.plots import plot_runs
 
-    logged = [r for r in comparison.records if r.history]
+    logged = [m for r in comparison.records for m in r.members or [r] if m.history]
     if metric is None:
         metric = "val_accuracy" if any("val_accuracy" in r.history for r in logged) else "val_loss"
     series, notes = [], []
+    keys = comparison.columns[: comparison.columns.index("runs")] if "runs" in comparison.columns else []
     for record in comparison.records:
-        values = record.history.get(metric)
+        if record.members:
+            by_epoch: dict[float, list[float]] = {}
+            for member in record.members:
+                values = member.history.get(metric) or []
+                for epoch, value in zip(member.history.get("epoch") or range(1, len(values) + 1), values):
+                    by_epoch.setdefault(float(epoch), []).append(value)
+            if by_epoch:
+                epochs = sorted(by_epoch)
+                label = ", ".join(f"{k}={display(k, comparison.value(record, k))}" for k in keys)
+                runs = f"{len(record.members)} run{'s' * (len(record.members) != 1)}"
+                series.append((f"{label} ({runs})", epochs,
+                               [statistics.fmean(by_epoch[e]) for e in epochs],
+                               [statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs]))
+                continue
+            values = None
+        else:
+            values = record.history.get(metric)
         if not values and record.readable:  # unreadable folders are noted already
             notes.append(f"{record.path.name}: no {metric} in {rd.HISTORY}; not plotted.")
         if not values:
