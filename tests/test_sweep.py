@@ -742,6 +742,17 @@ def test_cli_grid_replaces_the_config_section_key():
         collect_grid(config, ["training.batch_size=32,8,32"])
     with pytest.raises(ConfigError, match=r"^sweep key training.shuffle: 1 and true are one value to Python; list each"):
         collect_grid(config, ["training.shuffle=true,1"])
+    with pytest.raises(ConfigError, match=r'^sweep key dataset.path: "\[1, 2\]" and \[1, 2\] are one choice to Optuna, '
+                                          r"which takes a list or mapping as its JSON text; list each value once.$"):
+        collect_grid(config, ["dataset.path=[1,2],'[1, 2]'"])  # Optuna's one choice: the grid would train [1, 2] twice
+    # Two spellings of one key: the second replaced the first, whose values were silently dropped.
+    with pytest.raises(ConfigError, match=r"^sweep keys model.layers.-1.units and model.layers.2.units are one key "
+                                          r"\(model.layers.2.units\); give its values once.$"):
+        collect_grid(config, ["model.layers.-1.units=1,2", "model.layers.2.units=3,4"])
+    # A range Optuna cannot draw from.
+    for text in ("uniform(0, inf)", "loguniform(1e-4, 1e400)", "uniform(-1e308, 1e308)"):
+        with pytest.raises(ConfigError, match=r"needs finite bounds \(Optuna cannot draw from an infinite range\)"):
+            collect_grid(config, [f"training.optimizer.learning_rate={text}"])
 
 
 def test_grid_values_yaml_reads_as_dates_stay_the_text_written():

@@ -41,7 +41,8 @@ def parse_range(text: str, key: str, said: str = "sweep key") -> Any:
     except ValueError:
         raise ConfigError(f"{said} {key}: the bounds of {text!r} must be numbers.") from None
     problem = (f"unknown range '{kind}'; expected one of {', '.join(RANGE_KINDS)}" if kind not in RANGE_KINDS
-               else f"needs low < high, got {low:g} and {high:g}" if not low < high
+               else "needs finite bounds (Optuna cannot draw from an infinite range)"
+               if not math.isfinite(high - low) else f"needs low < high, got {low:g} and {high:g}" if not low < high
                else "loguniform needs bounds > 0, e.g. loguniform(1e-4, 1e-1)" if kind == "loguniform" and low <= 0
                else "randint needs whole-number bounds" if kind == "randint" and not (low.is_integer() and high.is_integer())
                else None)  # fmt: skip
@@ -104,16 +105,22 @@ def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Any]:
                               f"loguniform(1e-4, 1e-1), got {axis!r}.")  # fmt: skip
         grid[key] = axis.strip() if isinstance(axis, str) else list(axis)
     grid.update(parse_grid_option(text) for text in options)
-    grid = {grid_key(key, grid, config.to_dict()): axis for key, axis in grid.items()}
+    keys = {key: grid_key(key, grid, config.to_dict()) for key in grid}
+    if len(set(keys.values())) < len(keys):  # model.layers.-1 and model.layers.2 of three: one key, given twice
+        same = [k for k in keys if list(keys.values()).count(keys[k]) > 1]
+        raise ConfigError(f"sweep keys {' and '.join(same)} are one key ({keys[same[0]]}); give its values once.")
+    grid = {keys[key]: axis for key, axis in grid.items()}
     # YAML reads 2024-01-01 as a date: keep the text the user wrote, as sweep.json and the config can hold it.
     grid = {key: json.loads(json.dumps(axis, default=str)) for key, axis in grid.items()}
     if not grid:
         raise ConfigError("nothing to sweep: give --grid KEY=V1,V2 (repeatable) or a sweep: section with grid: {KEY: [V1, V2]}.")
     for key, axis in grid.items():  # a grid would train the point twice; Optuna's choices cannot tell true from 1
-        if twice := [(a, b) for i, b in enumerate(axis if isinstance(axis, list) else []) for a in axis[:i] if a == b]:
+        if twice := [(a, b) for i, b in enumerate(axis if isinstance(axis, list) else []) for a in axis[:i]
+                     if a == b or _choice(a) == _choice(b)]:  # [1, 2] goes to Optuna as the text '[1, 2]'
             (a, b), same = twice[0], json.dumps(twice[0][0]) == json.dumps(twice[0][1])
-            raise ConfigError(f"sweep key {key}: {json.dumps(b)} {'is listed twice' if same else f'and {json.dumps(a)} are one value to Python'}; "
-                              "list each value once.")  # fmt: skip
+            why = ("is listed twice" if same else f"and {json.dumps(a)} are one value to Python" if a == b else
+                   f"and {json.dumps(a)} are one choice to Optuna, which takes a list or mapping as its JSON text")
+            raise ConfigError(f"sweep key {key}: {json.dumps(b)} {why}; list each value once.")
     return grid
 
 
