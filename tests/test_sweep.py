@@ -1128,6 +1128,8 @@ def test_a_regression_sweep_ranks_by_any_test_metric_the_table_shows(tmp_path):
     assert ranked_on_test_data(state.metric, state.base_config, state.grid) is None
     with pytest.raises(ConfigError, match="--metric test_accuracy: the trials log only loss, .*; rank these regressions"):
         start_sweep(config, grid_options=[LR], search="random", trials=2, metric="test_accuracy", runs_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"the trials have no validation data .*, e.g. --metric test_r2.$"):
+        start_sweep(config, ["dataset.validation=none"], [LR], search="random", trials=2, runs_dir=tmp_path)  # a fix that works
 
 
 def test_the_table_of_a_sweep_whose_runs_name_no_trial_groups_by_the_keys(tmp_path):

@@ -45,7 +45,7 @@ def plan(config: RunConfig, grid_options: list[str] = (), given: Any = ()) -> di
         budget = budget or size
     elif budget is None:
         raise ConfigError(f"--search {search} (sweep.search) needs --trials N (sweep.trials: how many trials to run), "
-                          "e.g. --trials 20.")
+                          "e.g. --trials 20 (or --set sweep.trials=20).")
     said = "--storage" if "storage" in given else "sweep.storage"
     if (url := section.storage) is not None and not url.strip():
         raise ConfigError(f"{said} is empty; give an SQLAlchemy URL (sqlite:////shared/sweeps.db, say), or leave "
@@ -185,7 +185,8 @@ def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metr
                           "rank them by test_accuracy or val_accuracy, say.")  # fmt: skip
     if key.startswith(("best_val_", "validation.", "best_validation.")) and config.dataset.validation == "none":
         raise ConfigError(f"{said} {metric}: the trials have no validation data (dataset.validation is 'none'); add "
-                          "--set dataset.validation=0.2 (or 'test'), or rank by another metric, e.g. --metric test_accuracy.")
+                          f"--set dataset.validation=0.2 (or 'test'), or rank by another metric, e.g. --metric "
+                          f"{'test_r2' if regression else 'test_accuracy'}.")
     head, _, rest = key.partition(".")
     epochs = {"best_val_accuracy": "val_accuracy", "best_val_loss": "val_loss"}.get(key) or (
         f"val_{rest}" if head in ("validation", "best_validation") else rest if head == "train" else None)
