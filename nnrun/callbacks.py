@@ -194,7 +194,7 @@ def _progress_callback(Callback: type, reporter: Reporter, config: RunConfig, st
                 console=reporter.console, transient=True, refresh_per_second=4,
             )  # fmt: skip
             self.progress.start()
-            self.epoch_task = self.progress.add_task("epochs", total=epochs, metrics="")
+            self.epoch_task = self.progress.add_task("epochs", total=self.params.get("epochs") or epochs, metrics="")
             self.batch_task = self.progress.add_task("batches", total=self.params.get("steps") or None, metrics="")
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -211,7 +211,8 @@ def _progress_callback(Callback: type, reporter: Reporter, config: RunConfig, st
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             seconds = time.perf_counter() - self.epoch_start
-            line = f"epoch {epoch + 1}/{epochs}  {_format_logs(logs or {})}  ({seconds:.1f}s)"
+            total = self.params.get("epochs") or epochs  # fit's own: 1 for a --smoke run
+            line = f"epoch {epoch + 1}/{total}  {_format_logs(logs or {})}  ({seconds:.1f}s)"
             if config.dataset.name == "images" and self.params.get("steps"):  # the input pipeline's speed, as asked
                 line += f"  ~{self.params['steps'] * config.training.batch_size / max(seconds, 1e-9):,.0f} images/s"
             if self.progress:

@@ -245,8 +245,8 @@ def train(
     reporter.print(
         f"[bold]nnrun[/] training [cyan]{config.run.name}[/] on {config.dataset.name}: "
         f"{len(prepared.x_train)} train, {0 if prepared.x_val is None else len(prepared.x_val)} validation, "
-        f"{len(prepared.x_test)} test samples; {params:,} parameters; {config.training.epochs} epochs"
-        + (" [yellow](smoke)[/]" if smoke else ""),
+        f"{len(prepared.x_test)} test samples; {params:,} parameters; "
+        + (f"1 epoch [yellow](smoke; the config's {config.training.epochs})[/]" if smoke else f"{config.training.epochs} epochs"),
         soft_wrap=True,  # one line in a log or a pipe, as the lines below
     )
     if prepared.jit and prepared.jit.setting == "auto":

@@ -33,7 +33,8 @@ def test_train_quiet_prints_only_the_run_directory(tmp_path):
 def test_train_smoke_shows_progress_and_summary(tmp_path):
     result = runner.invoke(app, ["train", DIABETES, "--smoke", "--runs-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "epoch 1/" in result.stderr and "test" in result.stderr and "run directory" in result.stderr
+    assert "epoch 1/1 " in result.stderr and "test" in result.stderr and "run directory" in result.stderr
+    assert "parameters; 1 epoch (smoke; the config's 150)" in result.stderr  # what it trains, not the config's 150
     run_dir = Path(result.stdout.strip())
     info = json.loads((run_dir / "run.json").read_text())
     assert info["smoke"] is True and info["epochs_run"] == 1
