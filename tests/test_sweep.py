@@ -478,6 +478,22 @@ def test_ctrl_c_before_a_trial_trains_says_so_and_leaves_it_for_resume(tmp_path,
     assert (first.status, first.error, first.run_dirs) == ("interrupted", "stopped (SIGINT) before its training began", [])
 
 
+def test_a_moved_sweep_folder_keeps_the_runs_its_trials_finished(tmp_path):
+    """The runs' configs name the folder the sweep was in (run.runs_dir): after a move, a retry took each finished
+    seed for another trial's run, and trained it again (an interrupted one from its first epoch)."""
+    from nnrun.sweep.space import trial_config
+    from nnrun.sweep.trial import _train_one
+
+    path, state = start_sweep(SWEEP_CONFIG, TWO_EPOCHS, runs_dir=tmp_path)
+    params = {"model.layers.0.units": 12, "training.batch_size": 16}
+    config = trial_config(state.base_config, params, name="diabetes_sweep-t01", runs_dir=str(path))
+    then = config.to_dict()
+    then["run"]["runs_dir"] = "/where/the/sweep/was"
+    (earlier := path / "20260101-000000-diabetes_sweep-t01").mkdir()
+    (earlier / "run.json").write_text(json.dumps({"status": "completed", "config": then}))
+    assert _train_one(state, config, None, 1) == (earlier, "completed", None)
+
+
 def test_ctrl_c_in_the_budgets_last_trial_leaves_the_sweep_interrupted_not_failed(tmp_path, monkeypatch):
     from nnrun.sweep import trial as trial_module
 

@@ -199,7 +199,10 @@ def _train_one(state: SweepState, config: Any, judge: Any, index: int) -> tuple[
     quiet = Reporter(make_console(quiet=True))
     earlier = _runs_named(Path(config.run.runs_dir), config.run.name)[-1:]
     record = read_record(earlier[0]) if earlier else None
-    status = record.status if record and record.config == config.to_dict() else None  # else another trial's run
+    def placed(c: Any) -> Any:  # where the sweep folder is (it may have moved since) is no part of the trial
+        return {**c, "run": {**c.get("run", {}), "runs_dir": None}} if isinstance(c, dict) else c
+
+    status = record.status if record and placed(record.config) == placed(config.to_dict()) else None  # else another's
     if status in ("completed", "pruned", "diverged"):
         return earlier[0], status, None
     try:
