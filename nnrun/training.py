@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -323,8 +324,9 @@ def fit_run(
             if stop.requested and len(rows) < epochs:  # a stop during the last epoch still completes the run
                 raise RunInterrupted(
                     f"{stop.signal}: stopped after {len(rows)} completed epoch(s); history and checkpoint kept in "
-                    f"{run.path}.", resume=f"nnrun train --resume {run.path}"
-                )
+                    f"{run.path}.", resume=f"nnrun sweep --resume {shlex.quote(str(run.path.parent))}"
+                    if (run.path.parent / rd.SWEEP).is_file() else f"nnrun train --resume {run.path}",  # a trial's
+                )  # fmt: skip
             if pruning is not None and pruning.reason:
                 run.finish("pruned", now=now(), error=pruning.reason, epochs_run=len(rows))
                 reporter.print(f"[magenta]{pruning.reason}[/]; run directory: [cyan]{run.path}[/]", soft_wrap=True)

@@ -1548,6 +1548,8 @@ def test_resume_after_an_interrupted_trial(grid_sweep, tmp_path, monkeypatch):
     assert [t.status for t in stopped.trials] == ["completed", "interrupted"]  # the other two never started
     assert "stopped after 1 completed epoch" in stopped.trials[1].error
     assert "nnrun train --resume" not in stopped.trials[1].error  # the sweep's --resume continues it, not train's
+    run = json.loads((path / stopped.trials[1].run_dir / "run.json").read_text())
+    assert run["error"].endswith(f"Continue with: nnrun sweep --resume {path}")  # as show prints it, too
     first_run = json.loads((path / stopped.trials[0].run_dir / "run.json").read_text())
     monkeypatch.setattr(training, "make_run_callbacks", original)
 
