@@ -287,6 +287,13 @@ CASES = [
     Case("sweep-metric-val-mae", ["--metric 'val_mae': not a metric the compare table has",
                                   "pass validation.mae (its last epoch) or best_validation.mae"], base="diabetes_sweep",
          command="sweep", args=["--metric", "val_mae"]),
+    Case("sweep-metric-best-val-of-a-logged-metric", ["--metric 'best_val_AUC': not a metric the compare table has",
+                                                      "pass validation.AUC (its last epoch) or best_validation.AUC"],
+         base="diabetes_sweep", command="sweep", args=["--metric", "best_val_AUC", "--set", "training.metrics=[AUC]"]),
+    Case("sweep-metric-val-of-an-unlogged-metric", ["--metric 'val_auc'", "pass validation.auc (its last epoch) or "
+                                                    "best_validation.auc (at the epoch of the lowest val_loss), once "
+                                                    "training.metrics has auc."],
+         base="diabetes_sweep", command="sweep", args=["--metric", "val_auc"]),  # not 'did you mean best_val_loss'
     Case("sweep-runs-dir-empty", ["run.runs_dir: must name a folder", "Pass another --runs-dir."],
          base="diabetes_sweep", command="sweep", args=["--runs-dir", ""]),
     Case("resume-with-empty-runs-dir", ["--resume continues a run exactly as it was configured"],

@@ -169,13 +169,21 @@ def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metr
         numeric = [c for c in [*numeric, "val_accuracy", "val_loss"] if not any(w in c for w in fits)]
         close = difflib.get_close_matches(key, numeric, n=1, cutoff=0.7)
         numeric = [c for c in numeric if not c.startswith("val_")]  # short forms: suggested, not listed
-        name = key.removeprefix("val_")  # val_accuracy and val_loss are short for best_val_...; val_mae has no column
+        # val_accuracy and val_loss are short for best_val_...; val_mae, best_val_AUC have no column of their own
+        name = key.removeprefix("best_val_").removeprefix("val_")
+        logged = {n.lower(): n for n in metric_names(config, validation=False)}  # AUC, as Keras logs it
+        spelled = logged.get(name.lower(), name)
+        if key.startswith(("val_", "best_val_")):  # a validation metric: by its name, not its prefix
+            near = difflib.get_close_matches(name, list(logged.values()), n=1, cutoff=0.5)  # acc: accuracy
+            close = [key[: -len(name)] + near[0]] if near and name.lower() not in logged else []
         short = f" (short for {canonical(close[0])})" if close and canonical(close[0]) != close[0] else ""
         fix = (f"; did you mean {close[0]}{short}?" if close else
                f"; {name} is nnrun's own measure of a regression, taken once, on the test data (test_{name})"
                if key.startswith("val_") and name in ("r2", "rmse") else
-               f"; for {name} on the validation data, pass validation.{name} (its last epoch) or best_validation.{name}"
-               " (at the epoch of the lowest val_loss)" if key.startswith("val_") else
+               f"; for {spelled} on the validation data, pass validation.{spelled} (its last epoch) or "
+               f"best_validation.{spelled} (at the epoch of the lowest val_loss)"
+               + ("" if name.lower() in logged else f", once training.metrics has {spelled}")
+               if key.startswith(("val_", "best_val_")) else
                ", or a metrics.json path such as test.accuracy, validation.loss or best_validation.AUC")  # fmt: skip
         raise ConfigError(f"{said} {metric!r}: not a metric the compare table has. Use one of {', '.join(numeric)}"
                           f"{fix}{'' if close else '.'}")
