@@ -253,6 +253,8 @@ CASES = [
     Case("set-bad-index", ["--set model.layers[7].units", "list of 3 items"], args=["--set", "model.layers.7.units=3"]),
     Case("set-without-value", ["expected KEY=VALUE"], args=["--set", "training.epochs"]),
     Case("set-wrong-type", ["training.epochs", "valid integer"], args=["--set", "training.epochs=many"]),
+    Case("set-fraction-for-a-whole-number", ["training.batch_size: input should be a valid integer: not a number with a "
+                                             "fractional part, got 1.5 "], args=["--set", "training.batch_size=1.5"]),
     Case("name-with-slash", ["run.name", "got 'a/b'", "Pass another --name."], args=["--name", "a/b"]),
     Case("name-empty", ["run.name", "got ''", "(given by --name). Pass another --name."], args=["--name", ""]),
     Case("runs-dir-empty", ["run.runs_dir: must name a folder, e.g. runs, got ''", "Pass another --runs-dir."],
