@@ -559,6 +559,8 @@ def test_group_by_gives_each_groups_run_count_and_mean_and_std_by_hand(tmp_path)
     make_run(folder, "20250130-100000-narrowest", config=config, test={"accuracy": 0.6, "loss": 0.4})
     rows = as_json(folder, "--group-by", "model.layers.0.units")  # no --sort: by the groups' values, as pandas
     assert [r["model.layers[0].units"] for r in rows] == [8, 64, 512]  # numbers by size, not '512' < '64' < '8'
+    result = invoke("compare", folder, "--group-by", "model.layers.0.units", "--only-changed")  # was ignored
+    assert result.exit_code == 2 and "--only-changed lists the config keys whose values differ" in result.output
     result = invoke("compare", folder, "--group-by", "model.layers.0.unit")
     assert result.exit_code == 2 and "--group-by 'model.layers.0.unit': no run has the key" in result.output
     # Trial numbers repeat from sweep to sweep: grouping two sweeps' runs by trial would merge strangers.

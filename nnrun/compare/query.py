@@ -321,6 +321,9 @@ def compare_runs(paths: list[str | Path], *, sort: str | None = None, descending
     records = load_records(paths) if records is None else records
     chosen_filters = [parse_filter(f, records) for f in filters]
     shown = [r for r in records if all(f.matches(r) for f in chosen_filters)]
+    if group_by and only_changed:  # it was ignored: each group's row has the keys it is grouped by
+        raise ConfigError("--only-changed lists the config keys whose values differ from run to run; with --group-by, "
+                          "name the keys to see with --columns instead, or drop --group-by.")
     if group_by:
         return _grouped(records, shown, group_by, sort, descending, columns)
     if sort:
