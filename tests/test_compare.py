@@ -134,6 +134,9 @@ def test_every_run_is_shown_with_its_status_and_unreadable_folders_with_the_reas
     assert ".hidden" not in result.stderr
     assert "zz-no-run-json: unreadable: not a run directory (no run.json)" in result.stderr
     assert "sweep-20250109-100000-fresh: unreadable: a sweep folder with no trial runs yet" in result.stderr
+    (runs / "sweep-20250109-100000-fresh" / rd.SWEEP).write_text(json.dumps({"counts": {"invalid": 4}}))  # all invalid
+    result = invoke("compare", runs)
+    assert "fresh: unreadable: a sweep folder with no trial runs (its trials: 4 invalid, in sweep.json)" in result.stderr
     assert "zz-[dim]x: unreadable" in result.stderr
     assert "zz-corrupt: unreadable: corrupt run.json" in result.stderr
     assert "20250108-100000-damaged: metrics.json is corrupt" in result.stderr

@@ -129,8 +129,9 @@ def read_record(path: Path) -> RunRecord:
     try:
         info = json.loads((path / rd.RUN).read_bytes())
     except FileNotFoundError:
-        sweep = (path / rd.SWEEP).is_file()  # its trials' runs are listed once they have started
-        return _unreadable(path, "a sweep folder with no trial runs yet" if sweep else f"not a run directory (no {rd.RUN})")
+        if (path / rd.SWEEP).is_file():  # its trials' runs are listed once they have started
+            return _unreadable(path, f"a sweep folder with no trial runs{_sweep_counts(path)}")
+        return _unreadable(path, f"not a run directory (no {rd.RUN})")
     except OSError as exc:
         return _unreadable(path, f"cannot read {rd.RUN} ({exc.strerror})")
     except ValueError as exc:  # bad JSON or bad UTF-8
@@ -146,6 +147,16 @@ def read_record(path: Path) -> RunRecord:
     record.history = _read_optional(path / rd.HISTORY, record, parse_history) or History()
     record.fields = _fields(record)
     return record
+
+
+def _sweep_counts(path: Path) -> str:
+    """`` yet``, or what ``sweep.json`` says of trials that left no run: `` (its trials: 4 invalid, in sweep.json)``."""
+    try:
+        counts = json.loads((path / rd.SWEEP).read_bytes()).get("counts") or {}
+        told = ", ".join(f"{int(n)} {s}" for s, n in counts.items())
+    except (OSError, ValueError, AttributeError, TypeError):
+        told = ""
+    return f" (its trials: {told}, in {rd.SWEEP})" if told else " yet"
 
 
 def _unreadable(path: Path, reason: str) -> RunRecord:
