@@ -558,6 +558,26 @@ def test_ctrl_c_while_optuna_records_a_trial_waits_for_the_record_then_stops_the
     assert running_count(open_study(path, stopped)) == 0
 
 
+def test_ctrl_c_as_a_trained_trial_checks_its_data_is_held_until_it_is_recorded(tmp_path, monkeypatch, capfd):
+    """After the training, before Optuna's tell (the data's hash, the trial's attributes): a Ctrl-C there left the
+    trial failed, 'its worker stopped before it recorded a result'; half its attributes, failed for good."""
+    from nnrun.sweep import trial as trial_module
+
+    def trained(state, config, judge, index):
+        (run := tmp_path / f"20261124-000000-{config.run.name}").mkdir(exist_ok=True)
+        return run, "completed", None
+
+    monkeypatch.setattr(trial_module, "_train_one", trained)
+    monkeypatch.setattr(trial_module, "run_values", lambda run, *keys: [0.5, None][: len(keys)])
+    monkeypatch.setattr(trial_module, "check_data", lambda *args: os.kill(os.getpid(), signal.SIGINT))
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
+    with pytest.raises(RunInterrupted, match=r"^sweep stopped; .*nnrun sweep --resume"):
+        work(path, state)
+    (first,) = read_state(path).trials
+    assert (first.status, first.value, first.error) == ("completed", 0.5, None)
+    assert "Ctrl-C: stopping once this trial is recorded (Ctrl-C again to stop at once)." in capfd.readouterr().err
+
+
 def test_ctrl_c_just_after_a_trial_is_announced_stops_it_before_its_training(tmp_path, monkeypatch):
     """Between the trial's line and its training (its attributes, sweep.json): it was told failed, 'its worker
     stopped before it recorded a result', as if the worker had been killed."""

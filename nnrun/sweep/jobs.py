@@ -50,7 +50,7 @@ def join_process(sweep_dir: Path, echo: Callable[[str], None]) -> tuple[Any, Any
     import tempfile
     import threading
 
-    log = tempfile.NamedTemporaryFile("w+", prefix="nnrun-join-", suffix=".log")  # noqa: SIM115 - closed by _reap
+    log = tempfile.NamedTemporaryFile("w+", prefix="nnrun-join-", suffix=".log")  # noqa: SIM115 - closed by reap
     command = [sys.executable, "-m", "nnrun", "sweep", "--join", str(sweep_dir)]
     # A session of its own: a terminal's Ctrl-C reaches this worker only, which passes it on once (a second one
     # would stop the helper's epoch at once).

@@ -13,6 +13,8 @@ import re
 import signal
 import socket
 import statistics
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,30 +60,32 @@ class HeldCtrlC:
     worker, and Optuna raising UnboundLocalError. ``hold`` as a trial is asked for and as it ends; ``release`` as it
     starts training (``run_trial`` then tells it interrupted) and once it is told."""
 
-    holding = heard = False
+    active = holding = heard = False
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        """The handler, around ``study.optimize`` (in the main thread only: elsewhere Ctrl-C raises as usual)."""
-        self.holding = self.heard = False
-        try:
-            previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:
-            previous = None
+        """The handler, around ``study.optimize``; in the main thread only (elsewhere Ctrl-C raises as usual, and
+        ``hold`` and ``release`` do nothing)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, self._handler)
+        self.active, self.holding, self.heard = True, False, False
         try:
             yield
         finally:
-            self.holding = self.heard = False
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            self.active = self.holding = self.heard = False
+            signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)  # None: C's
 
     def _handler(self, signum: int, frame: Any) -> None:
         if not self.holding or self.heard:
             raise KeyboardInterrupt
         self.heard = True
+        print("Ctrl-C: stopping once this trial is recorded (Ctrl-C again to stop at once).", file=sys.stderr)
 
     def hold(self) -> None:
-        self.holding = True
+        self.holding = self.active
 
     def release(self) -> None:
         self.holding, heard, self.heard = False, self.heard, False
@@ -140,6 +144,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         if stopped and repeat < state.repeats - 1:  # Ctrl-C in a seed's last epoch: the other seeds wait
             status, error = "interrupted", f"{stopped}: stopped after seed {seed}"
             break
+    CTRL_C.hold()  # from here until Optuna has recorded the result (the data's hash may take a while)
     changed = False
     if status in ("completed", "pruned", "diverged"):
         try:
