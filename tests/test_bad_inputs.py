@@ -296,6 +296,13 @@ CASES = [
                                                     "best_validation.auc (at the epoch of the lowest val_loss), once "
                                                     "training.metrics has auc."],
          base="diabetes_sweep", command="sweep", args=["--metric", "val_auc"]),  # not 'did you mean best_val_loss'
+    Case("sweep-metric-val-of-a-misspelt-logged-metric", ["--metric 'val_precison'", "pass validation.precision (its "
+                                                          "last epoch) or best_validation.precision"],
+         base="diabetes_sweep", command="sweep", args=["--metric", "val_precison", "--set",
+                                                       "training.metrics=[accuracy,precision]"]),  # not val_precision
+    Case("sweep-metric-val-rmse", ["--metric 'val_rmse'", "rmse is nnrun's own measure of a regression, taken once, "
+                                   "on the test data (test_rmse)"],
+         base="penguins_mass", command="sweep", args=["--metric", "val_rmse", "--grid", "training.batch_size=8,16"]),
     Case("sweep-runs-dir-empty", ["run.runs_dir: must name a folder", "Pass another --runs-dir."],
          base="diabetes_sweep", command="sweep", args=["--runs-dir", ""]),
     Case("resume-with-empty-runs-dir", ["--resume continues a run exactly as it was configured"],

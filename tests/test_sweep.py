@@ -1162,6 +1162,10 @@ def test_a_regression_sweep_ranks_by_any_test_metric_the_table_shows(tmp_path):
     assert note.startswith("dataset.validation is 'test' in some trials, whose values are ranked against the others',")
     _, state = start_sweep(SWEEP_CONFIG, grid_options=["dataset.validation=0.2,0.1"], runs_dir=tmp_path)
     assert ranked_on_test_data(state.metric, state.base_config, state.grid) is None
+    _, state = start_sweep(ROOT / "configs" / "mnist_mlp.yaml", grid_options=["dataset.validation=uniform(0.1, 0.3)"],
+                           search="random", trials=2, runs_dir=tmp_path)  # its dataset.validation: test
+    assert state.base_config["dataset"]["validation"] == "test"
+    assert ranked_on_test_data(state.metric, state.base_config, state.grid) is None  # fractions replace the base's
     with pytest.raises(ConfigError, match="--metric test_accuracy: the trials log only loss, .*; rank these regressions"):
         start_sweep(config, grid_options=[LR], search="random", trials=2, metric="test_accuracy", runs_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"the trials have no validation data .*, e.g. --metric test_r2.$"):

@@ -131,8 +131,9 @@ def ranked_on_test_data(metric: str, base: dict[str, Any] | None = None, grid: d
     """The warning for a sweep ranked on the test data, which then no longer measures the chosen trial fairly: a test
     metric, or a validation metric where the trials (``base`` with each value of ``grid``) validate on the test data."""
     if base is not None and metric.startswith(("val_", "best_val", "validation.", "best_validation.")):
-        keys = [k for k in grid if space.reaches(k, "dataset.validation") and isinstance(grid[k], list)]
-        splits = [space.resolve(base, {k: v})["dataset"]["validation"] for k in keys for v in grid[k]]
+        keys = [k for k in grid if space.reaches(k, "dataset.validation")]
+        splits = [space.resolve(base, {k: v})["dataset"]["validation"] if isinstance(grid[k], list) else "a fraction"
+                  for k in keys for v in (grid[k] if isinstance(grid[k], list) else [None])]  # a range: fractions
         splits = splits if keys else [base["dataset"]["validation"]]
         if "test" in splits:
             some = "" if set(splits) == {"test"} else " in some trials, whose values are ranked against the others'"
@@ -174,15 +175,17 @@ def check_metric(metric: str, prune: str, config: RunConfig, said: str = "--metr
         logged = {n.lower(): n for n in metric_names(config, validation=False)}  # AUC, as Keras logs it
         spelled = logged.get(name.lower(), name)
         if key.startswith(("val_", "best_val_")):  # a validation metric: by its name, not its prefix
-            near = difflib.get_close_matches(name, list(logged.values()), n=1, cutoff=0.5)  # acc: accuracy
-            close = [key[: -len(name)] + near[0]] if near and name.lower() not in logged else []
+            near = [] if name.lower() in logged or name in ("r2", "rmse") else \
+                difflib.get_close_matches(name, list(logged.values()), n=1, cutoff=0.5)  # acc: accuracy
+            spelled = near[0] if near else spelled  # precison: precision, as validation.precision
+            close = [key[: -len(name)] + near[0]] if near and near[0] in ("accuracy", "loss") else []
         short = f" (short for {canonical(close[0])})" if close and canonical(close[0]) != close[0] else ""
         fix = (f"; did you mean {close[0]}{short}?" if close else
                f"; {name} is nnrun's own measure of a regression, taken once, on the test data (test_{name})"
                if key.startswith("val_") and name in ("r2", "rmse") else
                f"; for {spelled} on the validation data, pass validation.{spelled} (its last epoch) or "
                f"best_validation.{spelled} (at the epoch of the lowest val_loss)"
-               + ("" if name.lower() in logged else f", once training.metrics has {spelled}")
+               + ("" if spelled.lower() in logged else f", once training.metrics has {spelled}")
                if key.startswith(("val_", "best_val_")) else
                ", or a metrics.json path such as test.accuracy, validation.loss or best_validation.AUC")  # fmt: skip
         raise ConfigError(f"{said} {metric!r}: not a metric the compare table has. Use one of {', '.join(numeric)}"
