@@ -782,9 +782,13 @@ def test_cli_grid_replaces_the_config_section_key():
                                           r"which takes a list or mapping as its JSON text; list each value once.$"):
         collect_grid(config, ["dataset.path=[1,2],'[1, 2]'"])  # Optuna's one choice: the grid would train [1, 2] twice
     # Two spellings of one key: the second replaced the first, whose values were silently dropped.
-    with pytest.raises(ConfigError, match=r"^sweep keys model.layers.-1.units and model.layers.2.units are one key "
+    with pytest.raises(ConfigError, match=r"^--grid model.layers.-1.units and model.layers.2.units are one key "
                                           r"\(model.layers.2.units\); give its values once.$"):
         collect_grid(config, ["model.layers.-1.units=1,2", "model.layers.2.units=3,4"])
+    with pytest.raises(ConfigError, match=r"^--grid model.layers.0.units is given twice; give its values once.$"):
+        collect_grid(config, ["model.layers[0].units=1,2", "model.layers.0.units=3,4"])
+    # --grid replaces the config's own key, however either spells it (the README says so).
+    assert collect_grid(config, ["model.layers.-3.units=3,4"])["model.layers.0.units"] == [3, 4]
     # A range Optuna cannot draw from.
     for text in ("uniform(0, inf)", "loguniform(1e-4, 1e400)", "uniform(-1e308, 1e308)"):
         with pytest.raises(ConfigError, match=r"needs finite bounds \(Optuna cannot draw from an infinite range\)"):

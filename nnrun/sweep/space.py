@@ -97,19 +97,24 @@ def grid_key(key: str, grid: dict[str, Any], data: dict[str, Any]) -> str:
 
 def collect_grid(config: RunConfig, options: list[str] = ()) -> dict[str, Any]:
     """The config's ``sweep.grid``, then each ``--grid`` option (which replaces the same key). ConfigError if empty."""
-    grid: dict[str, Any] = {}
+    section: list[tuple[str, Any]] = []
     for key, axis in (config.sweep.grid if config.sweep else {}).items():
         key = normalize_key(key)
         if isinstance(axis, str) and parse_range(axis, key, "sweep.grid") is None:
             raise ConfigError(f"sweep.grid.{key}: expected a list of values or a range such as "
                               f"loguniform(1e-4, 1e-1), got {axis!r}.")  # fmt: skip
-        grid[key] = axis.strip() if isinstance(axis, str) else list(axis)
-    grid.update(parse_grid_option(text) for text in options)
-    keys = {key: grid_key(key, grid, config.to_dict()) for key in grid}
-    if len(set(keys.values())) < len(keys):  # model.layers.-1 and model.layers.2 of three: one key, given twice
-        same = [k for k in keys if list(keys.values()).count(keys[k]) > 1]
-        raise ConfigError(f"sweep keys {' and '.join(same)} are one key ({keys[same[0]]}); give its values once.")
-    grid = {keys[key]: axis for key, axis in grid.items()}
+        section.append((key, axis.strip() if isinstance(axis, str) else list(axis)))
+    given = [parse_grid_option(text) for text in options]
+    every, data = dict(section + given), config.to_dict()
+    for pairs, said in ((section, "sweep.grid keys"), (given, "--grid")):  # --grid KEY replaces the section's KEY
+        named: dict[str, str] = {}
+        for key, _ in pairs:  # model.layers.-1 and model.layers[2] of three layers: one key, its values given twice
+            if (canonical := grid_key(key, every, data)) in named:
+                twice = f"{key} is given twice" if named[canonical] == key else \
+                    f"{named[canonical]} and {key} are one key ({canonical})"
+                raise ConfigError(f"{said} {twice}; give its values once.")
+            named[canonical] = key
+    grid = {grid_key(key, every, data): axis for key, axis in section + given}
     # YAML reads 2024-01-01 as a date: keep the text the user wrote, as sweep.json and the config can hold it.
     grid = {key: json.loads(json.dumps(axis, default=str)) for key, axis in grid.items()}
     if not grid:
