@@ -374,6 +374,11 @@ def test_plot_of_groups_draws_each_groups_mean_per_epoch_with_its_spread(tmp_pat
             make_run(folder, f"2025010{seed}-10000{units % 7}-u{units}s{seed}", config=config,
                      history=[{"epoch": e, "accuracy": v, "loss": 1 - v, "val_accuracy": v, "val_loss": 1 - v}
                               for e, v in enumerate(values, 1)])  # fmt: skip
+    nan = json.loads(json.dumps(BASE_CONFIG))
+    nan["model"]["layers"][0]["units"] = 64
+    make_run(folder, "20250109-100000-u64-diverged", config=nan, history=[  # a third seed: NaN in epoch 2, left out
+        {"epoch": 1, "accuracy": 0.6, "loss": 0.4, "val_accuracy": 0.6, "val_loss": 0.4},
+        {"epoch": 2, "accuracy": 0.5, "loss": math.nan, "val_accuracy": math.nan, "val_loss": math.nan}])  # fmt: skip
     drawn = []
     real = plots.plot_runs
     monkeypatch.setattr(plots, "plot_runs", lambda series, path, metric: drawn.append(series) or real(series, path, metric=metric))
@@ -382,8 +387,8 @@ def test_plot_of_groups_draws_each_groups_mean_per_epoch_with_its_spread(tmp_pat
     assert result.exit_code == 0, result.output
     (series,) = drawn
     by_label = {label: (epochs, means, stds) for label, epochs, means, stds in series}
-    epochs, means, stds = by_label["model.layers[0].units=64 (2 runs)"]
-    assert epochs == [1.0, 2.0] and means == pytest.approx([0.6, 0.8]) and stds == pytest.approx([0.02**0.5] * 2)
+    epochs, means, stds = by_label["model.layers[0].units=64 (3 runs)"]
+    assert epochs == [1.0, 2.0] and means == pytest.approx([0.6, 0.8]) and stds == pytest.approx([0.1, 0.02**0.5])
     assert by_label["model.layers[0].units=512 (1 run)"][1:] == ([0.6, 0.8], [0.0, 0.0])
     with Image.open(target) as image:
         assert image.format == "PNG"

@@ -217,7 +217,8 @@ def plot_comparison(comparison: Comparison, path: str | Path, metric: str | None
             for member in record.members:
                 values = member.history.get(metric) or []
                 for epoch, value in zip(member.history.get("epoch") or range(1, len(values) + 1), values):
-                    by_epoch.setdefault(float(epoch), []).append(value)
+                    if math.isfinite(value):  # an empty cell (NaN), or a diverged run's loss
+                        by_epoch.setdefault(float(epoch), []).append(value)
             if by_epoch:
                 epochs = sorted(by_epoch)
                 label = ", ".join(f"{k}={display(k, comparison.value(record, k))}" for k in keys)
