@@ -57,8 +57,8 @@ class TrialFailed(Exception):
 class HeldCtrlC:
     """Ctrl-C held while Optuna asks for a trial, starts its heartbeat and records it (its tell), and raised once that
     is done; a second one raises at once. A KeyboardInterrupt inside Optuna's tell left the trial running with no
-    worker, and Optuna raising UnboundLocalError. ``hold`` as a trial is asked for and as it ends; ``release`` as it
-    starts training (``run_trial`` then tells it interrupted) and once it is told."""
+    worker, and made Optuna raise UnboundLocalError. ``hold`` as a trial is asked for and as it ends; ``release`` as
+    it starts training (``run_trial`` then tells it interrupted) and once it is told."""
 
     active = holding = heard = False
 
