@@ -578,6 +578,36 @@ def test_ctrl_c_as_a_trained_trial_checks_its_data_is_held_until_it_is_recorded(
     assert "Ctrl-C: stopping once this trial is recorded (Ctrl-C again to stop at once)." in capfd.readouterr().err
 
 
+@pytest.mark.parametrize("repeats", [1, 2])
+def test_ctrl_c_the_moment_a_trial_finishes_training_is_held_until_it_is_recorded(tmp_path, monkeypatch, repeats):
+    """The run's own Ctrl-C handler is gone once it has trained; a Ctrl-C before the trial was held again (as its
+    metric is read) left it failed, 'its worker stopped before it recorded a result'; between seeds, too."""
+    from nnrun import training
+    from nnrun.sweep import trial as trial_module
+
+    def trained(config, **kwargs):
+        (run := tmp_path / f"20261124-000000-{config.run.name}").mkdir()
+        return training.TrainResult(run, "completed", {}, 0.1)
+
+    sent = []
+
+    def read_as_ctrl_c_comes(run, *keys):  # once: a second Ctrl-C stops at once
+        if not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGINT))
+        return [0.5, None][: len(keys)]
+
+    monkeypatch.setattr(training, "train", trained)
+    monkeypatch.setattr(trial_module, "run_values", read_as_ctrl_c_comes)
+    path, state = start_sweep(SWEEP_CONFIG, repeats=repeats, runs_dir=tmp_path)
+    with pytest.raises(RunInterrupted, match=r"^sweep stopped; .*nnrun sweep --resume"):
+        work(path, state)
+    (first,) = read_state(path).trials
+    if repeats == 1:
+        assert (first.status, first.value, first.error) == ("completed", 0.5, None)
+    else:  # the first seed is kept for --resume; the second never started
+        assert (first.status, first.error, len(first.run_dirs)) == ("interrupted", "stopped (SIGINT) before seed 43 began", 1)
+
+
 def test_ctrl_c_just_after_a_trial_is_announced_stops_it_before_its_training(tmp_path, monkeypatch):
     """Between the trial's line and its training (its attributes, sweep.json): it was told failed, 'its worker
     stopped before it recorded a result', as if the worker had been killed."""

@@ -129,7 +129,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
             error = str(exc) if isinstance(exc, NnrunError) else type(exc).__name__ + detail
             error = exc.what if isinstance(exc, RunInterrupted) else error  # the sweep's --resume continues it
             if type(exc) is KeyboardInterrupt:  # before the run's own handler: nothing trained yet
-                error = "stopped (SIGINT) before its training began"
+                error = f"stopped (SIGINT) before {f'seed {seed} began' if repeat else 'its training began'}"
             break
         runs.append(run.name)
         pruned_at = reported[-1] if reported else math.nan  # an earlier attempt's pruned run reports nothing
@@ -144,7 +144,7 @@ def run_trial(trial: optuna.Trial, index: int, name: str, params: dict[str, Any]
         if stopped and repeat < state.repeats - 1:  # Ctrl-C in a seed's last epoch: the other seeds wait
             status, error = "interrupted", f"{stopped}: stopped after seed {seed}"
             break
-    CTRL_C.hold()  # from here until Optuna has recorded the result (the data's hash may take a while)
+    CTRL_C.hold()  # until Optuna has recorded the result (the data's hash may take a while); _train_one held it too
     changed = False
     if status in ("completed", "pruned", "diverged"):
         try:
@@ -204,13 +204,14 @@ def _train_one(state: SweepState, config: Any, judge: Any, index: int) -> tuple[
     quiet = Reporter(make_console(quiet=True))
     earlier = _runs_named(Path(config.run.runs_dir), config.run.name)[-1:]
     record = read_record(earlier[0]) if earlier else None
+
     def placed(c: Any) -> Any:  # where the sweep folder is (it may have moved since) is no part of the trial
         return {**c, "run": {**c.get("run", {}), "runs_dir": None}} if isinstance(c, dict) else c
 
     status = record.status if record and placed(record.config) == placed(config.to_dict()) else None  # else another's
-    if status in ("completed", "pruned", "diverged"):
-        return earlier[0], status, None
     try:
+        if status in ("completed", "pruned", "diverged"):
+            return earlier[0], status, None
         if status in ("interrupted", "crashed") and (earlier[0] / rd.LAST_CHECKPOINT).is_file():
             try:
                 result = training.resume(earlier[0], reporter=quiet, argv=state.argv, pruning=pruning)
@@ -221,6 +222,7 @@ def _train_one(state: SweepState, config: Any, judge: Any, index: int) -> tuple[
                                 config_path=state.config_file, pruning=pruning)  # fmt: skip
         return result.run_dir, result.status, result.stopped
     finally:
+        CTRL_C.hold()  # at once: the run's own Ctrl-C handler has just gone, and Optuna is yet to record the trial
         rd.release_all()  # a run that failed before it finished is not left locked while this worker goes on
 
 
