@@ -608,6 +608,26 @@ def test_ctrl_c_the_moment_a_trial_finishes_training_is_held_until_it_is_recorde
         assert (first.status, first.error, len(first.run_dirs)) == ("interrupted", "stopped (SIGINT) before seed 43 began", 1)
 
 
+def test_jobs_import_tensorflow_before_their_helpers_start(tmp_path, monkeypatch):
+    """TensorFlow's first import hides stderr for a moment (absl's noise). In sweep --resume --jobs 2 it came as
+    this worker's first trial began, when a helper's first line was being shown here: that line was lost."""
+    from nnrun import tf
+    from nnrun.sweep import orchestrate
+
+    order = []
+
+    def helper(sweep_dir, echo):
+        order.append("helper")
+        raise RuntimeError("no helper in this test")
+
+    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
+    monkeypatch.setattr(tf, "import_keras", lambda: order.append("tensorflow"))
+    monkeypatch.setattr(orchestrate, "join_process", helper)
+    with pytest.raises(RuntimeError, match="no helper in this test"):
+        work(path, state, jobs=2)
+    assert order == ["tensorflow", "helper"]
+
+
 def test_ctrl_c_just_after_a_trial_is_announced_stops_it_before_its_training(tmp_path, monkeypatch):
     """Between the trial's line and its training (its attributes, sweep.json): it was told failed, 'its worker
     stopped before it recorded a result', as if the worker had been killed."""
