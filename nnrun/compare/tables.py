@@ -223,6 +223,8 @@ def plot_comparison(comparison: Comparison, path: str | Path, metric: str | None
                 epochs = sorted(by_epoch)
                 label = ", ".join(f"{k}={display(k, comparison.value(record, k))}" for k in keys)
                 runs = f"{len(record.members)} run{'s' * (len(record.members) != 1)}"
+                if fewer := next((e for e in epochs if len(by_epoch[e]) < len(record.members)), None):  # pruned, say
+                    runs += f"; fewer from epoch {fewer:g}"
                 series.append((f"{label} ({runs})", epochs,
                                [statistics.fmean(by_epoch[e]) for e in epochs],
                                [statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs]))
