@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,12 +33,9 @@ def import_keras():
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     # absl prints "All log messages before absl::InitializeLog()..." straight to
     # file descriptor 2 during the import; hide fd 2 for that moment only.
-    saved = _silence_fd(2)
-    try:
+    with quiet_stderr():
         import keras
         import tensorflow as tf
-    finally:
-        _restore_fd(2, saved)
     tf.get_logger().setLevel("ERROR")
     try:
         import absl.logging
@@ -48,14 +46,21 @@ def import_keras():
     return keras
 
 
+#: Held while file descriptor 2 is hidden: another thread that shows lines there (``sweep --jobs``, its helpers'
+#: trial lines) takes it first, so that a line waits rather than vanishes.
+STDERR_SHOWN = threading.RLock()
+
+
 @contextmanager
 def quiet_stderr():
-    """Hide file descriptor 2 for a moment: libjpeg prints "Input file read error" there for each bad file."""
-    saved = _silence_fd(2)
-    try:
-        yield
-    finally:
-        _restore_fd(2, saved)
+    """Hide file descriptor 2 for a moment: libjpeg prints "Input file read error" there for each bad file, absl a
+    line as TensorFlow is imported."""
+    with STDERR_SHOWN:
+        saved = _silence_fd(2)
+        try:
+            yield
+        finally:
+            _restore_fd(2, saved)
 
 
 def _silence_fd(fd: int):

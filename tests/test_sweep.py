@@ -608,24 +608,26 @@ def test_ctrl_c_the_moment_a_trial_finishes_training_is_held_until_it_is_recorde
         assert (first.status, first.error, len(first.run_dirs)) == ("interrupted", "stopped (SIGINT) before seed 43 began", 1)
 
 
-def test_jobs_import_tensorflow_before_their_helpers_start(tmp_path, monkeypatch):
-    """TensorFlow's first import hides stderr for a moment (absl's noise). In sweep --resume --jobs 2 it came as
-    this worker's first trial began, when a helper's first line was being shown here: that line was lost."""
-    from nnrun import tf
-    from nnrun.sweep import orchestrate
+def test_a_jobs_helpers_line_waits_while_this_worker_hides_stderr(tmp_path, monkeypatch):
+    """TensorFlow's first import, and an image folder's decoding, hide stderr for a while (absl's, libjpeg's noise).
+    In sweep --resume --jobs 2 the import came as a helper's first trial line was shown here: that line was lost."""
+    import subprocess
 
-    order = []
+    from nnrun.sweep.jobs import join_process
+    from nnrun.tf import quiet_stderr
 
-    def helper(sweep_dir, echo):
-        order.append("helper")
-        raise RuntimeError("no helper in this test")
-
-    path, state = start_sweep(SWEEP_CONFIG, runs_dir=tmp_path)
-    monkeypatch.setattr(tf, "import_keras", lambda: order.append("tensorflow"))
-    monkeypatch.setattr(orchestrate, "join_process", helper)
-    with pytest.raises(RuntimeError, match="no helper in this test"):
-        work(path, state, jobs=2)
-    assert order == ["tensorflow", "helper"]
+    real = subprocess.Popen
+    say = "import sys; print('trial 1/1 training model.layers[0].units=8', file=sys.stderr)"
+    monkeypatch.setattr(subprocess, "Popen", lambda command, **kwargs: real([sys.executable, "-c", say], **kwargs))
+    shown = []
+    with quiet_stderr():  # as TensorFlow is imported
+        helper, log = join_process(tmp_path, shown.append)
+        helper.wait()
+        time.sleep(0.6)  # the tail reads every 0.2 s
+        assert shown == []  # not shown into the hidden stderr
+    helper.reader.join(timeout=10)
+    log.close()
+    assert shown == [f"[dim](--join pid {helper.pid})[/] trial 1/1 training model.layers[0].units=8"]
 
 
 def test_ctrl_c_just_after_a_trial_is_announced_stops_it_before_its_training(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from typing import Any
 from rich.markup import escape
 
 from nnrun.errors import ExitCode
+from nnrun.tf import STDERR_SHOWN
 
 
 def stop(helpers: list[tuple[Any, Any]]) -> None:
@@ -64,7 +65,9 @@ def join_process(sweep_dir: Path, echo: Callable[[str], None]) -> tuple[Any, Any
                     time.sleep(0.2)  # nothing new yet, or half a line
                     continue
                 if re.match(r"trial \d+/\d+ ", plain := re.sub(r"\x1b\[[0-9;]*m", "", line)):
-                    with suppress(Exception):  # this worker's console closed: the helper goes on regardless
+                    # Not while this worker hides stderr (TensorFlow's import, images decoded): the line would vanish.
+                    # A closed console: the helper goes on regardless.
+                    with suppress(Exception), STDERR_SHOWN:
                         echo(f"[dim](--join pid {helper.pid})[/] {escape(plain.rstrip())}")
                 line = ""
 

@@ -117,10 +117,6 @@ def work(
     sweep_dir = Path(sweep_dir).resolve()
     study = open_study(sweep_dir, state)
     share_cpus(jobs)
-    if jobs > 1:  # first: TensorFlow's import hides stderr for a moment, which would swallow the helpers' lines shown
-        from nnrun.tf import import_keras
-
-        import_keras()
     helpers = [join_process(sweep_dir, echo) for _ in range(jobs - 1)]
     state.executor, state.jobs, started = executor, jobs, time.perf_counter()
     try:
